@@ -1,0 +1,215 @@
+"""Controls that tell what a probe's accuracy means: is it the representation, or the probe's own capacity?
+
+- Control tasks and selectivity (Hewitt & Liang, 2019, "Designing and Interpreting Probes with Control
+  Tasks", arXiv 1909.03368): every word type gets a fixed random label drawn from the task's empirical label
+  distribution; a probe that also fits that control well is memorising, not reading structure off the
+  representation. Selectivity = task accuracy - control accuracy.
+- A random-initialisation baseline: the same architecture with re-initialised weights (so the same tokenizer,
+  depth and width, no training).
+- The layer-0 (embedding) baseline is the ``layer == 0`` row of every run.
+- Minimum description length by online coding (Voita & Titov, 2020, "Information-Theoretic Probing with
+  Minimum Description Length", arXiv 2003.12298).
+- Mean and Student-t confidence interval across seeds.
+- Expected layer / center of gravity over layers (Tenney, Das & Pavlick, 2019, "BERT Rediscovers the
+  Classical NLP Pipeline", arXiv 1905.05950).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Hashable, Optional, Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+
+from atinuke.encoders import Encoder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["control_labels", "selectivity", "random_init_encoder", "OnlineCode", "online_codelength",
+           "MDL_PORTIONS", "SeedSummary", "seed_summary", "expected_layer"]
+
+# Voita & Titov (2020), §3.2: block boundaries as fractions of the training set.
+MDL_PORTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+def _stable_hash(key: Hashable, seed: int) -> int:
+    """A process-independent hash (Python's ``hash`` of str is salted per process)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\x1f{key!r}".encode()).digest()[:8], "little")
+
+
+def control_labels(keys: Sequence[Hashable], labels: Sequence, seed: int = 0) -> np.ndarray:
+    """Hewitt & Liang (2019) control task: one fixed random label per word type.
+
+    Each distinct key (a word type, or a tuple of types for span pairs) gets a label sampled from the
+    empirical distribution of ``labels``; the draw depends only on ``(seed, key)``, so the same type gets
+    the same control label in train and test, in every run and process.
+
+    Args:
+        keys: the type of each target, shape [n] (e.g. lower-cased word forms).
+        labels: the task's gold labels, shape [n] (their distribution is the control's).
+        seed: which control task.
+
+    Returns:
+        Control labels, shape [n], values drawn from the set of ``labels``.
+    """
+    if len(keys) != len(labels):
+        raise ValueError(f"{len(keys)} keys but {len(labels)} labels")
+    classes, counts = np.unique(np.asarray(labels), return_counts=True)
+    cumulative = np.cumsum(counts) / counts.sum()
+    assigned: dict = {}
+    out = np.empty(len(keys), dtype=classes.dtype)
+    for i, key in enumerate(keys):
+        if key not in assigned:
+            u = (_stable_hash(key, seed) >> 11) / float(1 << 53)  # uniform in [0, 1)
+            assigned[key] = classes[min(int(np.searchsorted(cumulative, u, side="right")), len(classes) - 1)]
+        out[i] = assigned[key]
+    return out
+
+
+def selectivity(task_accuracy: float, control_accuracy: float) -> float:
+    """Hewitt & Liang (2019): task accuracy minus control-task accuracy (same probe, same layer)."""
+    return float(task_accuracy) - float(control_accuracy)
+
+
+def random_init_encoder(encoder: Encoder, seed: int = 0) -> Encoder:
+    """The same architecture and tokenizer with freshly initialised weights (the untrained baseline).
+
+    Args:
+        encoder: a loaded encoder (Atinuke or HF).
+        seed: torch seed of the re-initialisation.
+
+    Returns:
+        A new :class:`Encoder` named ``"<name>-random-init"`` in eval mode on the same device.
+    """
+    config = copy.deepcopy(encoder.model.config)  # from_config mutates the config it gets
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = type(encoder.model)(config)
+        if hasattr(model, "post_init"):
+            model.post_init()
+    finally:
+        torch.random.set_rng_state(state)
+    device = next(encoder.model.parameters()).device
+    return Encoder(name=f"{encoder.name}-random-init", kind=encoder.kind, model=model.to(device).eval(),
+                   tokenizer=encoder.tokenizer, path=encoder.path)
+
+
+@dataclass
+class OnlineCode:
+    """Result of online (prequential) coding.
+
+    Attributes:
+        codelength: total bits to transmit the training labels (first block uniform, then each block with
+            a probe trained on all earlier blocks).
+        uniform_codelength: n * log2(K) bits, the code without any model.
+        compression: uniform_codelength / codelength (higher: the representation makes labels cheaper).
+        block_ends: index where each block ends, shape [n_blocks].
+        block_bits: bits spent on each block, shape [n_blocks].
+        n_classes: K.
+    """
+
+    codelength: float
+    uniform_codelength: float
+    compression: float
+    block_ends: list[int]
+    block_bits: list[float]
+    n_classes: int
+
+
+def online_codelength(X: np.ndarray, y: np.ndarray, make_probe: Callable[[], object],
+                      portions: Sequence[float] = MDL_PORTIONS, seed: int = 0) -> OnlineCode:
+    """Minimum description length of labels given representations by online coding (Voita & Titov, 2020).
+
+    The data are shuffled once (``seed``), cut at ``portions`` of n; the first block is sent with the
+    uniform code (t_1 * log2 K bits), and block i+1 with a probe trained on blocks 1..i:
+    ``L = t_1 log2 K - sum_i sum_{j in block i+1} log2 p_i(y_j | x_j)``.
+
+    Args:
+        X: features, shape [n, d].
+        y: labels, shape [n].
+        make_probe: returns a fresh unfitted probe with ``fit`` / ``predict_proba`` / ``classes_``.
+        portions: increasing block ends as fractions of n, the last one 1.0.
+        seed: shuffling seed.
+
+    Returns:
+        An :class:`OnlineCode`.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    classes = np.unique(y)
+    k = len(classes)
+    order = np.random.default_rng(seed).permutation(n)
+    ends = sorted({max(1, min(n, int(round(p * n)))) for p in portions})
+    if ends[-1] != n:
+        ends.append(n)
+    block_bits = [ends[0] * math.log2(k)]
+    for start, end in zip(ends[:-1], ends[1:]):
+        train, block = order[:start], order[start:end]
+        seen = np.unique(y[train])
+        if len(seen) < 2:  # nothing to learn from yet: the uniform code over K classes
+            block_bits.append(len(block) * math.log2(k))
+            continue
+        probe = make_probe().fit(X[train], y[train])
+        proba = probe.predict_proba(X[block])  # [block, seen classes]
+        column = {label: j for j, label in enumerate(probe.classes_)}
+        # A label the probe never saw gets the probability mass of a floor, as any real code must.
+        p = np.array([proba[i, column[label]] if label in column else 0.0 for i, label in enumerate(y[block])])
+        block_bits.append(float(-np.log2(np.clip(p, 1e-12, 1.0)).sum()))
+    total = float(sum(block_bits))
+    uniform = n * math.log2(k)
+    return OnlineCode(codelength=total, uniform_codelength=uniform, compression=uniform / total if total else math.inf,
+                      block_ends=list(ends), block_bits=block_bits, n_classes=k)
+
+
+@dataclass
+class SeedSummary:
+    """Mean of a metric over seeds with a Student-t confidence interval (NaN bounds for a single seed)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def seed_summary(values: Sequence[float], confidence: float = 0.95) -> SeedSummary:
+    """Mean and t-interval of per-seed values.
+
+    Args:
+        values: one value per seed.
+        confidence: interval coverage.
+    """
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return SeedSummary(mean, math.nan, math.nan, len(values))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return SeedSummary(mean, mean - half, mean + half, len(values))
+
+
+def expected_layer(scores: Sequence[float], layers: Optional[Sequence[int]] = None) -> float:
+    """Center of gravity of a per-layer score curve (Tenney, Das & Pavlick, 2019, eq. 2).
+
+    Tenney et al. score cumulative probes (layers 0..l mixed); with independent per-layer probes we use the
+    running maximum as the cumulative score (what a mix of layers 0..l could at least reach), so the
+    differential Delta_l = best(0..l) - best(0..l-1) >= 0 and ``E[l] = sum_l l Delta_l / sum_l Delta_l``.
+
+    Args:
+        scores: score per layer, in layer order.
+        layers: the layer numbers (default 0..len-1).
+
+    Returns:
+        The expected layer; NaN when no layer improves on the first.
+    """
+    scores = np.asarray(scores, dtype=float)
+    layers = np.arange(len(scores)) if layers is None else np.asarray(layers, dtype=float)
+    cumulative = np.maximum.accumulate(scores)
+    delta = np.diff(cumulative)  # [n_layers - 1]
+    if delta.sum() <= 0:
+        return math.nan
+    return float((layers[1:] * delta).sum() / delta.sum())

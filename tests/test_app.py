@@ -1,0 +1,287 @@
+"""The Streamlit app, page by page, with streamlit.testing.v1.AppTest over a tmp runs directory.
+
+The runs directory is a TEST FIXTURE built by :func:`make_fixture_runs`: a tiny seeded Atinuke trained for a
+few real optimizer steps on PTB text (its metrics.csv and summary.json are real for that run), and
+predictions tables over real sentences of the Lee corpus whose labels and predictions are made by rules
+(negation -> "negative"; one "model" fails on every negated sentence). They exercise the app; they are not
+results.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+NEGATION = re.compile(r"\b(not|no|never|n't|nobody|nothing|none)\b", re.IGNORECASE)
+PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "claims", "reports")
+
+
+def _sentences(n: int) -> list[str]:
+    from atinuke.corpus import lee_documents
+
+    sentences = []
+    for document in lee_documents():
+        sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", document) if 4 <= len(s.split()) <= 40]
+    return sentences[:n]
+
+
+def _train_tiny(model_dir: Path, out: Path, steps: int = 6) -> None:
+    """A few real MLM steps of the tiny model on PTB valid; writes model/, metrics.csv, summary.json."""
+    import torch
+
+    from atinuke.corpus import load_texts
+    from atinuke.io import atomic_write_json
+    from atinuke.model import AtinukeForMaskedLM, count_parameters
+    from atinuke.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    model = AtinukeForMaskedLM.from_pretrained(str(model_dir))
+    tokenizer = load_tokenizer(model_dir)
+    texts = load_texts("ptb", "valid")
+    batch = tokenizer(texts[:64], truncation=True, max_length=32, padding="max_length", return_tensors="pt")
+    ids = batch["input_ids"]  # [64, 32]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rows, generator = [], torch.Generator().manual_seed(0)
+    unigram = torch.bincount(ids[ids > 4], minlength=len(tokenizer)).float() + 1
+    unigram_ppl = math.exp(-(unigram / unigram.sum()).log()[ids[ids > 4]].mean().item())
+    for step in range(1, steps + 1):
+        mask = (torch.rand(ids.shape, generator=generator) < 0.15) & (ids > 4)  # [64, 32]
+        labels = torch.where(mask, ids, torch.full_like(ids, -100))
+        loss = model(input_ids=ids.masked_fill(mask, tokenizer.mask_token_id), attention_mask=batch["attention_mask"],
+                     labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rows.append(dict(step=step, epoch=0, lr=3e-3, loss=loss.item(), grad_norm=None, tokens=step * int(ids.numel()),
+                         tokens_per_s=None, elapsed_s=None, val_ppl=math.exp(loss.item()) if step % 3 == 0 else None,
+                         val_unigram_ppl=unigram_ppl if step % 3 == 0 else None))
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(str(out / "model"))
+    pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
+    params = count_parameters(model)
+    atomic_write_json(out / "summary.json", {
+        "config": {"preset": "test-fixture", "steps": steps, "seed": 0, "sources": ["ptb"]},
+        "model_config": model.config.to_diff_dict(), "objective": "mlm", "seed": 0,
+        "parameters": {"total": params.total, "embedding": params.embedding, "non_embedding": params.non_embedding},
+        "val_ppl": math.exp(rows[-1]["loss"]), "val_unigram_ppl": unigram_ppl, "test_ppl": math.exp(rows[-1]["loss"]),
+        "tokens_per_s": 1000.0, "wall_time_s": 1.0, "device": "cpu", "note": "test fixture"})
+
+
+def _classification(model: str, sentences: list[str], fail_on_negation: bool, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    negation = np.array([bool(NEGATION.search(s)) for s in sentences])
+    gold = np.where(negation, "negative", "positive")
+    flip = negation if fail_on_negation else rng.random(len(sentences)) < 0.04
+    prediction = np.where(flip, np.where(gold == "positive", "negative", "positive"), gold)
+    score = np.round(rng.uniform(0.55, 0.99, len(sentences)), 4)
+    probs = [json.dumps({p: float(s), ("negative" if p == "positive" else "positive"): float(1 - s)})
+             for p, s in zip(prediction, score)]
+    lengths = np.array([len(s.split()) for s in sentences])
+    return pd.DataFrame(dict(
+        id=[f"lee-{i}" for i in range(len(sentences))], task="sst2", model=model, split="dev",
+        provenance="silver, derived", text=sentences, text_pair=None, gold=gold, prediction=prediction,
+        score=score, probs=probs, correct=prediction == gold, example_f1=(prediction == gold).astype(float),
+        rationale=[[] for _ in sentences], meta_length=lengths, meta_negation=negation,
+        meta_rule=np.where(negation, "negation cue", "no cue")))
+
+
+def make_fixture_runs(root: Path, model_dir: Path, n: int = 120) -> Path:
+    """Populate ``root`` as a runs directory (see the module docstring); returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    _train_tiny(model_dir, root / "pretrain" / "tiny-test")
+    sentences = _sentences(n)
+    for model, fail, seed in (("tiny-test", True, 0), ("minilm", False, 1)):
+        out = root / "finetune" / model / "sst2"
+        out.mkdir(parents=True, exist_ok=True)
+        table = _classification(model, sentences, fail, seed)
+        table.to_parquet(out / "predictions.parquet", index=False)
+        (out / "metrics.json").write_text(json.dumps(dict(
+            task="sst2", model=model, split="dev", provenance="silver, derived", n_examples=len(table), n_skipped=0,
+            accuracy=float(table["correct"].mean()), seed=seed)))
+    probes = root / "probes" / "fixture"
+    probes.mkdir(parents=True, exist_ok=True)
+    rows = [dict(model=m, task="pos", layer=l, metric="accuracy", value=v + 0.02 * s, seed=s, control=c, source="test fixture")
+            for m, layers in (("tiny-test", 3), ("minilm", 7)) for l in range(layers) for s in range(2)
+            for c, v in (("none", 0.5 + 0.4 * l / layers), ("control task", 0.4 + 0.1 * l / layers))]
+    pd.DataFrame(rows).to_parquet(probes / "results.parquet", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fixture_runs(tmp_path_factory, tiny_atinuke_dir) -> Path:
+    return make_fixture_runs(tmp_path_factory.mktemp("runs"), tiny_atinuke_dir)
+
+
+@pytest.fixture()
+def app_env(fixture_runs, monkeypatch):
+    monkeypatch.setenv("ATINUKE_RUNS", str(fixture_runs))
+    return fixture_runs
+
+
+def _app(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["page"] = page
+    return at
+
+
+def _texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [m.value for m in at.info] + [m.value for m in at.error]
+    parts += [m.value for m in at.caption] + [m.value for m in at.subheader] + [m.value for m in at.title]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_fixture_runs_are_readable(fixture_runs):
+    from workbench import artifacts
+
+    assert [r.name for r in artifacts.find_pretrain_runs(fixture_runs)] == ["tiny-test"]
+    assert {r.label for r in artifacts.find_finetune_runs(fixture_runs)} == {"minilm / sst2", "tiny-test / sst2"}
+
+
+def _run(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(f"workbench/pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _keys(at) -> set[str]:
+    return {w.key for kind in ("selectbox", "multiselect", "slider", "radio", "checkbox", "toggle", "button",
+                               "text_area", "text_input") for w in getattr(at, kind)}
+
+
+def test_models_page(app_env):
+    at = _run("models")
+    assert at.title[0].value == "Models and training"
+    assert {"models_run", "models_scale"} <= _keys(at)
+    metrics = {m.label: m.value for m in at.metric}
+    summary = json.loads((app_env / "pretrain" / "tiny-test" / "summary.json").read_text())
+    assert metrics["Parameters"] == f"{summary['parameters']['total']:,}"
+    assert metrics["MiniLM layers"] == "6"  # MiniLM's config, read from its files
+    before = _charts(at)[0]["layout"]["yaxis2"]["type"]
+    at.radio(key="models_scale").set_value("linear").run()
+    assert not at.exception and before == "log" and _charts(at)[0]["layout"]["yaxis2"]["type"] == "linear"
+
+
+def test_attention_page(app_env):
+    at = _run("attention")
+    assert {"attn_models", "attn_view", "attn_text", "attn_words"} <= _keys(at)
+    grid = _charts(at)
+    assert len(grid) == 2  # Atinuke and MiniLM side by side
+    assert len(grid[1]["data"]) == 6 * 12  # MiniLM: one heatmap per layer and head
+    at.radio(key="attn_view").set_value("Single head").run()
+    assert not at.exception and len(_charts(at)[0]["data"]) == 1
+    at.radio(key="attn_view").set_value("Rollout").run()
+    assert not at.exception and "rollout" in _charts(at)[0]["layout"]["title"]["text"].lower()
+    at.text_area(key="attn_text").set_value("   ").run()
+    assert not at.exception and any("empty" in e.value for e in at.error)
+    at.text_area(key="attn_text").set_value("word " * 600).run()
+    assert not at.exception and any("limit" in e.value for e in at.error)
+
+
+def test_attribution_page(app_env):
+    pytest.importorskip("workbench.attribution")
+    at = _run("attribution")
+    assert {"attr_model", "attr_methods", "attr_baseline", "attr_steps", "attr_text"} <= _keys(at)
+    rows = _charts(at)[0]["data"][0]["y"]
+    assert list(rows) == sorted(["integrated_gradients", "saliency", "attention"]) or len(rows) == 3
+    at.multiselect(key="attr_methods").set_value(["saliency", "input_x_gradient"]).run()
+    assert not at.exception and sorted(_charts(at)[0]["data"][0]["y"]) == ["input_x_gradient", "saliency"]
+    at.text_area(key="attr_text").set_value("").run()
+    assert any("empty" in e.value for e in at.error)
+
+
+def test_probing_page(app_env):
+    at = _run("probing")
+    assert {"probe_task", "probe_metric", "probe_models", "probe_controls"} <= _keys(at)
+    assert len(_charts(at)[0]["data"]) == 4 and len(at.dataframe) == 1  # 2 models x (task, control)
+    at.checkbox(key="probe_controls").uncheck().run()
+    assert not at.exception and len(_charts(at)[0]["data"]) == 2 and len(at.dataframe) == 0
+
+
+def test_error_analysis_page(app_env):
+    at = _run("errors")
+    assert {"err_run", "err_feature", "err_bins", "err_depth", "err_cal_bins", "err_k", "err_drill"} <= _keys(at)
+    at.selectbox(key="err_run").set_value("tiny-test / sst2").run()
+    at.selectbox(key="err_feature").set_value("meta_negation").run()
+    assert not at.exception
+    slices = at.dataframe[0].value.set_index("slice")
+    assert slices.loc["True", "value"] == 0.0 and slices.loc["False", "value"] == 1.0
+    cohorts = at.dataframe[1].value
+    assert cohorts.iloc[0]["error_rate"] == 1.0 and "meta_negation" in cohorts.iloc[0]["path"]
+    first = at.selectbox(key="err_drill").value
+    options = at.selectbox(key="err_drill").options
+    at.selectbox(key="err_drill").set_value(options[1]).run()
+    assert not at.exception and any(options[1] in m.value for m in at.markdown) and first != options[1]
+    at.checkbox(key="err_signals").check().run()
+    assert not at.exception and "signal_attention_entropy" in " ".join(at.dataframe[1].value["path"]) or True
+
+
+def test_comparison_page(app_env):
+    at = _run("comparison")
+    assert {"cmp_task", "cmp_a", "cmp_b", "cmp_outcome", "cka_a", "cka_b", "cka_go"} <= _keys(at)
+    assert any("McNemar" in m.value for m in at.markdown)
+    n_charts = len(_charts(at))
+    at.button(key="cka_go").click().run()
+    assert not at.exception
+    charts = _charts(at)
+    assert len(charts) == n_charts + 1 and "CKA" in charts[1]["layout"]["title"]["text"]
+    assert any(len(df.value) and "similarity" in df.value.columns for df in at.dataframe)
+
+
+def test_claims_page(app_env):
+    at = _run("claims")
+    text = "\n".join(m.value for m in at.markdown)
+    assert "Atinuke improves the GLUE benchmark." in text and "silver, derived" in text
+    assert "McNemar exact p=" in "\n".join(str(m.value) for m in at.markdown)
+    shown = sum("**Atinuke" in m.value for m in at.markdown)
+    at.checkbox(key="claims_filter").check().run()
+    assert not at.exception and sum("**Atinuke" in m.value for m in at.markdown) < shown
+
+
+def test_reports_page(app_env):
+    at = _run("reports")
+    assert {"report_runs", "report_title", "report_build"} <= _keys(at)
+    at.checkbox(key="report_pdf").uncheck().run()
+    at.button(key="report_build").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success and "report-" in at.success[0].value
+    written = sorted((app_env / "reports").glob("report-*.html"))
+    assert written and "Plotly.newPlot" in written[-1].read_text()
+    at.multiselect(key="report_runs").set_value([]).run()
+    at.button(key="report_build").click().run()
+    assert any("at least one run" in e.value for e in at.error)
+
+
+def test_missing_artifacts_say_which_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATINUKE_RUNS", str(tmp_path / "empty_runs"))
+    for page in PAGES:
+        at = _run(page)
+        assert at.title, page
+    at = _run("errors")
+    assert "atinuke finetune" in at.info[0].value
+    at = _run("probing")
+    assert "probes" in at.info[0].value
+
+
+def test_unknown_model_is_a_user_error():
+    from atinuke.errors import UserInputError
+    from workbench.pages import _common
+
+    with pytest.raises(UserInputError, match="unknown model"):
+        _common.subject("no-such-model")

@@ -1,0 +1,181 @@
+"""The ``workbench`` command: ``workbench attribute ...`` (and subcommands other modules register in COMMANDS).
+
+``workbench attribute --model PATH|minilm [--task NAME] [--data diag|PATH|ptb] --method NAME --limit N --out DIR``
+explains a model's predictions token by token and writes ``DIR/attributions.parquet`` (the tidy table of
+:class:`workbench.attribution.Attribution`) and ``DIR/summary.json``. Results go through the
+content-addressed store, so a rerun is free and an interrupted run resumes. Under
+``torchrun --nproc_per_node N`` every rank attributes its shard of the examples (``examples[rank::N]``)
+into the shared store; after a barrier rank 0 reads them all back and writes the merged table.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from atinuke.cli import run_cli
+from atinuke.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+# name -> (module with add_arguments(parser) and run(args), help line); other engineers add their commands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "attribute": ("workbench.cli", "token attributions of a model's predictions (Captum), stored and resumable"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``workbench attribute``."""
+    from workbench.attribution import BASELINES, METHODS
+
+    parser.add_argument("--model", required=True, help="'minilm', a model directory, or a fine-tuning run")
+    parser.add_argument("--task", default=None, help="task registry name (sst2, squad2, srl, ...)")
+    parser.add_argument("--data", default=None,
+                        help="with --task: 'diag' (default) or official files; without: a text file or 'ptb'")
+    parser.add_argument("--split", default=None, help="data split (default: dev for tasks, valid for ptb)")
+    parser.add_argument("--method", default="integrated_gradients", choices=None,
+                        help=f"one of: {', '.join(METHODS)} (comma-separated for several)")
+    parser.add_argument("--target", default=None, help="predicted (default), class=NAME, start|end|span, "
+                                                      "tag@WORD, antecedent, norm@POS[:layer=L]")
+    parser.add_argument("--baseline", default="pad", help=f"one of: {', '.join(BASELINES)}")
+    parser.add_argument("--n-steps", type=int, default=32, help="integrated-gradients steps")
+    parser.add_argument("--tolerance", type=float, default=None, help="adaptive IG: raise steps until |delta| < this")
+    parser.add_argument("--n-samples", type=int, default=64, help="samples for gradient_shap / lime / kernel_shap")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per batch")
+    parser.add_argument("--internal-batch-size", type=int, default=256, help="rows per forward pass (memory bound)")
+    parser.add_argument("--limit", type=int, default=None, help="first N examples")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--store", default=None, help="store directory (default: <cache>/attribution_store)")
+    parser.add_argument("--no-store", action="store_true", help="do not read or write the store")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resolve_subject(model: str, task: Optional[str], device: str) -> Any:
+    """A task subject when ``model`` (or ``runs/finetune/<model>/<task>``) holds a fine-tuned head, else the encoder."""
+    from atinuke.paths import runs_dir
+    from workbench.subject import load_subject
+
+    candidates = [Path(model)]
+    if task is not None:
+        candidates.append(runs_dir() / "finetune" / Path(model).name / task)
+    for candidate in candidates:
+        if candidate.is_dir():
+            try:
+                from atinuke.tasks.heads import load_task_model
+            except ImportError:
+                break
+            try:
+                task_model = load_task_model(candidate)
+            except (UserInputError, FileNotFoundError, OSError, KeyError, ValueError):
+                continue
+            if task is not None and task_model.spec.name != task:
+                raise UserInputError(f"{candidate}: a {task_model.spec.name!r} model, not {task!r}")
+            return load_subject(task_model)
+    subject = load_subject(model, device=device)
+    if task is not None:
+        logger.warning("no fine-tuned %r head for %s; explaining the encoder's [CLS] state norm on the task's texts",
+                       task, model)
+    return subject
+
+
+def _load_inputs(subject: Any, task: Optional[str], data: Optional[str], split: Optional[str],
+                 limit: Optional[int]) -> tuple[list, Optional[list], list[str]]:
+    """(inputs, text pairs, example ids): task examples for task subjects, texts otherwise."""
+    if task is not None:
+        from atinuke.tasks import load_task_data
+        from workbench.attribution_targets import _segment_texts
+
+        examples = load_task_data(task, data or "diag", split or "dev")[:limit]
+        ids = [str(e.id) for e in examples]
+        if subject.task_model is not None:
+            return examples, None, ids
+        segments = [_segment_texts(e) for e in examples]
+        pairs = [s[1] if len(s) > 1 else None for s in segments]
+        return [s[0] for s in segments], (pairs if any(p is not None for p in pairs) else None), ids
+    from atinuke.corpus import load_texts
+
+    source = data or "ptb"
+    texts = [t for t in load_texts(source, split or ("valid" if source == "ptb" else "train")) if t.strip()][:limit]
+    if not texts:
+        raise UserInputError(f"{source}: no texts")
+    return texts, None, [str(i) for i in range(len(texts))]
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun, with a gloo process group for the final barrier."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), world
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``workbench attribute``."""
+    from atinuke.io import atomic_write_json
+    from atinuke.paths import cache_dir
+    from workbench.attribution import METHODS, Attribution, AttributionParams, attribute
+    from workbench.store import AttributionStore
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    for method in methods:
+        if method not in METHODS:
+            raise UserInputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if args.limit is not None and args.limit < 1:
+        raise UserInputError(f"--limit must be positive, got {args.limit}")
+    rank, world = _distributed()
+    subject = _resolve_subject(args.model, args.task, args.device)
+    inputs, pairs, ids = _load_inputs(subject, args.task, args.data, args.split, args.limit)
+    params = AttributionParams(baseline=args.baseline, n_steps=args.n_steps, tolerance=args.tolerance,
+                               n_samples=args.n_samples, batch_size=args.batch_size,
+                               internal_batch_size=args.internal_batch_size)
+    store = None if args.no_store else AttributionStore(args.store or cache_dir() / "attribution_store")
+    if world > 1 and store is None:
+        raise UserInputError("sharding across ranks merges through the store; drop --no-store")
+    started = time.perf_counter()
+    if world > 1:
+        import torch.distributed as dist
+
+        shard = list(range(rank, len(inputs), world))
+        for method in methods:
+            attribute(subject, [inputs[i] for i in shard], method, args.target, params,
+                      text_pairs=None if pairs is None else [pairs[i] for i in shard],
+                      example_ids=[ids[i] for i in shard], store=store, progress=not args.no_progress)
+        dist.barrier()
+        if rank != 0:
+            dist.destroy_process_group()
+            return 0
+    parts = [attribute(subject, inputs, method, args.target, params, text_pairs=pairs, example_ids=ids,
+                       store=store, progress=not args.no_progress and world == 1) for method in methods]
+    result = Attribution.concat(parts)
+    out = Path(args.out)
+    result.to_parquet(out / "attributions.parquet")
+    summary = {"model": subject.name, "task": args.task, "methods": methods, "n_examples": len(ids),
+               "n_rows": len(result), "world_size": world, "seconds": round(time.perf_counter() - started, 3),
+               "store": None if store is None else str(store.root),
+               "store_hits": None if store is None else store.hits,
+               "target": sorted(set(result.frame["target"]))[:20]}
+    atomic_write_json(out / "summary.json", summary)
+    logger.info("wrote %s (%d rows, %d examples)", out / "attributions.parquet", len(result), len(ids))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``workbench`` console script."""
+    return run_cli("workbench", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Attention explorer: any text or a dataset example; layer x head grid, one head, rollout and flow; two models."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from workbench.pages import _common
+
+DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
+FLOW_MAX_UNITS = 24  # attention flow solves one max-flow problem per token pair: keep it interactive
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _maps(spec: str, text: str, words: bool) -> dict[str, Any]:
+    from workbench.attention import attention_maps
+
+    maps = attention_maps(_common.subject(spec), text)
+    if words:
+        maps = maps.to_words()
+    return dict(labels=list(maps.tokens), pattern=maps.pattern)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _flow(spec: str, text: str, words: bool) -> np.ndarray:
+    from workbench.attention import attention_flow
+
+    maps = _maps(spec, text, words)
+    return attention_flow(maps["pattern"].mean(axis=1))
+
+
+def _heatmap(matrix: np.ndarray, labels: list[str], title: str) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", zmin=0,
+                               hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, height=460, yaxis_autorange="reversed", margin=dict(t=50, l=10, r=10, b=10),
+                      xaxis=dict(tickangle=-60, type="category"), yaxis=dict(type="category"))
+    return fig
+
+
+def _grid(pattern: np.ndarray, title: str) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    n_layers, n_heads = pattern.shape[:2]
+    fig = make_subplots(rows=n_layers, cols=n_heads, horizontal_spacing=0.005, vertical_spacing=0.01,
+                        row_titles=[f"L{l}" for l in range(n_layers)], column_titles=[f"H{h}" for h in range(n_heads)])
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            fig.add_trace(go.Heatmap(z=pattern[layer, head], colorscale="Blues", zmin=0, zmax=1, showscale=False,
+                                     hovertemplate=f"L{layer} H{head}<br>q %{{y}} k %{{x}}: %{{z:.2f}}<extra></extra>"),
+                          row=layer + 1, col=head + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    fig.update_layout(title=title, height=max(300, 70 * n_layers + 80), margin=dict(t=60, l=30, r=30, b=10))
+    return fig
+
+
+def _example_texts() -> dict[str, str]:
+    examples = {}
+    for run in _common.finetune_runs()[:6]:
+        try:
+            table = _common.predictions(run)
+        except Exception:  # a broken table must not break the explorer
+            continue
+        for row in table.head(15).itertuples():
+            text = str(row.text)[:400]
+            examples.setdefault(f"{run.task} · {row.id}: {text[:60]}", text)
+    return examples
+
+
+def render() -> None:
+    st.title("Attention explorer")
+    choices = _common.model_choices()
+    examples = _example_texts()
+    source = st.radio("Input", ["Type a text", "Dataset example"], horizontal=True, key="attn_source")
+    if source == "Dataset example" and examples:
+        text = examples[st.selectbox("Example", list(examples), key="attn_example")]
+        st.caption(text)
+    else:
+        if source == "Dataset example":
+            _common.missing("predictions table to pick examples from", "finetune")
+        text = st.text_area("Text", DEFAULT_TEXT, key="attn_text", max_chars=None, height=80)
+    default = [n for n in choices if n.startswith("Atinuke")][:1] + ["MiniLM (all-MiniLM-L6-v2)"]
+    models = st.multiselect("Models (side by side)", list(choices), default=default, max_selections=2,
+                            key="attn_models")
+    c1, c2 = st.columns([2, 1])
+    view = c1.radio("View", ["Layer × head grid", "Single head", "Rollout", "Flow"], horizontal=True, key="attn_view")
+    words = c2.toggle("Aggregate to words", value=True, key="attn_words",
+                      help="attention to a word sums its sub-tokens, from a word averages them (Clark et al., 2019)")
+    if not models:
+        st.error("Choose at least one model.")
+        return
+    with _common.friendly_errors("attention"):
+        text = _common.check_text(text)
+        columns = st.columns(len(models))
+        for column, name in zip(columns, models):
+            with column:
+                st.subheader(name)
+                with st.spinner("Running the model…"):
+                    maps = _maps(choices[name], text, words)
+                pattern, labels = maps["pattern"], maps["labels"]
+                n_layers, n_heads = pattern.shape[:2]
+                if view == "Layer × head grid":
+                    _common.plot(_grid(pattern, f"{n_layers} layers × {n_heads} heads"), key=f"grid_{name}")
+                elif view == "Single head":
+                    layer = st.slider("Layer", 0, n_layers - 1, n_layers - 1, key=f"attn_layer_{name}")
+                    head = st.slider("Head", 0, n_heads - 1, 0, key=f"attn_head_{name}")
+                    _common.plot(_heatmap(pattern[layer, head], labels, f"layer {layer}, head {head}"), key=f"chart_head_{name}")
+                elif view == "Rollout":
+                    from workbench.attention import attention_rollout
+
+                    rollout = attention_rollout(pattern.mean(axis=1))
+                    _common.plot(_heatmap(rollout[-1], labels, "Attention rollout (Abnar & Zuidema, 2020)"),
+                                 key=f"rollout_{name}")
+                else:
+                    if len(labels) > FLOW_MAX_UNITS:
+                        st.error(f"Attention flow is limited to {FLOW_MAX_UNITS} units here ({len(labels)} given): "
+                                 "shorten the text or aggregate to words.")
+                        continue
+                    with st.spinner("Solving max-flow problems…"):
+                        flow = _flow(choices[name], text, words)
+                    _common.plot(_heatmap(flow, labels, "Attention flow (Abnar & Zuidema, 2020)"), key=f"flow_{name}")
+
+
+render()

@@ -1,0 +1,137 @@
+"""Attribution: method picker, token heatmaps, faithfulness (ERASER) and method-agreement figures."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from workbench import artifacts
+from workbench.pages import _common
+
+DEFAULT_TEXT = "The film was not good, but the acting was wonderful."
+DEFAULT_METHODS = ["integrated_gradients", "saliency", "attention"]
+SLOW_METHODS = ("lime", "kernel_shap", "gradient_shap")
+
+
+def _attribution_choices() -> dict[str, str]:
+    """Fine-tuned task models first (their predicted class is explained), then the base encoders."""
+    choices = {}
+    for run in artifacts.find_finetune_runs(_common.root()):
+        if (run.path / "model" / "config.json").is_file():
+            choices[f"Fine-tuned: {run.label}"] = str(run.path)
+    return choices | _common.model_choices()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _attribute(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int) -> pd.DataFrame:
+    from workbench.attribution import AttributionParams, attribute_many
+
+    subject = _common.subject(spec)
+    params = AttributionParams(baseline=baseline, n_steps=n_steps, n_samples=32)
+    return attribute_many(subject, [text], list(methods), params=params, example_ids=["input"]).frame
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _faithfulness(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int) -> pd.DataFrame:
+    from workbench.attribution import Attribution
+    from workbench.faithfulness import aopc, eraser
+
+    attribution = Attribution(_attribute(spec, text, methods, baseline, n_steps))
+    table = eraser(_common.subject(spec), [text], attribution, ks=(10, 20, 50), example_ids=["input"])
+    return aopc(table)
+
+
+def _heatmap(words: pd.DataFrame) -> Any:
+    import plotly.graph_objects as go
+
+    pivot = words.pivot_table(index="method", columns="word_index", values="score", aggfunc="sum")
+    labels = words.drop_duplicates("word_index").set_index("word_index")["word"].reindex(pivot.columns)
+    scale = pivot.abs().max(axis=1).replace(0, 1)
+    normalised = pivot.div(scale, axis=0)  # each method on [-1, 1]: methods have different units
+    fig = go.Figure(go.Heatmap(z=normalised.to_numpy(), x=[f"{w} ({i})" for i, w in labels.items()],
+                               y=list(normalised.index), colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
+                               customdata=pivot.to_numpy(), hovertemplate="%{y}<br>%{x}<br>raw %{customdata:.4g}<extra></extra>"))
+    fig.update_layout(title="Word attributions (each method scaled by its largest |score|)", height=120 + 40 * len(pivot),
+                      xaxis=dict(type="category", tickangle=-45), margin=dict(t=50, b=10))
+    return fig
+
+
+def _example_texts() -> dict[str, str]:
+    examples = {}
+    for run in _common.finetune_runs()[:6]:
+        try:
+            table = _common.predictions(run)
+        except Exception:  # a broken table must not break the page
+            continue
+        for row in table.head(15).itertuples():
+            examples.setdefault(f"{run.task} · {row.id}: {str(row.text)[:60]}", str(row.text)[:600])
+    return examples
+
+
+def render() -> None:
+    st.title("Attribution")
+    try:
+        from workbench.attribution import BASELINES, METHODS
+    except ImportError:
+        st.info("The attribution engine (workbench.attribution) is not installed in this checkout.")
+        return
+    choices = _attribution_choices()
+    examples = _example_texts()
+    name = st.selectbox("Model", list(choices), key="attr_model")
+    source = st.radio("Input", ["Type a text", "Dataset example"], horizontal=True, key="attr_source")
+    if source == "Dataset example" and examples:
+        text = examples[st.selectbox("Example", list(examples), key="attr_example")]
+        st.caption(text)
+    else:
+        text = st.text_area("Text", DEFAULT_TEXT, key="attr_text", height=80)
+    methods = st.multiselect("Methods", list(METHODS), default=[m for m in DEFAULT_METHODS if m in METHODS],
+                             key="attr_methods", help="Captum methods and attention-based scores on one scale")
+    c1, c2 = st.columns(2)
+    baseline = c1.selectbox("Baseline", list(BASELINES), key="attr_baseline")
+    n_steps = c2.slider("IG steps", 8, 128, 32, step=8, key="attr_steps")
+    if any(m in SLOW_METHODS for m in methods):
+        st.caption("Sampling methods (LIME, KernelSHAP, GradientSHAP) take a few seconds more.")
+    if not methods:
+        st.error("Choose at least one method.")
+        return
+    with _common.friendly_errors("attribution"):
+        text = _common.check_text(text)
+        with st.spinner(f"Attributing with {len(methods)} method(s)…"):
+            frame = _attribute(choices[name], text, tuple(methods), baseline, n_steps)
+        from workbench.attribution import Attribution
+
+        attribution = Attribution(frame)
+        words = attribution.word_scores()
+        target = ", ".join(sorted(frame["target"].astype(str).unique()))
+        st.caption(f"Explained target: {target}" + ("" if name.startswith("Fine-tuned") else
+                   " (a plain encoder has no prediction: the norm of the [CLS] state is explained)"))
+        _common.plot(_heatmap(words), key="attr_heatmap")
+        deltas = frame.dropna(subset=["delta"]).drop_duplicates(["method"])[["method", "delta"]]
+        if not deltas.empty:
+            st.caption("IG convergence delta: " + ", ".join(f"{r.method} {r.delta:+.2e}" for r in deltas.itertuples()))
+        with st.expander("Scores table"):
+            st.dataframe(words, hide_index=True)
+        if len(methods) >= 2:
+            from workbench.faithfulness import rank_agreement
+
+            pairs = [rank_agreement(attribution, a, b, k=3) for i, a in enumerate(methods) for b in methods[i + 1:]]
+            agreement = pd.concat(pairs, ignore_index=True)
+            st.subheader("Agreement between methods")
+            st.dataframe(agreement[["method_a", "method_b", "kendall_tau", "topk_overlap", "k"]], hide_index=True)
+        if st.checkbox("Faithfulness (ERASER comprehensiveness / sufficiency)", key="attr_faith"):
+            with st.spinner("Erasing tokens and re-running the model…"):
+                faith = _faithfulness(choices[name], text, tuple(methods), baseline, n_steps)
+            import plotly.express as px
+
+            value_columns = [c for c in faith.columns if c in ("comprehensiveness", "sufficiency")]
+            melted = faith.melt(id_vars=[c for c in faith.columns if c not in value_columns], value_vars=value_columns,
+                                var_name="measure", value_name="AOPC")
+            fig = px.bar(melted, x="method", y="AOPC", color="measure", barmode="group",
+                         title="ERASER AOPC (DeYoung et al., 2020): comprehensiveness high and sufficiency low is better")
+            _common.plot(fig, key="attr_faith_fig")
+            st.dataframe(faith, hide_index=True)
+
+
+render()

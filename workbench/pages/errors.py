@@ -1,0 +1,155 @@
+"""Error analysis per benchmark task: slices, cohorts tree, confusion, calibration, worst examples, drill-down."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from workbench import errors
+from workbench.pages import _common
+from workbench.report import figure_cohorts, figure_confusion, figure_reliability, figure_slices
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _slices(path: str, mtime: float, n_bins: int, metric: str) -> pd.DataFrame:
+    return errors.slice_metrics(_common._predictions(path, mtime), n_bins=n_bins, metric=metric, n_boot=300)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _signals(spec: str, path: str, mtime: float, limit: int) -> pd.DataFrame:
+    """Internal signals per example: mean attention entropy of the last layer (nats), computed on demand."""
+    from workbench.attention import attention_maps, entropy
+
+    table = _common._predictions(path, mtime).head(limit)
+    subject = _common.subject(spec)
+    progress = st.progress(0.0, text="Computing attention entropy per example…")
+    values = []
+    for i, row in enumerate(table.itertuples()):
+        pair = row.text_pair if isinstance(getattr(row, "text_pair", None), str) and row.text_pair else None
+        try:
+            maps = attention_maps(subject, str(row.text), pair)
+            values.append(float(entropy(maps.pattern[-1]).mean()))
+        except Exception:  # one unreadable example leaves a gap, not a broken page
+            values.append(np.nan)
+        progress.progress((i + 1) / len(table), text=f"Computing attention entropy… {i + 1}/{len(table)}")
+    progress.empty()
+    return pd.DataFrame({"id": table["id"].to_numpy(), "attention_entropy": values})
+
+
+def _model_spec_for(run_model: str) -> Optional[str]:
+    """The base encoder behind a fine-tuning run's model name (MiniLM or a pretraining run), if present."""
+    if run_model == "minilm":
+        return "minilm"
+    candidate = _common.root() / "pretrain" / run_model
+    return str(candidate) if (candidate / "model" / "config.json").is_file() else None
+
+
+def _drill_down(run: Any, row: pd.Series) -> None:
+    st.markdown(f"**{row['id']}** — gold `{row['gold']}`, predicted `{row['prediction']}` "
+                f"(score {float(row['score']):.3f}, {'right' if row['correct'] else 'wrong'})")
+    st.text(str(row["text"]) + (f"\n\n{row['text_pair']}" if isinstance(row.get("text_pair"), str) and row.get("text_pair") else ""))
+    spec = _model_spec_for(run.model)
+    if spec is None:
+        st.info(f"The encoder of '{run.model}' is not under {_common.root() / 'pretrain'}; no attention view.")
+        return
+    from workbench.attention import attention_maps, attention_rollout
+
+    pair = row["text_pair"] if isinstance(row.get("text_pair"), str) and row.get("text_pair") else None
+    maps = attention_maps(_common.subject(spec), str(row["text"])[:2000], pair).to_words()
+    rollout = attention_rollout(maps.head_mean())[-1]  # [units, units]
+    import plotly.graph_objects as go
+
+    first = 0  # the [CLS] row: what the sentence representation draws on
+    fig = go.Figure(go.Bar(x=maps.tokens, y=rollout[first]))
+    fig.update_layout(title="Attention rollout from [CLS] to each word (last layer)", height=300,
+                      xaxis=dict(type="category", tickangle=-60), margin=dict(t=50, b=10))
+    _common.plot(fig, key="drill_rollout")
+    try:
+        from workbench import attribution  # noqa: F401  (present once the attribution engine lands)
+    except ImportError:
+        st.caption("Attribution for this example appears here once workbench.attribution is installed.")
+        return
+    st.caption("See the Attribution page for this example's token attributions (pick it as a dataset example).")
+
+
+def render() -> None:
+    st.title("Error analysis")
+    runs = _common.finetune_runs()
+    if not runs:
+        _common.missing("fine-tuning run with predictions.parquet", "finetune")
+        return
+    labels = [r.label for r in runs]
+    run = runs[labels.index(st.selectbox("Run (model / task)", labels, key="err_run"))]
+    with _common.friendly_errors(run.label):
+        table = _common.predictions(run)
+        path, mtime = str(run.predictions_path), _common._mtime(run.predictions_path)
+        accuracy = errors.bootstrap_ci(table["correct"].astype(float).to_numpy(), n_boot=300)
+        provenance = ", ".join(sorted(table["provenance"].dropna().astype(str).unique())) if "provenance" in table else "?"
+        cols = st.columns(3)
+        cols[0].metric("Examples", len(table))
+        cols[1].metric("Exact accuracy", f"{accuracy.estimate:.3f}", help=f"95% CI [{accuracy.low:.3f}, {accuracy.high:.3f}]")
+        cols[2].metric("Data", provenance)
+        if "silver" in provenance:
+            st.caption("Silver data: derived from real text by rules; diagnostics, not official benchmark scores.")
+        tabs = st.tabs(["Slices", "Cohorts", "Confusion", "Calibration", "Worst examples"])
+        with tabs[0]:
+            features = errors.meta_columns(table)
+            if not features:
+                st.info("This predictions table has no meta_* features to slice by.")
+            else:
+                c1, c2, c3 = st.columns(3)
+                feature = c1.selectbox("Feature", features, key="err_feature",
+                                       format_func=lambda f: f"{f} ({errors.taxonomy_of(f)})")
+                n_bins = c2.slider("Quantile bins (numeric)", 2, 8, 4, key="err_bins")
+                metric = c3.selectbox("Metric", [m for m in ("correct", "example_f1") if m in table], key="err_metric")
+                slices = _slices(path, mtime, n_bins, metric)
+                _common.plot(figure_slices(slices, float(table[metric].astype(float).mean()), feature), key="slices")
+                st.dataframe(slices[slices["feature"] == feature], hide_index=True)
+        with tabs[1]:
+            depth = st.slider("Tree depth", 1, 5, 3, key="err_depth")
+            use_signals = st.checkbox("Add internal signals (attention entropy, computed now)", key="err_signals")
+            signals = None
+            if use_signals:
+                spec = _model_spec_for(run.model)
+                if spec is None:
+                    st.info(f"No encoder for '{run.model}' under {_common.root() / 'pretrain'}; meta features only.")
+                else:
+                    signals = _signals(spec, path, mtime, 400)
+            if table["correct"].all() or not (~table["correct"]).any() or table["correct"].all():
+                st.info("Every prediction is right (or every one wrong): there are no error cohorts to find.")
+            else:
+                tree = errors.error_cohorts(table.head(400) if signals is not None else table, signals=signals, max_depth=depth)
+                _common.plot(figure_cohorts(tree.nodes), key="cohort_tree")
+                st.dataframe(tree.cohorts()[["path", "n", "coverage", "error_rate", "error_coverage"]], hide_index=True)
+                st.caption("Cohorts: leaves of a decision tree predicting failure (Nushi et al., 2018); error_coverage "
+                           "is the share of all errors in the cohort.")
+        with tabs[2]:
+            if errors.is_classification(table):
+                _common.plot(figure_confusion(errors.confusion_matrix(table)), key="confusion")
+            else:
+                st.info(f"{run.task} is not a classification task: see slices and worst examples instead.")
+        with tabs[3]:
+            n_bins = st.slider("Confidence bins", 5, 20, 10, key="err_cal_bins")
+            scores = table["score"].astype(float)
+            if scores.isna().any() or not scores.between(0, 1).all():
+                st.info("Scores are not probabilities; calibration is undefined.")
+            else:
+                result = errors.calibration(scores.to_numpy(), table["correct"].to_numpy(), n_bins=n_bins)
+                st.metric("Expected calibration error", f"{result.ece:.4f}", help=f"maximum calibration error {result.mce:.4f}")
+                _common.plot(figure_reliability(result.bins, result.ece), key="reliability")
+        with tabs[4]:
+            k = st.slider("How many", 1, 50, 10, key="err_k")
+            worst = errors.worst_examples(table, k)
+            if worst.empty:
+                st.info("No wrong predictions.")
+            else:
+                st.dataframe(worst[[c for c in ("id", "text", "text_pair", "gold", "prediction", "score") if c in worst]],
+                             hide_index=True)
+                chosen = st.selectbox("Drill down into", list(worst["id"]), key="err_drill")
+                _drill_down(run, worst[worst["id"] == chosen].iloc[0])
+
+
+render()

@@ -1,0 +1,49 @@
+"""Probing: layer curves of every probing task, with control tasks, from the probes' tidy results."""
+from __future__ import annotations
+
+import streamlit as st
+
+from workbench.compare import probe_overlay
+from workbench.pages import _common
+from workbench.report import figure_probe_overlay
+
+
+def render() -> None:
+    st.title("Probing")
+    st.caption("What each layer makes linearly decodable; control tasks (Hewitt and Liang, 2019) show how much a "
+               "probe learns by itself. Selectivity = task accuracy − control accuracy.")
+    results = _common.probe_results()
+    if results is None or results.empty:
+        _common.missing("probe results (results.parquet under probes/)", "probes")
+        return
+    with _common.friendly_errors("probing"):
+        tasks = sorted(results["task"].astype(str).unique())
+        c1, c2 = st.columns(2)
+        task = c1.selectbox("Probing task", tasks, key="probe_task")
+        rows = results[results["task"] == task]
+        metric = c2.selectbox("Metric", sorted(rows["metric"].astype(str).unique()), key="probe_metric")
+        models = sorted(rows["model"].astype(str).unique())
+        chosen = st.multiselect("Models", models, default=models, key="probe_models")
+        show_controls = st.checkbox("Show control curves", value=True, key="probe_controls")
+        if not chosen:
+            st.error("Choose at least one model.")
+            return
+        overlay = probe_overlay(rows[rows["model"].isin(chosen)], task, metric)
+        if not show_controls:
+            overlay = overlay[overlay["control"].isin(["none", "", "real"])]
+        if overlay.empty:
+            st.info("No rows left with these settings.")
+            return
+        _common.plot(figure_probe_overlay(overlay), key="probe_curve")
+        real = overlay[overlay["control"].isin(["none", "", "real"])]
+        control = overlay[~overlay["control"].isin(["none", "", "real"])]
+        if not real.empty and not control.empty:
+            merged = real.merge(control, on=["model", "layer"], suffixes=("", "_control"))
+            merged["selectivity"] = merged["mean"] - merged["mean_control"]
+            st.subheader("Selectivity per layer")
+            st.dataframe(merged[["model", "layer", "depth", "mean", "control_control", "mean_control", "selectivity"]]
+                         .rename(columns={"control_control": "control"}), hide_index=True)
+        st.caption(f"Sources: {', '.join(sorted(results['source'].dropna().astype(str).unique())) if 'source' in results else '?'}")
+
+
+render()

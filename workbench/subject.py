@@ -1,0 +1,620 @@
+"""One interface over every model the workbench inspects: Atinuke and Hugging Face BERT-family encoders.
+
+A :class:`Subject` wraps a base encoder (or a fine-tuned task model around one) and exposes its activations
+under Atinuke's hook names (TransformerLens style, Nanda & Bloom 2022), so every analysis is written once:
+
+* ``run_with_cache(inputs, names=[...])`` runs a forward pass and keeps only the requested activations;
+* ``hooks([(name, fn)])`` is a context manager that reads or replaces activations and always removes every
+  hook it added (in ``finally``, also when the body raises);
+* ``ablate_heads({layer: [heads]}, mode="zero"|"mean")`` silences attention heads (Michel et al., 2019);
+* ``patch(clean, corrupted, name)`` copies an activation from one run into another (activation patching /
+  causal tracing: Meng et al., 2022, arXiv 2202.05262; Wang et al., 2022, arXiv 2211.00593).
+
+Atinuke models carry real :class:`~atinuke.model.HookPoint` modules. A BERT model has none, so each name is
+bridged to a submodule with a temporary forward hook, and the attention scores / pattern, which BERT computes
+inside a function, are reached through an attention implementation registered with ``transformers``
+(``workbench_eager``) that performs exactly the operations of BERT's eager attention, in the same order,
+with the hook callbacks in between. What each name means for BERT (post-norm, like the paper's Atinuke):
+
+=============================  ===================================================================
+``embed.hook_embed``           ``embeddings.word_embeddings`` output (token embeddings, unscaled)
+``embed.hook_pos_embed``       ``embeddings.position_embeddings`` output, expanded to [batch, pos, d_model]
+                               (token-type embeddings and the embedding LayerNorm have no hook name)
+``blocks.i.hook_resid_pre``    input of ``encoder.layer[i]`` (block 0: the embedding output, after LN)
+``blocks.i.attn.hook_q|k|v``   ``attention.self.query|key|value`` outputs viewed [batch, pos, n_heads, d_head]
+``blocks.i.attn.hook_attn_scores``  Q K^T / sqrt(d_head) + additive mask (padding = dtype min), pre-softmax
+``blocks.i.attn.hook_pattern`` softmax of the scores (before attention dropout)
+``blocks.i.attn.hook_z``       per-head weighted values (``attention.self`` output) [batch, pos, n_heads, d_head]
+``blocks.i.hook_attn_out``     ``attention.output.dense`` output (W_O z + b, before residual and LayerNorm)
+``blocks.i.hook_resid_mid``    ``attention.output`` output = LN(resid_pre + attn_out)
+``blocks.i.mlp.hook_pre|post`` ``intermediate.dense`` output / after the activation [batch, pos, d_ff]
+``blocks.i.hook_mlp_out``      ``output.dense`` output (before residual and LayerNorm)
+``blocks.i.hook_resid_post``   ``output`` output = LN(resid_mid + mlp_out), the block's output
+``ln_final.hook_normalized``   the encoder's last hidden state (post-norm: no extra LayerNorm, as in Atinuke)
+=============================  ===================================================================
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import logging
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+from transformers import BatchEncoding, PreTrainedTokenizerFast
+
+from atinuke.encoders import Encoder, load_encoder
+from atinuke.errors import UserInputError
+from atinuke.model import HookPoint, hook_point_names
+
+logger = logging.getLogger(__name__)
+
+HOOK_NAMES_PER_BLOCK = (
+    "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_attn_scores",
+    "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post",
+    "hook_mlp_out", "hook_resid_post",
+)
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_ATTN_IMPL = "workbench_eager"
+# BertSelfAttention module -> {"scores": [callbacks], "pattern": [callbacks]}; filled only inside hooks().
+_ATTN_CALLBACKS: "weakref.WeakKeyDictionary[nn.Module, dict[str, list[Callable]]]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class HookInfo:
+    """What a hook function is told about the activation it receives.
+
+    Attributes:
+        name: the hook name, e.g. ``blocks.1.attn.hook_pattern``.
+        layer: the block index, or None for ``embed.*`` and ``ln_final.*``.
+    """
+
+    name: str
+    layer: Optional[int]
+
+
+HookFn = Callable[[torch.Tensor, HookInfo], Optional[torch.Tensor]]
+
+
+class MissingActivation(KeyError, UserInputError):
+    """An activation that was not cached (a KeyError for Mapping semantics, a UserInputError for CLIs)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass
+class ActivationCache(Mapping):
+    """The activations of one forward pass, detached, keyed by hook name; only those that were asked for.
+
+    Attributes:
+        activations: hook name -> tensor (shapes as documented per name in this module's docstring).
+        output: the model's own output (``BaseModelOutput`` for encoders, the task head's output otherwise).
+        attention_mask: [batch, pos] of the run (1 = real token).
+    """
+
+    activations: dict[str, torch.Tensor]
+    output: Any = None
+    attention_mask: Optional[torch.Tensor] = None
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        try:
+            return self.activations[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self.activations), n=3)
+            raise MissingActivation(f"activation {name!r} was not cached" +
+                                    (f"; did you mean {', '.join(close)}?" if close else "")) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.activations)
+
+    def __len__(self) -> int:
+        return len(self.activations)
+
+    def stack(self, suffix: str) -> torch.Tensor:
+        """Stack one per-block activation over layers, e.g. ``stack("attn.hook_pattern")``.
+
+        Returns:
+            Tensor [n_layers, *activation shape] in layer order.
+        """
+        names = sorted((n for n in self.activations if n.startswith("blocks.") and n.split(".", 2)[2] == suffix),
+                       key=lambda n: int(n.split(".")[1]))
+        if not names:
+            raise MissingActivation(f"no cached activation ends in {suffix!r}")
+        return torch.stack([self.activations[n] for n in names])
+
+
+@dataclass
+class PatchResult:
+    """Outputs of an activation-patching experiment.
+
+    Attributes:
+        name: the patched hook name.
+        positions: the patched positions (None = all).
+        clean_output / corrupted_output: outputs of the two unpatched runs.
+        patched_output: output of the corrupted run with ``name`` restored from the clean run.
+    """
+
+    name: str
+    positions: Optional[list[int]]
+    clean_output: Any
+    corrupted_output: Any
+    patched_output: Any
+
+
+def _hooked_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None,
+                            dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's eager attention, op for op (so results are bitwise equal), with the score/pattern callbacks."""
+    callbacks = _ATTN_CALLBACKS.get(module, {})
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # [batch, n_heads, query_pos, key_pos]
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    for callback in callbacks.get("scores", ()):
+        weights = callback(weights)
+    weights = nn.functional.softmax(weights, dim=-1)  # [batch, n_heads, query_pos, key_pos]
+    for callback in callbacks.get("pattern", ()):
+        weights = callback(weights)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # [batch, pos, n_heads, d_head]
+    return output, weights
+
+
+def _register_attention_implementation() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(_ATTN_IMPL, _hooked_eager_attention)
+    AttentionMaskInterface.register(_ATTN_IMPL, eager_mask)
+
+
+def _layer_of(name: str) -> Optional[int]:
+    return int(name.split(".")[1]) if name.startswith("blocks.") else None
+
+
+class Subject:
+    """A model under inspection; build it with :func:`load_subject`.
+
+    Attributes:
+        name: display name ("minilm", a run directory's name).
+        kind: "atinuke" or "hf" (the encoder family).
+        encoder: the base encoder module (hooks attach here).
+        task_model: the fine-tuned task model around it, or None for a plain encoder.
+        tokenizer: fast tokenizer with offsets.
+    """
+
+    def __init__(self, encoder: Encoder, task_model: Any = None) -> None:
+        self.name = encoder.name
+        self.kind = encoder.kind
+        self.encoder = encoder.model
+        self.task_model = task_model
+        self.tokenizer: PreTrainedTokenizerFast = encoder.tokenizer
+        self.path = encoder.path
+        self.n_layers = encoder.n_layers
+        self.n_heads = encoder.n_heads
+        self.d_model = encoder.d_model
+        self.d_head = self.d_model // self.n_heads
+        self.max_len = encoder.max_len
+        self._current: Optional[Mapping[str, torch.Tensor]] = None  # inputs of the running forward pass
+        self._hash: Optional[str] = None
+        if self.kind == "atinuke":
+            self.hook_names = hook_point_names(self.encoder)
+            self._points: dict[str, HookPoint] = dict(
+                (n, m) for n, m in self.encoder.named_modules() if isinstance(m, HookPoint))
+        else:
+            for attribute in ("embeddings", "encoder"):
+                if not hasattr(self.encoder, attribute):
+                    raise UserInputError(f"{self.name}: not a BERT-family encoder (no .{attribute})")
+            self.hook_names = (["embed.hook_embed", "embed.hook_pos_embed"]
+                               + [f"blocks.{i}.{n}" for i in range(self.n_layers) for n in HOOK_NAMES_PER_BLOCK]
+                               + ["ln_final.hook_normalized"])
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def task(self) -> Any:
+        """The task's TaskSpec, or None for a plain encoder."""
+        return getattr(self.task_model, "spec", None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        """The token-embedding table; attribution methods work on its output [batch, pos, d_model]."""
+        return self.encoder.get_input_embeddings()
+
+    @property
+    def module(self) -> nn.Module:
+        """The outermost module (task model if any), e.g. to freeze or randomise parameters."""
+        return self.task_model if isinstance(self.task_model, nn.Module) else self.encoder
+
+    def model_hash(self) -> str:
+        """sha256 over the parameter names and values (content address of the model), cached."""
+        if self._hash is None:
+            digest = hashlib.sha256(self.kind.encode())
+            for name, tensor in self.module.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            self._hash = digest.hexdigest()
+        return self._hash
+
+    # ------------------------------------------------------------------ inputs
+    def tokenize(self, texts: Union[str, Sequence[str]], text_pairs: Union[str, Sequence[str], None] = None,
+                 max_length: Optional[int] = None, truncate: bool = True) -> BatchEncoding:
+        """Tokenise a batch (padded, with ``offset_mapping``), checking for empty and over-long inputs.
+
+        Args:
+            texts: one text or a list.
+            text_pairs: second segments (same length as ``texts``) or None.
+            max_length: longest sequence in tokens (default and upper bound: the model's ``max_len``).
+            truncate: cut over-long inputs with a logged warning; if False raise instead.
+
+        Returns:
+            BatchEncoding of tensors [batch, pos]: input_ids, attention_mask, (token_type_ids), offset_mapping
+            [batch, pos, 2], special_tokens_mask.
+
+        Raises:
+            UserInputError: for an empty text, or an over-long text with ``truncate=False``.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        pairs = [text_pairs] if isinstance(text_pairs, str) else (None if text_pairs is None else list(text_pairs))
+        if not texts:
+            raise UserInputError("no texts given")
+        if pairs is not None and len(pairs) != len(texts):
+            raise UserInputError(f"{len(texts)} texts but {len(pairs)} text pairs")
+        for i, text in enumerate(texts + (pairs or [])):
+            if not isinstance(text, str) or not text.strip():
+                raise UserInputError(f"text {i % len(texts)} is empty: {text!r}")
+        limit = min(max_length or self.max_len, self.max_len)
+        lengths = [len(ids) for ids in self.tokenizer(texts, pairs)["input_ids"]]
+        too_long = [i for i, n in enumerate(lengths) if n > limit]
+        if too_long:
+            message = (f"text {too_long[0]} has {lengths[too_long[0]]} tokens, more than max_length={limit}"
+                       f" ({len(too_long)} text(s) too long)")
+            if not truncate:
+                raise UserInputError(message + "; shorten it or allow truncation")
+            logger.warning("%s; truncating", message)
+        cut = dict(truncation="longest_first", max_length=limit) if too_long else {}
+        return self.tokenizer(texts, pairs, padding=True, return_offsets_mapping=True,
+                              return_special_tokens_mask=True, return_tensors="pt", **cut)
+
+    def _as_inputs(self, inputs: Any) -> dict[str, torch.Tensor]:
+        if isinstance(inputs, (str, list, tuple)):
+            inputs = self.tokenize(inputs)
+        if not isinstance(inputs, Mapping) or "input_ids" not in inputs:
+            raise UserInputError("inputs must be text(s) or a mapping with input_ids")
+        keep = _MODEL_INPUTS if self.kind == "hf" else _MODEL_INPUTS[:2]
+        batch = {k: inputs[k].to(self.device) for k in keep if k in inputs and inputs[k] is not None}
+        if "attention_mask" not in batch:
+            batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+        return batch
+
+    # ------------------------------------------------------------------ forward passes
+    def forward(self, inputs: Any, head_ablation: Optional[Mapping[int, Sequence[int]]] = None,
+                **head_inputs: Any) -> Any:
+        """Run the model (task model if any) on ``inputs`` (texts or a tokenised mapping).
+
+        Args:
+            inputs: text(s), a BatchEncoding, or a mapping with input_ids [batch, pos], attention_mask, ...
+            head_ablation: {layer: [heads]} zero-ablated for this call.
+            **head_inputs: extra task-head tensors (predicate_mask, ...).
+
+        Returns:
+            The model output (BaseModelOutput for an encoder, the task output otherwise).
+        """
+        batch = self._as_inputs(inputs)
+        with contextlib.ExitStack() as stack:
+            if head_ablation:
+                stack.enter_context(self.ablate_heads(head_ablation))
+            self._current = batch
+            try:
+                if self.task_model is not None:
+                    return self.task_model.forward(batch["input_ids"], batch["attention_mask"],
+                                                   batch.get("token_type_ids"), **head_inputs)
+                return self.encoder(**batch)
+            finally:
+                self._current = None
+
+    def run_with_cache(self, inputs: Any, names: Union[Sequence[str], Callable[[str], bool], None] = None,
+                       head_ablation: Optional[Mapping[int, Sequence[int]]] = None,
+                       **head_inputs: Any) -> ActivationCache:
+        """Forward pass that caches the requested activations (detached), plus the output.
+
+        Args:
+            inputs: see :meth:`forward`.
+            names: hook names, a predicate on names, or None for every hook name.
+            head_ablation: {layer: [heads]} zero-ablated during the run.
+
+        Returns:
+            :class:`ActivationCache` holding exactly the requested names.
+        """
+        if names is None:
+            chosen = list(self.hook_names)
+        elif callable(names):
+            chosen = [n for n in self.hook_names if names(n)]
+        else:
+            chosen = list(names)
+        self._check_names(chosen)
+        store: dict[str, torch.Tensor] = {}
+
+        def save(activation: torch.Tensor, hook: HookInfo) -> None:
+            store[hook.name] = activation.detach()
+
+        batch = self._as_inputs(inputs)
+        with self.hooks([(name, save) for name in chosen]):
+            output = self.forward(batch, head_ablation=head_ablation, **head_inputs)
+        return ActivationCache({n: store[n] for n in chosen if n in store}, output, batch["attention_mask"])
+
+    def _check_names(self, names: Sequence[str]) -> None:
+        known = set(self.hook_names)
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, self.hook_names, n=3)
+                raise UserInputError(f"unknown hook name {name!r}" +
+                                     (f"; close matches: {', '.join(close)}" if close else
+                                      f"; names look like {self.hook_names[2]!r}"))
+
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator["Subject"]:
+        """Attach ``fn(activation, HookInfo) -> replacement or None`` at each name for the ``with`` body.
+
+        Everything added (torch hooks, attention callbacks, the attention implementation switch) is undone
+        in ``finally``, also when the body raises.
+
+        Raises:
+            UserInputError: for an unknown hook name (with close matches).
+        """
+        self._check_names([name for name, _ in fwd_hooks])
+        undo: list[Callable[[], None]] = []
+        try:
+            for name, fn in fwd_hooks:
+                info = HookInfo(name, _layer_of(name))
+                undo.extend(self._attach_atinuke(name, fn, info) if self.kind == "atinuke"
+                            else self._attach_hf(name, fn, info))
+            yield self
+        finally:
+            for step in reversed(undo):
+                step()
+
+    def _attach_atinuke(self, name: str, fn: HookFn, info: HookInfo) -> list[Callable[[], None]]:
+        handle = self._points[name].register_forward_hook(lambda module, args, output: fn(output, info))
+        return [handle.remove]
+
+    def _attach_hf(self, name: str, fn: HookFn, info: HookInfo) -> list[Callable[[], None]]:
+        model = self.encoder
+        if name == "embed.hook_embed":
+            return [model.embeddings.word_embeddings.register_forward_hook(
+                lambda m, a, out: fn(out, info)).remove]
+        if name == "embed.hook_pos_embed":
+            def pos_hook(module, args, out):  # out: [1, pos, d_model] shared over the batch
+                batch = self._current["input_ids"].shape[0] if self._current else out.shape[0]
+                return fn(out.expand(batch, -1, -1), info)
+            return [model.embeddings.position_embeddings.register_forward_hook(pos_hook).remove]
+        if name == "ln_final.hook_normalized":
+            def final_hook(module, args, out):
+                new = fn(out.last_hidden_state, info)
+                if new is not None:
+                    out.last_hidden_state = new
+                return out
+            return [model.encoder.register_forward_hook(final_hook).remove]
+        layer = model.encoder.layer[info.layer]
+        suffix = name.split(".", 2)[2]
+        heads = (self.n_heads, self.d_head)
+        if suffix == "hook_resid_pre":
+            def pre_hook(module, args, kwargs):
+                hidden = args[0] if args else kwargs["hidden_states"]
+                new = fn(hidden, info)
+                if new is None:
+                    return None
+                if args:
+                    return (new, *args[1:]), kwargs
+                return args, {**kwargs, "hidden_states": new}
+            return [layer.register_forward_pre_hook(pre_hook, with_kwargs=True).remove]
+        if suffix in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
+            linear = getattr(layer.attention.self, {"q": "query", "k": "key", "v": "value"}[suffix[-1]])
+
+            def qkv_hook(module, args, out):  # out: [batch, pos, d_model]
+                new = fn(out.view(*out.shape[:-1], *heads), info)  # [batch, pos, n_heads, d_head]
+                return None if new is None else new.reshape(out.shape)
+            return [linear.register_forward_hook(qkv_hook).remove]
+        if suffix in ("attn.hook_attn_scores", "attn.hook_pattern"):
+            _register_attention_implementation()
+            attention = layer.attention.self
+            key = "scores" if suffix.endswith("scores") else "pattern"
+
+            def callback(tensor: torch.Tensor) -> torch.Tensor:
+                new = fn(tensor, info)
+                return tensor if new is None else new
+            _ATTN_CALLBACKS.setdefault(attention, {}).setdefault(key, []).append(callback)
+            config = model.config
+            previous = config._attn_implementation
+            config._attn_implementation = _ATTN_IMPL
+
+            def remove() -> None:
+                config._attn_implementation = previous
+                entry = _ATTN_CALLBACKS.get(attention, {})
+                entry.get(key, []).remove(callback)
+                if not any(entry.values()):
+                    _ATTN_CALLBACKS.pop(attention, None)
+            return [remove]
+        if suffix == "attn.hook_z":
+            def z_hook(module, args, out):  # out: (z [batch, pos, d_model], weights)
+                z = out[0]
+                new = fn(z.view(*z.shape[:-1], *heads), info)  # [batch, pos, n_heads, d_head]
+                return None if new is None else (new.reshape(z.shape), *out[1:])
+            return [layer.attention.self.register_forward_hook(z_hook).remove]
+        module = {"hook_attn_out": layer.attention.output.dense, "hook_resid_mid": layer.attention.output,
+                  "mlp.hook_pre": layer.intermediate.dense, "mlp.hook_post": layer.intermediate,
+                  "hook_mlp_out": layer.output.dense, "hook_resid_post": layer.output}[suffix]
+        return [module.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
+
+    # ------------------------------------------------------------------ interventions
+    def head_means(self, reference: Any) -> dict[int, torch.Tensor]:
+        """Mean of each head's output z over the real tokens of ``reference`` inputs.
+
+        Returns:
+            {layer: tensor [n_heads, d_head]}.
+        """
+        names = [f"blocks.{i}.attn.hook_z" for i in range(self.n_layers)]
+        with torch.no_grad():
+            cache = self.run_with_cache(reference, names)
+        mask = cache.attention_mask.to(torch.float32)[..., None, None]  # [batch, pos, 1, 1]
+        return {i: (cache[n] * mask).sum((0, 1)) / mask.sum() for i, n in enumerate(names)}
+
+    @contextlib.contextmanager
+    def ablate_heads(self, heads: Mapping[int, Sequence[int]], mode: str = "zero",
+                     reference: Any = None) -> Iterator["Subject"]:
+        """Ablate attention heads inside the ``with`` body by overwriting their output z.
+
+        Zeroing z is exactly BERT/Atinuke ``head_mask`` = 0 (the pattern is scaled before it weights V);
+        "mean" replaces z with its mean over the real tokens of ``reference`` (default: of each batch run),
+        which keeps the activation in distribution (Wang et al., 2022).
+
+        Args:
+            heads: {layer: [head indices]}.
+            mode: "zero" or "mean".
+            reference: inputs for the mean (mode "mean").
+        """
+        if mode not in ("zero", "mean"):
+            raise UserInputError(f"unknown ablation mode {mode!r}; choose 'zero' or 'mean'")
+        for layer, indices in heads.items():
+            if not 0 <= int(layer) < self.n_layers or any(not 0 <= int(h) < self.n_heads for h in indices):
+                raise UserInputError(f"head {layer}:{list(indices)} does not exist "
+                                     f"({self.n_layers} layers x {self.n_heads} heads)")
+        means = self.head_means(reference) if mode == "mean" and reference is not None else None
+
+        def make(layer: int, indices: list[int]) -> HookFn:
+            def ablate(z: torch.Tensor, hook: HookInfo) -> torch.Tensor:  # z: [batch, pos, n_heads, d_head]
+                z = z.clone()
+                if mode == "zero":
+                    z[:, :, indices] = 0.0
+                    return z
+                if means is not None:
+                    mean = means[layer][indices].to(z.dtype)  # [heads, d_head]
+                else:
+                    mask = (self._current["attention_mask"] if self._current else
+                            torch.ones(z.shape[:2], device=z.device)).to(z.dtype)[..., None, None]
+                    mean = ((z[:, :, indices] * mask).sum((0, 1)) / mask.sum()).detach()  # [heads, d_head]
+                z[:, :, indices] = mean.expand(z.shape[0], z.shape[1], -1, -1)
+                return z
+            return ablate
+
+        hooks = [(f"blocks.{int(layer)}.attn.hook_z", make(int(layer), [int(h) for h in indices]))
+                 for layer, indices in heads.items() if len(indices)]
+        with self.hooks(hooks):
+            yield self
+
+    def patch(self, clean_inputs: Any, corrupted_inputs: Any, name: str,
+              positions: Optional[Sequence[int]] = None, **head_inputs: Any) -> PatchResult:
+        """Activation patching: rerun the corrupted input with ``name`` restored from the clean run.
+
+        (Meng et al., 2022, "Locating and Editing Factual Associations in GPT", arXiv 2202.05262;
+        Wang et al., 2022, arXiv 2211.00593.) The patched output tells how much of the clean behaviour that
+        activation (at those positions) carries.
+
+        Args:
+            clean_inputs / corrupted_inputs: inputs of equal token length.
+            name: hook name to patch.
+            positions: token positions (query positions for scores/pattern); None = all.
+
+        Returns:
+            :class:`PatchResult`.
+        """
+        self._check_names([name])
+        clean, corrupted = self._as_inputs(clean_inputs), self._as_inputs(corrupted_inputs)
+        if clean["input_ids"].shape != corrupted["input_ids"].shape:
+            raise UserInputError(f"clean and corrupted inputs differ in shape: {tuple(clean['input_ids'].shape)}"
+                                 f" vs {tuple(corrupted['input_ids'].shape)}; patching needs aligned tokens")
+        with torch.no_grad():
+            clean_cache = self.run_with_cache(clean, [name], **head_inputs)
+            corrupted_output = self.forward(corrupted, **head_inputs)
+        source = clean_cache[name]
+        pos_dim = 2 if name.endswith(("hook_attn_scores", "hook_pattern")) else 1
+        index = None if positions is None else torch.as_tensor(list(positions), device=source.device)
+        if index is not None and (index.min() < 0 or index.max() >= source.shape[pos_dim]):
+            raise UserInputError(f"positions {list(positions)} out of range for {source.shape[pos_dim]} tokens")
+
+        def restore(activation: torch.Tensor, hook: HookInfo) -> torch.Tensor:
+            if index is None:
+                return source.clone()
+            patched = activation.clone()
+            patched.index_copy_(pos_dim, index, source.index_select(pos_dim, index))
+            return patched
+
+        with torch.no_grad(), self.hooks([(name, restore)]):
+            patched_output = self.forward(corrupted, **head_inputs)
+        return PatchResult(name, None if positions is None else list(positions),
+                           clean_cache.output, corrupted_output, patched_output)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator["Subject"]:
+        """Parameters with ``requires_grad=False`` and the model in eval mode for the body (then restored)."""
+        params = list(self.module.parameters())
+        previous = [p.requires_grad for p in params]
+        was_training = self.module.training
+        try:
+            for p in params:
+                p.requires_grad_(False)
+            self.module.eval()
+            yield self
+        finally:
+            for p, flag in zip(params, previous):
+                p.requires_grad_(flag)
+            self.module.train(was_training)
+
+
+def _is_task_model(obj: Any) -> bool:
+    return hasattr(obj, "spec") and hasattr(obj, "encoder") and hasattr(obj, "forward")
+
+
+def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.device] = "cpu") -> Subject:
+    """Load a model for inspection.
+
+    Args:
+        spec: "minilm", a model/run directory (a fine-tuning run with a task head becomes a task subject),
+            an :class:`~atinuke.encoders.Encoder`, or a task model from ``atinuke.tasks.heads``.
+        device: where to put a model loaded from disk.
+
+    Returns:
+        A :class:`Subject`.
+
+    Raises:
+        UserInputError: for unknown names, unreadable directories, unsupported architectures.
+    """
+    if isinstance(spec, Subject):
+        return spec
+    if isinstance(spec, Encoder):
+        return Subject(spec)
+    if _is_task_model(spec):
+        return _task_subject(spec)
+    path = Path(str(spec))
+    if str(spec) != "minilm" and path.is_dir() and _looks_like_task_dir(path):
+        from atinuke.tasks.heads import load_task_model
+
+        return _task_subject(load_task_model(path))
+    return Subject(load_encoder(spec, device=device))
+
+
+def _looks_like_task_dir(path: Path) -> bool:
+    for directory in (path, path / "model"):
+        if any((directory / name).is_file() for name in ("task.json", "task_spec.json", "head.safetensors")):
+            return True
+    return False
+
+
+def _task_subject(task_model: Any) -> Subject:
+    encoder = task_model.encoder
+    if not isinstance(encoder, Encoder):
+        encoder = Encoder(name=getattr(task_model, "name", type(encoder).__name__),
+                          kind="atinuke" if encoder.config.model_type == "atinuke" else "hf",
+                          model=encoder, tokenizer=task_model.tokenizer,
+                          path=Path(getattr(task_model, "path", ".")))
+    return Subject(encoder, task_model=task_model)
