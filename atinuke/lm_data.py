@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # the label cross-entropy skips
 
 
-def _mix_seed(*parts: int) -> int:
+def mix_seed(*parts: int) -> int:
     """A 63-bit seed from integers (splitmix64 steps), so nearby (seed, index) pairs give unrelated streams."""
     state = 0x9E3779B97F4A7C15
     for part in parts:
@@ -40,7 +40,7 @@ def _mix_seed(*parts: int) -> int:
 
 def generator_for(*parts: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded from ``parts`` (e.g. ``(seed, step)``)."""
-    return torch.Generator().manual_seed(_mix_seed(*parts))
+    return torch.Generator().manual_seed(mix_seed(*parts))
 
 
 def encode_stream(tokenizer: PreTrainedTokenizerFast, texts: Iterable[str], batch_size: int = 1024) -> torch.Tensor:
@@ -275,9 +275,3 @@ def eval_batches(
 def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
     """Ids of every special token of ``tokenizer`` (never masked, never a random replacement)."""
     return sorted(set(tokenizer.all_special_ids))
-
-
-def describe_blocks(name: str, blocks: torch.Tensor, stream: Optional[torch.Tensor] = None) -> str:
-    """One log line about a block tensor."""
-    n_tokens = stream.numel() if stream is not None else blocks.numel()
-    return f"{name}: {n_tokens:,} tokens -> {blocks.shape[0]:,} blocks of {blocks.shape[1]}"

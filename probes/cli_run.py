@@ -8,7 +8,7 @@ from pathlib import Path
 from atinuke.paths import runs_dir
 from probes.estimators import PROBE_KINDS
 from probes.features import SPAN_POOLS, WORD_POOLS
-from probes.runner import ProbeRunConfig, run_probing
+from probes.runner import ProbeRunConfig, headline_metric, run_probing
 from probes.tasks import CORPORA
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ProbeRunConfig()
     parser.add_argument("--model", default=defaults.model, help="'minilm' or a model/run directory")
     parser.add_argument("--task", default=defaults.task, help="probing task (pos, xpos, ner, dep, srl, coref, "
-                        "length, acceptability, nli)")
+                        "tree_distance, tree_depth, length, acceptability, nli)")
     parser.add_argument("--layers", default=defaults.layers, help="'all', '0,3,6' or '1-4'")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/probes/<model>/<task>)")
     parser.add_argument("--data", choices=("gold", "silver", "diag"), default=None, help="label source")
@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--span-pool", choices=SPAN_POOLS, default=defaults.span_pool)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--jobs", type=int, default=defaults.n_jobs, help="layers fitted in parallel")
+    parser.add_argument("--backend", choices=("loky", "threading"), default=defaults.backend,
+                        help="joblib backend for --jobs")
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--C", type=float, default=defaults.C, help="inverse L2 strength of the linear probe")
 
@@ -41,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
     config = ProbeRunConfig(model=str(args.model), task=args.task, layers=args.layers, data=args.data,
                             corpus=args.corpus, max_sentences=args.max_sentences, probe=args.probe, seeds=args.seeds,
                             controls=args.controls, mdl=args.mdl, word_pool=args.word_pool, span_pool=args.span_pool,
-                            batch_size=args.batch_size, n_jobs=args.jobs, device=args.device, C=args.C)
+                            batch_size=args.batch_size, n_jobs=args.jobs, backend=args.backend,
+                            device=args.device, C=args.C)
     out = args.out or runs_dir() / "probes" / Path(str(args.model)).name / args.task
     result = run_probing(config, out)
-    accuracy = result.results[(result.results["metric"] == "accuracy") & (result.results["control"] == "none")]
-    mean = accuracy.groupby("layer")["value"].mean()
+    metric = headline_metric(result.results)
+    headline = result.results[(result.results["metric"] == metric) & (result.results["control"] == "none")]
+    mean = headline.groupby("layer")["value"].mean()
     print(f"{args.task} on {result.results['model'].iloc[0]} ({result.source}): best layer {int(mean.idxmax())} "
-          f"accuracy {mean.max():.3f}; wrote {out}/results.parquet")
+          f"{metric} {mean.max():.3f}; wrote {out}/results.parquet")
     return 0

@@ -6,7 +6,8 @@ The results table (``results.parquet``) has one row per measurement:
 model      the encoder probed ("minilm", a run name); the random-initialisation baseline keeps this name
 task       probing task name
 layer      0 = embeddings, i = output of block i; -1 for whole-curve metrics (expected_layer)
-metric     accuracy (test), train_accuracy, selectivity (task - control accuracy, Hewitt & Liang 2019),
+metric     accuracy (test), train_accuracy, uuas / spearman / root_accuracy (structural probe, Hewitt &
+           Manning 2019), selectivity (task - control accuracy, Hewitt & Liang 2019),
            codelength_bits / compression (online code MDL, Voita & Titov 2020), expected_layer (Tenney
            et al. 2019b)
 value      the number
@@ -39,7 +40,8 @@ from probes.tasks import ProbingData, load_probing_data
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProbeRunConfig", "ProbeRun", "RESULT_COLUMNS", "run_probing", "parse_layers", "probe_layers"]
+__all__ = ["ProbeRunConfig", "ProbeRun", "RESULT_COLUMNS", "run_probing", "parse_layers", "probe_layers",
+           "headline_metric"]
 
 RESULT_COLUMNS = ["model", "task", "layer", "metric", "value", "seed", "control", "source", "probe"]
 
@@ -62,7 +64,9 @@ class ProbeRunConfig:
         word_pool: "mean" / "first" / "last" sub-token pooling for word targets.
         span_pool: "mean" or "endpoints" for multi-word spans.
         batch_size: sentences per forward pass.
-        n_jobs: layers fitted in parallel (joblib processes).
+        n_jobs: layers fitted in parallel (joblib).
+        backend: joblib backend: "loky" (processes; each opens the memmaps itself) or "threading" (no worker
+            start-up cost; scikit-learn's solvers release the GIL in BLAS).
         device: where the model runs.
         C: inverse L2 strength of the linear probe.
     """
@@ -81,6 +85,7 @@ class ProbeRunConfig:
     span_pool: str = "mean"
     batch_size: int = 32
     n_jobs: int = 1
+    backend: str = "loky"
     device: str = "cpu"
     C: float = 1.0
 
@@ -194,7 +199,7 @@ def probe_layers(store, data: ProbingData, layers: Sequence[int], labelings: lis
     train, test = data.split("train"), data.split("test")
     jobs = (delayed(_fit_one)(str(store.path), layer, train, test, labelings, config) for layer in layers)
     rows: list[dict] = []
-    parallel = Parallel(n_jobs=config.n_jobs, return_as="generator_unordered")
+    parallel = Parallel(n_jobs=config.n_jobs, backend=config.backend, return_as="generator_unordered")
     for part in tqdm(parallel(jobs), total=len(layers), desc=desc, unit="layer"):
         rows += part
     return rows
@@ -205,7 +210,8 @@ def run_probing(config: ProbeRunConfig, out: Optional[Union[str, Path]] = None) 
 
     Writes (when ``out`` is given): ``results.parquet`` (columns :data:`RESULT_COLUMNS`) and ``summary.json``
     (config, source, sizes, best layer), atomically (``probes report`` draws the figures); the
-    extracted features go to ``out/features/<model>/``.
+    extracted features go to ``out/features/<model>/`` (``$TMPDIR/probes-features/`` without ``out``) and are
+    reused by a later run over the same words with the same weights.
 
     Returns:
         A :class:`ProbeRun`.
@@ -217,6 +223,8 @@ def run_probing(config: ProbeRunConfig, out: Optional[Union[str, Path]] = None) 
     if config.span_pool not in SPAN_POOLS or config.word_pool not in WORD_POOLS:
         raise UserInputError(f"unknown pool: span {config.span_pool!r} (choose {SPAN_POOLS}), "
                              f"word {config.word_pool!r} (choose {WORD_POOLS})")
+    if config.backend not in ("loky", "threading"):
+        raise UserInputError(f"unknown joblib backend {config.backend!r}; choose 'loky' or 'threading'")
     if config.seeds < 1:
         raise UserInputError(f"--seeds must be at least 1, got {config.seeds}")
     data = load_probing_data(config.task, config.data, config.corpus, config.max_sentences)
@@ -228,8 +236,15 @@ def run_probing(config: ProbeRunConfig, out: Optional[Union[str, Path]] = None) 
     root = Path(out) if out is not None else Path(os.environ.get("TMPDIR", "/tmp")) / "probes-features"
     store = _store_for(subject, data, root / "features" / subject.name, config)
 
-    y_train, y_test = train["label"].to_numpy(), test["label"].to_numpy()
     seeds = list(range(config.seeds))
+    if data.unit == "tree":
+        rows = _structural_layers(store, data, layers, seeds, "none", config)
+        if config.controls:
+            for seed in seeds:
+                random_store = _random_store(subject, data, root, seed, store, config)
+                rows += _structural_layers(random_store, data, layers, [seed], "random_init", config)
+        return _done(pd.DataFrame(rows), subject.name, config, data, out)
+    y_train, y_test = train["label"].to_numpy(), test["label"].to_numpy()
     labelings = [("none", seed, y_train, y_test) for seed in seeds]
     if config.controls:
         keys = data.targets["key"].to_numpy()
@@ -239,27 +254,69 @@ def run_probing(config: ProbeRunConfig, out: Optional[Union[str, Path]] = None) 
             labelings.append(("control_task", seed, control[train.index].to_numpy(), control[test.index].to_numpy()))
     rows = probe_layers(store, data, layers, labelings, config, desc=f"probe {subject.name}/{config.task}")
     if config.controls:
-        from atinuke.encoders import Encoder
-
-        encoder = Encoder(subject.name, subject.kind, subject.encoder, subject.tokenizer, subject.path)
         for seed in seeds:
-            random_subject = load_subject(random_init_encoder(encoder, seed=seed))
-            random_store = extract_features(random_subject, data.sentences,
-                                            root / "features" / f"{subject.name}-random-init-{seed}",
-                                            pools=store.meta["pools"], batch_size=config.batch_size)
+            random_store = _random_store(subject, data, root, seed, store, config)
             rows += probe_layers(random_store, data, layers, [("random_init", seed, y_train, y_test)], config,
                                  desc=f"probe random-init seed {seed}")
-    results = _finish(pd.DataFrame(rows), subject.name, config, data.source)
-    run = ProbeRun(results, data.source, len(train), len(test), data.labels, Path(out) if out else None)
+    return _done(pd.DataFrame(rows), subject.name, config, data, out)
+
+
+def _done(rows: pd.DataFrame, model: str, config: ProbeRunConfig, data: ProbingData, out) -> ProbeRun:
+    results = _finish(rows, model, config, data.source)
+    run = ProbeRun(results, data.source, len(data.split("train")), len(data.split("test")), data.labels,
+                   Path(out) if out else None)
     if out is not None:
         _write(run, config, Path(out))
     return run
 
 
+def _random_store(subject, data: ProbingData, root: Path, seed: int, store, config: ProbeRunConfig):
+    """Features of the same architecture with re-initialised weights (seeded)."""
+    from atinuke.encoders import Encoder
+    from workbench.subject import load_subject
+
+    encoder = Encoder(subject.name, subject.kind, subject.encoder, subject.tokenizer, subject.path)
+    random_subject = load_subject(random_init_encoder(encoder, seed=seed))
+    return _store_for(random_subject, data, root / "features" / f"{subject.name}-random-init-{seed}", config)
+
+
+def _structural_layers(store, data: ProbingData, layers: Sequence[int], seeds: Sequence[int], control: str,
+                       config: ProbeRunConfig) -> list[dict]:
+    """Hewitt & Manning (2019) structural probe per layer: uuas/spearman (distance), root_accuracy/spearman (depth)."""
+    from probes.structural import StructuralProbe, evaluate_structural
+
+    kind = "distance" if data.task == "tree_distance" else "depth"
+    offsets = store.sentences["word_offset"].to_numpy()
+    parts = {}
+    for split in ("train", "test"):
+        targets = data.split(split).sort_values(["sentence", "a_start"])
+        groups = [group for _, group in targets.groupby("sentence")]
+        parts[split] = ([offsets[g["sentence"].iloc[0]] + g["a_start"].to_numpy() for g in groups],
+                        [g["label"].astype(int).tolist() for g in groups])
+    rows = []
+    for layer in tqdm(layers, desc=f"structural probe ({control})", unit="layer"):
+        vectors = store.layer(layer, config.word_pool)
+        (train_idx, train_heads), (test_idx, test_heads) = parts["train"], parts["test"]
+        for seed in seeds:
+            probe = StructuralProbe(kind=kind, random_state=seed)
+            probe.fit([np.asarray(vectors[i], np.float32) for i in train_idx], train_heads)
+            scores = evaluate_structural(probe, [np.asarray(vectors[i], np.float32) for i in test_idx], test_heads)
+            metrics = {"uuas": scores.uuas, "spearman": scores.spearman} if kind == "distance" else \
+                {"root_accuracy": scores.root_accuracy, "spearman": scores.spearman}
+            rows += [dict(layer=layer, seed=seed, control=control, metric=m, value=float(v)) for m, v in metrics.items()]
+    return rows
+
+
+def headline_metric(results: pd.DataFrame) -> str:
+    """The metric a run is judged by: accuracy, or UUAS / root accuracy for the structural probes."""
+    present = set(results["metric"])
+    return next((m for m in ("accuracy", "uuas", "root_accuracy") if m in present), "accuracy")
+
+
 def _finish(frame: pd.DataFrame, model: str, config: ProbeRunConfig, source: str) -> pd.DataFrame:
     """Add selectivity and expected-layer rows and the identifying columns."""
     extra = []
-    accuracy = frame[frame["metric"] == "accuracy"]
+    accuracy = frame[frame["metric"] == headline_metric(frame)]
     task = accuracy[accuracy["control"] == "none"].set_index(["layer", "seed"])["value"]
     control = accuracy[accuracy["control"] == "control_task"].set_index(["layer", "seed"])["value"]
     for (layer, seed), value in task.items():
@@ -280,9 +337,11 @@ def _finish(frame: pd.DataFrame, model: str, config: ProbeRunConfig, source: str
 
 def _write(run: ProbeRun, config: ProbeRunConfig, out: Path) -> None:
     write_with(out / "results.parquet", lambda tmp: run.results.to_parquet(tmp, index=False))
-    accuracy = run.results[(run.results["metric"] == "accuracy") & (run.results["control"] == "none")]
-    mean = accuracy.groupby("layer")["value"].mean()
+    metric = headline_metric(run.results)
+    headline = run.results[(run.results["metric"] == metric) & (run.results["control"] == "none")]
+    mean = headline.groupby("layer")["value"].mean()
     atomic_write_json(out / "summary.json", {
         "config": asdict(config), "source": run.source, "n_train": run.n_train, "n_test": run.n_test,
-        "labels": list(run.labels), "best_layer": int(mean.idxmax()), "best_accuracy": float(mean.max()),
+        "labels": [] if config.task.startswith("tree_") else list(run.labels), "metric": metric,
+        "best_layer": int(mean.idxmax()), f"best_{metric}": float(mean.max()),
     })

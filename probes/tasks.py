@@ -14,6 +14,8 @@ sentence probes of Conneau et al. (2018, arXiv 1805.01070):
 - ``dep`` [edge] dependency label of each (head word, dependent word) arc.
 - ``srl`` [edge] semantic role of each (predicate, argument span) pair (CoNLL-2012 gold, or the diagnostic suite).
 - ``coref`` [edge] whether two mentions of one sentence corefer ("same"/"different"; CoNLL-2012 gold or suite).
+- ``tree_distance`` / ``tree_depth`` [tree] dependency tree of each sentence for the structural probe
+  (Hewitt & Manning, 2019): one target per word whose label is its head's word index (the root: itself).
 - ``length`` [sentence] word-count bin; ``acceptability`` and ``nli`` [sentence] from the diagnostic suite.
 
 Splits are deterministic: a sentence (or document, for coreference) goes to train or test by a hash of its id.
@@ -119,6 +121,8 @@ TASKS: dict[str, TaskInfo] = {t.name: t for t in (
     TaskInfo("dep", "edge", "silver", ("silver", "gold"), "dependency label of each head-dependent pair"),
     TaskInfo("srl", "edge", "gold", ("gold", "diag"), "semantic role of each predicate-argument pair"),
     TaskInfo("coref", "edge", "gold", ("gold", "diag"), "whether two mentions corefer"),
+    TaskInfo("tree_distance", "tree", "silver", ("silver", "gold"), "syntactic tree distance (structural probe)"),
+    TaskInfo("tree_depth", "tree", "silver", ("silver", "gold"), "depth in the syntax tree (structural probe)"),
     TaskInfo("length", "sentence", "silver", ("silver",), "sentence length bin (words)"),
     TaskInfo("acceptability", "sentence", "diag", ("diag",), "grammatical acceptability (CoLA-style)"),
     TaskInfo("nli", "sentence", "diag", ("diag",), "entailment label of a premise-hypothesis pair"),
@@ -247,6 +251,9 @@ def _silver(task: str, corpus: str, max_sentences: int) -> ProbingData:
         elif task == "ner":
             rows += [dict(sentence=i, a_start=s, a_end=e, b_start=-1, b_end=-1, label=label,
                           key=_word_key(sentence, s, e)) for s, e, label in a["ents"]]
+        elif task in ("tree_distance", "tree_depth"):
+            rows += [dict(sentence=i, a_start=j, a_end=j, b_start=-1, b_end=-1, label=str(w[5]),
+                          key=_word_key(sentence, j, j)) for j, w in enumerate(words)]
         elif task == "length":
             n = len(words)
             label = next(f"{lo}-{hi}" if hi < 10_000 else f"{lo}+" for lo, hi in LENGTH_BINS if lo <= n <= hi)
@@ -386,13 +393,16 @@ def _gold(task: str) -> ProbingData:
         sentences.append(sentence)
         return len(sentences) - 1
 
-    if task in ("pos", "xpos", "dep"):
+    if task in ("pos", "xpos", "dep", "tree_distance", "tree_depth"):
         used.append(GOLD_FILES["conllu"])
         for sentence, conllu in _read_conllu(root / GOLD_FILES["conllu"]):
             i = add(sentence)
             ids = {r[0]: j for j, r in enumerate(conllu)}
             for j, r in enumerate(conllu):
-                if task == "dep":
+                if task in ("tree_distance", "tree_depth"):
+                    rows.append(dict(sentence=i, a_start=j, a_end=j, b_start=-1, b_end=-1,
+                                     label=str(ids.get(r[6], j)), key=_word_key(sentence, j, j)))
+                elif task == "dep":
                     if r[6] in ids:
                         h = ids[r[6]]
                         rows.append(dict(sentence=i, a_start=h, a_end=h, b_start=j, b_end=j, label=r[7].split(":")[0],

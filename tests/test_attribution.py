@@ -178,3 +178,77 @@ def test_minilm_batched_equals_per_example(minilm):
         attr = lig.attribute(ids, baselines=baseline, n_steps=6, method="gausslegendre",
                              additional_forward_args=(batch["attention_mask"], batch["token_type_ids"])).sum(-1)[0]
         np.testing.assert_allclose(attr.detach().numpy(), result.scores(str(i)), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ task heads
+@pytest.fixture(scope="module")
+def task_subjects(tiny_atinuke_dir):
+    """Untrained heads of every kind on the tiny Atinuke encoder (seeded)."""
+    from atinuke.encoders import load_encoder
+    from atinuke.tasks import get_task
+    from atinuke.tasks.heads import build_task_model
+
+    subjects = {}
+    for name in ("sst2", "squad2", "srl", "coref"):
+        torch.manual_seed(0)
+        model = build_task_model(load_encoder(tiny_atinuke_dir), get_task(name), dropout=0.0).eval()
+        subjects[name] = load_subject(model)
+    return subjects
+
+
+def _examples(kind):
+    from atinuke.tasks.base import Answer, ClassificationExample, CorefDocument, QAExample, SRLExample
+
+    if kind == "sst2":
+        return [ClassificationExample("a", "the market fell last week .", None, "0"),
+                ClassificationExample("b", "prices rose .", None, "1")]
+    if kind == "squad2":
+        return [QAExample("q", "the market fell last week after the report .", "when did the market fall ?",
+                          [Answer("last week", 16)])]
+    if kind == "srl":
+        words = "the market fell last week".split()
+        return [SRLExample("s", words, 2, ["B-ARG1", "I-ARG1", "B-V", "B-ARGM-TMP", "I-ARGM-TMP"])]
+    words = "the company said it would sell its shares .".split()
+    return [CorefDocument("d", words, [0], [[(0, 1), (3, 3), (6, 6)]])]
+
+
+def test_classification_target_completeness_and_naive_equality(task_subjects):
+    subject = task_subjects["sst2"]
+    examples = _examples("sst2")
+    result = attribute(subject, examples, "integrated_gradients", "class=1", AttributionParams(n_steps=16))
+    assert set(result.frame["target"]) == {"class=1"}
+    model = subject.task_model
+    lig = LayerIntegratedGradients(lambda ids, mask: model(ids, mask).logits[:, 1], subject.input_embeddings)
+    for example in examples:
+        batch = model.encode([example])
+        ids, mask = batch.input_ids, batch.attention_mask
+        baseline = torch.where(batch.segments >= 0, torch.zeros_like(ids), ids)
+        attr, delta = lig.attribute(ids, baselines=baseline, n_steps=16, additional_forward_args=(mask,),
+                                    return_convergence_delta=True)
+        scores = result.scores(example.id)
+        np.testing.assert_allclose(attr.sum(-1)[0].detach().numpy(), scores, atol=1e-5)
+        with torch.no_grad():
+            gap = float(model(ids, mask).logits[0, 1] - model(baseline, mask).logits[0, 1])
+        assert abs(scores.sum() - gap) <= abs(float(delta)) + 1e-5
+    predicted = attribute(subject, examples, "saliency")  # default target: the predicted class
+    with torch.no_grad():
+        labels = model(**model.encode(examples).model_inputs(with_targets=False)).logits.argmax(-1).tolist()
+    assert predicted.frame.groupby("example_id", sort=False)["target"].first().tolist() == [f"class={l}" for l in labels]
+
+
+@pytest.mark.parametrize("task, target, prefix", [("squad2", "span", "span="), ("squad2", "end", "end="),
+                                                  ("srl", None, "tag="), ("coref", None, "antecedent=")])
+def test_span_tag_and_antecedent_targets(task_subjects, task, target, prefix):
+    subject = task_subjects[task]
+    examples = _examples(task)
+    result = attribute(subject, examples, "integrated_gradients", target, AttributionParams(n_steps=24))
+    label = result.frame["target"].iloc[0]
+    assert label.startswith(prefix)
+    assert np.isfinite(result.frame["score"]).all() and result.frame["score"].abs().sum() > 0
+    assert result.frame["delta"].abs().max() < 0.05 * max(1.0, result.frame["score"].abs().sum())
+    if task == "srl":
+        assert label.endswith("@3")  # the predicate "fell" is token 3 after [CLS] the market
+    occlusion = attribute(subject, examples, "feature_ablation", target)
+    assert occlusion.frame["target"].iloc[0] == label  # the same quantity is explained
+    with pytest.raises(UserInputError, match="does not exist"):
+        attribute(subject, examples, "saliency", "class=1")

@@ -153,3 +153,37 @@ def test_ptb_splits_follow_the_mikolov_preprocessing():
     words = [word for line in valid for word in line.split()]
     assert "<unk>" in words and "N" in words  # rare words and numbers replaced
     assert all(word == word.lower() for word in words if word != "N")  # lower-cased
+
+
+# ------------------------------------------------------------------------------------- prepare-data
+
+def test_prepare_data_reads_every_corpus_and_calls_the_suite_builder(monkeypatch):
+    import importlib.machinery
+    import sys
+    import types
+
+    from atinuke.data_cli import prepare_data
+
+    calls = []
+    fake = types.ModuleType("atinuke.diagnostic")
+    fake.__spec__ = importlib.machinery.ModuleSpec("atinuke.diagnostic", None)
+    fake.build_suite = lambda force=False: calls.append(force)
+    monkeypatch.setitem(sys.modules, "atinuke.diagnostic", fake)
+    counts = prepare_data(force=True)
+    assert calls == [True]
+    assert counts["ptb_valid"] == 3370 and counts["ptb_test"] == 3761 and counts["ptb_train"] == 42068
+    assert counts["wiki_articles"] > 50 and counts["lee_documents"] == 300
+
+
+def test_prepare_data_skips_a_missing_suite_builder(monkeypatch, caplog):
+    import importlib.util
+    import logging
+
+    from atinuke import data_cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(data_cli.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "atinuke.diagnostic" else real_find_spec(name, *a))
+    with caplog.at_level(logging.INFO, logger="atinuke.data_cli"):
+        data_cli.prepare_data()
+    assert "skipping the diagnostic suite" in caplog.text

@@ -128,3 +128,19 @@ def test_analyze_and_validation():
     assert result.provenance == ["silver, derived"]
     with pytest.raises(UserInputError, match="missing predictions column"):
         errors.validate_predictions(pd.DataFrame({"id": ["a"]}))
+
+
+def test_internal_signals_from_a_real_model(tiny_atinuke_dir):
+    from workbench.subject import load_subject
+
+    table = _table(n=6)
+    table["text"] = ["the market fell sharply", "prices rose", "no one came to the meeting today", "yes",
+                     "shares of the company were not traded", "it is raining"]
+    signals = errors.internal_signals(load_subject(tiny_atinuke_dir), table, n_steps=8, top_k=2)
+    assert list(signals["id"]) == list(table["id"])
+    assert signals["attention_entropy"].between(0, np.log(128)).all()
+    one_word = signals.set_index("id").loc["ex3"]
+    assert one_word["attribution_concentration"] == pytest.approx(1.0)  # a single word carries everything
+    assert signals["attribution_concentration"].between(0, 1 + 1e-9).all() and (signals["ig_delta"] >= 0).all()
+    tree = errors.error_cohorts(table, signals=signals, max_depth=1, min_samples_leaf=1)
+    assert {"signal_attention_entropy", "signal_ig_delta"} <= set(tree.features)

@@ -17,6 +17,7 @@ from workbench.faithfulness import (
     curve_areas,
     deletion_insertion,
     eraser,
+    faithfulness_summary,
     plausibility,
     randomization_check,
     rank_agreement,
@@ -155,3 +156,32 @@ def test_bootstrap_and_summary():
     summary = summarize(frame, ["v"])
     assert summary.set_index("method")["mean"].to_dict() == {"a": 1.0, "b": 3.0}
     assert math.isnan(bootstrap_ci([])[0])
+
+
+def test_eraser_on_a_classification_head_uses_probabilities(tiny_atinuke_dir):
+    from atinuke.encoders import load_encoder
+    from atinuke.tasks import get_task
+    from atinuke.tasks.base import ClassificationExample
+    from atinuke.tasks.heads import build_task_model
+
+    torch.manual_seed(0)
+    model = build_task_model(load_encoder(tiny_atinuke_dir), get_task("sst2"), dropout=0.0).eval()
+    task_subject = load_subject(model)
+    examples = [ClassificationExample("a", "the market fell last week .", None, "0"),
+                ClassificationExample("b", "prices rose in early trading .", None, "1")]
+    result = attribute(task_subject, examples, "input_x_gradient")
+    table = eraser(task_subject, examples, result, ks=(20, 50))
+    with torch.no_grad():
+        probs = model(**model.encode(examples).model_inputs(with_targets=False)).logits.softmax(-1).max(-1).values
+    full = table.groupby("example_id", sort=False)["full"].first().to_numpy()
+    np.testing.assert_allclose(full, probs.numpy(), atol=1e-6)  # f = predicted-class probability
+    assert (table["comprehensiveness"].abs() <= 1).all() and (table["sufficiency"].abs() <= 1).all()
+
+
+def test_faithfulness_summary_table(subject):
+    result = attribute(subject, TEXTS, "saliency")
+    table = faithfulness_summary(subject, TEXTS, result, rationales=[[(0, 4, 10)], [(0, 0, 6)]], n_boot=50)
+    assert set(table["metric"]) == {"comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc",
+                                    "token_f1", "auprc"}
+    assert (table["task"] == "encoder").all()
+    assert ((table["ci_low"] <= table["mean"] + 1e-12) & (table["mean"] <= table["ci_high"] + 1e-12)).all()

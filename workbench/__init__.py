@@ -1,4 +1,47 @@
-"""Atinuke Workbench: analysis over any model behind one interface (see docs/architecture.md)."""
+"""Atinuke Workbench: analysis over any model behind one interface (see docs/architecture.md).
+
+Heavy submodules (attribution, faithfulness, figures) are imported on first use of their names, so
+``import workbench`` stays cheap for the app and the CLIs.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from workbench.subject import ActivationCache, HookInfo, PatchResult, Subject, load_subject
 
-__all__ = ["ActivationCache", "HookInfo", "PatchResult", "Subject", "load_subject"]
+_LAZY = {
+    # attention analysis
+    "AttentionMaps": "workbench.attention", "aggregate_to_words": "workbench.attention",
+    "attention_flow": "workbench.attention", "attention_maps": "workbench.attention",
+    "attention_rollout": "workbench.attention", "entropy": "workbench.attention",
+    "gold_logprob_score": "workbench.attention", "head_importance": "workbench.attention",
+    "head_statistics": "workbench.attention",
+    # attribution
+    "METHODS": "workbench.attribution", "Attribution": "workbench.attribution",
+    "AttributionParams": "workbench.attribution", "attribute": "workbench.attribution",
+    "attribute_many": "workbench.attribution",
+    "AntecedentTarget": "workbench.attribution_targets", "ClassTarget": "workbench.attribution_targets",
+    "FunctionTarget": "workbench.attribution_targets", "HiddenNormTarget": "workbench.attribution_targets",
+    "SpanTarget": "workbench.attribution_targets", "TagTarget": "workbench.attribution_targets",
+    "Target": "workbench.attribution_targets", "parse_target": "workbench.attribution_targets",
+    # faithfulness
+    "agreement_matrix": "workbench.faithfulness", "aopc": "workbench.faithfulness",
+    "bootstrap_ci": "workbench.faithfulness", "curve_areas": "workbench.faithfulness",
+    "deletion_insertion": "workbench.faithfulness", "eraser": "workbench.faithfulness",
+    "plausibility": "workbench.faithfulness", "randomization_check": "workbench.faithfulness",
+    "rank_agreement": "workbench.faithfulness", "summarize": "workbench.faithfulness",
+    "faithfulness_summary": "workbench.faithfulness",
+    # store
+    "AttributionStore": "workbench.store",
+}
+
+__all__ = ["ActivationCache", "HookInfo", "PatchResult", "Subject", "load_subject", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -36,6 +36,7 @@ HOW_TO_CREATE = {
     "pretrain": "atinuke pretrain --preset tiny --objective mlm --out runs/pretrain/tiny-mlm (or `make models`)",
     "finetune": "atinuke finetune --model runs/pretrain/tiny-mlm --task TASK --out runs/finetune/tiny-mlm/TASK",
     "probes": "probes run --model minilm --out runs/probes/minilm (see probes/ --help)",
+    "attribute": "workbench attribute --model minilm --method integrated_gradients,saliency,attention --limit 50 --out runs/attributions/minilm",
     "minilm-finetune": "atinuke finetune --model minilm --task TASK --out runs/finetune/minilm/TASK",
 }
 
@@ -196,6 +197,12 @@ def find_probe_results(root: Optional[Path] = None) -> Optional[pd.DataFrame]:
             frame["file"] = str(path.relative_to(base))
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def find_attribution_runs(root: Optional[Path] = None) -> list[Path]:
+    """Directories under ``root`` holding an ``attributions.parquet`` (written by ``workbench attribute``)."""
+    base = Path(root or runs_dir())
+    return sorted(p.parent for p in base.rglob("attributions.parquet") if not any(x.startswith(".") for x in p.parts[-3:]))
 
 
 def task_family(task: str) -> str:
@@ -416,11 +423,13 @@ def _interpretability_evidence(results: Optional[pd.DataFrame]) -> tuple[str, st
     sentences = []
     control = results["control"].fillna("none").astype(str) if "control" in results else pd.Series("none", index=results.index)
     for (model, task), group in results.assign(control=control).groupby(["model", "task"]):
+        group = group[group["layer"] >= 0]  # layer -1 holds whole-curve metrics
         real = group[group["control"].isin(["none", "", "real"])]
-        ctrl = group[~group["control"].isin(["none", "", "real"])]
+        ctrl = group[group["control"] == "control_task"]
+        ctrl = ctrl if not ctrl.empty else group[~group["control"].isin(["none", "", "real"])]
         if real.empty:
             continue
-        metric = str(real["metric"].iloc[0])
+        metric = "accuracy" if (real["metric"] == "accuracy").any() else str(real["metric"].iloc[0])
         best = real[real["metric"] == metric].groupby("layer")["value"].mean()
         text = f"{model} / {task}: best {metric} {best.max():.3f} at layer {int(best.idxmax())}"
         if not ctrl.empty:

@@ -22,6 +22,7 @@ optional :class:`~workbench.store.AttributionStore` makes reruns free and killed
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -83,7 +84,9 @@ class AttributionParams:
         window: occlusion window in tokens.
         seed: random seed of the sampling methods.
         batch_size: examples per batch.
-        internal_batch_size: rows (examples x steps or perturbations) per forward pass; bounds memory.
+        max_tokens_per_pass: bounds memory: rows (examples x steps or perturbations) per forward pass are
+            chosen so that rows x padded length stays under this (Captum's ``internal_batch_size``).
+        internal_batch_size: fixed rows per forward pass instead (overrides ``max_tokens_per_pass``).
     """
 
     baseline: str = "pad"
@@ -96,7 +99,14 @@ class AttributionParams:
     window: int = 3
     seed: int = 0
     batch_size: int = 16
-    internal_batch_size: Optional[int] = 256
+    max_tokens_per_pass: int = 4096
+    internal_batch_size: Optional[int] = None
+
+    def rows_per_pass(self, n_positions: int) -> int:
+        """Rows per forward pass for inputs of ``n_positions`` tokens."""
+        if self.internal_batch_size is not None:
+            return max(1, self.internal_batch_size)
+        return max(1, self.max_tokens_per_pass // max(1, n_positions))
 
     def for_method(self, method: str) -> dict[str, Any]:
         """The settings ``method`` depends on, as a JSON-able dict."""
@@ -184,16 +194,22 @@ class _EmbeddingForward(nn.Module):
 
     Additional forward arguments (expanded by Captum along with the inputs): input_ids, attention_mask,
     token_type_ids (or None), target index [batch, k], then the head-input tensors in ``head_keys`` order.
+    ``fixed`` head inputs (coreference spans of one document) are not expanded: then every row of the
+    expanded batch is a variant of that one document and runs as its own forward pass.
     """
 
-    def __init__(self, subject: Any, target: Target, slot: dict, head_keys: Sequence[str]) -> None:
+    def __init__(self, subject: Any, target: Target, slot: dict, head_keys: Sequence[str],
+                 fixed: Optional[dict[str, torch.Tensor]] = None) -> None:
         super().__init__()
         self.model = subject.module
         self._subject, self._target, self._slot, self._head_keys = subject, target, slot, list(head_keys)
+        self._fixed = None if fixed is None else {k: v.to(subject.device) for k, v in fixed.items()}
         self.calls = 0
 
-    def forward(self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: Optional[torch.Tensor], index: torch.Tensor, *head_values: torch.Tensor) -> torch.Tensor:
+    def output(self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: Optional[torch.Tensor], head_values: Sequence[torch.Tensor]
+               ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """The model output (and the target's captured activation) for the given embeddings."""
         self.calls += 1
         self._slot["embeds"] = embeds  # [batch, pos, d_model]
         captured: dict[str, torch.Tensor] = {}
@@ -201,12 +217,27 @@ class _EmbeddingForward(nn.Module):
         if self._target.capture is not None:
             hooks.append((self._target.capture, lambda act, hook: captured.__setitem__(hook.name, act)))
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        head_inputs = dict(zip(self._head_keys, head_values), **(self._fixed or {}))
         try:
             with self._subject.hooks(hooks):
-                output = self._subject.forward(inputs, **dict(zip(self._head_keys, head_values)))
+                output = self._subject.forward(inputs, **head_inputs)
         finally:
             self._slot["embeds"] = None
-        return self._target.select(output, index, captured)  # [batch]
+        return output, captured
+
+    def forward(self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: Optional[torch.Tensor], index: torch.Tensor, *head_values: torch.Tensor) -> torch.Tensor:
+        if self._fixed is None:
+            output, captured = self.output(embeds, input_ids, attention_mask, token_type_ids, head_values)
+            return self._target.select(output, index, captured)  # [batch]
+        values = []
+        for b in range(embeds.shape[0]):
+            row = slice(b, b + 1)
+            output, captured = self.output(embeds[row], input_ids[row], attention_mask[row],
+                                           None if token_type_ids is None else token_type_ids[row],
+                                           [v[row] for v in head_values])
+            values.append(self._target.select(output, index[row], captured))
+        return torch.cat(values)  # [batch]
 
 
 def _check_deeplift(subject: Any) -> None:
@@ -226,7 +257,7 @@ def _gradient_like(method: str, forward: _EmbeddingForward, embeds: torch.Tensor
     import captum.attr as ca
 
     b, t, d = embeds.shape
-    ibs = params.internal_batch_size
+    ibs = params.rows_per_pass(t)
     embeds = embeds.clone().requires_grad_(method in ("saliency", "input_x_gradient", "deeplift"))
     if method == "integrated_gradients":
         attr, delta = ca.IntegratedGradients(forward).attribute(
@@ -242,7 +273,7 @@ def _gradient_like(method: str, forward: _EmbeddingForward, embeds: torch.Tensor
         attr, delta = ca.DeepLift(forward).attribute(embeds, baselines=base, additional_forward_args=args,
                                                      return_convergence_delta=True)
         return attr, delta, {}
-    per_eval = max(1, (ibs or b) // max(b, 1))
+    per_eval = max(1, ibs // max(b, 1))
     if method == "feature_ablation":
         mask = torch.arange(t, device=embeds.device).view(1, t, 1).expand(b, t, d)
         attr = ca.FeatureAblation(forward).attribute(embeds, baselines=base, additional_forward_args=args,
@@ -266,10 +297,17 @@ def _per_example(method: str, forward: _EmbeddingForward, embeds: torch.Tensor, 
     deltas = torch.full((b,), float("nan"))
     for r in range(b):
         n = lengths[r]
-        one = lambda x: x[r:r + 1, :n] if torch.is_tensor(x) and x.dim() >= 2 else (  # noqa: E731
-            x[r:r + 1] if torch.is_tensor(x) else x)
+
+        def one(position: int, x: Any) -> Any:
+            """Row r of an argument; token-aligned ones ([B, T, ...], not the target index) cut to n tokens."""
+            if not torch.is_tensor(x):
+                return x
+            if position != 3 and x.dim() >= 2 and x.shape[1] == t:
+                return x[r:r + 1, :n]
+            return x[r:r + 1]
+
         e, bl = embeds[r:r + 1, :n], base[r:r + 1, :n]
-        row_args = tuple(one(a) for a in args)
+        row_args = tuple(one(i, a) for i, a in enumerate(args))
         torch.manual_seed(params.seed)
         if method == "gradient_shap":
             attr, delta = ca.GradientShap(forward).attribute(
@@ -282,7 +320,7 @@ def _per_example(method: str, forward: _EmbeddingForward, embeds: torch.Tensor, 
         explainer = ca.Lime(forward) if method == "lime" else ca.KernelShap(forward)
         attr = explainer.attribute(e, baselines=bl, additional_forward_args=row_args, feature_mask=mask,
                                    n_samples=params.n_samples,
-                                   perturbations_per_eval=max(1, min(params.n_samples, params.internal_batch_size or 1)))
+                                   perturbations_per_eval=max(1, min(params.n_samples, params.rows_per_pass(n))))
         scores[r, :n] = attr[0, :, 0].detach()
     return scores, deltas
 
@@ -330,41 +368,24 @@ def _compute(subject: Any, rows: Rows, method: str, target: Target, params: Attr
         base = subject.input_embeddings(base_ids.to(subject.device)).detach()
         if params.baseline == "zero":
             base = torch.where((rows.segments >= 0).to(base.device)[..., None], torch.zeros_like(base), base)
+    fixed = rows.info[0].get("fixed_head_inputs") if rows.info else None
+    if fixed is not None and len(rows) != 1:
+        raise UserInputError("coreference attribution runs one document per batch (batch_size 1)")
     with _embedding_override(subject) as slot:
-        forward = _EmbeddingForward(subject, target, slot, head_keys)
+        forward = _EmbeddingForward(subject, target, slot, head_keys, fixed)
         device = subject.device
         args = (rows.input_ids.to(device), rows.attention_mask.to(device),
                 None if rows.token_type_ids is None else rows.token_type_ids.to(device),
                 torch.zeros(len(rows), 1, dtype=torch.long, device=device),
                 *[rows.head_inputs[k].to(device) for k in head_keys])
-        captured: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            slot["embeds"] = embeds
-            hooks = [] if target.capture is None else [
-                (target.capture, lambda a, h: captured.__setitem__(h.name, a))]
-            with subject.hooks(hooks):
-                clean_output = subject.forward(dict(zip(("input_ids", "attention_mask", "token_type_ids"), args[:3])),
-                                               **dict(zip(head_keys, args[4:])))
-            slot["embeds"] = None
+            clean_output, captured = forward.output(embeds, *args[:3], args[4:])
             index = target.resolve(subject, rows, clean_output, captured).to(device)
         args = args[:3] + (index,) + args[4:]
         lengths = [int(n) for n in rows.attention_mask.sum(1)]
-        extras = [{} for _ in range(len(rows))]
-        deltas: Optional[torch.Tensor] = None
-        if method in ATTENTION_METHODS:
-            scores = _attention_scores(method, subject, forward, embeds, args, target, index)
-        elif method in ("gradient_shap", "lime", "kernel_shap"):
-            scores, deltas = _per_example(method, forward, embeds, base, args, lengths, params)
-        else:
-            if method == "deeplift":
-                _check_deeplift(subject)
-            attr, deltas, _ = _gradient_like(method, forward, embeds, base, args, params)
-            scores = attr.sum(-1) if attr.dim() == 3 else attr
-            if method == "integrated_gradients":
-                for r in range(len(rows)):
-                    extras[r]["n_steps_used"] = params.n_steps
-                if params.tolerance is not None:
-                    scores, deltas = _adaptive_ig(forward, embeds, base, args, params, scores, deltas, extras)
+        with target.context(subject, index):
+            scores, deltas, extras = _run_method(subject, method, forward, embeds, base, args, target, index,
+                                                 lengths, params)
     scores = scores.detach().float().cpu()
     labels = [target.label(subject, row) for row in as_index_list(index)]
     out = []
@@ -372,6 +393,29 @@ def _compute(subject: Any, rows: Rows, method: str, target: Target, params: Attr
         delta = float("nan") if deltas is None else float(deltas[r])
         out.append((scores[r, :lengths[r]].numpy().copy(), delta, extras[r], labels[r]))
     return out
+
+
+def _run_method(subject: Any, method: str, forward: _EmbeddingForward, embeds: torch.Tensor, base: torch.Tensor,
+                args: tuple, target: Target, index: torch.Tensor, lengths: list[int], params: AttributionParams
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor], list[dict]]:
+    """Dispatch one method on a prepared batch. Returns (scores [B, T], delta [B] or None, extra params per row)."""
+    extras = [{} for _ in range(len(lengths))]
+    deltas: Optional[torch.Tensor] = None
+    if method in ATTENTION_METHODS:
+        scores = _attention_scores(method, subject, forward, embeds, args, target, index)
+    elif method in ("gradient_shap", "lime", "kernel_shap"):
+        scores, deltas = _per_example(method, forward, embeds, base, args, lengths, params)
+    else:
+        if method == "deeplift":
+            _check_deeplift(subject)
+        attr, deltas, _ = _gradient_like(method, forward, embeds, base, args, params)
+        scores = attr.sum(-1) if attr.dim() == 3 else attr
+        if method == "integrated_gradients":
+            for r in range(len(lengths)):
+                extras[r]["n_steps_used"] = params.n_steps
+            if params.tolerance is not None:
+                scores, deltas = _adaptive_ig(forward, embeds, base, args, params, scores, deltas, extras)
+    return scores, deltas, extras
 
 
 def _adaptive_ig(forward, embeds, base, args, params, scores, deltas, extras):
@@ -385,7 +429,7 @@ def _adaptive_ig(forward, embeds, base, args, params, scores, deltas, extras):
         pick = lambda x: x[todo] if torch.is_tensor(x) else x  # noqa: E731
         attr, delta = ca.IntegratedGradients(forward).attribute(
             embeds[todo], baselines=base[todo], additional_forward_args=tuple(pick(a) for a in args),
-            n_steps=steps, method=params.ig_method, internal_batch_size=params.internal_batch_size,
+            n_steps=steps, method=params.ig_method, internal_batch_size=params.rows_per_pass(embeds.shape[1]),
             return_convergence_delta=True)
         scores[todo] = attr.sum(-1).detach().to(scores.dtype)
         deltas[todo] = delta.detach().to(deltas.dtype)
@@ -411,6 +455,17 @@ def _frame_for_row(subject: Any, rows: Rows, r: int, scores: np.ndarray, delta: 
         "word_index": word_index, "word": [words[w] if w >= 0 else tok for w, tok in zip(word_index, tokens)],
         "score": scores.astype(np.float64), "method": method, "params": params_json, "target": target_label,
         "delta": delta})
+
+
+def _fingerprint(rows: Rows, r: int) -> list[str]:
+    """What the store key knows of an input: its texts, and for task examples every field but ``meta``
+    (an SRL example's predicate, a QA example's answers...)."""
+    if rows.examples is None:
+        return list(rows.texts[r])
+    example = rows.examples[r]
+    fields = {k: v for k, v in dataclasses.asdict(example).items() if k != "meta"} \
+        if dataclasses.is_dataclass(example) else repr(example)
+    return list(rows.texts[r]) + [json.dumps(fields, sort_keys=True, default=str)]
 
 
 def attribute(subject: Any, inputs: Union[Sequence[str], Sequence[Any], Rows], method: str = "integrated_gradients",
@@ -457,13 +512,14 @@ def attribute(subject: Any, inputs: Union[Sequence[str], Sequence[Any], Rows], m
     target_spec = target.spec if isinstance(target, Target) else str(target)
     params_json = json.dumps(params.for_method(method), sort_keys=True)
     if target.spec == "antecedent":
-        params.batch_size = 1
+        params = dataclasses.replace(params, batch_size=1)  # one document per forward pass
     keys = [None] * len(rows)
     results: dict[int, pd.DataFrame] = {}
     if store is not None:
         model_hash = subject.model_hash()
         for r in range(len(rows)):
-            keys[r] = store.key(model_hash, rows.example_ids[r], rows.texts[r], method, params_json, target_spec)
+            keys[r] = store.key(model_hash, rows.example_ids[r], _fingerprint(rows, r), method, params_json,
+                                target_spec)
             cached = store.get(keys[r])
             if cached is not None:
                 results[r] = cached

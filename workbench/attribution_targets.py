@@ -17,6 +17,7 @@ argument, so they are expanded along with the inputs for every interpolation ste
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -104,13 +105,16 @@ _TARGET_KEYS = ("labels", "start_positions", "end_positions", "tag_labels", "gol
 
 def rows_from_examples(subject: Any, examples: Sequence[Any]) -> Rows:
     """Encode task examples with the subject's task model; an example split into several features (long QA
-    contexts) is explained on its first feature."""
+    contexts) is explained on its first feature. Coreference documents are encoded one by one and must fit
+    one segment; their span tensors (not row-aligned) go to ``info[r]["fixed_head_inputs"]``."""
     if subject.task_model is None:
         raise UserInputError(f"{subject.name} is a plain encoder; give texts, or a fine-tuned task model")
     examples = list(examples)
     ids = [str(e.id) for e in examples]
     if len(set(ids)) != len(ids):
         raise UserInputError("example ids must be unique")
+    if getattr(subject.task, "kind", None) == "coref":
+        return _coref_rows(subject, examples, ids)
     batch = subject.task_model.encode(examples)
     first: dict[int, int] = {}
     for row, example_index in enumerate(batch.example_index):
@@ -129,7 +133,27 @@ def rows_from_examples(subject: Any, examples: Sequence[Any]) -> Rows:
     return Rows(ids, [_segment_texts(e) for e in examples], batch.input_ids[idx], batch.attention_mask[idx],
                 None if batch.token_type_ids is None else batch.token_type_ids[idx], heads,
                 batch.offsets[idx], batch.segments[idx], examples,
-                [batch.info[r] for r in rows] if batch.info else [])
+                [batch.info[r] for r in rows] if batch.info else [{} for _ in rows])
+
+
+def _coref_rows(subject: Any, documents: list[Any], ids: list[str]) -> Rows:
+    encoded = []
+    for document in documents:
+        batch = subject.task_model.encode([document])
+        if batch.input_ids.shape[0] != 1:
+            raise UserInputError(f"document {document.id!r} spans {batch.input_ids.shape[0]} segments; coreference "
+                                 f"attribution needs a document that fits one input of {subject.max_len} tokens")
+        encoded.append(batch)
+    width = max(b.input_ids.shape[1] for b in encoded)
+    pad = lambda t, value: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)  # noqa: E731
+    input_ids = torch.cat([pad(b.input_ids, subject.tokenizer.pad_token_id) for b in encoded])
+    attention_mask = torch.cat([pad(b.attention_mask, 0) for b in encoded])
+    segments = torch.cat([pad(b.segments, -1) for b in encoded])
+    offsets = torch.cat([torch.nn.functional.pad(b.offsets, (0, 0, 0, width - b.offsets.shape[1])) for b in encoded])
+    info = [{"fixed_head_inputs": {k: v for k, v in b.head_inputs.items() if k not in _TARGET_KEYS}}
+            for b in encoded]
+    return Rows(ids, [_segment_texts(d) for d in documents], input_ids, attention_mask, None, {}, offsets, segments,
+                documents, info)
 
 
 class Target:
@@ -154,6 +178,10 @@ class Target:
     def query_position(self, index: Sequence[int]) -> int:
         """The token whose attention row attention-based methods read."""
         return 0
+
+    def context(self, subject: Any, index: torch.Tensor) -> Any:
+        """A context manager active while the resolved target is evaluated on perturbed inputs."""
+        return contextlib.nullcontext()
 
 
 def _require(output: Any, field_name: str, target: str, subject: Any) -> torch.Tensor:
@@ -304,11 +332,14 @@ class TagTarget(Target):
 
 @dataclass
 class AntecedentTarget(Target):
-    """Coreference: the score of the top-ranked (mention, antecedent) link, as the row/column of the
-    antecedent-score matrix chosen on the clean input (``mention`` = a top-span row to fix it instead).
+    """Coreference: the pair score s(i, j) = s_m(i) + s_m(j) + s_a(i, j) of a mention i and its antecedent j
+    (Lee et al., 2017), by default the top-scoring link the model predicts (``mention`` = a kept-span row to
+    choose the mention instead).
 
-    Pruning may keep different spans on perturbed inputs; the fixed (row, column) is then read from the
-    perturbed matrix, so perturbation methods measure the score of whatever link occupies that slot.
+    The link is chosen on the clean input with the model's pruning; while attributing, pruning is switched
+    off (every candidate kept, antecedent window wide enough for the link), so the score of that fixed pair
+    is a continuous function of the input instead of jumping when the kept spans change.
+    Index columns: candidate indices (i, j).
     """
 
     mention: Optional[int] = None
@@ -318,25 +349,44 @@ class AntecedentTarget(Target):
         scores = _require(output, "antecedent_scores", self.spec, subject).detach().cpu()  # [n_top, K + 1]
         if len(rows) != 1:
             raise UserInputError("coreference attribution runs one document at a time (batch_size 1)")
+        if scores.shape[0] < 2 or scores.shape[1] < 2:
+            raise UserInputError(f"document {rows.example_ids[0]} has fewer than two kept mentions; no link to explain")
         real = scores[:, 1:]
         if self.mention is None:
             flat = int(real.flatten().argmax())
-            row, column = flat // real.shape[1], flat % real.shape[1] + 1
+            row, column = flat // real.shape[1], flat % real.shape[1]
         else:
             if not 0 <= self.mention < scores.shape[0]:
                 raise UserInputError(f"mention {self.mention} does not exist ({scores.shape[0]} kept spans)")
-            row, column = self.mention, int(real[self.mention].argmax()) + 1
-        return torch.tensor([[row, column]])
+            row, column = self.mention, int(real[self.mention].argmax())
+        mention = int(output.top_span_indices[row])
+        antecedent = int(output.antecedent_indices[row, column])
+        if antecedent < 0:
+            raise UserInputError(f"mention {row} has no candidate antecedent")
+        return torch.tensor([[mention, antecedent]])
+
+    @contextlib.contextmanager
+    def context(self, subject, index):
+        head_config = subject.task_model.head.config
+        saved = (head_config.top_span_ratio, head_config.max_antecedents)
+        try:
+            head_config.top_span_ratio = 1e9  # keep every candidate span
+            head_config.max_antecedents = int((index[:, 0] - index[:, 1]).max())
+            yield
+        finally:
+            head_config.top_span_ratio, head_config.max_antecedents = saved
 
     def select(self, output, index, captured):
-        scores = output.antecedent_scores  # [n_top, K + 1], one document per call
-        n_copies = index.shape[0]
-        if n_copies == 1:
-            return scores[index[0, 0], index[0, 1]].view(1)
-        raise UserInputError("coreference attribution needs one input per forward pass (internal batch 1)")
+        # Without pruning the kept spans are all candidates in text order, so mention i sits in row i and
+        # antecedent j in column 1 + (i - 1 - j) (column 0 is the dummy antecedent).
+        scores = output.antecedent_scores  # [n_candidates, K + 1], one document per call
+        if index.shape[0] != 1:
+            raise UserInputError("coreference attribution needs one input per forward pass")
+        mention, antecedent = int(index[0, 0]), int(index[0, 1])
+        return scores[mention, mention - antecedent].view(1)
 
     def label(self, subject, index):
-        return f"antecedent={index[0]}:{index[1]}"
+        return f"antecedent=span{index[0]}->span{index[1]}"
 
 
 @dataclass

@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=None, help="adaptive IG: raise steps until |delta| < this")
     parser.add_argument("--n-samples", type=int, default=64, help="samples for gradient_shap / lime / kernel_shap")
     parser.add_argument("--batch-size", type=int, default=16, help="examples per batch")
-    parser.add_argument("--internal-batch-size", type=int, default=256, help="rows per forward pass (memory bound)")
+    parser.add_argument("--max-tokens-per-pass", type=int, default=4096,
+                        help="memory bound: rows x length per forward pass")
+    parser.add_argument("--internal-batch-size", type=int, default=None, help="fixed rows per forward pass")
     parser.add_argument("--limit", type=int, default=None, help="first N examples")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--store", default=None, help="store directory (default: <cache>/attribution_store)")
@@ -131,11 +133,15 @@ def run(args: argparse.Namespace) -> int:
             raise UserInputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if args.limit is not None and args.limit < 1:
         raise UserInputError(f"--limit must be positive, got {args.limit}")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line error contract
     rank, world = _distributed()
     subject = _resolve_subject(args.model, args.task, args.device)
     inputs, pairs, ids = _load_inputs(subject, args.task, args.data, args.split, args.limit)
     params = AttributionParams(baseline=args.baseline, n_steps=args.n_steps, tolerance=args.tolerance,
                                n_samples=args.n_samples, batch_size=args.batch_size,
+                               max_tokens_per_pass=args.max_tokens_per_pass,
                                internal_batch_size=args.internal_batch_size)
     store = None if args.no_store else AttributionStore(args.store or cache_dir() / "attribution_store")
     if world > 1 and store is None:

@@ -44,7 +44,7 @@ class PairedBootstrap:
         mean_a, mean_b: the metric of each run.
         delta: ``mean_b - mean_a``.
         low, high: percentile interval of the resampled deltas.
-        p_value: two-sided, ``2 * min(P(delta* <= 0), P(delta* >= 0))`` over resamples, capped at 1.
+        p_value: two-sided, ``2 * (min(#{delta* <= 0}, #{delta* >= 0}) + 1) / (n_boot + 1)``, capped at 1.
         n: number of paired examples.
         significant: ``p_value < alpha``.
     """
@@ -78,7 +78,9 @@ def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nd
     diff = y - x  # [n]
     index = np.random.default_rng(seed).integers(0, diff.size, size=(n_boot, diff.size))  # [n_boot, n]
     deltas = diff[index].mean(axis=1)  # [n_boot]
-    p_value = min(1.0, 2.0 * min(float(np.mean(deltas <= 0)), float(np.mean(deltas >= 0))))
+    # (count + 1) / (n_boot + 1): a resampling p-value is never exactly 0 (Davison and Hinkley, 1997, eq. 4.11).
+    tail = min(int(np.sum(deltas <= 0)), int(np.sum(deltas >= 0)))
+    p_value = min(1.0, 2.0 * (tail + 1) / (n_boot + 1))
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
     return PairedBootstrap(float(x.mean()), float(y.mean()), float(diff.mean()), float(low), float(high),
                            p_value, int(diff.size), p_value < alpha)
@@ -410,7 +412,7 @@ def probe_overlay(results: pd.DataFrame, task: str, metric: Optional[str] = None
     Args:
         results: the probes' tidy table (``model, task, layer, metric, value, seed, control, source``).
         task: the probing task to overlay.
-        metric: the metric (default: the first one listed for the task).
+        metric: the metric (default: "accuracy" when present, else the first one listed for the task).
 
     Returns:
         DataFrame per (model, control, layer): ``model``, ``control``, ``layer``, ``depth`` (layer /
@@ -422,8 +424,9 @@ def probe_overlay(results: pd.DataFrame, task: str, metric: Optional[str] = None
     rows = results[results["task"] == task]
     if rows.empty:
         raise UserInputError(f"no probe results for task {task!r}; available: {sorted(results['task'].unique())}")
-    metric = metric or str(rows["metric"].iloc[0])
-    rows = rows[rows["metric"] == metric].copy()
+    metrics = list(dict.fromkeys(rows["metric"].astype(str)))
+    metric = metric or ("accuracy" if "accuracy" in metrics else metrics[0])
+    rows = rows[(rows["metric"] == metric) & (rows["layer"] >= 0)].copy()  # layer -1: whole-curve metrics
     rows["control"] = rows["control"].fillna("none").astype(str) if "control" in rows else "none"
     grouped = rows.groupby(["model", "control", "layer"])["value"].agg(["mean", "std", "count"]).reset_index()
     grouped = grouped.rename(columns={"count": "n_seeds"})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -442,6 +442,58 @@ def error_cohorts(predictions: pd.DataFrame, signals: Optional[pd.DataFrame] = N
                 structure.node_count, design.shape[1], n_errors / n_total)
     return CohortTree(nodes=pd.DataFrame(rows), features=list(design.columns), importances=importances,
                       overall_error_rate=n_errors / n_total, assignments=tree.apply(design.to_numpy()))
+
+
+def internal_signals(subject: Any, predictions: pd.DataFrame, attribution: bool = True, n_steps: int = 16,
+                     top_k: int = 3, progress: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
+    """Per-example internal signals of a model, to join with a predictions table for :func:`error_cohorts`.
+
+    Signals: ``attention_entropy`` (mean Shannon entropy, nats, of the last layer's attention rows; high =
+    diffuse attention), and with ``attribution=True`` integrated gradients (Sundararajan et al., 2017)
+    against a [PAD] baseline: ``attribution_concentration`` (share of the total |score| carried by the
+    ``top_k`` words) and ``ig_delta`` (|convergence delta|: how far the IG sum is from f(x) - f(baseline),
+    i.e. how little the attribution can be trusted). Probe confidence comes from ``probes`` and is passed
+    to :func:`error_cohorts` as a column of its own (workbench does not import probes).
+
+    Args:
+        subject: a :class:`workbench.subject.Subject` (plain encoder or task model).
+        predictions: the table whose ``id``, ``text`` (and ``text_pair``) rows are explained.
+        attribution: also compute the IG-based signals (slower).
+        n_steps: IG steps.
+        top_k: words counted in the concentration.
+        progress: called with (done, total) after each example.
+
+    Returns:
+        DataFrame: ``id``, ``attention_entropy`` and, with attribution, ``attribution_concentration``,
+        ``ig_delta``. Examples the model cannot read (empty, too long) get NaN.
+    """
+    from workbench.attention import attention_maps, entropy
+
+    table = validate_predictions(predictions)
+    rows = []
+    for i, row in enumerate(table.itertuples(index=False)):
+        text = str(row.text)
+        pair = getattr(row, "text_pair", None)
+        pair = pair if isinstance(pair, str) and pair.strip() else None
+        values: dict[str, Any] = {"id": row.id, "attention_entropy": np.nan}
+        try:
+            maps = attention_maps(subject, text, pair)
+            values["attention_entropy"] = float(entropy(maps.pattern[-1]).mean())
+            if attribution:
+                from workbench.attribution import AttributionParams, attribute
+
+                result = attribute(subject, [text], "integrated_gradients", params=AttributionParams(n_steps=n_steps),
+                                   text_pairs=None if pair is None else [pair], example_ids=[str(row.id)])
+                words = result.word_scores()["score"].abs().to_numpy()
+                total = words.sum()
+                values["attribution_concentration"] = float(np.sort(words)[::-1][:top_k].sum() / total) if total > 0 else np.nan
+                values["ig_delta"] = float(np.abs(result.frame["delta"].dropna()).max()) if result.frame["delta"].notna().any() else np.nan
+        except UserInputError as error:
+            logger.warning("signals of %s skipped: %s", row.id, error)
+        rows.append(values)
+        if progress is not None:
+            progress(i + 1, len(table))
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def _prepare(subject: Any, inputs: Any, target: Any, text_pairs=None, example_id
 
 
 def _run(subject: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: Optional[torch.Tensor],
-         head_inputs: dict[str, torch.Tensor]) -> tuple[Any, dict[str, torch.Tensor]]:
+         head_inputs: dict[str, torch.Tensor]) -> Any:
     return subject.forward({"input_ids": input_ids, "attention_mask": attention_mask,
                             "token_type_ids": token_type_ids}, **head_inputs)
 
@@ -103,12 +103,24 @@ def _values(subject: Any, target: Target, output: Any, index: torch.Tensor, capt
     return target.select(output, index, captured)
 
 
+def _fixed(rows: Rows, r: int) -> dict[str, torch.Tensor]:
+    """Head inputs that are not row-aligned (coreference spans of document ``r``), else {}."""
+    return rows.info[r].get("fixed_head_inputs", {}) if rows.info else {}
+
+
 def _resolve(subject: Any, rows: Rows, target: Target) -> torch.Tensor:
-    captured: dict[str, torch.Tensor] = {}
-    hooks = [] if target.capture is None else [(target.capture, lambda a, h: captured.__setitem__(h.name, a))]
-    with torch.no_grad(), subject.hooks(hooks):
-        output = _run(subject, rows.input_ids, rows.attention_mask, rows.token_type_ids, rows.head_inputs)
-    return target.resolve(subject, rows, output, captured)
+    indices = []
+    # documents with their own span tensors run one by one; everything else in one batch
+    groups = [[r] for r in range(len(rows))] if _fixed(rows, 0) else [list(range(len(rows)))]
+    for group in groups:
+        part = rows.select(group)
+        captured: dict[str, torch.Tensor] = {}
+        hooks = [] if target.capture is None else [(target.capture, lambda a, h: captured.__setitem__(h.name, a))]
+        with torch.no_grad(), subject.hooks(hooks):
+            output = _run(subject, part.input_ids, part.attention_mask, part.token_type_ids,
+                          {**part.head_inputs, **_fixed(rows, group[0])})
+        indices.append(target.resolve(subject, part, output, captured))
+    return torch.cat(indices)
 
 
 def _evaluate(subject: Any, rows: Rows, target: Target, index: torch.Tensor, variants: list[tuple[int, np.ndarray]],
@@ -122,6 +134,8 @@ def _evaluate(subject: Any, rows: Rows, target: Target, index: torch.Tensor, var
     width = rows.input_ids.shape[1]
     positional = {k for k, v in rows.head_inputs.items() if v.dim() >= 2 and v.shape[1] == width}
     out = np.zeros(len(variants))
+    if _fixed(rows, 0):
+        batch_size = 1  # each variant carries its document's own span tensors
     for start in range(0, len(variants), batch_size):
         chunk = variants[start:start + batch_size]
         ids, masks, types, heads, indices = [], [], [], {k: [] for k in rows.head_inputs}, []
@@ -152,9 +166,10 @@ def _evaluate(subject: Any, rows: Rows, target: Target, index: torch.Tensor, var
         attention_mask = pad([torch.ones(len(i), dtype=torch.long) for i in ids], 0)
         token_type_ids = None if types[0] is None else pad(types, 0)
         head_inputs = {k: (pad(v, 0) if k in positional else torch.stack(v)) for k, v in heads.items()}
+        head_inputs.update(_fixed(rows, chunk[0][0]))
         captured: dict[str, torch.Tensor] = {}
         hooks = [] if target.capture is None else [(target.capture, lambda a, h: captured.__setitem__(h.name, a))]
-        with torch.no_grad(), subject.hooks(hooks):
+        with torch.no_grad(), subject.hooks(hooks), target.context(subject, index):
             output = _run(subject, input_ids, attention_mask, token_type_ids, head_inputs)
             values = _values(subject, target, output, torch.stack(indices).to(subject.device), captured)
         out[start:start + len(chunk)] = values.float().cpu().numpy()
@@ -483,6 +498,9 @@ class _FixedTarget(Target):
         self.by_id = {e: i for i, e in enumerate(example_ids)}
         self.spec, self.capture, self.position_columns = inner.spec, inner.capture, inner.position_columns
 
+    def context(self, subject, index):
+        return self.inner.context(subject, index)
+
     def resolve(self, subject, rows, output, captured):
         return self.index[[self.by_id[e] for e in rows.example_ids]]
 
@@ -494,3 +512,31 @@ class _FixedTarget(Target):
 
     def query_position(self, index):
         return self.inner.query_position(index)
+
+
+def faithfulness_summary(subject: Any, inputs: Any, attribution: Attribution, target: Any = None,
+                         rationales: Optional[Sequence[Sequence[Sequence[int]]]] = None, erase: str = "delete",
+                         n_boot: int = 1000, seed: int = 0, **kwargs: Any) -> pd.DataFrame:
+    """One table per model and task: every faithfulness and plausibility measure per method, with CIs.
+
+    Runs :func:`eraser` (AOPC comprehensiveness / sufficiency), :func:`deletion_insertion` (curve areas) and,
+    when gold rationales exist, :func:`plausibility`.
+
+    Returns:
+        DataFrame: ``task`` (the task name, or "encoder"), ``method``, ``metric``, ``mean``, ``ci_low``,
+        ``ci_high``, ``n`` (examples).
+    """
+    task = getattr(subject.task, "name", None) or "encoder"
+    per_example = aopc(eraser(subject, inputs, attribution, target, erase=erase, **kwargs))
+    areas = curve_areas(deletion_insertion(subject, inputs, attribution, target, **kwargs))
+    parts = [summarize(per_example, ["comprehensiveness", "sufficiency"], n_boot=n_boot, seed=seed),
+             summarize(areas, ["deletion_auc", "insertion_auc"], n_boot=n_boot, seed=seed)]
+    has_gold = rationales is not None or (not (len(inputs) and isinstance(inputs[0], str))
+                                          and any(getattr(e, "rationale", ()) for e in inputs))
+    if has_gold:
+        plausible = plausibility(subject, inputs, attribution, rationales, **kwargs)
+        if len(plausible):
+            parts.append(summarize(plausible, ["token_f1", "auprc"], n_boot=n_boot, seed=seed))
+    table = pd.concat(parts, ignore_index=True)
+    table.insert(0, "task", task)
+    return table

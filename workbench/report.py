@@ -330,6 +330,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, title: str = "Atin
         if result.cohorts is not None:
             tables[f"cohorts_{key}"] = result.cohorts.nodes
             doc.heading("Error cohorts", 3)
+            doc.figure(figure_cohorts(result.cohorts.nodes))
             doc.table(result.cohorts.cohorts()[["path", "n", "coverage", "error_rate", "error_coverage"]], max_rows=12)
         doc.heading("Most confidently wrong", 3)
         doc.table(_worst_table(result.worst))

@@ -40,7 +40,7 @@ import difflib
 import hashlib
 import logging
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -604,17 +604,15 @@ def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.
 
 
 def _looks_like_task_dir(path: Path) -> bool:
-    for directory in (path, path / "model"):
-        if any((directory / name).is_file() for name in ("task.json", "task_spec.json", "head.safetensors")):
-            return True
-    return False
+    return (path / "task_model.json").is_file() or (path / "model" / "task_model.json").is_file()
 
 
 def _task_subject(task_model: Any) -> Subject:
     encoder = task_model.encoder
     if not isinstance(encoder, Encoder):
-        encoder = Encoder(name=getattr(task_model, "name", type(encoder).__name__),
-                          kind="atinuke" if encoder.config.model_type == "atinuke" else "hf",
-                          model=encoder, tokenizer=task_model.tokenizer,
-                          path=Path(getattr(task_model, "path", ".")))
+        kind = getattr(task_model, "encoder_kind", None) or (
+            "atinuke" if encoder.config.model_type == "atinuke" else "hf")
+        name = getattr(task_model, "encoder_name", None) or type(encoder).__name__
+        encoder = Encoder(name=f"{name}/{task_model.spec.name}", kind=kind, model=encoder,
+                          tokenizer=task_model.tokenizer, path=Path(getattr(task_model, "path", ".")))
     return Subject(encoder, task_model=task_model)

@@ -50,7 +50,7 @@ def _ne_column(tokens: list) -> list[str]:
         nxt_inside = tok.i + 1 < len(tok.doc) and tok.doc[tok.i + 1].ent_iob_ == "I" and tok is not tokens[-1]
         if not label:
             out.append("*")
-        elif iob == "B":
+        elif iob == "B" or tok is tokens[0]:  # an entity is never continued across sentences
             out.append(f"({label})" if not nxt_inside else f"({label}*")
         else:
             out.append("*)" if not nxt_inside else "*")

@@ -219,8 +219,8 @@ def reorder_clause(sent: Sentence) -> Optional[Edit]:
             if not sub:
                 continue
             first, end = sub
-            if end.i + 1 >= span.end:
-                continue
+            if end.i + 1 >= span.end or any(t.dep_ in ("relcl", "acl", "appos", "cc") or t.text in (",", ";") for t in tok.subtree):
+                continue  # move only simple adverbials: a clause hanging off them would change what it modifies
             nxt = span.doc[end.i + 1]
             if first.i == span.start and nxt.text == "," and nxt.i < root.i:
                 moved = text[:sent.end(end)]

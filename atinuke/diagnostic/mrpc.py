@@ -1,7 +1,8 @@
 """MRPC-style paraphrase pairs (Dolan & Brockett, 2005) from controlled edits of real sentences.
 
 - Paraphrase (1): an adverbial moved to the other end of the sentence, a function word or common word swapped
-  for a synonym, or a parenthesis / appositive / light adverb ("also") dropped.
+  for a synonym, or a parenthesis / appositive / light adverb ("also") dropped; failing those, a "-ly"
+  adverb dropped (``drop_advmod``).
 - Not a paraphrase (0): an entity or number swapped with another from the corpus, or a *different* sentence
   of the same document with high word overlap (the hardest negatives, as in MRPC).
 
@@ -30,13 +31,14 @@ def overlap_partner(sent: Sentence, by_doc: dict[str, list[Sentence]], threshold
     return best
 
 
-def _positive(sent: Sentence, k: int) -> Optional[edits.Edit]:
+def _positive(sent: Sentence, k: int, rng: random.Random) -> Optional[edits.Edit]:
     rules = (edits.reorder_clause, edits.synonym_swap, edits.drop_parenthetical)
     for r in range(len(rules)):
         made = rules[(k + r) % len(rules)](sent)
         if made and made.text != sent.text:
             return made
-    return None
+    # Last resort: drop one "-ly" manner/degree adverb, which MRPC annotators still call a paraphrase.
+    return edits.drop_modifier(sent, rng, kinds=("advmod",))
 
 
 def generate(sentences: list[Sentence], split: str, n: int, rng: random.Random, pool: dict) -> list[Item]:
@@ -53,7 +55,7 @@ def generate(sentences: list[Sentence], split: str, n: int, rng: random.Random, 
             break
         second, rule, extra_meta = None, "", {}
         if n_pos < n // 2:
-            made = _positive(sent, n_pos)
+            made = _positive(sent, n_pos, rng)
             if made:
                 second, rule, label, extra_meta = made.text, made.rule, 1, made.meta
         if second is None and n_neg < n - n // 2:

@@ -73,7 +73,7 @@ def _question(sent: Sentence, ent, span=None) -> Optional[tuple[str, str, dict[i
     if not subj or root.pos_ not in ("VERB", "AUX"):
         return None
     subj_toks = _subtree_set(subj[0])
-    if min(subj_toks) != span.start or max(subj_toks) != max(subj_toks) or len(subj_toks) != max(subj_toks) - span.start + 1:
+    if min(subj_toks) != span.start or len(subj_toks) != max(subj_toks) - span.start + 1:  # a contiguous, clause-initial subject
         return None
     ent_toks = set(range(ent.start, ent.end))
 
@@ -167,7 +167,7 @@ def generate(sentences: list[Sentence], split: str, n: int, rng: random.Random, 
             made = _question(sent, ent, clause)
             if made is None:
                 continue
-            question, rule, where, wh_len = made
+            question, rule, where, _ = made
             rule = rule if clause is sent.span else f"{rule}_reported"
             answer = {"text": ent.text, "answer_start": ent.start_char}
             meta = {"rule": rule, "answer_type": ent.label_, "answer_words": len(ent), "question_words": len(question.split()),

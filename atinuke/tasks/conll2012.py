@@ -289,7 +289,7 @@ def read_coref(path: str | Path) -> LoadedData:
 def conll_files(path: str | Path, split: str = "train") -> list[Path]:
     """The ``*_conll`` files to read for ``split``: ``path`` itself, or those under a directory.
 
-    In a directory, a ``<split>`` subdirectory (``development`` for dev, as in the CoNLL-2012 release) is
+    In a directory, files named ``<split>.*_conll`` are preferred, then a ``<split>`` subdirectory (``development`` for dev, as in the CoNLL-2012 release) is
     preferred when present; when both gold and auto files are there only ``*gold_conll`` are read.
 
     Raises:
@@ -298,7 +298,13 @@ def conll_files(path: str | Path, split: str = "train") -> list[Path]:
     path = Path(path)
     if path.is_file():
         return [path]
-    for name in ((split, "development") if split == "dev" else (split,)):
+    names = (split, "development") if split == "dev" else (split,)
+    for name in names:
+        # A flat directory of per-split files (train.gold_conll, dev.gold_conll) names the split in the file.
+        flat = sorted(file for file in path.glob(f"{name}.*_conll") if file.is_file())
+        if flat:
+            return [file for file in flat if file.name.endswith("gold_conll")] or flat
+    for name in names:
         if (path / name).is_dir():
             path = path / name
             break

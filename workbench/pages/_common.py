@@ -86,6 +86,25 @@ def model_choices() -> dict[str, str]:
     return choices
 
 
+def weights_stamp(spec: str) -> float:
+    """Modification time of a model's weights (0 for MiniLM): part of every cache key of model outputs."""
+    if spec == "minilm":
+        return 0.0
+    directory = Path(spec) / "model" if (Path(spec) / "model").is_dir() else Path(spec)
+    return max((_mtime(p) for p in directory.glob("*.safetensors")), default=0.0)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def attribution_frame(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int,
+                      stamp: float, text_pair: Optional[str] = None) -> pd.DataFrame:
+    """The tidy attribution table (workbench.attribution) of one input, cached by every setting and the weights."""
+    from workbench.attribution import AttributionParams, attribute_many
+
+    params = AttributionParams(baseline=baseline, n_steps=n_steps, n_samples=32)
+    return attribute_many(subject(spec), [text], list(methods), params=params, example_ids=["input"],
+                          text_pairs=None if text_pair is None else [text_pair]).frame
+
+
 def subject(spec: str) -> Any:
     """The model behind ``spec`` ("minilm" or a run directory), loaded once per (spec, device, weights).
 
@@ -94,8 +113,7 @@ def subject(spec: str) -> Any:
     """
     if spec != "minilm" and not Path(spec).is_dir():
         raise UserInputError(f"unknown model {spec!r}: choose MiniLM or a run under {root()}")
-    weights = Path(spec) / "model" if spec != "minilm" else Path(spec)
-    stamp = max((_mtime(p) for p in weights.glob("*.safetensors")), default=0.0) if spec != "minilm" else 0.0
+    stamp = weights_stamp(spec)
     with st.spinner(f"Loading {Path(spec).name}…"):
         return _subject(spec, DEVICE, stamp)
 
@@ -111,6 +129,15 @@ def check_text(text: Optional[str], label: str = "text") -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise UserInputError(f"The {label} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}.")
     return text.strip()
+
+
+def check_length(spec: str, text: str, text_pair: Optional[str] = None) -> None:
+    """Raise UserInputError when ``text`` is longer than the model ``spec`` takes (no silent truncation)."""
+    model = subject(spec)
+    n_tokens = len(model.tokenizer(text, text_pair)["input_ids"])
+    if n_tokens > model.max_len:
+        raise UserInputError(f"The text is {n_tokens} tokens long for {model.name}; it takes at most {model.max_len}. "
+                             "Shorten it.")
 
 
 @contextlib.contextmanager

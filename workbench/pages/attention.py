@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from atinuke.errors import UserInputError
 from workbench.pages import _common
 
 DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
@@ -13,7 +14,7 @@ FLOW_MAX_UNITS = 24  # attention flow solves one max-flow problem per token pair
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _maps(spec: str, text: str, words: bool) -> dict[str, Any]:
+def _maps(spec: str, text: str, words: bool, stamp: float) -> dict[str, Any]:
     from workbench.attention import attention_maps
 
     maps = attention_maps(_common.subject(spec), text)
@@ -23,10 +24,10 @@ def _maps(spec: str, text: str, words: bool) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _flow(spec: str, text: str, words: bool) -> np.ndarray:
+def _flow(spec: str, text: str, words: bool, stamp: float) -> np.ndarray:
     from workbench.attention import attention_flow
 
-    maps = _maps(spec, text, words)
+    maps = _maps(spec, text, words, stamp)
     return attention_flow(maps["pattern"].mean(axis=1))
 
 
@@ -97,10 +98,11 @@ def render() -> None:
         text = _common.check_text(text)
         columns = st.columns(len(models))
         for column, name in zip(columns, models):
-            with column:
+            with column, _common.friendly_errors(name):
                 st.subheader(name)
+                _common.check_length(choices[name], text)
                 with st.spinner("Running the model…"):
-                    maps = _maps(choices[name], text, words)
+                    maps = _maps(choices[name], text, words, _common.weights_stamp(choices[name]))
                 pattern, labels = maps["pattern"], maps["labels"]
                 n_layers, n_heads = pattern.shape[:2]
                 if view == "Layer × head grid":
@@ -117,11 +119,10 @@ def render() -> None:
                                  key=f"rollout_{name}")
                 else:
                     if len(labels) > FLOW_MAX_UNITS:
-                        st.error(f"Attention flow is limited to {FLOW_MAX_UNITS} units here ({len(labels)} given): "
-                                 "shorten the text or aggregate to words.")
-                        continue
+                        raise UserInputError(f"Attention flow is limited to {FLOW_MAX_UNITS} units here ({len(labels)} "
+                                             "given): shorten the text or aggregate to words.")
                     with st.spinner("Solving max-flow problems…"):
-                        flow = _flow(choices[name], text, words)
+                        flow = _flow(choices[name], text, words, _common.weights_stamp(choices[name]))
                     _common.plot(_heatmap(flow, labels, "Attention flow (Abnar & Zuidema, 2020)"), key=f"flow_{name}")
 
 

@@ -24,17 +24,13 @@ def _attribution_choices() -> dict[str, str]:
     return choices | _common.model_choices()
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def _attribute(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int) -> pd.DataFrame:
-    from workbench.attribution import AttributionParams, attribute_many
-
-    subject = _common.subject(spec)
-    params = AttributionParams(baseline=baseline, n_steps=n_steps, n_samples=32)
-    return attribute_many(subject, [text], list(methods), params=params, example_ids=["input"]).frame
+    return _common.attribution_frame(spec, text, methods, baseline, n_steps, _common.weights_stamp(spec))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _faithfulness(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int) -> pd.DataFrame:
+def _faithfulness(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int,
+                  stamp: float) -> pd.DataFrame:
     from workbench.attribution import Attribution
     from workbench.faithfulness import aopc, eraser
 
@@ -70,8 +66,40 @@ def _example_texts() -> dict[str, str]:
     return examples
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _stored(path: str, mtime: float) -> pd.DataFrame:
+    return pd.read_parquet(Path(path) / "attributions.parquet")
+
+
+def _precomputed() -> None:
+    """Attribution tables written by ``workbench attribute``: per-example heatmaps and method agreement."""
+    runs = artifacts.find_attribution_runs(_common.root())
+    if not runs:
+        _common.missing("precomputed attribution table (attributions.parquet)", "attribute")
+        return
+    labels = [str(p.relative_to(_common.root())) for p in runs]
+    chosen = runs[labels.index(st.selectbox("Attribution run", labels, key="attr_run"))]
+    from workbench.attribution import Attribution
+    from workbench.figures import agreement_figure, token_heatmap
+
+    attribution = Attribution(_stored(str(chosen), _common._mtime(chosen / "attributions.parquet")))
+    example = st.selectbox("Example", attribution.example_ids, key="attr_stored_example")
+    _common.plot(token_heatmap(attribution, example), key="attr_stored_heatmap")
+    methods = list(dict.fromkeys(attribution.frame["method"]))
+    if len(methods) >= 2:
+        from workbench.faithfulness import agreement_matrix
+
+        matrix = agreement_matrix(attribution, methods)
+        _common.plot(agreement_figure(matrix), key="attr_stored_agreement")
+        st.dataframe(matrix, hide_index=True)
+
+
 def render() -> None:
     st.title("Attribution")
+    if st.radio("Source", ["Compute now", "Precomputed runs"], horizontal=True, key="attr_mode") == "Precomputed runs":
+        with _common.friendly_errors("precomputed attributions"):
+            _precomputed()
+        return
     try:
         from workbench.attribution import BASELINES, METHODS
     except ImportError:
@@ -98,6 +126,7 @@ def render() -> None:
         return
     with _common.friendly_errors("attribution"):
         text = _common.check_text(text)
+        _common.check_length(choices[name], text)
         with st.spinner(f"Attributing with {len(methods)} method(s)…"):
             frame = _attribute(choices[name], text, tuple(methods), baseline, n_steps)
         from workbench.attribution import Attribution
@@ -122,7 +151,8 @@ def render() -> None:
             st.dataframe(agreement[["method_a", "method_b", "kendall_tau", "topk_overlap", "k"]], hide_index=True)
         if st.checkbox("Faithfulness (ERASER comprehensiveness / sufficiency)", key="attr_faith"):
             with st.spinner("Erasing tokens and re-running the model…"):
-                faith = _faithfulness(choices[name], text, tuple(methods), baseline, n_steps)
+                faith = _faithfulness(choices[name], text, tuple(methods), baseline, n_steps,
+                                      _common.weights_stamp(choices[name]))
             import plotly.express as px
 
             value_columns = [c for c in faith.columns if c in ("comprehensiveness", "sufficiency")]

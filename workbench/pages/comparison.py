@@ -1,7 +1,6 @@
 """Model comparison: paired metrics and significance, wins/losses, CKA, head matching, probe overlays."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from atinuke.errors import UserInputError
@@ -15,7 +14,7 @@ DEFAULT_TEXTS = ("The committee approved the budget after a long debate.",
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _views(spec: str, texts: tuple[str, ...]) -> list[compare.WordView]:
+def _views(spec: str, texts: tuple[str, ...], stamp: float) -> list[compare.WordView]:
     subject = _common.subject(spec)
     progress = st.progress(0.0, text=f"Encoding {len(texts)} texts…")
     views = []
@@ -54,7 +53,9 @@ def _runs_section() -> None:
     if result.n_only_a or result.n_only_b:
         st.caption(f"{result.n_only_a} ids only in A and {result.n_only_b} only in B were left out.")
     _common.plot(figure_outcomes(result.outcome_counts(), model_a, model_b), key="cmp_outcomes")
-    outcome = st.selectbox("Show examples", ["A wins", "B wins", "both wrong", "disagreements"], key="cmp_outcome")
+    names = {"A wins": f"{model_a} right, {model_b} wrong", "B wins": f"{model_b} right, {model_a} wrong"}
+    outcome = st.selectbox("Show examples", ["A wins", "B wins", "both wrong", "disagreements"], key="cmp_outcome",
+                           format_func=lambda o: names.get(o, o))
     frame = result.outcomes
     frame = frame[frame["disagree"]] if outcome == "disagreements" else frame[frame["outcome"] == outcome]
     columns = [c for c in ("id", "text", "text_pair", "gold", "prediction_a", "prediction_b") if c in frame]
@@ -76,8 +77,8 @@ def _representations_section() -> None:
     lines = tuple(_common.check_text(line, "line") for line in texts.splitlines() if line.strip())
     if not lines:
         raise UserInputError("Type at least one text.")
-    views_a = _views(choices[name_a], lines)
-    views_b = _views(choices[name_b], lines)
+    views_a = _views(choices[name_a], lines, _common.weights_stamp(choices[name_a]))
+    views_b = _views(choices[name_b], lines, _common.weights_stamp(choices[name_b]))
     if sum(len(v.words) for v in views_a) < 3:
         raise UserInputError("CKA needs at least 3 words in total.")
     _common.plot(figure_cka(compare.layerwise_cka(views_a, views_b), name_a, name_b), key="cka_heatmap")

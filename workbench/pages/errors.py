@@ -1,16 +1,16 @@
 """Error analysis per benchmark task: slices, cohorts tree, confusion, calibration, worst examples, drill-down."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from workbench import errors
 from workbench.pages import _common
 from workbench.report import figure_cohorts, figure_confusion, figure_reliability, figure_slices
+
+SIGNAL_LIMIT = 300  # examples whose internal signals are computed on demand (the tree then sees these rows)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -19,24 +19,17 @@ def _slices(path: str, mtime: float, n_bins: int, metric: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _signals(spec: str, path: str, mtime: float, limit: int) -> pd.DataFrame:
-    """Internal signals per example: mean attention entropy of the last layer (nats), computed on demand."""
-    from workbench.attention import attention_maps, entropy
-
+def _signals(spec: str, path: str, mtime: float, limit: int, with_attribution: bool, stamp: float) -> pd.DataFrame:
+    """Internal signals per example (attention entropy; IG concentration and delta), computed on demand."""
     table = _common._predictions(path, mtime).head(limit)
-    subject = _common.subject(spec)
-    progress = st.progress(0.0, text="Computing attention entropy per example…")
-    values = []
-    for i, row in enumerate(table.itertuples()):
-        pair = row.text_pair if isinstance(getattr(row, "text_pair", None), str) and row.text_pair else None
-        try:
-            maps = attention_maps(subject, str(row.text), pair)
-            values.append(float(entropy(maps.pattern[-1]).mean()))
-        except Exception:  # one unreadable example leaves a gap, not a broken page
-            values.append(np.nan)
-        progress.progress((i + 1) / len(table), text=f"Computing attention entropy… {i + 1}/{len(table)}")
+    progress = st.progress(0.0, text="Computing internal signals per example…")
+
+    def report(done: int, total: int) -> None:
+        progress.progress(done / total, text=f"Computing internal signals… {done}/{total}")
+
+    signals = errors.internal_signals(_common.subject(spec), table, attribution=with_attribution, progress=report)
     progress.empty()
-    return pd.DataFrame({"id": table["id"].to_numpy(), "attention_entropy": values})
+    return signals
 
 
 def _model_spec_for(run_model: str) -> Optional[str]:
@@ -68,11 +61,20 @@ def _drill_down(run: Any, row: pd.Series) -> None:
                       xaxis=dict(type="category", tickangle=-60), margin=dict(t=50, b=10))
     _common.plot(fig, key="drill_rollout")
     try:
-        from workbench import attribution  # noqa: F401  (present once the attribution engine lands)
+        from workbench.attribution import Attribution
+        from workbench.figures import token_heatmap
     except ImportError:
         st.caption("Attribution for this example appears here once workbench.attribution is installed.")
         return
-    st.caption("See the Attribution page for this example's token attributions (pick it as a dataset example).")
+    # The fine-tuned model explains its own prediction; without one, the encoder's [CLS] norm is explained.
+    task_dir = run.path if (run.path / "model" / "config.json").is_file() else None
+    explained = str(task_dir) if task_dir is not None else spec
+    with st.spinner("Integrated gradients and saliency for this example…"):
+        frame = _common.attribution_frame(explained, str(row["text"])[:2000], ("integrated_gradients", "saliency"),
+                                          "pad", 32, _common.weights_stamp(explained), pair)
+    target = ", ".join(sorted(frame["target"].astype(str).unique()))
+    _common.plot(token_heatmap(Attribution(frame), "input", title=f"Token attributions (target {target})"),
+                 key="drill_attribution")
 
 
 def render() -> None:
@@ -110,20 +112,25 @@ def render() -> None:
                 st.dataframe(slices[slices["feature"] == feature], hide_index=True)
         with tabs[1]:
             depth = st.slider("Tree depth", 1, 5, 3, key="err_depth")
-            use_signals = st.checkbox("Add internal signals (attention entropy, computed now)", key="err_signals")
+            c1, c2 = st.columns(2)
+            use_signals = c1.checkbox("Add internal signals (attention entropy)", key="err_signals")
+            with_ig = c2.checkbox("… and attribution concentration, IG delta (slower)", key="err_signals_ig",
+                                  disabled=not use_signals)
             signals = None
             if use_signals:
                 spec = _model_spec_for(run.model)
                 if spec is None:
                     st.info(f"No encoder for '{run.model}' under {_common.root() / 'pretrain'}; meta features only.")
                 else:
-                    signals = _signals(spec, path, mtime, 400)
-            if table["correct"].all() or not (~table["correct"]).any() or table["correct"].all():
+                    signals = _signals(spec, path, mtime, SIGNAL_LIMIT, with_ig, _common.weights_stamp(spec))
+            if table["correct"].all() or not table["correct"].any():
                 st.info("Every prediction is right (or every one wrong): there are no error cohorts to find.")
             else:
-                tree = errors.error_cohorts(table.head(400) if signals is not None else table, signals=signals, max_depth=depth)
+                subset = table.head(SIGNAL_LIMIT) if signals is not None else table
+                tree = errors.error_cohorts(subset, signals=signals, max_depth=depth)
                 _common.plot(figure_cohorts(tree.nodes), key="cohort_tree")
                 st.dataframe(tree.cohorts()[["path", "n", "coverage", "error_rate", "error_coverage"]], hide_index=True)
+                st.caption(f"Tree features: {', '.join(tree.features)}.")
                 st.caption("Cohorts: leaves of a decision tree predicting failure (Nushi et al., 2018); error_coverage "
                            "is the share of all errors in the cohort.")
         with tabs[2]:

@@ -69,12 +69,12 @@ def render() -> None:
                 st.subheader("Model config")
                 config = run.config() or summary.get("model_config", {})
                 st.dataframe(pd.DataFrame({"setting": list(config), "value": [str(v) for v in config.values()]}),
-                             hide_index=True, height=300)
+                             hide_index=True, height=min(300, 35 * (len(config) + 1) + 3))
             with right:
                 st.subheader("Run settings")
                 settings = summary.get("config", {})
                 st.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}),
-                             hide_index=True, height=300)
+                             hide_index=True, height=min(300, 35 * (len(settings) + 1) + 3))
                 hash_ = artifacts.model_hash(run.model_dir) if run.finished else None
                 st.caption(f"Weights sha256: `{hash_ or 'not saved yet'}`")
     st.divider()

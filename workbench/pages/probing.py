@@ -34,7 +34,16 @@ def render() -> None:
         if overlay.empty:
             st.info("No rows left with these settings.")
             return
-        _common.plot(figure_probe_overlay(overlay), key="probe_curve")
+        try:  # the probes package's own figure (CIs over seeds, dashes per control), when installed
+            from probes.figures import layer_curve_figure
+
+            shown = rows[rows["model"].isin(chosen)]
+            if not show_controls:
+                shown = shown[shown["control"].fillna("none").isin(["none", "", "real"])]
+            figure = layer_curve_figure(shown, metric=metric, title=f"Probe {metric} by layer: {task}")
+        except ImportError:
+            figure = figure_probe_overlay(overlay)
+        _common.plot(figure, key="probe_curve")
         real = overlay[overlay["control"].isin(["none", "", "real"])]
         control = overlay[~overlay["control"].isin(["none", "", "real"])]
         if not real.empty and not control.empty:

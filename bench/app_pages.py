@@ -1,0 +1,101 @@
+"""Benchmark: render time of every page of the Streamlit app (streamlit.testing.v1.AppTest), target < 2 s.
+
+Pages read precomputed artifacts under a runs directory: ``--runs`` (default ``$ATINUKE_RUNS`` or
+``runs/``) when it holds pretraining and fine-tuning runs, else the test-fixture runs directory of
+tests/test_app.py built in a temporary folder (a tiny Atinuke trained a few steps, rule-made predictions
+over real Lee-corpus sentences; labelled as a fixture in the output). Each page is rendered cold (first
+visit in a fresh process-wide cache: model loading and on-demand computation included) and then warm (a
+rerun, as after any widget change); the target applies to the warm render, which is what a user waits for
+on every interaction.
+
+    python bench/app_pages.py [--runs runs] [--repeats 3]
+
+The final line is JSON: ``{"pages": {page: {"cold_s": .., "warm_s": ..}}, "max_warm_s": .., "target_s": 2.0,
+"meets_target": .., "runs": .., "fixture": ..}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "claims", "reports")
+TARGET_S = 2.0
+
+
+def _has_artifacts(root: Path) -> bool:
+    return any(root.glob("pretrain/*/summary.json")) and any(root.glob("finetune/*/*/predictions.parquet"))
+
+
+def _fixture_runs(tmp: Path) -> Path:
+    """Build the test-fixture runs directory (see tests/test_app.py) in ``tmp``."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_app import make_fixture_runs  # the shared fixture builder
+
+    from atinuke.config import AtinukeConfig
+    from atinuke.corpus import load_texts
+    from atinuke.model import AtinukeForMaskedLM
+    from atinuke.tokenizer import save_tokenizer, train_tokenizer
+
+    tokenizer = train_tokenizer(load_texts("ptb", "valid"), vocab_size=1000)
+    config = AtinukeConfig(vocab_size=len(tokenizer), d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=128,
+                           dropout=0.0)
+    torch.manual_seed(0)
+    model_dir = tmp / "tiny_model"
+    AtinukeForMaskedLM(config).eval().save_pretrained(model_dir)
+    save_tokenizer(tokenizer, model_dir)
+    return make_fixture_runs(tmp / "runs", model_dir)
+
+
+def _render(page: str, repeats: int) -> dict[str, float]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    start = time.perf_counter()
+    at.run()  # renders the default page (models)
+    if page != PAGES[0]:
+        at.switch_page(f"workbench/pages/{page}.py")
+        start = time.perf_counter()
+        at.run()
+    cold = time.perf_counter() - start
+    if at.exception:
+        raise RuntimeError(f"page {page} raised: {at.exception[0].value}")
+    warm = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        at.run()
+        warm.append(time.perf_counter() - start)
+    return {"cold_s": round(cold, 3), "warm_s": round(min(warm), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path(os.environ.get("ATINUKE_RUNS", REPO / "runs")))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        fixture = not _has_artifacts(args.runs)
+        root = _fixture_runs(Path(tmp)) if fixture else args.runs
+        os.environ["ATINUKE_RUNS"] = str(root)
+        results = {}
+        for page in PAGES:
+            results[page] = _render(page, args.repeats)
+            print(f"{page:12s} cold {results[page]['cold_s']:7.3f} s   warm {results[page]['warm_s']:7.3f} s",
+                  file=sys.stderr)
+    max_warm = max(r["warm_s"] for r in results.values())
+    print(json.dumps({"pages": results, "max_warm_s": max_warm, "max_cold_s": max(r["cold_s"] for r in results.values()),
+                      "target_s": TARGET_S, "meets_target": max_warm < TARGET_S,
+                      "runs": "test fixture (tests/test_app.py)" if fixture else str(args.runs), "fixture": fixture}))
+
+
+if __name__ == "__main__":
+    main()

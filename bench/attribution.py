@@ -1,0 +1,152 @@
+"""Benchmark: the attribution engine against a plain per-example Captum LayerIntegratedGradients loop.
+
+Both explain the same quantity (the l2 norm of the [CLS] hidden state, an MLM-free target any encoder has)
+with integrated gradients on the token-embedding layer, equal ``n_steps`` and the Gauss-Legendre rule, on
+real sentences (PTB valid). Each side runs in its own subprocess (after a warm-up example) so its peak RSS is
+its own. The final line is JSON: engine_s, naive_s, ratio (naive / engine), max_abs_diff (largest token-score
+difference), peak_rss_mb (engine process), naive_peak_rss_mb, and the settings.
+
+    python bench/attribution.py                   # tiny Atinuke (default)
+    python bench/attribution.py --model minilm    # the pretrained MiniLM encoder
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _texts(n: int, min_words: int) -> list[str]:
+    from atinuke.corpus import load_texts
+
+    texts = [t for t in load_texts("ptb", "valid") if len(t.split()) >= min_words]
+    return texts[:n]
+
+
+def _model_path(spec: str) -> str:
+    """"tiny": the pretrained runs/pretrain/tiny-mlm if built, else a seeded Atinuke of the "tiny" preset
+    (d_model 128, 2 layers, 4 heads; untrained: speed does not depend on the weights) cached on disk."""
+    if spec != "tiny":
+        return spec
+    from atinuke.paths import cache_dir, runs_dir
+
+    trained = runs_dir() / "pretrain" / "tiny-mlm" / "model"
+    if (trained / "config.json").is_file():
+        return str(trained)
+    path = cache_dir() / "bench" / "tiny-atinuke-seeded"
+    if not (path / "config.json").is_file():
+        import torch
+
+        from atinuke.config import AtinukeConfig
+        from atinuke.corpus import load_texts
+        from atinuke.model import AtinukeForMaskedLM
+        from atinuke.tokenizer import save_tokenizer, train_tokenizer
+
+        tokenizer = train_tokenizer(load_texts("ptb", "train"), vocab_size=8000)
+        torch.manual_seed(0)
+        config = AtinukeConfig(vocab_size=len(tokenizer), d_model=128, n_heads=4, n_layers=2, d_ff=512,
+                               max_len=128, dropout=0.0)
+        AtinukeForMaskedLM(config).save_pretrained(path)
+        save_tokenizer(tokenizer, path)
+    return str(path)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child(args: argparse.Namespace) -> None:
+    import torch
+
+    from workbench.attribution import AttributionParams, attribute
+    from workbench.attribution_targets import HiddenNormTarget
+    from workbench.subject import load_subject
+
+    torch.set_num_threads(args.threads)
+    subject = load_subject(_model_path(args.model))
+    texts = _texts(args.n_examples, args.min_words)
+    scores: dict[str, np.ndarray] = {}
+    if args.part == "engine":
+        params = AttributionParams(n_steps=args.n_steps, batch_size=args.batch_size,
+                                   max_tokens_per_pass=args.max_tokens_per_pass)
+        attribute(subject, texts[:1], "integrated_gradients", HiddenNormTarget(0), params)  # warm-up
+        start = time.perf_counter()
+        result = attribute(subject, texts, "integrated_gradients", HiddenNormTarget(0), params)
+        seconds = time.perf_counter() - start
+        for i in range(len(texts)):
+            scores[str(i)] = result.scores(str(i))
+    else:
+        from captum.attr import LayerIntegratedGradients
+
+        model = subject.encoder
+
+        def forward(ids, mask, *types):
+            kwargs = {"token_type_ids": types[0]} if types else {}
+            return model(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state[:, 0].norm(dim=-1)
+
+        lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
+
+        def explain(text: str) -> np.ndarray:
+            batch = subject.tokenize(text)
+            ids = batch["input_ids"]
+            baseline = torch.where(batch["special_tokens_mask"].bool(), ids,
+                                   torch.full_like(ids, subject.tokenizer.pad_token_id))
+            extra = (batch["attention_mask"],) + ((batch["token_type_ids"],) if subject.kind == "hf" else ())
+            attr = lig.attribute(ids, baselines=baseline, additional_forward_args=extra, n_steps=args.n_steps,
+                                 method="gausslegendre")
+            return attr.sum(-1)[0].detach().numpy()
+
+        explain(texts[0])  # warm-up
+        start = time.perf_counter()
+        for i, text in enumerate(texts):
+            scores[str(i)] = explain(text)
+        seconds = time.perf_counter() - start
+    np.savez(args.scores_out, **scores)
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "n_examples": len(texts)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="'tiny' (Atinuke), 'minilm', or a model directory")
+    parser.add_argument("--n-examples", type=int, default=32)
+    parser.add_argument("--min-words", type=int, default=8, help="skip shorter PTB sentences")
+    parser.add_argument("--n-steps", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=16, help="engine: examples per batch")
+    parser.add_argument("--max-tokens-per-pass", type=int, default=8192, help="engine: memory bound per pass")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--part", choices=("engine", "naive"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scores-out", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part is not None:
+        _child(args)
+        return
+    results, scores = {}, {}
+    _model_path(args.model)  # build the tiny model once, before the timed children
+    with tempfile.TemporaryDirectory() as tmp:
+        for part in ("naive", "engine"):
+            out = Path(tmp) / f"{part}.npz"
+            command = [sys.executable, __file__, "--part", part, "--scores-out", str(out)] + [
+                a for a in sys.argv[1:]]
+            completed = subprocess.run(command, check=True, capture_output=True, text=True)
+            results[part] = json.loads(completed.stdout.strip().splitlines()[-1])
+            with np.load(out) as data:
+                scores[part] = {k: data[k] for k in data.files}
+    diff = max(float(np.abs(scores["engine"][k] - scores["naive"][k]).max()) for k in scores["naive"])
+    engine_s, naive_s = results["engine"]["seconds"], results["naive"]["seconds"]
+    print(json.dumps({"engine_s": round(engine_s, 3), "naive_s": round(naive_s, 3),
+                      "ratio": round(naive_s / engine_s, 3), "max_abs_diff": diff,
+                      "peak_rss_mb": round(results["engine"]["peak_rss_mb"], 1),
+                      "naive_peak_rss_mb": round(results["naive"]["peak_rss_mb"], 1),
+                      "model": args.model, "n_examples": results["engine"]["n_examples"], "n_steps": args.n_steps,
+                      "threads": args.threads}))
+
+
+if __name__ == "__main__":
+    main()
