@@ -50,6 +50,7 @@ class FinetuneConfig:
         max_len: longest input in tokens.
         seed: seeds data order, dropout and head initialisation.
         limit: use at most this many training and dev examples (a seeded sample in file order).
+        eval_limit: at most this many dev examples (default: ``limit``).
         device: "cpu", "cuda", "auto".
         warmup_ratio: fraction of the steps with linear warmup.
         weight_decay: AdamW weight decay (not on biases and norms).
@@ -73,6 +74,7 @@ class FinetuneConfig:
     max_len: int = 128
     seed: int = 0
     limit: Optional[int] = None
+    eval_limit: Optional[int] = None
     device: str = "cpu"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -90,8 +92,10 @@ class FinetuneConfig:
         for name in ("batch_size", "max_len", "eval_batch_size", "log_every"):
             if int(getattr(self, name)) <= 0:
                 raise UserInputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.limit is not None and self.limit <= 0:
-            raise UserInputError(f"--limit must be positive, got {self.limit}")
+        for name in ("limit", "eval_limit"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UserInputError(f"--{name.replace('_', '-')} must be positive, got {value}")
         for name in ("lr", "head_lr"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -196,7 +200,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     train_data = load_task(config.task, config.data, "train")
     dev_data = load_task(config.task, config.data, config.eval_split)
     train, train_skips = screen_examples(sample_examples(train_data.examples, config.limit, config.seed))
-    dev = sample_examples(dev_data.examples, config.limit, config.seed)
+    dev = sample_examples(dev_data.examples, config.eval_limit or config.limit, config.seed)
     if not train:
         raise UserInputError(f"{train_data.path}: no usable training example (skipped: {train_skips})")
     torch.manual_seed(config.seed)
@@ -299,6 +303,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-len", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="at most N training and N dev examples")
+    parser.add_argument("--eval-limit", type=int, default=None, help="at most N dev examples (default --limit)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, auto")
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=0.01)
@@ -312,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
     head = {} if args.doc_stride is None else {"doc_stride": args.doc_stride}
     config = FinetuneConfig(model=args.model, task=args.task, data=args.data, out=args.out, epochs=args.epochs,
                             lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size, max_len=args.max_len,
-                            seed=args.seed, limit=args.limit, device=args.device, warmup_ratio=args.warmup_ratio,
+                            seed=args.seed, limit=args.limit, eval_limit=args.eval_limit, device=args.device, warmup_ratio=args.warmup_ratio,
                             weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
                             freeze_layers=args.freeze_layers, head=head)
     finetune(config)

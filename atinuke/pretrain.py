@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -54,6 +54,8 @@ TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "small": dict(steps=20000, batch_size=32, seq_len=256, lr=7e-4, warmup=1000, eval_every=2000, checkpoint_every=2000),
     "base": dict(steps=100000, batch_size=64, seq_len=512, lr=2e-4, warmup=10000, eval_every=5000, checkpoint_every=5000),
 }
+# Evaluation always masks 15% (BERT's rate), whatever --mask-prob trains with, so runs stay comparable.
+EVAL_MASK_PROB = 0.15
 # Settings that may change between a run and its resumption; every other field must match the checkpoint.
 OPERATIONAL_FIELDS = ("out", "eval_every", "checkpoint_every", "keep_checkpoints", "compile", "device", "stop_after",
                       "eval_batch_size", "eval_max_blocks")
@@ -260,7 +262,7 @@ def _all_reduce_sum(values: list[float], dist: DistInfo, device: torch.device) -
 
 # ------------------------------------------------------------------------------------------ training
 
-def lr_lambda(config: PretrainConfig):
+def lr_lambda(config: PretrainConfig) -> Callable[[int], float]:
     """Multiplier on the peak lr at a step: 1) linear warmup, 2) cosine decay to 10% (nanoGPT's schedule)."""
     def factor(step: int) -> float:
         if step < config.warmup:
@@ -485,7 +487,7 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
     global_batch = batch * dist.world_size
     sampler = BlockSampler(len(data.train), global_batch, config.seed)
     valid_batches = eval_batches(data.valid, config.objective, config.eval_batch_size, config.seed, tokenizer.mask_token_id,
-                                 vocab, specials, config.mask_prob, dist.rank, dist.world_size)
+                                 vocab, specials, EVAL_MASK_PROB, dist.rank, dist.world_size)
 
     def make_global_batch(micro: int) -> LMBatch:
         blocks = data.train[sampler.indices(micro)]  # [global_batch, seq_len]
@@ -595,7 +597,7 @@ def _finish(config, out, dist, device, raw_model, tokenizer, data, autocast, row
             tokens_seen, session_tokens, train_time, started, valid_batches, specials) -> Optional[dict[str, Any]]:
     """Final evaluation on PTB valid and test, then model/, metrics.csv and summary.json."""
     test_batches = eval_batches(data.test, config.objective, config.eval_batch_size, config.seed + 1,
-                                tokenizer.mask_token_id, len(tokenizer), specials, config.mask_prob,
+                                tokenizer.mask_token_id, len(tokenizer), specials, EVAL_MASK_PROB,
                                 dist.rank, dist.world_size)
     valid = evaluate(raw_model, valid_batches, config.objective, data.unigram, device, dist, autocast)
     test = evaluate(raw_model, test_batches, config.objective, data.unigram, device, dist, autocast)

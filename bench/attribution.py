@@ -2,8 +2,9 @@
 
 Both explain the same quantity (the l2 norm of the [CLS] hidden state, an MLM-free target any encoder has)
 with integrated gradients on the token-embedding layer, equal ``n_steps`` and the Gauss-Legendre rule, on
-real sentences (PTB valid). Each side runs in its own subprocess (after a warm-up example) so its peak RSS is
-its own. The final line is JSON: engine_s, naive_s, ratio (naive / engine), max_abs_diff (largest token-score
+real sentences (PTB valid). Each side runs in its own subprocesses (after a warm-up example) so its peak RSS
+is its own; the examples are split into ``--rounds`` chunks run alternately (naive, engine, naive, ...) so
+that load from other processes on a shared machine falls on both sides alike. The final line is JSON: engine_s, naive_s, ratio (naive / engine), max_abs_diff (largest token-score
 difference), peak_rss_mb (engine process), naive_peak_rss_mb, and the settings.
 
     python bench/attribution.py                   # tiny Atinuke (default)
@@ -71,7 +72,7 @@ def _child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     subject = load_subject(_model_path(args.model))
-    texts = _texts(args.n_examples, args.min_words)
+    texts = _texts(args.n_examples, args.min_words)[args.offset:args.offset + args.count]
     scores: dict[str, np.ndarray] = {}
     if args.part == "engine":
         params = AttributionParams(n_steps=args.n_steps, batch_size=args.batch_size,
@@ -81,7 +82,7 @@ def _child(args: argparse.Namespace) -> None:
         result = attribute(subject, texts, "integrated_gradients", HiddenNormTarget(0), params)
         seconds = time.perf_counter() - start
         for i in range(len(texts)):
-            scores[str(i)] = result.scores(str(i))
+            scores[str(args.offset + i)] = result.scores(str(i))
     else:
         from captum.attr import LayerIntegratedGradients
 
@@ -106,7 +107,7 @@ def _child(args: argparse.Namespace) -> None:
         explain(texts[0])  # warm-up
         start = time.perf_counter()
         for i, text in enumerate(texts):
-            scores[str(i)] = explain(text)
+            scores[str(args.offset + i)] = explain(text)
         seconds = time.perf_counter() - start
     np.savez(args.scores_out, **scores)
     print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "n_examples": len(texts)}))
@@ -121,23 +122,37 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="engine: examples per batch")
     parser.add_argument("--max-tokens-per-pass", type=int, default=8192, help="engine: memory bound per pass")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternate naive and engine on this many chunks, so load drift hits both alike")
+    parser.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=10 ** 9, help=argparse.SUPPRESS)
     parser.add_argument("--part", choices=("engine", "naive"), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scores-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part is not None:
         _child(args)
         return
-    results, scores = {}, {}
-    _model_path(args.model)  # build the tiny model once, before the timed children
+    model_path = _model_path(args.model)  # resolved once, so every child loads the very same model
+    seconds = {"naive": 0.0, "engine": 0.0}
+    peak = {"naive": 0.0, "engine": 0.0}
+    scores: dict[str, dict[str, np.ndarray]] = {"naive": {}, "engine": {}}
+    n_total = len(_texts(args.n_examples, args.min_words))
+    chunk = -(-n_total // max(1, args.rounds))
     with tempfile.TemporaryDirectory() as tmp:
-        for part in ("naive", "engine"):
-            out = Path(tmp) / f"{part}.npz"
-            command = [sys.executable, __file__, "--part", part, "--scores-out", str(out)] + [
-                a for a in sys.argv[1:]]
-            completed = subprocess.run(command, check=True, capture_output=True, text=True)
-            results[part] = json.loads(completed.stdout.strip().splitlines()[-1])
-            with np.load(out) as data:
-                scores[part] = {k: data[k] for k in data.files}
+        for offset in range(0, n_total, chunk):
+            for part in ("naive", "engine"):
+                out = Path(tmp) / f"{part}-{offset}.npz"
+                command = [sys.executable, __file__, *sys.argv[1:], "--model", model_path, "--part", part,
+                           "--scores-out", str(out),
+                           "--offset", str(offset), "--count", str(chunk)]
+                completed = subprocess.run(command, check=True, capture_output=True, text=True)
+                result = json.loads(completed.stdout.strip().splitlines()[-1])
+                seconds[part] += result["seconds"]
+                peak[part] = max(peak[part], result["peak_rss_mb"])
+                with np.load(out) as data:
+                    scores[part].update({k: data[k] for k in data.files})
+    results = {part: {"seconds": seconds[part], "peak_rss_mb": peak[part], "n_examples": len(scores[part])}
+               for part in seconds}
     diff = max(float(np.abs(scores["engine"][k] - scores["naive"][k]).max()) for k in scores["naive"])
     engine_s, naive_s = results["engine"]["seconds"], results["naive"]["seconds"]
     print(json.dumps({"engine_s": round(engine_s, 3), "naive_s": round(naive_s, 3),

@@ -132,3 +132,20 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_atinuke_dir, mrpc_dir, c
     assert code == 2 and len(err) == 1 and "missing" in err[0]
     code, err = _run(base[:2] + ["nosuchmodel"] + base[3:] + ["--task", "mrpc"], capsys)
     assert code == 2 and len(err) == 1 and "nosuchmodel" in err[0]
+
+
+def test_finetune_all_keeps_finished_runs_and_writes_the_summary(tmp_path):
+    from atinuke.finetune_all import SUMMARY_COLUMNS, finetune_all
+
+    for model, value in (("atinuke", 0.5), ("minilm", 0.75)):
+        run = tmp_path / model / "mrpc"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({
+            "task": "mrpc", "model": model, "headline_metric": "f1", "accuracy": value - 0.1, "f1": value,
+            "n_examples": 10, "provenance": "silver, derived", "skipped": {}}))
+    rows = finetune_all("no-such-model", tmp_path, ["mrpc"])  # nothing is trained: both runs are done
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert tuple(summary.columns) == SUMMARY_COLUMNS and len(rows) == len(summary) == 4
+    assert summary["metric"].tolist() == ["f1", "accuracy", "f1", "accuracy"]  # headline metric first
+    assert summary.loc[summary["metric"] == "f1", "value"].tolist() == [0.5, 0.75]
+    assert set(summary["provenance"]) == {"silver, derived"}

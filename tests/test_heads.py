@@ -1,8 +1,6 @@
 """Task heads: decoding on hand-set scores, token alignment, save/load, and that learning works."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 

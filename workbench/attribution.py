@@ -457,6 +457,18 @@ def _frame_for_row(subject: Any, rows: Rows, r: int, scores: np.ndarray, delta: 
         "delta": delta})
 
 
+def _length_buckets(order: list[int], lengths: list[int], batch_size: int, slack: float = 1.25) -> list[list[int]]:
+    """Batches of at most ``batch_size`` rows (``order`` sorted by length) whose longest row is at most
+    ``slack`` times the shortest, so padding wastes little compute (a padded position costs a real one)."""
+    batches: list[list[int]] = []
+    for r, n in zip(order, lengths):
+        if batches and len(batches[-1]) < batch_size and n <= slack * batches[-1][0][1]:
+            batches[-1].append((r, n))
+        else:
+            batches.append([(r, n)])
+    return [[r for r, _ in batch] for batch in batches]
+
+
 def _fingerprint(rows: Rows, r: int) -> list[str]:
     """What the store key knows of an input: its texts, and for task examples every field but ``meta``
     (an SRL example's predicate, a QA example's answers...)."""
@@ -533,8 +545,7 @@ def attribute(subject: Any, inputs: Union[Sequence[str], Sequence[Any], Rows], m
         bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"{method}", unit="ex")
     try:
         with subject.frozen():
-            for start in range(0, len(todo), params.batch_size):
-                chunk = todo[start:start + params.batch_size]
+            for chunk in _length_buckets(todo, [int(rows.attention_mask[r].sum()) for r in todo], params.batch_size):
                 batch = rows.select(chunk)
                 computed = _compute(subject, batch, method, target, params)
                 for i, (scores, delta, extra, label) in enumerate(computed):

@@ -1,0 +1,184 @@
+"""Fine-tune tiny Atinuke and MiniLM on every diagnostic task and tabulate the dev scores.
+
+    python -m atinuke.finetune_all --atinuke runs/pretrain/tiny-mlm --out runs/finetune
+
+Writes ``<out>/{atinuke,minilm}/<task>/`` (the ``atinuke finetune`` outputs) and ``<out>/summary.csv`` with
+columns ``model, task, metric, value, provenance`` (every official metric of each run, the task's headline
+metric first). A task whose run directory already has ``metrics.json`` is not run again.
+
+The per-task settings (``TASK_DEFAULTS``) are sized so that the whole sweep takes about ten minutes on two
+CPU cores: both models see the same seeded training sample; MiniLM trains its top two layers and the head
+(``freeze_layers=4``; the pretrained lower layers already encode what these tasks need, and backpropagating
+through them would triple the cost), Atinuke trains everything for more epochs (it is ~20x cheaper per
+example and starts from a small pretraining run). ``--scale`` multiplies every example count (use a larger
+value with a GPU or more time). Scores are on silver data derived from real text, not official benchmarks.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from atinuke.errors import UserInputError
+from atinuke.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_COLUMNS = ("model", "task", "metric", "value", "provenance")
+_BOOKKEEPING = {"n_examples", "n_skipped", "n_truncated", "eval_examples_per_s", "train_examples_per_s", "train_steps",
+                "n_train", "train_seconds", "total", "HasAns_total", "NoAns_total"}
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """Sweep settings of one task.
+
+    Attributes:
+        train: training examples (a seeded sample; coreference: documents).
+        dev: dev examples evaluated.
+        epochs_atinuke, epochs_minilm: passes over the training sample.
+        batch_size: examples per step.
+        max_len: longest input in tokens (QA contexts beyond it use doc stride).
+    """
+
+    train: int
+    dev: int
+    epochs_atinuke: float
+    epochs_minilm: float
+    batch_size: int
+    max_len: int
+
+
+TASK_DEFAULTS: dict[str, TaskDefaults] = {
+    # Short single sentences / pairs: cheap per example, so the most data.
+    "cola": TaskDefaults(train=600, dev=300, epochs_atinuke=4, epochs_minilm=1, batch_size=16, max_len=64),
+    "mrpc": TaskDefaults(train=500, dev=300, epochs_atinuke=4, epochs_minilm=1, batch_size=16, max_len=96),
+    "stsb": TaskDefaults(train=500, dev=300, epochs_atinuke=4, epochs_minilm=1, batch_size=16, max_len=96),
+    "snli": TaskDefaults(train=500, dev=300, epochs_atinuke=4, epochs_minilm=1, batch_size=16, max_len=96),
+    # The predicate indicator sits on the input embeddings, so SRL backpropagates through every layer.
+    "srl": TaskDefaults(train=400, dev=300, epochs_atinuke=4, epochs_minilm=1, batch_size=16, max_len=96),
+    # Contexts of ~200 words: two or three chunks per question.
+    "squad2": TaskDefaults(train=150, dev=100, epochs_atinuke=4, epochs_minilm=1, batch_size=8, max_len=192),
+    # Documents of ~100 words; the pairwise antecedent scorer dominates.
+    "coref": TaskDefaults(train=100, dev=60, epochs_atinuke=4, epochs_minilm=1, batch_size=4, max_len=128),
+}
+MINILM_FROZEN_LAYERS = 4
+
+
+def _summary_rows(model_dir: str, metrics: dict) -> list[dict]:
+    headline = metrics.get("headline_metric")
+    keys = [k for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _BOOKKEEPING]
+    keys.sort(key=lambda k: (k != headline, k))
+    return [{"model": metrics.get("model", model_dir), "task": metrics["task"], "metric": k,
+             "value": metrics[k], "provenance": metrics.get("provenance", "")} for k in keys]
+
+
+def write_summary(out: Path, rows: Sequence[dict]) -> Path:
+    """Write ``out/summary.csv`` atomically (columns ``SUMMARY_COLUMNS``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(SUMMARY_COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "summary.csv", buffer.getvalue())
+    return out / "summary.csv"
+
+
+def finetune_all(atinuke: str, out: Path, tasks: Sequence[str], data: str = "diag", scale: float = 1.0,
+                 device: str = "cpu", models: Sequence[str] = ("atinuke", "minilm")) -> list[dict]:
+    """Run every (model, task) pair not already done and write the summary.
+
+    Args:
+        atinuke: Atinuke run or model directory.
+        out: sweep directory.
+        tasks: diagnostic task names.
+        data: "diag" or a directory in the official layout.
+        scale: multiplier on the example counts of ``TASK_DEFAULTS``.
+        device: torch device.
+        models: which of "atinuke", "minilm" to run.
+
+    Returns:
+        The summary rows.
+    """
+    from atinuke.finetune import FinetuneConfig, finetune
+
+    rows: list[dict] = []
+    start = time.perf_counter()
+    for task in tasks:
+        settings = TASK_DEFAULTS[task]
+        for model_dir in models:
+            run_dir = out / model_dir / task
+            if (run_dir / "metrics.json").is_file():
+                logger.info("%s/%s: already done, keeping %s", model_dir, task, run_dir / "metrics.json")
+            else:
+                is_minilm = model_dir == "minilm"
+                config = FinetuneConfig(
+                    model="minilm" if is_minilm else atinuke, task=task, data=data, out=str(run_dir),
+                    epochs=settings.epochs_minilm if is_minilm else settings.epochs_atinuke,
+                    batch_size=settings.batch_size, max_len=settings.max_len,
+                    limit=max(8, math.ceil(settings.train * scale)), eval_limit=max(8, math.ceil(settings.dev * scale)),
+                    device=device, freeze_layers=MINILM_FROZEN_LAYERS if is_minilm else 0)
+                finetune(config)
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            rows.extend(_summary_rows(model_dir, metrics))
+            write_summary(out, rows)  # partial results survive an interrupted sweep
+            logger.info("%s/%s: %s = %s (%.0f s elapsed)", model_dir, task, metrics["headline_metric"],
+                        metrics.get(metrics["headline_metric"]), time.perf_counter() - start)
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line of ``python -m atinuke.finetune_all``; exit code 2 with one line on bad input."""
+    from atinuke.tasks import DIAGNOSTIC_TASKS
+
+    parser = argparse.ArgumentParser(prog="python -m atinuke.finetune_all", description=__doc__.splitlines()[0])
+    parser.add_argument("--atinuke", default="runs/pretrain/tiny-mlm", help="Atinuke run or model directory")
+    parser.add_argument("--out", default="runs/finetune", help="sweep directory")
+    parser.add_argument("--tasks", default=",".join(DIAGNOSTIC_TASKS), help="comma-separated diagnostic tasks")
+    parser.add_argument("--models", default="atinuke,minilm", help="comma-separated: atinuke, minilm")
+    parser.add_argument("--data", default="diag", help="'diag' or a directory in the official layout")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplier on every example count")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from atinuke.cli import EXPECTED_ERRORS
+    from atinuke.encoders import resolve_model_path
+
+    try:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in tasks if t not in TASK_DEFAULTS]
+        if unknown:
+            raise UserInputError(f"no sweep settings for task(s) {unknown}; choose from {', '.join(TASK_DEFAULTS)}")
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models or set(models) - {"atinuke", "minilm"}:
+            raise UserInputError(f"--models must list atinuke and/or minilm, got {args.models!r}")
+        if not args.scale > 0:
+            raise UserInputError(f"--scale must be positive, got {args.scale}")
+        if "atinuke" in models:
+            resolve_model_path(args.atinuke)
+        start = time.perf_counter()
+        rows = finetune_all(args.atinuke, Path(args.out), tasks, args.data, args.scale, args.device, models)
+        logger.info("sweep done in %.0f s: %d summary rows in %s", time.perf_counter() - start, len(rows),
+                    Path(args.out) / "summary.csv")
+    except KeyboardInterrupt:
+        print("finetune_all: interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as error:
+        print(f"finetune_all: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
