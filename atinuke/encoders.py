@@ -109,6 +109,8 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         raise UserInputError(f"{path / 'config.json'}: cannot read model config ({error})") from error
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # an MLM checkpoint loaded as a base encoder reports its unused head
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars on stderr would break one-line CLI errors
     try:
         if config.model_type == "atinuke":
             model = AtinukeModel.from_pretrained(str(path), config=config)
@@ -122,5 +124,7 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         raise UserInputError(f"{path}: cannot load model weights ({str(error).splitlines()[0]})") from error
     finally:
         hf_logging.set_verbosity(previous)
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     tokenizer = load_tokenizer(path)
     return Encoder(name=name, kind=kind, model=model.to(device).eval(), tokenizer=tokenizer, path=path)

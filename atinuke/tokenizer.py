@@ -42,6 +42,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_frequency:
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##")
     backend.train_from_iterator(texts, trainer=trainer)
+    # The trainer numbers tokens in hash-set order, which changes from process to process. WordPiece encodes
+    # by vocabulary membership alone, so renumbering in a canonical order changes no segmentation and makes
+    # the same text give the same tokenizer.json (and so the same seeded run) every time.
+    learned = backend.get_vocab()
+    ordered = SPECIAL_TOKENS + sorted(token for token in learned if token not in SPECIAL_TOKENS)
+    backend.model = models.WordPiece(vocab={token: i for i, token in enumerate(ordered)}, unk_token=UNK,
+                                     max_input_chars_per_word=100, continuing_subword_prefix="##")
     cls_id, sep_id = backend.token_to_id(CLS), backend.token_to_id(SEP)
     backend.post_processor = processors.TemplateProcessing(
         single=f"{CLS}:0 $A:0 {SEP}:0",

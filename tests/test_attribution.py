@@ -252,3 +252,25 @@ def test_span_tag_and_antecedent_targets(task_subjects, task, target, prefix):
     assert occlusion.frame["target"].iloc[0] == label  # the same quantity is explained
     with pytest.raises(UserInputError, match="does not exist"):
         attribute(subject, examples, "saliency", "class=1")
+
+
+def test_coref_document_over_several_segments(task_subjects):
+    """A document longer than one input: its segments are attributed as one row of real tokens."""
+    from atinuke.tasks.base import CorefDocument
+    from workbench.faithfulness import eraser
+
+    subject = task_subjects["coref"]
+    sentence = "it fell .".split()  # short sentences keep the number of candidate spans small
+    words = sentence * 45  # 135 words: more than one 128-token segment
+    document = CorefDocument("long", words, list(range(0, len(words), len(sentence))), [[(0, 0), (3, 3)]])
+    batch = subject.task_model.encode([document])
+    assert batch.input_ids.shape[0] >= 2
+    result = attribute(subject, [document], "integrated_gradients", params=AttributionParams(n_steps=8))
+    assert len(result.frame) == int(batch.attention_mask.sum())  # every real token of every segment
+    assert result.frame["word"].iloc[1] == "it" and result.frame["word_index"].max() == len(words) - 1
+    delta = abs(result.frame["delta"].iloc[0])
+    assert delta < 0.05 * max(1.0, abs(result.frame["score"].sum()))
+    table = eraser(subject, [document], result, ks=(10,), erase="mask")
+    assert np.isfinite(table[["comprehensiveness", "sufficiency"]].to_numpy()).all()
+    with pytest.raises(UserInputError, match="segments"):
+        attribute(subject, [document], "attention")

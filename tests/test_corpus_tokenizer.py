@@ -187,3 +187,14 @@ def test_prepare_data_skips_a_missing_suite_builder(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="atinuke.data_cli"):
         data_cli.prepare_data()
     assert "skipping the diagnostic suite" in caplog.text
+
+
+def test_tokenizer_training_is_deterministic():
+    """The trainer's hash-set order must not leak into token ids: same text, same tokenizer.json."""
+    from atinuke.corpus import load_texts
+    from atinuke.tokenizer import train_tokenizer
+
+    texts = load_texts("ptb", "valid")[:3000]
+    first = train_tokenizer(texts, vocab_size=600).backend_tokenizer.to_str()
+    second = train_tokenizer(texts, vocab_size=600).backend_tokenizer.to_str()
+    assert first == second

@@ -72,12 +72,12 @@ def test_report_rejects_bad_paths_and_keeps_old_report(tmp_path, hostile_runs):
 
 
 def test_report_cli_exit_codes(hostile_runs, tmp_path, capsys):
-    from workbench.report_cli import main
+    from workbench.cli import main
 
-    assert main(["--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html"), "--no-pdf"]) == 2
+    assert main(["report", "--runs", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html"), "--no-pdf"]) == 2
     assert "no such run directory" in capsys.readouterr().err
     single = hostile_runs / "finetune" / "minilm" / "sst2"
-    assert main(["--runs", str(single), "--out", str(tmp_path / "r.html"), "--no-pdf", "--n-boot", "50"]) == 0
+    assert main(["report", "--runs", str(single), "--out", str(tmp_path / "r.html"), "--no-pdf", "--n-boot", "50"]) == 0
     assert (tmp_path / "r.html").is_file() and (tmp_path / "r_data" / "provenance.json").is_file()
 
 

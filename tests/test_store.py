@@ -36,13 +36,13 @@ def test_killed_run_resumes_and_matches(subject, tmp_path):
     with pytest.raises(Killed):
         attribute(subject, TEXTS, "integrated_gradients", params=params, store=store, on_batch=kill_after_two)
     done = [i for batch in batches for i in batch]
-    assert len(store) == len(done) == 4  # everything finished before the kill was written
+    assert len(store) == len(done) and 0 < len(done) < len(TEXTS)  # all finished before the kill was written
 
     rerun = AttributionStore(tmp_path / "store")
     computed = []
     result = attribute(subject, TEXTS, "integrated_gradients", params=params, store=rerun, on_batch=computed.extend)
     assert sorted(computed) == sorted(set(map(str, range(len(TEXTS)))) - set(done))  # only the rest
-    assert rerun.hits == 4 and rerun.writes == 1
+    assert rerun.hits == len(done) and rerun.writes == len(TEXTS) - len(done)
     pd.testing.assert_frame_equal(result.frame, reference.frame)
 
     again = AttributionStore(tmp_path / "store")

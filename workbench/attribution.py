@@ -45,6 +45,7 @@ from workbench.attribution_targets import (
     parse_target,
     rows_from_examples,
     rows_from_texts,
+    unflatten_document,
 )
 
 logger = logging.getLogger(__name__)
@@ -199,11 +200,12 @@ class _EmbeddingForward(nn.Module):
     """
 
     def __init__(self, subject: Any, target: Target, slot: dict, head_keys: Sequence[str],
-                 fixed: Optional[dict[str, torch.Tensor]] = None) -> None:
+                 fixed: Optional[dict[str, torch.Tensor]] = None, layout: Optional[dict] = None) -> None:
         super().__init__()
         self.model = subject.module
         self._subject, self._target, self._slot, self._head_keys = subject, target, slot, list(head_keys)
         self._fixed = None if fixed is None else {k: v.to(subject.device) for k, v in fixed.items()}
+        self._layout = layout
         self.calls = 0
 
     def output(self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -211,6 +213,9 @@ class _EmbeddingForward(nn.Module):
                ) -> tuple[Any, dict[str, torch.Tensor]]:
         """The model output (and the target's captured activation) for the given embeddings."""
         self.calls += 1
+        if self._layout is not None:  # a document row back into its segments: [1, N] -> [R, T]
+            input_ids, attention_mask, embeds = unflatten_document(self._layout, input_ids, embeds,
+                                                                   self._subject.input_embeddings)
         self._slot["embeds"] = embeds  # [batch, pos, d_model]
         captured: dict[str, torch.Tensor] = {}
         hooks = []
@@ -369,10 +374,14 @@ def _compute(subject: Any, rows: Rows, method: str, target: Target, params: Attr
         if params.baseline == "zero":
             base = torch.where((rows.segments >= 0).to(base.device)[..., None], torch.zeros_like(base), base)
     fixed = rows.info[0].get("fixed_head_inputs") if rows.info else None
+    layout = rows.info[0].get("layout") if rows.info else None
     if fixed is not None and len(rows) != 1:
         raise UserInputError("coreference attribution runs one document per batch (batch_size 1)")
+    if layout is not None and method in ATTENTION_METHODS and layout["input_ids"].shape[0] > 1:
+        raise UserInputError(f"{method} reads one attention matrix; document {rows.example_ids[0]} spans "
+                             f"{layout['input_ids'].shape[0]} segments (use a gradient or perturbation method)")
     with _embedding_override(subject) as slot:
-        forward = _EmbeddingForward(subject, target, slot, head_keys, fixed)
+        forward = _EmbeddingForward(subject, target, slot, head_keys, fixed, layout)
         device = subject.device
         args = (rows.input_ids.to(device), rows.attention_mask.to(device),
                 None if rows.token_type_ids is None else rows.token_type_ids.to(device),

@@ -137,23 +137,58 @@ def rows_from_examples(subject: Any, examples: Sequence[Any]) -> Rows:
 
 
 def _coref_rows(subject: Any, documents: list[Any], ids: list[str]) -> Rows:
-    encoded = []
+    """One row per document: the real tokens of all its segments in order ([CLS] a [SEP] [CLS] b [SEP] ...).
+
+    ``info[r]["layout"]`` keeps the segment tensors ([R, T]) and where each real token sits in them, so a
+    forward pass can put (perturbed) row embeddings back into the segments the model reads.
+    """
+    flat_ids, flat_offsets, flat_segments, info = [], [], [], []
     for document in documents:
         batch = subject.task_model.encode([document])
-        if batch.input_ids.shape[0] != 1:
-            raise UserInputError(f"document {document.id!r} spans {batch.input_ids.shape[0]} segments; coreference "
-                                 f"attribution needs a document that fits one input of {subject.max_len} tokens")
-        encoded.append(batch)
-    width = max(b.input_ids.shape[1] for b in encoded)
-    pad = lambda t, value: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)  # noqa: E731
-    input_ids = torch.cat([pad(b.input_ids, subject.tokenizer.pad_token_id) for b in encoded])
-    attention_mask = torch.cat([pad(b.attention_mask, 0) for b in encoded])
-    segments = torch.cat([pad(b.segments, -1) for b in encoded])
-    offsets = torch.cat([torch.nn.functional.pad(b.offsets, (0, 0, 0, width - b.offsets.shape[1])) for b in encoded])
-    info = [{"fixed_head_inputs": {k: v for k, v in b.head_inputs.items() if k not in _TARGET_KEYS}}
-            for b in encoded]
+        real = batch.attention_mask.flatten().bool()  # [R * T]
+        positions = real.nonzero().flatten()
+        flat_ids.append(batch.input_ids.flatten()[positions])
+        flat_offsets.append(batch.offsets.reshape(-1, 2)[positions])
+        flat_segments.append(batch.segments.flatten()[positions])
+        info.append({"fixed_head_inputs": {k: v for k, v in batch.head_inputs.items() if k not in _TARGET_KEYS},
+                     "layout": {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                                "positions": positions}})
+    width = max(len(t) for t in flat_ids)
+    pad = lambda t, value: torch.nn.functional.pad(t, (0, width - t.shape[0]), value=value)  # noqa: E731
+    input_ids = torch.stack([pad(t, subject.tokenizer.pad_token_id) for t in flat_ids])
+    attention_mask = torch.stack([pad(torch.ones(len(t), dtype=torch.long), 0) for t in flat_ids])
+    segments = torch.stack([pad(t, -1) for t in flat_segments])
+    offsets = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[0])) for t in flat_offsets])
     return Rows(ids, [_segment_texts(d) for d in documents], input_ids, attention_mask, None, {}, offsets, segments,
                 documents, info)
+
+
+def unflatten_document(layout: dict[str, torch.Tensor], input_ids: torch.Tensor,
+                       embeds: Optional[torch.Tensor] = None, embedding: Optional[torch.nn.Module] = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Put one flattened document row back into its segments.
+
+    Args:
+        layout: ``info[r]["layout"]`` of a coreference row.
+        input_ids: [1, N] the row's (possibly edited) token ids; padding past the document is ignored.
+        embeds: [1, N, d_model] row embeddings to place (others: the embedding of the segment tokens).
+        embedding: the token-embedding module (needed with ``embeds``).
+
+    Returns:
+        (input_ids [R, T], attention_mask [R, T], embeddings [R, T, d_model] or None).
+    """
+    positions = layout["positions"].to(input_ids.device)
+    n = len(positions)
+    ids = layout["input_ids"].to(input_ids.device).flatten().clone()
+    ids[positions] = input_ids[0, :n]
+    ids = ids.view_as(layout["input_ids"])
+    mask = layout["attention_mask"].to(input_ids.device)
+    if embeds is None:
+        return ids, mask, None
+    with torch.no_grad():
+        full = embedding(ids).reshape(-1, embeds.shape[-1])  # [R * T, d_model]
+    full = full.index_put((positions,), embeds[0, :n])  # differentiable in embeds
+    return ids, mask, full.view(*ids.shape, embeds.shape[-1])
 
 
 class Target:

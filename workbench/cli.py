@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 # name -> (module with add_arguments(parser) and run(args), help line); other engineers add their commands.
 COMMANDS: dict[str, tuple[str, str]] = {
     "attribute": ("workbench.cli", "token attributions of a model's predictions (Captum), stored and resumable"),
+    "report": ("workbench.report", "one self-contained HTML report (+ data, + PDF) of runs"),
 }
 
 

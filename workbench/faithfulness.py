@@ -37,6 +37,7 @@ from workbench.attribution_targets import (
     parse_target,
     rows_from_examples,
     rows_from_texts,
+    unflatten_document,
 )
 
 logger = logging.getLogger(__name__)
@@ -116,8 +117,12 @@ def _resolve(subject: Any, rows: Rows, target: Target) -> torch.Tensor:
         part = rows.select(group)
         captured: dict[str, torch.Tensor] = {}
         hooks = [] if target.capture is None else [(target.capture, lambda a, h: captured.__setitem__(h.name, a))]
+        input_ids, attention_mask = part.input_ids, part.attention_mask
+        layout = rows.info[group[0]].get("layout") if rows.info else None
+        if layout is not None:
+            input_ids, attention_mask, _ = unflatten_document(layout, input_ids)
         with torch.no_grad(), subject.hooks(hooks):
-            output = _run(subject, part.input_ids, part.attention_mask, part.token_type_ids,
+            output = _run(subject, input_ids, attention_mask, part.token_type_ids,
                           {**part.head_inputs, **_fixed(rows, group[0])})
         indices.append(target.resolve(subject, part, output, captured))
     return torch.cat(indices)
@@ -164,6 +169,9 @@ def _evaluate(subject: Any, rows: Rows, target: Target, index: torch.Tensor, var
         pad = lambda seqs, value: _pad_stack(seqs, longest, value)  # noqa: E731
         input_ids = pad(ids, subject.tokenizer.pad_token_id)
         attention_mask = pad([torch.ones(len(i), dtype=torch.long) for i in ids], 0)
+        layout = rows.info[chunk[0][0]].get("layout") if rows.info else None
+        if layout is not None:  # a coreference document row back into its segments
+            input_ids, attention_mask, _ = unflatten_document(layout, input_ids)
         token_type_ids = None if types[0] is None else pad(types, 0)
         head_inputs = {k: (pad(v, 0) if k in positional else torch.stack(v)) for k, v in heads.items()}
         head_inputs.update(_fixed(rows, chunk[0][0]))
