@@ -34,7 +34,7 @@ PACKAGES = ("torch", "transformers", "tokenizers", "captum", "scikit-learn", "sc
 # Which command creates each artifact, for "missing artifact" messages in the app and the report.
 HOW_TO_CREATE = {
     "pretrain": "atinuke pretrain --preset tiny --objective mlm --out runs/pretrain/tiny-mlm (or `make models`)",
-    "finetune": "atinuke finetune --model runs/pretrain/tiny-mlm --task TASK --out runs/finetune/tiny-mlm/TASK",
+    "finetune": "atinuke finetune --model runs/pretrain/tiny-mlm --task TASK --out runs/finetune/atinuke/TASK",
     "probes": "probes run --model minilm --out runs/probes/minilm (see probes/ --help)",
     "attribute": "workbench attribute --model minilm --method integrated_gradients,saliency,attention --limit 50 --out runs/attributions/minilm",
     "minilm-finetune": "atinuke finetune --model minilm --task TASK --out runs/finetune/minilm/TASK",
