@@ -12,7 +12,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as torch_dist
@@ -23,6 +23,9 @@ from transformers import PreTrainedTokenizerFast
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir
 from atinuke.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:  # pretrain imports this module, so the type is imported for checkers only
+    from atinuke.pretrain import DistInfo
 
 
 def gather_rng(dist: "DistInfo", device: torch.device) -> dict[str, torch.Tensor]:

@@ -143,7 +143,7 @@ def _evaluate(subject: Any, rows: Rows, target: Target, index: torch.Tensor, var
         batch_size = 1  # each variant carries its document's own span tensors
     for start in range(0, len(variants), batch_size):
         chunk = variants[start:start + batch_size]
-        ids, masks, types, heads, indices = [], [], [], {k: [] for k in rows.head_inputs}, []
+        ids, types, heads, indices = [], [], {k: [] for k in rows.head_inputs}, []
         for r, keep in chunk:
             n = len(keep)
             if erase == "delete":

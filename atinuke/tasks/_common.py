@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable, Optional, Sequence
+from typing import IO, Callable, Iterable, Iterator, Optional, Sequence
 
 from atinuke.errors import UserInputError, where
 from atinuke.tasks.base import ClassificationExample, CorefDocument, Example, QAExample, SRLExample
@@ -58,6 +58,25 @@ def open_text(path: Path) -> IO[str]:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, object)`` for each non-blank line of a JSON-lines file.
+
+    Raises:
+        UserInputError: naming ``file:line`` for invalid JSON or a line that is not a JSON object.
+    """
+    with open_text(path) as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserInputError(f"{where(path, line_no)}: invalid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise UserInputError(f"{where(path, line_no)}: expected a JSON object")
+            yield line_no, record
 
 
 def log_skips(path: Path, skipped: dict[str, int]) -> None:
@@ -115,42 +134,35 @@ def attach_sidecar(examples: Iterable[Example], path: Path, other_view: Optional
     by_id = {example.id: example for example in examples}
     seen: set[str] = set()
     attached = 0
-    with open_text(side) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserInputError(f"{where(side, line_no)}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "id" not in record:
-                raise UserInputError(f"{where(side, line_no)}: expected an object with an \"id\"")
-            key = str(record["id"])
-            example = by_id.get(key)
-            if example is None and other_view is not None and other_view(key):
-                continue
-            if example is None:
-                raise UserInputError(f"{where(side, line_no)}: id {key!r} matches no example in {path.name}")
-            if key in seen:
-                raise UserInputError(f"{where(side, line_no)}: repeated id {key!r}")
-            seen.add(key)
-            texts = segment_texts(example)
-            spans = []
-            for span in record.get("rationale") or []:
-                if (not isinstance(span, (list, tuple)) or len(span) != 3
-                        or not all(isinstance(v, int) and not isinstance(v, bool) for v in span)):
-                    raise UserInputError(f"{where(side, line_no)}: rationale span {span!r} is not "
-                                         "[segment, char_start, char_end]")
-                segment, start, end = span
-                if not 0 <= segment < len(texts) or not 0 <= start <= end <= len(texts[segment]):
-                    raise UserInputError(f"{where(side, line_no)}: rationale span {span!r} lies outside "
-                                         f"segment {segment} of example {key!r}")
-                spans.append((segment, start, end))
-            meta = record.get("meta") or {}
-            if not isinstance(meta, dict):
-                raise UserInputError(f"{where(side, line_no)}: \"meta\" must be an object")
-            example.rationale = tuple(spans)
-            example.meta.update(meta)
-            attached += 1
+    for line_no, record in json_lines(side):
+        if "id" not in record:
+            raise UserInputError(f"{where(side, line_no)}: expected an object with an \"id\"")
+        key = str(record["id"])
+        example = by_id.get(key)
+        if example is None and other_view is not None and other_view(key):
+            continue
+        if example is None:
+            raise UserInputError(f"{where(side, line_no)}: id {key!r} matches no example in {path.name}")
+        if key in seen:
+            raise UserInputError(f"{where(side, line_no)}: repeated id {key!r}")
+        seen.add(key)
+        texts = segment_texts(example)
+        spans = []
+        for span in record.get("rationale") or []:
+            if (not isinstance(span, (list, tuple)) or len(span) != 3
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in span)):
+                raise UserInputError(f"{where(side, line_no)}: rationale span {span!r} is not "
+                                     "[segment, char_start, char_end]")
+            segment, start, end = span
+            if not 0 <= segment < len(texts) or not 0 <= start <= end <= len(texts[segment]):
+                raise UserInputError(f"{where(side, line_no)}: rationale span {span!r} lies outside "
+                                     f"segment {segment} of example {key!r}")
+            spans.append((segment, start, end))
+        meta = record.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise UserInputError(f"{where(side, line_no)}: \"meta\" must be an object")
+        example.rationale = tuple(spans)
+        example.meta.update(meta)
+        attached += 1
     logger.info("%s: attached %d sidecar record(s)", side, attached)
     return attached

@@ -6,12 +6,11 @@ dropped, counted in ``LoadedData.skipped`` and logged, as every published SNLI/M
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from atinuke.errors import UserInputError, where
-from atinuke.tasks._common import LoadedData, open_text
+from atinuke.tasks._common import LoadedData, json_lines
 from atinuke.tasks.base import ClassificationExample
 
 logger = logging.getLogger(__name__)
@@ -40,38 +39,29 @@ def read_nli_jsonl(path: str | Path) -> LoadedData:
     examples: list[ClassificationExample] = []
     seen: set[str] = set()
     dropped = 0
-    with open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserInputError(f"{where(path, line_no)}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise UserInputError(f"{where(path, line_no)}: expected a JSON object")
-            for key in ("sentence1", "sentence2", "gold_label", "pairID"):
-                if not isinstance(record.get(key), str):
-                    raise UserInputError(f"{where(path, line_no)}: missing or non-string field {key!r}")
-            label = record["gold_label"]
-            if label == NO_CONSENSUS:
-                dropped += 1
-                continue
-            if label not in NLI_LABELS:
-                raise UserInputError(f"{where(path, line_no)}: unknown gold_label {label!r} "
-                                     f"(expected one of {', '.join(NLI_LABELS)} or '-')")
-            premise, hypothesis = record["sentence1"], record["sentence2"]
-            if not premise.strip() or not hypothesis.strip():
-                raise UserInputError(f"{where(path, line_no)}: empty sentence1 or sentence2")
-            pair_id = record["pairID"]
-            if pair_id in seen:
-                raise UserInputError(f"{where(path, line_no)}: duplicate pairID {pair_id!r}")
-            seen.add(pair_id)
-            meta = {key: record[key] for key in _META_KEYS if key in record}
-            if isinstance(record.get("annotator_labels"), list):
-                meta["n_annotators"] = len(record["annotator_labels"])
-            examples.append(ClassificationExample(id=pair_id, text=premise, text_pair=hypothesis, label=label,
-                                                  meta=meta))
+    for line_no, record in json_lines(path):
+        for key in ("sentence1", "sentence2", "gold_label", "pairID"):
+            if not isinstance(record.get(key), str):
+                raise UserInputError(f"{where(path, line_no)}: missing or non-string field {key!r}")
+        label = record["gold_label"]
+        if label == NO_CONSENSUS:
+            dropped += 1
+            continue
+        if label not in NLI_LABELS:
+            raise UserInputError(f"{where(path, line_no)}: unknown gold_label {label!r} "
+                                 f"(expected one of {', '.join(NLI_LABELS)} or '-')")
+        premise, hypothesis = record["sentence1"], record["sentence2"]
+        if not premise.strip() or not hypothesis.strip():
+            raise UserInputError(f"{where(path, line_no)}: empty sentence1 or sentence2")
+        pair_id = record["pairID"]
+        if pair_id in seen:
+            raise UserInputError(f"{where(path, line_no)}: duplicate pairID {pair_id!r}")
+        seen.add(pair_id)
+        meta = {key: record[key] for key in _META_KEYS if key in record}
+        if isinstance(record.get("annotator_labels"), list):
+            meta["n_annotators"] = len(record["annotator_labels"])
+        examples.append(ClassificationExample(id=pair_id, text=premise, text_pair=hypothesis, label=label,
+                                              meta=meta))
     skipped = {SKIP_NO_CONSENSUS: dropped} if dropped else {}
     if dropped:
         logger.info("%s: dropped %d pair(s) with gold_label '-'", path, dropped)

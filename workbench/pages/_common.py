@@ -172,3 +172,18 @@ def plot(fig: Any, key: Optional[str] = None) -> None:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false")
+
+
+def example_texts(max_chars: int = 600, runs: int = 6, per_run: int = 15) -> dict[str, str]:
+    """Dataset examples to pick from: "task · id: start of text" -> text, from the first fine-tuning runs."""
+    examples: dict[str, str] = {}
+    for run in finetune_runs()[:runs]:
+        try:
+            table = predictions(run)
+        except Exception:  # a broken table must not break the page that offers examples
+            logger.warning("cannot read the predictions of %s", run.path, exc_info=True)
+            continue
+        for row in table.head(per_run).itertuples():
+            text = str(row.text)[:max_chars]
+            examples.setdefault(f"{run.task} · {row.id}: {text[:60]}", text)
+    return examples

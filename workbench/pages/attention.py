@@ -59,23 +59,10 @@ def _grid(pattern: np.ndarray, title: str) -> Any:
     return fig
 
 
-def _example_texts() -> dict[str, str]:
-    examples = {}
-    for run in _common.finetune_runs()[:6]:
-        try:
-            table = _common.predictions(run)
-        except Exception:  # a broken table must not break the explorer
-            continue
-        for row in table.head(15).itertuples():
-            text = str(row.text)[:400]
-            examples.setdefault(f"{run.task} · {row.id}: {text[:60]}", text)
-    return examples
-
-
 def render() -> None:
     st.title("Attention explorer")
     choices = _common.model_choices()
-    examples = _example_texts()
+    examples = _common.example_texts(max_chars=400)
     source = st.radio("Input", ["Type a text", "Dataset example"], horizontal=True, key="attn_source")
     if source == "Dataset example" and examples:
         text = examples[st.selectbox("Example", list(examples), key="attn_example")]

@@ -54,18 +54,6 @@ def _heatmap(words: pd.DataFrame) -> Any:
     return fig
 
 
-def _example_texts() -> dict[str, str]:
-    examples = {}
-    for run in _common.finetune_runs()[:6]:
-        try:
-            table = _common.predictions(run)
-        except Exception:  # a broken table must not break the page
-            continue
-        for row in table.head(15).itertuples():
-            examples.setdefault(f"{run.task} · {row.id}: {str(row.text)[:60]}", str(row.text)[:600])
-    return examples
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def _stored(path: str, mtime: float) -> pd.DataFrame:
     return pd.read_parquet(Path(path) / "attributions.parquet")
@@ -106,7 +94,7 @@ def render() -> None:
         st.info("The attribution engine (workbench.attribution) is not installed in this checkout.")
         return
     choices = _attribution_choices()
-    examples = _example_texts()
+    examples = _common.example_texts(max_chars=600)
     name = st.selectbox("Model", list(choices), key="attr_model")
     source = st.radio("Input", ["Type a text", "Dataset example"], horizontal=True, key="attr_source")
     if source == "Dataset example" and examples:
