@@ -101,6 +101,17 @@ def write_summary(out: Path, rows: Sequence[dict]) -> Path:
     return out / "summary.csv"
 
 
+def _collect_rows(out: Path) -> list[dict]:
+    """Summary rows of every finished (model, task) run under ``out``, in sweep order."""
+    rows: list[dict] = []
+    for task in TASK_DEFAULTS:
+        for model_dir in ("atinuke", "minilm"):
+            path = out / model_dir / task / "metrics.json"
+            if path.is_file():
+                rows.extend(_summary_rows(model_dir, json.loads(path.read_text(encoding="utf-8"))))
+    return rows
+
+
 def finetune_all(atinuke: str, out: Path, tasks: Sequence[str], data: str = "diag", scale: float = 1.0,
                  device: str = "cpu", models: Sequence[str] = ("atinuke", "minilm")) -> list[dict]:
     """Run every (model, task) pair not already done and write the summary.
@@ -137,8 +148,11 @@ def finetune_all(atinuke: str, out: Path, tasks: Sequence[str], data: str = "dia
                     lr=LEARNING_RATES[model_dir], device=device, freeze_layers=settings.freeze_minilm if is_minilm else 0)
                 finetune(config)
             metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-            rows.extend(_summary_rows(model_dir, metrics))
-            write_summary(out, rows)  # partial results survive an interrupted sweep
+            # Every finished run in the sweep directory, not just this invocation's: a sweep restricted
+            # with --tasks must not drop the other tasks from the summary. Written after each run, so
+            # partial results survive an interrupted sweep.
+            rows = _collect_rows(out)
+            write_summary(out, rows)
             logger.info("%s/%s: %s = %s (%.0f s elapsed)", model_dir, task, metrics["headline_metric"],
                         metrics.get(metrics["headline_metric"]), time.perf_counter() - start)
     return rows

@@ -149,3 +149,12 @@ def test_finetune_all_keeps_finished_runs_and_writes_the_summary(tmp_path):
     assert summary["metric"].tolist() == ["f1", "accuracy", "f1", "accuracy"]  # headline metric first
     assert summary.loc[summary["metric"] == "f1", "value"].tolist() == [0.5, 0.75]
     assert set(summary["provenance"]) == {"silver, derived"}
+    # A later sweep restricted to other tasks keeps the finished ones in the summary.
+    done = tmp_path / "atinuke" / "cola"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text(json.dumps({
+        "task": "cola", "model": "atinuke", "headline_metric": "mcc", "mcc": 0.25, "n_examples": 10,
+        "provenance": "silver, derived", "skipped": {}}))
+    finetune_all("no-such-model", tmp_path, ["cola"], models=("atinuke",))
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert sorted(set(summary["task"])) == ["cola", "mrpc"] and len(summary) == 5
