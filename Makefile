@@ -19,23 +19,29 @@ install: .venv/.installed
 data: install
 	.venv/bin/atinuke prepare-data
 
+# An interrupted pretraining run left checkpoints behind: continue it exactly instead of starting over.
 runs/pretrain/tiny-mlm/model/config.json: | data
-	.venv/bin/atinuke pretrain --preset tiny --objective mlm --out runs/pretrain/tiny-mlm
+	if [ -d runs/pretrain/tiny-mlm/checkpoints ]; then \
+	  .venv/bin/atinuke pretrain --out runs/pretrain/tiny-mlm --resume; \
+	else \
+	  .venv/bin/atinuke pretrain --preset tiny --objective mlm --out runs/pretrain/tiny-mlm; \
+	fi
 
+# Each artifact is built only when absent (order-only prerequisites): `make demo` never retrains.
 # Fine-tune both models on every diagnostic task (a task already done is skipped).
-runs/finetune/summary.csv: runs/pretrain/tiny-mlm/model/config.json
+runs/finetune/summary.csv: | runs/pretrain/tiny-mlm/model/config.json
 	$(PY) -m atinuke.finetune_all --atinuke runs/pretrain/tiny-mlm --out runs/finetune
 
 runs/probes/minilm/pos/results.parquet: | install
 	.venv/bin/probes run --model minilm --task pos --controls --seeds 3 --out runs/probes/minilm/pos
 
-runs/probes/tiny-mlm/pos/results.parquet: runs/pretrain/tiny-mlm/model/config.json
+runs/probes/tiny-mlm/pos/results.parquet: | runs/pretrain/tiny-mlm/model/config.json
 	.venv/bin/probes run --model runs/pretrain/tiny-mlm --task pos --controls --seeds 3 --out runs/probes/tiny-mlm/pos
 
-runs/attributions/atinuke-snli/attributions.parquet: runs/finetune/summary.csv
+runs/attributions/atinuke-snli/attributions.parquet: | runs/finetune/summary.csv
 	.venv/bin/workbench attribute --model runs/finetune/atinuke/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli
 
-runs/attributions/minilm-snli/attributions.parquet: runs/finetune/summary.csv
+runs/attributions/minilm-snli/attributions.parquet: | runs/finetune/summary.csv
 	.venv/bin/workbench attribute --model runs/finetune/minilm/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli
 
 models: data runs/pretrain/tiny-mlm/model/config.json runs/finetune/summary.csv \
