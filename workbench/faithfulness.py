@@ -200,6 +200,16 @@ def _protected(rows: Rows, r: int, index: torch.Tensor, target: Target) -> np.nd
     return protected
 
 
+def _without_and_only(top: np.ndarray, protected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep-masks for erasing the ``top`` tokens (all others kept) and for keeping only them (plus the
+    protected special tokens): the two inputs of comprehensiveness/sufficiency and of deletion/insertion."""
+    without = np.ones(len(protected), dtype=bool)
+    without[top] = False
+    only = protected.copy()
+    only[top] = True
+    return without, only
+
+
 def _ranked(scores: np.ndarray, protected: np.ndarray, absolute: bool) -> np.ndarray:
     """Erasable positions, most important first (ties broken by position)."""
     values = np.abs(scores) if absolute else scores
@@ -248,11 +258,7 @@ def eraser(subject: Any, inputs: Any, attribution: Attribution, target: Any = No
             order = _ranked(_scores_for(attribution, rows.example_ids[r], method, n), protected, absolute)
             for k in ks:
                 top = order[:max(1, math.ceil(k / 100 * len(order)))] if len(order) else order
-                without = np.ones(n, dtype=bool)
-                without[top] = False
-                only = protected.copy()
-                only[top] = True
-                variants += [(r, without), (r, only)]
+                variants += [(r, mask) for mask in _without_and_only(top, protected)]
                 meta += [(r, method, k, "without"), (r, method, k, "only")]
     values = _evaluate(subject, rows, target, index, variants, erase)
     full = {r: v for (r, _, _, kind), v in zip(meta, values) if kind == "full"}
@@ -299,11 +305,7 @@ def deletion_insertion(subject: Any, inputs: Any, attribution: Attribution, targ
             order = _ranked(_scores_for(attribution, rows.example_ids[r], method, n), protected, absolute)
             for fraction in fractions:
                 top = order[:int(round(fraction * len(order)))]
-                deleted = np.ones(n, dtype=bool)
-                deleted[top] = False
-                inserted = protected.copy()
-                inserted[top] = True
-                variants += [(r, deleted), (r, inserted)]
+                variants += [(r, mask) for mask in _without_and_only(top, protected)]
                 meta += [(r, method, fraction, "deletion"), (r, method, fraction, "insertion")]
     values = _evaluate(subject, rows, target, index, variants, erase)
     table: dict[tuple, dict] = {}

@@ -60,12 +60,9 @@ def frame(sent: Sentence, predicate) -> list[tuple[int, int, str]]:
 
 def to_bio(n_words: int, spans: list[tuple[int, int, str]]) -> list[str]:
     """BIO tags of a frame (the tags a loader derives from the bracket column)."""
-    tags = ["O"] * n_words
-    for start, end, role in spans:
-        tags[start] = f"B-{role}"
-        for i in range(start + 1, end + 1):
-            tags[i] = f"I-{role}"
-    return tags
+    from atinuke.tasks.conll2012 import spans_to_bio
+
+    return spans_to_bio([(role, start, end) for start, end, role in spans], n_words)
 
 
 def generate(sentences: list[Sentence], split: str, n: int, rng: random.Random) -> tuple[list[Item], dict[str, list[ConllSentence]]]:
