@@ -14,7 +14,8 @@ from atinuke.encoders import Encoder
 from atinuke.errors import UserInputError
 from atinuke.model import AtinukeModel
 from workbench.attribution import COLUMNS, METHODS, Attribution, AttributionParams, attribute
-from workbench.attribution_targets import HiddenNormTarget, Target
+from workbench.attribution_targets import HiddenNormTarget
+from known_targets import LinearEmbedTarget
 from workbench.subject import Subject, load_subject
 
 TEXTS = ["The market fell sharply on Monday .", "Shares rose .", "Analysts expect the index to recover next week ."]
@@ -23,19 +24,6 @@ TEXTS = ["The market fell sharply on Monday .", "Shares rose .", "Analysts expec
 @pytest.fixture(scope="module")
 def subject(tiny_atinuke_dir):
     return load_subject(tiny_atinuke_dir)
-
-
-class LinearEmbedTarget(Target):
-    """f = sum_t w . embed_t over real tokens: linear in the token embeddings, so attributions are known."""
-
-    spec = "linear"
-    capture = "embed.hook_embed"
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        self.weight = weight
-
-    def select(self, output, index, captured):
-        return (captured["embed.hook_embed"] * self.weight).sum((1, 2))
 
 
 def _plain_norm(subject, input_ids, attention_mask=None):

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from workbench.attribution import Attribution, AttributionParams, attribute
-from workbench.attribution_targets import Target
 from workbench.faithfulness import (
     agreement_matrix,
     aopc,
@@ -23,6 +22,7 @@ from workbench.faithfulness import (
     rank_agreement,
     summarize,
 )
+from known_targets import LinearEmbedTarget
 from workbench.subject import load_subject
 
 TEXTS = ["The market fell sharply on Monday .", "Shares rose in heavy trading ."]
@@ -31,17 +31,6 @@ TEXTS = ["The market fell sharply on Monday .", "Shares rose in heavy trading ."
 @pytest.fixture(scope="module")
 def subject(tiny_atinuke_dir):
     return load_subject(tiny_atinuke_dir)
-
-
-class LinearEmbedTarget(Target):
-    spec = "linear"
-    capture = "embed.hook_embed"
-
-    def __init__(self, weight):
-        self.weight = weight
-
-    def select(self, output, index, captured):
-        return (captured["embed.hook_embed"] * self.weight).sum((1, 2))
 
 
 @pytest.fixture(scope="module")
