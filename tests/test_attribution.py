@@ -262,3 +262,17 @@ def test_coref_document_over_several_segments(task_subjects):
     assert np.isfinite(table[["comprehensiveness", "sufficiency"]].to_numpy()).all()
     with pytest.raises(UserInputError, match="segments"):
         attribute(subject, [document], "attention")
+
+
+def test_examples_share_a_batch_only_when_it_saves_work():
+    from workbench.attribution import _bucket_slack, _length_buckets
+
+    order, lengths = [0, 1, 2, 3], [10, 11, 12, 20]
+    assert _length_buckets(order, lengths, 16, 1.25) == [[0, 1, 2], [3]]  # 12 <= 1.25 * 10 < 20
+    assert _length_buckets(order, lengths, 2, 1.25) == [[0, 1], [2], [3]]
+    assert _length_buckets(order, [10, 10, 11, 11], 16, 1.0) == [[0, 1], [2, 3]]  # no padding at all
+    small = AttributionParams(n_steps=50, max_tokens_per_pass=2048)  # 204 rows of 10 tokens per pass
+    assert _bucket_slack("integrated_gradients", small, [10, 11]) == 1.25
+    many = AttributionParams(n_steps=256, max_tokens_per_pass=2048)  # one example's steps fill passes
+    assert _bucket_slack("integrated_gradients", many, [10, 11]) == 1.0
+    assert _bucket_slack("saliency", many, [10, 11]) == 1.25

@@ -16,8 +16,9 @@ E_h[(A ⊙ dA)+], Chefer et al., 2021, arXiv 2103.15679).
 Token score = sum over embedding dimensions of the attribution (saliency: the gradient's l2 norm). Special
 tokens keep their own embedding in the baseline, so their IG score is 0. Rows are batched (sorted by
 length to limit padding; padded keys are masked, so padding never changes a real token's score), model
-parameters are frozen (no weight gradients), Captum's ``internal_batch_size`` bounds memory, and an
-optional :class:`~workbench.store.AttributionStore` makes reruns free and killed jobs resumable.
+parameters are frozen (no weight gradients), Captum's ``internal_batch_size`` bounds memory, the last
+block computes only the rows the target reads (:mod:`workbench.pruned_forward`, exact), and an optional
+:class:`~workbench.store.AttributionStore` makes reruns free and killed jobs resumable.
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ from torch import nn
 
 from atinuke.errors import UserInputError
 from atinuke.io import write_with
-from workbench.attention import attention_rollout, word_index_from_offsets
+from workbench.attention import word_index_from_offsets
+from workbench.attribution_attention import attention_scores
+from workbench.pruned_forward import RowSlot, distinct_rows, pruned_forward
 from workbench.attribution_targets import (
     Rows,
     Target,
@@ -56,6 +59,9 @@ GRADIENT_METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "gra
 PERTURBATION_METHODS = ("occlusion", "feature_ablation", "lime", "kernel_shap")
 ATTENTION_METHODS = ("attention", "rollout", "attention_x_gradient")
 METHODS = GRADIENT_METHODS + PERTURBATION_METHODS + ATTENTION_METHODS
+# Methods whose forward passes only need the target's value (DeepLift rewrites nonlinearity gradients with
+# module hooks, and the attention methods read every row's pattern, so they run the full forward pass).
+_ROW_PRUNABLE_METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "gradient_shap") + PERTURBATION_METHODS
 BASELINES = ("pad", "mask", "zero")
 # The parameters each method's result depends on (they go into ``params`` and the store key).
 _METHOD_PARAMS = {
@@ -88,6 +94,8 @@ class AttributionParams:
         max_tokens_per_pass: bounds memory: rows (examples x steps or perturbations) per forward pass are
             chosen so that rows x padded length stays under this (Captum's ``internal_batch_size``).
         internal_batch_size: fixed rows per forward pass instead (overrides ``max_tokens_per_pass``).
+        final_block_rows: let the last block compute only the positions the target reads (exact; see
+            :mod:`workbench.pruned_forward`). Off only to compare against the full forward pass.
     """
 
     baseline: str = "pad"
@@ -100,8 +108,9 @@ class AttributionParams:
     window: int = 3
     seed: int = 0
     batch_size: int = 16
-    max_tokens_per_pass: int = 4096
+    max_tokens_per_pass: int = 2048
     internal_batch_size: Optional[int] = None
+    final_block_rows: bool = True
 
     def rows_per_pass(self, n_positions: int) -> int:
         """Rows per forward pass for inputs of ``n_positions`` tokens."""
@@ -206,6 +215,7 @@ class _EmbeddingForward(nn.Module):
         self._subject, self._target, self._slot, self._head_keys = subject, target, slot, list(head_keys)
         self._fixed = None if fixed is None else {k: v.to(subject.device) for k, v in fixed.items()}
         self._layout = layout
+        self.row_slot: Optional[RowSlot] = None  # set while the last block is pruned to the target's rows
         self.calls = 0
 
     def output(self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -233,7 +243,14 @@ class _EmbeddingForward(nn.Module):
     def forward(self, embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: Optional[torch.Tensor], index: torch.Tensor, *head_values: torch.Tensor) -> torch.Tensor:
         if self._fixed is None:
-            output, captured = self.output(embeds, input_ids, attention_mask, token_type_ids, head_values)
+            if self.row_slot is not None:
+                positions = self._target.read_positions(self._subject, index)  # [batch, m]
+                self.row_slot.rows = distinct_rows(positions.to(embeds.device), embeds.shape[1])
+            try:
+                output, captured = self.output(embeds, input_ids, attention_mask, token_type_ids, head_values)
+            finally:
+                if self.row_slot is not None:
+                    self.row_slot.rows = None
             return self._target.select(output, index, captured)  # [batch]
         values = []
         for b in range(embeds.shape[0]):
@@ -330,39 +347,6 @@ def _per_example(method: str, forward: _EmbeddingForward, embeds: torch.Tensor, 
     return scores, deltas
 
 
-def _attention_scores(method: str, subject: Any, forward: _EmbeddingForward, embeds: torch.Tensor,
-                      args: tuple, target: Target, index: torch.Tensor) -> torch.Tensor:
-    """[B, T] attention-based token scores read at each row's query position."""
-    n_layers = subject.n_layers
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(n_layers)]
-    store: dict[str, torch.Tensor] = {}
-    positions = [target.query_position(row) for row in as_index_list(index)]
-    rows = torch.arange(embeds.shape[0])
-    if method == "attention_x_gradient":
-        last = names[-1]
-
-        def leaf(pattern: torch.Tensor, hook: Any) -> torch.Tensor:
-            store[last] = pattern.detach().requires_grad_(True)
-            return store[last]
-
-        with torch.enable_grad(), subject.hooks([(last, leaf)]):
-            value = forward(embeds.detach(), *args)
-            (grad,) = torch.autograd.grad(value.sum(), store[last])
-        product = (store[last].detach() * grad).clamp(min=0).mean(1)  # [B, T, T]
-        return product[rows, positions]
-    with torch.no_grad(), subject.hooks([(n, lambda a, h: store.__setitem__(h.name, a.detach())) for n in names]):
-        forward(embeds.detach(), *args)
-    pattern = torch.stack([store[n] for n in names]).mean(2)  # [L, B, T, T] mean over heads
-    if method == "attention":
-        return pattern[-1][rows, positions]
-    out = torch.zeros(embeds.shape[:2])
-    for r in range(embeds.shape[0]):
-        n = int(args[1][r].sum())
-        rollout = attention_rollout(pattern[:, r, :n, :n].double().cpu().numpy())[-1]  # [n, n]
-        out[r, :n] = torch.from_numpy(rollout[positions[r]]).float()
-    return out
-
-
 def _compute(subject: Any, rows: Rows, method: str, target: Target, params: AttributionParams
              ) -> list[tuple[np.ndarray, float, dict, str]]:
     """Attribute one batch of rows. Returns per row (scores [T_real], delta, extra params, target label)."""
@@ -392,7 +376,10 @@ def _compute(subject: Any, rows: Rows, method: str, target: Target, params: Attr
             index = target.resolve(subject, rows, clean_output, captured).to(device)
         args = args[:3] + (index,) + args[4:]
         lengths = [int(n) for n in rows.attention_mask.sum(1)]
-        with target.context(subject, index):
+        prune = (params.final_block_rows and method in _ROW_PRUNABLE_METHODS and fixed is None and layout is None
+                 and target.capture is None and target.read_positions(subject, index) is not None)
+        with target.context(subject, index), (pruned_forward(subject) if prune else contextlib.nullcontext()) as slot:
+            forward.row_slot = slot
             scores, deltas, extras = _run_method(subject, method, forward, embeds, base, args, target, index,
                                                  lengths, params)
     scores = scores.detach().float().cpu()
@@ -411,7 +398,7 @@ def _run_method(subject: Any, method: str, forward: _EmbeddingForward, embeds: t
     extras = [{} for _ in range(len(lengths))]
     deltas: Optional[torch.Tensor] = None
     if method in ATTENTION_METHODS:
-        scores = _attention_scores(method, subject, forward, embeds, args, target, index)
+        scores = attention_scores(method, subject, forward, embeds, args, target, index)
     elif method in ("gradient_shap", "lime", "kernel_shap"):
         scores, deltas = _per_example(method, forward, embeds, base, args, lengths, params)
     else:
@@ -476,6 +463,16 @@ def _length_buckets(order: list[int], lengths: list[int], batch_size: int, slack
         else:
             batches.append([(r, n)])
     return [[r for r, _ in batch] for batch in batches]
+
+
+def _bucket_slack(method: str, params: AttributionParams, lengths: list[int]) -> float:
+    """How unequal the lengths in one batch may be. When one example's IG steps already fill a forward pass,
+    putting examples together saves nothing and padding would cost: only equal lengths share a batch."""
+    if method == "integrated_gradients" and lengths:
+        typical = sorted(lengths)[len(lengths) // 2]
+        if params.n_steps >= params.rows_per_pass(typical):
+            return 1.0
+    return 1.25
 
 
 def _fingerprint(rows: Rows, r: int) -> list[str]:
@@ -554,7 +551,8 @@ def attribute(subject: Any, inputs: Union[Sequence[str], Sequence[Any], Rows], m
         bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"{method}", unit="ex")
     try:
         with subject.frozen():
-            for chunk in _length_buckets(todo, [int(rows.attention_mask[r].sum()) for r in todo], params.batch_size):
+            lengths = [int(rows.attention_mask[r].sum()) for r in todo]
+            for chunk in _length_buckets(todo, lengths, params.batch_size, _bucket_slack(method, params, lengths)):
                 batch = rows.select(chunk)
                 computed = _compute(subject, batch, method, target, params)
                 for i, (scores, delta, extra, label) in enumerate(computed):

@@ -214,6 +214,15 @@ class Target:
         """The token whose attention row attention-based methods read."""
         return 0
 
+    def read_positions(self, subject: Any, index: torch.Tensor) -> Optional[torch.Tensor]:
+        """The positions of the encoder's last hidden state that ``select`` depends on, long [batch, m], or
+        None when it may read any (then the last block cannot be pruned: see ``workbench.pruned_forward``).
+
+        Args:
+            index: [batch, k] resolved indices, as passed to ``select``.
+        """
+        return None
+
     def context(self, subject: Any, index: torch.Tensor) -> Any:
         """A context manager active while the resolved target is evaluated on perturbed inputs."""
         return contextlib.nullcontext()
@@ -254,6 +263,10 @@ class ClassTarget(Target):
         if logits.dim() == 1:
             return logits
         return logits.gather(1, index[:, :1].to(logits.device)).squeeze(1)
+
+    def read_positions(self, subject, index):
+        pooling = getattr(getattr(subject.task_model, "config", None), "pooling", None)
+        return torch.zeros(len(index), 1, dtype=torch.long, device=index.device) if pooling == "cls" else None
 
     def label(self, subject, index):
         labels = list(getattr(subject.task, "labels", ()) or ())
@@ -306,6 +319,9 @@ class SpanTarget(Target):
 
     def query_position(self, index):
         return int(index[1] if self.part == "end" else index[0])
+
+    def read_positions(self, subject, index):
+        return {"start": index[:, :1], "end": index[:, 1:2], "span": index[:, :2]}[self.part]
 
 
 def _first_token_of_word(rows: Rows, row: int, word: int) -> int:
@@ -363,6 +379,9 @@ class TagTarget(Target):
 
     def query_position(self, index):
         return int(index[0])
+
+    def read_positions(self, subject, index):
+        return index[:, :1]
 
 
 @dataclass
@@ -462,6 +481,9 @@ class HiddenNormTarget(Target):
 
     def query_position(self, index):
         return int(index[0])
+
+    def read_positions(self, subject, index):
+        return index[:, :1] if self.layer is None else None
 
 
 @dataclass

@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=None, help="adaptive IG: raise steps until |delta| < this")
     parser.add_argument("--n-samples", type=int, default=64, help="samples for gradient_shap / lime / kernel_shap")
     parser.add_argument("--batch-size", type=int, default=16, help="examples per batch")
-    parser.add_argument("--max-tokens-per-pass", type=int, default=4096,
-                        help="memory bound: rows x length per forward pass")
+    parser.add_argument("--max-tokens-per-pass", type=int, default=2048,
+                        help="memory bound: rows x length per forward pass (small passes stay in cache)")
     parser.add_argument("--internal-batch-size", type=int, default=None, help="fixed rows per forward pass")
     parser.add_argument("--limit", type=int, default=None, help="first N examples")
     parser.add_argument("--out", required=True, help="output directory")
