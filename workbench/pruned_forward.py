@@ -135,7 +135,11 @@ def _bert_last_layer(layer: nn.Module, slot: RowSlot) -> Callable:
 
 
 def _has_hooks(module: nn.Module) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    """Whether a hook someone attached would be skipped. transformers installs its own output-capturing
+    hooks once (they record attentions and hidden states only when a call asks for them, which a pruned
+    pass never does), so those do not count."""
+    return any(not getattr(hook, "__module__", "").startswith("transformers.")
+               for m in module.modules() for hook in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))
 
 
 @contextlib.contextmanager
