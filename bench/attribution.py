@@ -184,7 +184,8 @@ def main() -> None:
                       "peak_rss_mb": round(results["engine"]["peak_rss_mb"], 1),
                       "naive_peak_rss_mb": round(results["naive"]["peak_rss_mb"], 1),
                       "engine_full_s": round(full_s, 3), "pruning_ratio": round(full_s / engine_s, 3),
-                      "model": args.model, "words": args.words, "max_tokens_per_pass": args.max_tokens_per_pass, "n_examples": results["engine"]["n_examples"], "n_steps": args.n_steps,
+                      "model": args.model, "words": args.words, "max_tokens_per_pass": args.max_tokens_per_pass,
+                      "n_examples": results["engine"]["n_examples"], "n_steps": args.n_steps,
                       "threads": args.threads}))
 
 

@@ -39,7 +39,6 @@ from atinuke.errors import UserInputError
 from atinuke.io import write_with
 from workbench.attention import word_index_from_offsets
 from workbench.attribution_attention import attention_scores
-from workbench.pruned_forward import RowSlot, distinct_rows, pruned_forward
 from workbench.attribution_targets import (
     Rows,
     Target,
@@ -50,6 +49,7 @@ from workbench.attribution_targets import (
     rows_from_texts,
     unflatten_document,
 )
+from workbench.pruned_forward import RowSlot, distinct_rows, pruned_forward
 
 logger = logging.getLogger(__name__)
 
