@@ -159,3 +159,16 @@ def test_engine_scores_equal_with_and_without_pruning(heads, monkeypatch, name, 
     assert on.frame["target"].tolist() == off.frame["target"].tolist()
     np.testing.assert_allclose(on.frame["score"], off.frame["score"], atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(on.frame["delta"], off.frame["delta"], atol=1e-5, equal_nan=True)
+
+
+def test_engine_runs_the_full_pass_when_the_last_block_is_hooked(tiny_tokenizer):
+    """A user's hook inside the last block must run, so the engine does not prune then (nor fail)."""
+    subject = _atinuke_subject(tiny_tokenizer)
+    subject.encoder.float()
+    params = AttributionParams(n_steps=4)
+    plain = attribute(subject, TEXTS, "integrated_gradients", params=params)
+    seen = []
+    with subject.hooks([("blocks.1.hook_mlp_out", lambda act, hook: seen.append(act.shape))]):
+        hooked = attribute(subject, TEXTS, "integrated_gradients", params=params)
+    assert seen and all(shape[1] > 2 for shape in seen)  # every position, not just the target's row
+    np.testing.assert_allclose(hooked.frame["score"], plain.frame["score"], atol=1e-5, rtol=1e-5)

@@ -49,7 +49,7 @@ from workbench.attribution_targets import (
     rows_from_texts,
     unflatten_document,
 )
-from workbench.pruned_forward import RowSlot, distinct_rows, pruned_forward
+from workbench.pruned_forward import RowSlot, can_prune, distinct_rows, pruned_forward
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,8 @@ def _compute(subject: Any, rows: Rows, method: str, target: Target, params: Attr
         args = args[:3] + (index,) + args[4:]
         lengths = [int(n) for n in rows.attention_mask.sum(1)]
         prune = (params.final_block_rows and method in _ROW_PRUNABLE_METHODS and fixed is None and layout is None
-                 and target.capture is None and target.read_positions(subject, index) is not None)
+                 and target.capture is None and target.read_positions(subject, index) is not None
+                 and can_prune(subject))
         with target.context(subject, index), (pruned_forward(subject) if prune else contextlib.nullcontext()) as slot:
             forward.row_slot = slot
             scores, deltas, extras = _run_method(subject, method, forward, embeds, base, args, target, index,

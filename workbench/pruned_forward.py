@@ -55,9 +55,11 @@ def distinct_rows(positions: torch.Tensor, n_positions: int) -> torch.Tensor:
         raise ValueError(f"{positions.shape[1]} distinct rows asked of a {n_positions}-token input")
     fixed = positions.clone()
     for r in repeated.nonzero().flatten().tolist():
+        row = positions[r].tolist()
+        present = set(row)
+        unused = (p for p in range(n_positions) if p not in present)
         seen: set[int] = set()
-        unused = (p for p in range(n_positions) if p not in set(positions[r].tolist()))
-        for j, p in enumerate(positions[r].tolist()):
+        for j, p in enumerate(row):
             fixed[r, j] = p if p not in seen else next(unused)
             seen.add(int(fixed[r, j]))
     return fixed
@@ -142,6 +144,30 @@ def _has_hooks(module: nn.Module) -> bool:
                for m in module.modules() for hook in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))
 
 
+def _last_block(subject: Any) -> nn.Module:
+    return subject.encoder.blocks[-1] if subject.kind == "atinuke" else subject.encoder.encoder.layer[-1]
+
+
+def _why_not_prunable(subject: Any, last: nn.Module) -> Optional[str]:
+    """Why the last block cannot be pruned now, or None when it can."""
+    from workbench.subject import _ATTN_CALLBACKS
+
+    if subject.kind != "atinuke" and (getattr(last, "crossattention", None) is not None
+                                      or subject.encoder.config.is_decoder):
+        return "row pruning supports BERT encoders without cross-attention"
+    attention_callbacks = _ATTN_CALLBACKS.get(last.attention.self) if subject.kind == "hf" else None
+    if _has_hooks(last) or attention_callbacks:
+        return "a hook is attached inside the last block; a pruned forward would skip it"
+    if last.training:
+        return "pruned forward passes need eval mode"
+    return None
+
+
+def can_prune(subject: Any) -> bool:
+    """Whether :func:`pruned_forward` can run on ``subject`` now (else run the full forward pass)."""
+    return _why_not_prunable(subject, _last_block(subject)) is None
+
+
 @contextlib.contextmanager
 def pruned_forward(subject: Any) -> Iterator[RowSlot]:
     """While active, the subject's last block computes only ``slot.rows`` whenever they are set.
@@ -155,23 +181,12 @@ def pruned_forward(subject: Any) -> Iterator[RowSlot]:
     Raises:
         RuntimeError: when a hook is attached inside the last block (it would not run) or the model trains.
     """
-    from workbench.subject import _ATTN_CALLBACKS
-
-    encoder = subject.encoder
-    if subject.kind == "atinuke":
-        last = encoder.blocks[-1]
-        replacement = _atinuke_last_block
-    else:
-        last = encoder.encoder.layer[-1]
-        replacement = _bert_last_layer
-        if getattr(last, "crossattention", None) is not None or encoder.config.is_decoder:
-            raise RuntimeError("row pruning supports BERT encoders without cross-attention")
-    attention_callbacks = _ATTN_CALLBACKS.get(last.attention.self) if subject.kind == "hf" else None
-    if _has_hooks(last) or attention_callbacks:
-        raise RuntimeError("a hook is attached inside the last block; a pruned forward would skip it")
-    if last.training:
-        raise RuntimeError("pruned forward passes need eval mode")
+    last = _last_block(subject)
+    problem = _why_not_prunable(subject, last)
+    if problem is not None:
+        raise RuntimeError(problem)
     slot = RowSlot()
+    replacement = _atinuke_last_block if subject.kind == "atinuke" else _bert_last_layer
     last.forward = replacement(last, slot)  # an instance attribute shadows the class's forward
     try:
         yield slot
@@ -180,4 +195,4 @@ def pruned_forward(subject: Any) -> Iterator[RowSlot]:
         slot.rows = None
 
 
-__all__ = ["RowSlot", "distinct_rows", "pruned_forward"]
+__all__ = ["RowSlot", "can_prune", "distinct_rows", "pruned_forward"]
