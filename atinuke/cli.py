@@ -1,4 +1,4 @@
-"""Command-line entry points: ``atinuke pretrain|finetune|evaluate|prepare-data``.
+"""Command-line entry points: ``atinuke pretrain|finetune|evaluate|experiment|prepare-data``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``; modules are
 imported only when their command runs, so ``--help`` is quick. :func:`run_cli` turns every expected failure
@@ -21,6 +21,7 @@ ATINUKE_COMMANDS = {
     "pretrain": ("atinuke.pretrain", "pretrain Atinuke with MLM or CLM"),
     "finetune": ("atinuke.finetune", "fine-tune a model on a benchmark task"),
     "evaluate": ("atinuke.finetune_eval", "evaluate a fine-tuned model on a benchmark task"),
+    "experiment": ("atinuke.experiment", "pretrain and fine-tune every arm and seed, tabulate the results"),
 }
 
 # Failures a user can fix; anything else is a bug and keeps its traceback.

@@ -14,6 +14,8 @@ from transformers import PretrainedConfig
 
 ACTIVATIONS = ("gelu", "relu")
 NORM_PLACEMENTS = ("post", "pre")
+POSITIONS = ("sinusoidal", "learned")
+EMBED_SCALES = ("sqrt", "none")
 
 
 class AtinukeConfig(PretrainedConfig):
@@ -34,6 +36,20 @@ class AtinukeConfig(PretrainedConfig):
         tie_embeddings (bool, default True): share the vocabulary projection with E.
         layer_norm_eps (float, default 1e-5): epsilon of every layer norm.
         pad_token_id (int, default 0): id of [PAD]; padded keys are never attended to.
+        positions (str, default "sinusoidal"): "sinusoidal" (the paper, a fixed table) or "learned"
+            (a trained [max_len, d_model] table, as BERT; Devlin et al., 2019, arXiv 1810.04805).
+        embed_scale (str, default "sqrt"): "sqrt" multiplies E(X) by sqrt(d_model) (the paper, after
+            Vaswani et al., 2017, §3.4); "none" adds E(X) and P unscaled, as BERT.
+        embedding_norm (bool, default False): layer-normalise E(X) + P before the first block (BERT's
+            embedding LayerNorm; not in the paper).
+        type_vocab_size (int, default 0): number of segment (token type) embeddings added to the input;
+            0 (the paper) adds none. BERT uses 2; 1 is a learned constant offset.
+        mlm_transform (bool, default False): pass the last hidden state through dense, GELU and layer norm
+            before the vocabulary projection (BERT's MLM head transform; not in the paper).
+
+    The last five switches exist for controlled comparisons: with ``positions="learned"``,
+    ``embed_scale="none"``, ``norm_placement="post"``, ``embedding_norm=True``, ``mlm_transform=True`` and
+    ``type_vocab_size`` as BERT's, Atinuke has exactly the parameters of ``BertForMaskedLM`` of the same size.
     """
 
     model_type = "atinuke"
@@ -53,6 +69,11 @@ class AtinukeConfig(PretrainedConfig):
         tie_embeddings: bool = True,
         layer_norm_eps: float = 1e-5,
         pad_token_id: int = 0,
+        positions: str = "sinusoidal",
+        embed_scale: str = "sqrt",
+        embedding_norm: bool = False,
+        type_vocab_size: int = 0,
+        mlm_transform: bool = False,
         **kwargs: Any,
     ) -> None:
         if d_model % n_heads != 0:
@@ -61,6 +82,12 @@ class AtinukeConfig(PretrainedConfig):
             raise ValueError(f"unknown activation {activation!r}; choose from {ACTIVATIONS}")
         if norm_placement not in NORM_PLACEMENTS:
             raise ValueError(f"unknown norm_placement {norm_placement!r}; choose from {NORM_PLACEMENTS}")
+        if positions not in POSITIONS:
+            raise ValueError(f"unknown positions {positions!r}; choose from {POSITIONS}")
+        if embed_scale not in EMBED_SCALES:
+            raise ValueError(f"unknown embed_scale {embed_scale!r}; choose from {EMBED_SCALES}")
+        if int(type_vocab_size) < 0:
+            raise ValueError(f"type_vocab_size must be >= 0, got {type_vocab_size}")
         for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers),
                             ("d_ff", d_ff), ("max_len", max_len)):
             if int(value) <= 0:
@@ -79,6 +106,11 @@ class AtinukeConfig(PretrainedConfig):
         self.causal = causal
         self.tie_embeddings = tie_embeddings
         self.layer_norm_eps = layer_norm_eps
+        self.positions = positions
+        self.embed_scale = embed_scale
+        self.embedding_norm = bool(embedding_norm)
+        self.type_vocab_size = int(type_vocab_size)
+        self.mlm_transform = bool(mlm_transform)
         kwargs.setdefault("tie_word_embeddings", tie_embeddings)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 

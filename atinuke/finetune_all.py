@@ -25,10 +25,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from atinuke.finetune import FinetuneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +85,19 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
 LEARNING_RATES = {"atinuke": 1e-3, "minilm": 2e-4}
 
 
-def _summary_rows(model_dir: str, metrics: dict) -> list[dict]:
+def metric_items(metrics: dict) -> list[tuple[str, float]]:
+    """The official metrics of a run's ``metrics.json`` as (name, value), the headline metric first, then
+    by name; counts, speeds and other bookkeeping are left out."""
     headline = metrics.get("headline_metric")
     keys = [k for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _BOOKKEEPING]
     keys.sort(key=lambda k: (k != headline, k))
+    return [(k, metrics[k]) for k in keys]
+
+
+def _summary_rows(model_dir: str, metrics: dict) -> list[dict]:
     return [{"model": metrics.get("model", model_dir), "task": metrics["task"], "metric": k,
-             "value": metrics[k], "provenance": metrics.get("provenance", "")} for k in keys]
+             "value": value, "provenance": metrics.get("provenance", "")} for k, value in metric_items(metrics)]
 
 
 def write_summary(out: Path, rows: Sequence[dict]) -> Path:
@@ -112,6 +121,44 @@ def _collect_rows(out: Path) -> list[dict]:
     return rows
 
 
+BUDGETS = ("atinuke", "minilm")
+
+
+def task_config(task: str, model: str, budget: str, out: Path, data: str = "diag", scale: float = 1.0,
+                device: str = "cpu", seed: int = 0) -> "FinetuneConfig":
+    """The sweep's fine-tuning settings of one (model, task) run, as a :class:`FinetuneConfig`.
+
+    Args:
+        task: a ``TASK_DEFAULTS`` task name.
+        model: "minilm" or a model/run directory.
+        budget: "atinuke" (a small encoder trained from scratch: every layer trains, more epochs, a larger
+            learning rate; also used for the from-scratch BERT baseline) or "minilm" (a pretrained encoder:
+            lower layers frozen, fewer epochs).
+        out: the run directory.
+        data: "diag" or a directory in the official layout.
+        scale: multiplier on the example counts.
+        device: torch device.
+        seed: data order, dropout and head initialisation (``atinuke finetune --seed``).
+
+    Raises:
+        UserInputError: for a task without sweep settings or an unknown budget.
+    """
+    from atinuke.finetune import FinetuneConfig
+
+    if task not in TASK_DEFAULTS:
+        raise UserInputError(f"no sweep settings for task {task!r}; choose from {', '.join(TASK_DEFAULTS)}")
+    if budget not in BUDGETS:
+        raise UserInputError(f"unknown fine-tuning budget {budget!r}; choose from {', '.join(BUDGETS)}")
+    settings = TASK_DEFAULTS[task]
+    is_minilm = budget == "minilm"
+    return FinetuneConfig(
+        model=model, task=task, data=data, out=str(out),
+        epochs=settings.epochs_minilm if is_minilm else settings.epochs_atinuke,
+        batch_size=settings.batch_size, max_len=settings.max_len,
+        limit=max(8, math.ceil(settings.train * scale)), eval_limit=max(8, math.ceil(settings.dev * scale)),
+        lr=LEARNING_RATES[budget], device=device, freeze_layers=settings.freeze_minilm if is_minilm else 0, seed=seed)
+
+
 def finetune_all(atinuke: str, out: Path, tasks: Sequence[str], data: str = "diag", scale: float = 1.0,
                  device: str = "cpu", models: Sequence[str] = ("atinuke", "minilm")) -> list[dict]:
     """Run every (model, task) pair not already done and write the summary.
@@ -128,25 +175,18 @@ def finetune_all(atinuke: str, out: Path, tasks: Sequence[str], data: str = "dia
     Returns:
         The summary rows.
     """
-    from atinuke.finetune import FinetuneConfig, finetune
+    from atinuke.finetune import finetune
 
     rows: list[dict] = []
     start = time.perf_counter()
     for task in tasks:
-        settings = TASK_DEFAULTS[task]
         for model_dir in models:
             run_dir = out / model_dir / task
             if (run_dir / "metrics.json").is_file():
                 logger.info("%s/%s: already done, keeping %s", model_dir, task, run_dir / "metrics.json")
             else:
-                is_minilm = model_dir == "minilm"
-                config = FinetuneConfig(
-                    model="minilm" if is_minilm else atinuke, task=task, data=data, out=str(run_dir),
-                    epochs=settings.epochs_minilm if is_minilm else settings.epochs_atinuke,
-                    batch_size=settings.batch_size, max_len=settings.max_len,
-                    limit=max(8, math.ceil(settings.train * scale)), eval_limit=max(8, math.ceil(settings.dev * scale)),
-                    lr=LEARNING_RATES[model_dir], device=device, freeze_layers=settings.freeze_minilm if is_minilm else 0)
-                finetune(config)
+                model = "minilm" if model_dir == "minilm" else atinuke
+                finetune(task_config(task, model, model_dir, run_dir, data, scale, device))
             metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
             # Every finished run in the sweep directory, not just this invocation's: a sweep restricted
             # with --tasks must not drop the other tasks from the summary. Written after each run, so

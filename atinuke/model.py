@@ -51,25 +51,47 @@ def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
 
 
 class AtinukeEmbeddings(nn.Module):
-    """E(X) * sqrt(d_model) + P, then dropout (the paper's input layer)."""
+    """E(X) * sqrt(d_model) + P, then dropout (the paper's input layer).
+
+    The controlled-comparison switches of :class:`AtinukeConfig` change it one at a time: a learned P
+    (``positions="learned"``), no sqrt(d_model) scale (``embed_scale="none"``), segment embeddings added to
+    P (``type_vocab_size > 0``) and a layer norm of the sum (``embedding_norm``), as BERT's input layer.
+    """
 
     def __init__(self, config: AtinukeConfig) -> None:
         super().__init__()
         self.d_model = config.d_model
+        self.max_len = config.max_len
+        self.scale = math.sqrt(config.d_model) if config.embed_scale == "sqrt" else 1.0
         self.token = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
-        # Not saved: the table is a function of (max_len, d_model), and recomputing it keeps checkpoints small.
-        self.register_buffer("positional", sinusoidal_table(config.max_len, config.d_model), persistent=False)
+        self.learned_positions = config.positions == "learned"
+        if self.learned_positions:
+            self.position = nn.Embedding(config.max_len, config.d_model)
+        else:
+            # Not saved: the table is a function of (max_len, d_model), and recomputing it keeps checkpoints small.
+            self.register_buffer("positional", sinusoidal_table(config.max_len, config.d_model), persistent=False)
+        self.token_type = (nn.Embedding(config.type_vocab_size, config.d_model)
+                           if config.type_vocab_size > 0 else None)
+        self.norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+                     if config.embedding_norm else nn.Identity())
         self.dropout = nn.Dropout(config.dropout)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
         n_pos = input_ids.shape[1]
-        if n_pos > self.positional.shape[0]:
-            raise ValueError(f"sequence of {n_pos} tokens is longer than max_len={self.positional.shape[0]}")
-        embed = self.hook_embed(self.token(input_ids) * math.sqrt(self.d_model))  # [batch, pos, d_model]
-        pos_embed = self.hook_pos_embed(self.positional[:n_pos].unsqueeze(0).expand_as(embed))  # [batch, pos, d_model]
-        return self.dropout(embed + pos_embed)
+        if n_pos > self.max_len:
+            raise ValueError(f"sequence of {n_pos} tokens is longer than max_len={self.max_len}")
+        embed = self.hook_embed(self.token(input_ids) * self.scale)  # [batch, pos, d_model]
+        table = self.position.weight if self.learned_positions else self.positional  # [max_len, d_model]
+        positional = table[:n_pos].unsqueeze(0).expand_as(embed)  # [batch, pos, d_model]
+        if self.token_type is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            # BERT adds segments to the positions; the hook sees everything that is not the token itself.
+            positional = positional + self.token_type(token_type_ids)  # [batch, pos, d_model]
+        pos_embed = self.hook_pos_embed(positional)  # [batch, pos, d_model]
+        return self.dropout(self.norm(embed + pos_embed))  # [batch, pos, d_model]
 
 
 class AtinukeAttention(nn.Module):
@@ -220,9 +242,11 @@ class AtinukePreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # Embeddings are multiplied by sqrt(d_model), so std d_model^-0.5 gives unit-variance inputs and a
-        # tied decoder with logits of unit scale (Vaswani et al., 2017, §3.4).
+        # tied decoder with logits of unit scale (Vaswani et al., 2017, §3.4). Without the scale (the BERT
+        # layout) BERT's own std 0.02 is used, so that the ablation changes one thing, not the input's scale.
         if isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=module.embedding_dim ** -0.5)
+            std = module.embedding_dim ** -0.5 if self.config.embed_scale == "sqrt" else 0.02
+            nn.init.normal_(module.weight, std=std)
             if module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()
         elif isinstance(module, nn.Linear):
@@ -232,7 +256,7 @@ class AtinukePreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, AtinukeEmbeddings):
+        elif isinstance(module, AtinukeEmbeddings) and not module.learned_positions:
             # A non-persistent buffer is not loaded from checkpoints, so it must be rebuilt here too.
             module.positional.copy_(sinusoidal_table(*module.positional.shape))
 
@@ -273,6 +297,7 @@ class AtinukeModel(AtinukePreTrainedModel):
         head_mask: Optional[torch.Tensor] = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        token_type_ids: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> BaseModelOutput:
         """Args:
@@ -281,13 +306,14 @@ class AtinukeModel(AtinukePreTrainedModel):
             head_mask: [n_layers, n_heads] (or [n_heads], broadcast over layers) multipliers on attention.
             output_attentions: return every layer's pattern.
             output_hidden_states: return the embedding output and every block's output.
+            token_type_ids: [batch, pos] segment ids; used only when ``config.type_vocab_size > 0``.
         """
         if input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be [batch, pos] with pos > 0, got shape {tuple(input_ids.shape)}")
         key_mask = _key_mask(attention_mask)
         if head_mask is not None and head_mask.dim() == 1:
             head_mask = head_mask.unsqueeze(0).expand(len(self.blocks), -1)
-        x = self.embed(input_ids)  # [batch, pos, d_model]
+        x = self.embed(input_ids, token_type_ids)  # [batch, pos, d_model]
         all_hidden = (x,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for i, block in enumerate(self.blocks):
@@ -311,6 +337,11 @@ class _AtinukeLMHeadModel(AtinukePreTrainedModel):
     def __init__(self, config: AtinukeConfig) -> None:
         super().__init__(config)
         self.atinuke = AtinukeModel(config)
+        # BERT's MLM head transform (dense, activation, layer norm) when asked; the paper projects directly.
+        self.head_transform = (nn.Sequential(nn.Linear(config.d_model, config.d_model),
+                                             nn.GELU() if config.activation == "gelu" else nn.ReLU(),
+                                             nn.LayerNorm(config.d_model, eps=config.layer_norm_eps))
+                               if config.mlm_transform else nn.Identity())
         self.lm_head = nn.Linear(config.d_model, config.vocab_size)
         self.post_init()
 
@@ -341,8 +372,9 @@ class AtinukeForMaskedLM(_AtinukeLMHeadModel):
                 the same; with 15% masking this saves most of the decoder's FLOPs). Then ``logits`` is
                 [n_labelled, vocab] instead of [batch, pos, vocab].
         """
-        out = self.atinuke(input_ids, attention_mask, head_mask, output_attentions, output_hidden_states)
-        hidden = out.last_hidden_state  # [batch, pos, d_model]
+        out = self.atinuke(input_ids, attention_mask, head_mask, output_attentions, output_hidden_states,
+                           token_type_ids=kwargs.get("token_type_ids"))
+        hidden = self.head_transform(out.last_hidden_state)  # [batch, pos, d_model]
         loss = None
         if labels is not None and logits_at_labels_only:
             keep = labels != -100  # [batch, pos]
@@ -376,8 +408,9 @@ class AtinukeForCausalLM(_AtinukeLMHeadModel):
         """Args:
             labels: [batch, pos]; position t is predicted from positions < t (shifted inside), -100 ignored.
         """
-        out = self.atinuke(input_ids, attention_mask, head_mask, output_attentions, output_hidden_states)
-        logits = self.lm_head(out.last_hidden_state)  # [batch, pos, vocab]
+        out = self.atinuke(input_ids, attention_mask, head_mask, output_attentions, output_hidden_states,
+                           token_type_ids=kwargs.get("token_type_ids"))
+        logits = self.lm_head(self.head_transform(out.last_hidden_state))  # [batch, pos, vocab]
         loss = None
         if labels is not None:
             shifted = logits[:, :-1].float().flatten(0, 1)  # [batch * (pos - 1), vocab]
@@ -408,6 +441,23 @@ def count_parameters(model: nn.Module) -> ParameterCount:
             continue
         seen.add(id(param))
         total += param.numel()
-        if name.endswith("embed.token.weight"):
+        if name.endswith(("embed.token.weight", "embeddings.word_embeddings.weight")):
             embedding += param.numel()
     return ParameterCount(total=total, embedding=embedding, non_embedding=total - embedding)
+
+
+def _register_auto_classes() -> None:
+    """Make ``AutoConfig``/``AutoModel*.from_pretrained`` load Atinuke checkpoints (``model_type`` "atinuke").
+
+    Done here, where the classes are defined, so that ``import atinuke`` (or ``atinuke.errors``) stays free of
+    torch/transformers while every code path that holds an Atinuke class also has the Auto* registration.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    AutoConfig.register("atinuke", AtinukeConfig, exist_ok=True)
+    AutoModel.register(AtinukeConfig, AtinukeModel, exist_ok=True)
+    AutoModelForMaskedLM.register(AtinukeConfig, AtinukeForMaskedLM, exist_ok=True)
+    AutoModelForCausalLM.register(AtinukeConfig, AtinukeForCausalLM, exist_ok=True)
+
+
+_register_auto_classes()

@@ -31,7 +31,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerFast
 
-from atinuke.config import PRESETS, preset_config
+from atinuke.baseline import ARCHITECTURES, build_bert_baseline
+from atinuke.config import EMBED_SCALES, NORM_PLACEMENTS, POSITIONS, PRESETS, preset_config
 from atinuke.corpus import BUILTIN_SOURCES, load_texts, read_text_file
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -89,6 +90,8 @@ class PretrainConfig:
         seed: seeds initialisation, data order, masks and dropout.
         compile: torch.compile the model. device: "auto", "cpu", "cuda" or "cuda:N".
         stop_after: stop (with a checkpoint) after this step, as a scheduler's time limit would.
+        arch: "atinuke" (the paper's model) or "bert" (the same-budget baseline, ``atinuke.baseline``).
+        positions, norm_placement, embed_scale: the Atinuke ablation switches (``AtinukeConfig``).
     """
 
     preset: str = "tiny"
@@ -116,6 +119,10 @@ class PretrainConfig:
     compile: bool = False
     device: str = "auto"
     stop_after: Optional[int] = None
+    arch: str = "atinuke"
+    positions: str = "sinusoidal"
+    norm_placement: str = "post"
+    embed_scale: str = "sqrt"
 
     def validate(self) -> None:
         """Raise :class:`UserInputError` naming the first bad value."""
@@ -146,6 +153,20 @@ class PretrainConfig:
             raise UserInputError(f"--vocab-size {self.vocab_size} is too small (at least 100)")
         if self.eval_max_blocks is not None and self.eval_max_blocks <= 0:
             raise UserInputError(f"--eval-max-blocks must be positive, got {self.eval_max_blocks}")
+        choices = {"arch": ARCHITECTURES, "positions": POSITIONS, "norm_placement": NORM_PLACEMENTS,
+                   "embed_scale": EMBED_SCALES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserInputError(f"--{name.replace('_', '-')} {getattr(self, name)!r} is not one of "
+                                     f"{', '.join(allowed)}")
+        if self.arch == "bert":
+            if self.objective != "mlm":
+                raise UserInputError("--arch bert is an encoder baseline; use --objective mlm")
+            changed = [name for name in ("positions", "norm_placement", "embed_scale")
+                       if getattr(self, name) != getattr(PretrainConfig, name)]
+            if changed:
+                raise UserInputError(f"--{changed[0].replace('_', '-')} is an Atinuke switch; BERT's layout is fixed "
+                                     "(learned positions, post-norm, no scale)")
         if self.stop_after is not None and self.stop_after <= 0:
             raise UserInputError(f"--stop-after must be positive, got {self.stop_after}")
 
@@ -163,6 +184,10 @@ _FLAGS: list[tuple[str, type, str]] = [
     ("eval_batch_size", int, "blocks per evaluation batch"), ("seed", int, "random seed"),
     ("eval_max_blocks", int, "evaluate on the first N blocks of PTB valid/test only (quick runs)"),
     ("stop_after", int, "stop after this step with a checkpoint (resume later with --resume)"),
+    ("arch", str, "atinuke (default) or bert: the same-size BERT baseline trained by the same loop"),
+    ("positions", str, "Atinuke ablation: sinusoidal (default) or learned"),
+    ("norm_placement", str, "Atinuke ablation: post (default, the paper) or pre"),
+    ("embed_scale", str, "Atinuke ablation: sqrt (default, the paper) or none"),
 ]
 
 
@@ -444,16 +469,20 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
 
     # Model: seeded init (DDP then broadcasts rank 0's weights anyway).
     torch.manual_seed(config.seed)
-    overrides = {"causal": config.objective == "clm"}
+    overrides = {"causal": config.objective == "clm", "positions": config.positions,
+                 "norm_placement": config.norm_placement, "embed_scale": config.embed_scale}
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
     model_config = preset_config(config.preset, vocab_size=vocab, pad_token_id=tokenizer.pad_token_id, **overrides)
-    model_class = AtinukeForMaskedLM if config.objective == "mlm" else AtinukeForCausalLM
-    raw_model = model_class(model_config)
+    if config.arch == "bert":
+        raw_model: torch.nn.Module = build_bert_baseline(model_config)
+    else:
+        model_class = AtinukeForMaskedLM if config.objective == "mlm" else AtinukeForCausalLM
+        raw_model = model_class(model_config)
     if checkpoint is not None:
         missing, unexpected = raw_model.load_state_dict(checkpoint.model_weights, strict=False) if _shapes_match(
             raw_model, checkpoint) else (None, None)
-        tied = {"lm_head.weight"} if model_config.tie_embeddings else set()
+        tied = {"lm_head.weight", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
         if missing is None or set(missing) - tied or unexpected:
             raise UserInputError(f"{checkpoint.path / 'model' / 'model.safetensors'}: weights do not match the "
                                  f"{config.preset} {config.objective} model (missing {sorted(set(missing or []) - tied)[:3]}, "
@@ -480,8 +509,8 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda"
                 else contextlib.nullcontext)
     params = count_parameters(raw_model)
-    logger.info("model: %s %s, %s parameters (%s non-embedding), device %s, %d process(es)", config.preset,
-                config.objective, f"{params.total:,}", f"{params.non_embedding:,}", device, dist.world_size)
+    logger.info("model: %s %s %s, %s parameters (%s non-embedding), device %s, %d process(es)", config.arch,
+                config.preset, config.objective, f"{params.total:,}", f"{params.non_embedding:,}", device, dist.world_size)
 
     batch = config.batch_size
     global_batch = batch * dist.world_size
@@ -612,7 +641,7 @@ def _finish(config, out, dist, device, raw_model, tokenizer, data, autocast, row
         tokenizer.save_pretrained(tmp)
     _write_metrics(metrics_path, rows)
     summary = {
-        "config": asdict(config), "model_config": raw_model.config.to_diff_dict(),
+        "arch": config.arch, "config": asdict(config), "model_config": raw_model.config.to_diff_dict(),
         "parameters": asdict(params), "objective": config.objective,
         "perplexity_kind": "pseudo (masked tokens, fixed seeded 15% mask)" if config.objective == "mlm" else "causal",
         "val_ppl": valid.ppl, "test_ppl": test.ppl, "val_unigram_ppl": valid.unigram_ppl,

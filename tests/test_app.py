@@ -264,7 +264,8 @@ def test_claims_page(app_env):
 def test_reports_page(app_env):
     at = _run("reports")
     assert {"report_runs", "report_title", "report_build"} <= _keys(at)
-    at.checkbox(key="report_pdf").uncheck().run()
+    if not at.checkbox(key="report_pdf").disabled:  # disabled where no chromium is installed
+        at.checkbox(key="report_pdf").uncheck().run()
     at.button(key="report_build").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.success and "report-" in at.success[0].value

@@ -1,16 +1,17 @@
 """Atinuke Workbench: analysis over any model behind one interface (see docs/architecture.md).
 
-Heavy submodules (attribution, faithfulness, figures) are imported on first use of their names, so
-``import workbench`` stays cheap for the app and the CLIs.
+Every public name, the model interface (``workbench.subject``) included, is imported from its submodule on
+first use (PEP 562), so ``import workbench`` stays free of torch for the app and the CLIs.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from workbench.subject import ActivationCache, HookInfo, PatchResult, Subject, load_subject
-
 _LAZY = {
+    # the model interface (imports torch and transformers)
+    "ActivationCache": "workbench.subject", "HookInfo": "workbench.subject", "PatchResult": "workbench.subject",
+    "Subject": "workbench.subject", "load_subject": "workbench.subject",
     # attention analysis
     "AttentionMaps": "workbench.attention", "aggregate_to_words": "workbench.attention",
     "attention_flow": "workbench.attention", "attention_maps": "workbench.attention",
@@ -36,7 +37,7 @@ _LAZY = {
     "AttributionStore": "workbench.store",
 }
 
-__all__ = ["ActivationCache", "HookInfo", "PatchResult", "Subject", "load_subject", *_LAZY]
+__all__ = [*_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,14 +4,19 @@ Caching follows the house rule: ``st.cache_resource`` for models, keyed by *ever
 result (model spec, device, and the weights' modification time so a retrained run is reloaded);
 ``st.cache_data`` for tables, keyed by path and modification time. Nothing is cached under an argument
 that starts with ``_``.
+
+Every page calls :func:`page_header` first (the "still building" banner of a running ``atinuke experiment``)
+and makes its pickers with :func:`linked_choice`, which reads and writes the URL's query parameters
+(``?model=...&task=...&example=...``), so that a copied address reopens the same selection.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 import streamlit as st
@@ -187,3 +192,183 @@ def example_texts(max_chars: int = 600, runs: int = 6, per_run: int = 15) -> dic
             text = str(row.text)[:max_chars]
             examples.setdefault(f"{run.task} · {row.id}: {text[:60]}", text)
     return examples
+
+
+def example_param(label: str) -> dict[str, str]:
+    """Link parameters of an :func:`example_texts` label ("task · id: text"): ``{"task": ..., "example": id}``."""
+    head = label.split(": ", 1)[0]
+    task, _, example = head.partition(" · ")
+    return {"task": task, "example": example} if example else {"example": head}
+
+
+def model_param(name: str, choices: Mapping[str, str]) -> str:
+    """The short name of a model choice in links: "minilm" or the run directory's name."""
+    spec = choices.get(name, name)
+    return "minilm" if spec == "minilm" else Path(spec).name
+
+
+LinkParams = Union[str, Callable[[Any], Mapping[str, str]]]
+
+
+def _option_params(option: Any, params: LinkParams) -> dict[str, str]:
+    return {params: str(option)} if isinstance(params, str) else {k: str(v) for k, v in params(option).items()}
+
+
+def _link_matches(options: Sequence[Any], params: LinkParams) -> tuple[list[Any], bool]:
+    """Options named by the URL's query parameters (best match first per value) and whether the URL named any.
+
+    An option matches when each of its link parameters that the URL has holds one of the URL's values for it
+    (a multi-valued parameter such as ``model=a&model=b`` names several options), and the URL has at least one
+    of them; options that match on more parameters win (``?model=minilm&task=sst2`` picks "minilm / sst2"
+    over "minilm / mrpc", and ``?model=minilm`` the first minilm run).
+    """
+    if not options:
+        return [], False
+    names = set(_option_params(options[0], params))
+    for option in options[1:]:
+        names |= set(_option_params(option, params))
+    linked = {name: st.query_params.get_all(name) for name in names if name in st.query_params}
+    if not linked:
+        return [], False
+    scored = []
+    for position, option in enumerate(options):
+        own = {name: value for name, value in _option_params(option, params).items() if name in linked}
+        if own and all(value in linked[name] for name, value in own.items()):
+            scored.append((-len(own), position, option))
+    if not scored:
+        return [], True
+    best = min(score for score, _, _ in scored)
+    return [option for score, _, option in sorted(scored) if score == best], True
+
+
+def _write_link(selected: Sequence[Any], params: LinkParams) -> None:
+    """Put the selection into the URL (only the parameters that changed, so reruns send nothing)."""
+    values: dict[str, list[str]] = {}
+    for option in selected:
+        for name, value in _option_params(option, params).items():
+            values.setdefault(name, []).append(value)
+    for name, wanted in values.items():
+        if st.query_params.get_all(name) != wanted:
+            st.query_params[name] = wanted if len(wanted) > 1 else wanted[0]
+
+
+def unlink(*names: str) -> None:
+    """Remove parameters from the URL (a picker that is no longer shown)."""
+    for name in names:
+        if name in st.query_params:
+            del st.query_params[name]
+
+
+def scope_links(page: str) -> None:
+    """Keep the URL's query parameters to the page they were made on (call once per run, before the page).
+
+    A link opens a page with its parameters; moving to another page starts that page from its own defaults
+    (its pickers then write their selections), as ``st.switch_page`` does without ``query_params``. The first
+    page of a session keeps the parameters it was opened with.
+    """
+    last = st.session_state.get("_linked_page")
+    if last is not None and last != page:
+        st.query_params.clear()
+    st.session_state["_linked_page"] = page
+
+
+def linked_choice(widget: str, label: str, options: Sequence[Any], *, key: str, params: LinkParams,
+                  container: Any = None, index: int = 0, default: Optional[Sequence[Any]] = None,
+                  **kwargs: Any) -> Any:
+    """A selectbox, radio or multiselect whose selection is read from and written to the URL's query parameters.
+
+    On the first render of the widget, a valid selection in the URL replaces ``index`` (``default`` for a
+    multiselect); a value the URL names that is not among ``options`` is reported in one warning line and
+    the page's default is shown. After every render the selection is written back, so the address in the
+    browser always reopens what is shown. Widgets have a ``key``, so later changes of ``index``/``default``
+    do not reset them (Streamlit keys such widgets by ``key``).
+
+    Args:
+        widget: "selectbox", "radio" or "multiselect".
+        label, options, key, **kwargs: passed to the widget.
+        params: the query parameter that holds ``str(option)``, or a function of an option returning its
+            parameters, e.g. ``lambda run: {"model": run.model, "task": run.task}``.
+        container: where to draw the widget (a column); the page by default.
+        index, default: the page's own default selection.
+
+    Returns:
+        The widget's value.
+    """
+    if widget not in ("selectbox", "radio", "multiselect"):
+        raise ValueError(f"unknown widget {widget!r}")
+    draw = getattr(container if container is not None else st, widget)
+    options = list(options)
+    matches, named = _link_matches(options, params) if key not in st.session_state else ([], False)
+    if named and not matches:
+        shown = ", ".join(f"{n}={st.query_params.get(n)}" for n in sorted(_option_params(options[0], params))
+                          if n in st.query_params)
+        st.warning(f"The link's {shown or 'selection'} is not available for “{label}” here; showing the default.")
+    if widget == "multiselect":
+        limit = kwargs.get("max_selections")
+        chosen = list(matches[:limit] if limit else matches) if matches else default
+        value = draw(label, options, default=chosen, key=key, **kwargs)
+        if value:
+            _write_link(value, params)
+        else:
+            unlink(*{n for option in options[:1] for n in _option_params(option, params)})
+        return value
+    if matches:
+        index = options.index(matches[0])
+    value = draw(label, options, index=index, key=key, **kwargs)
+    if value is not None:
+        _write_link([value], params)
+    return value
+
+
+def input_source(key: str, has_examples: bool) -> str:
+    """The "Type a text" / "Dataset example" radio: a link with ``example=`` opens the dataset example, and
+    choosing "Type a text" removes the example's ``task``/``example`` parameters from the URL."""
+    sources = ["Type a text", "Dataset example"]
+    index = 1 if has_examples and "example" in st.query_params else 0
+    source = st.radio("Input", sources, index=index, horizontal=True, key=key)
+    if source == sources[0]:
+        unlink("task", "example")
+    return source
+
+
+def experiment_progress(root_dir: Optional[Path] = None) -> Optional[dict[str, Any]]:
+    """``<runs>/experiment/progress.json`` as written by ``atinuke experiment``, or None when absent or unreadable."""
+    path = (root_dir or root()) / "experiment" / "progress.json"
+    if not path.is_file():
+        return None
+    try:
+        progress = json.loads(path.read_text())
+        done, total = int(progress["done"]), int(progress["total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("cannot read %s", path, exc_info=True)
+        return None
+    return dict(progress, done=done, total=total)
+
+
+def building_message(progress: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The banner text for an experiment still being built, or None when there is none or it is complete."""
+    if not progress or progress["done"] >= progress["total"]:
+        return None
+    message = f"Still building: {progress['done']}/{progress['total']} units done"
+    if progress.get("current"):
+        message += f", now {progress['current']}"
+    if progress.get("error"):
+        message += f" (stopped with {progress['error']}; rerun `atinuke experiment` to resume)"
+    return message
+
+
+def page_header() -> None:
+    """What every page shows first: the banner of an experiment that is still being built (nothing otherwise)."""
+    message = building_message(experiment_progress())
+    if message:
+        st.info(message + ". Pages show the units finished so far.", icon=":material/construction:")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _weights_hash(model_dir: str, stamp: float) -> Optional[str]:
+    return artifacts.model_hash(Path(model_dir))
+
+
+def weights_hash(model_dir: Path) -> Optional[str]:
+    """sha256 of a model directory's weights (artifacts.model_hash), hashed once per weights modification time."""
+    return _weights_hash(str(model_dir), weights_stamp(str(model_dir)))

@@ -61,19 +61,22 @@ def _grid(pattern: np.ndarray, title: str) -> Any:
 
 def render() -> None:
     st.title("Attention explorer")
+    _common.page_header()
     choices = _common.model_choices()
     examples = _common.example_texts(max_chars=400)
-    source = st.radio("Input", ["Type a text", "Dataset example"], horizontal=True, key="attn_source")
+    source = _common.input_source("attn_source", bool(examples))
     if source == "Dataset example" and examples:
-        text = examples[st.selectbox("Example", list(examples), key="attn_example")]
+        text = examples[_common.linked_choice("selectbox", "Example", list(examples), key="attn_example",
+                                              params=_common.example_param)]
         st.caption(text)
     else:
         if source == "Dataset example":
             _common.missing("predictions table to pick examples from", "finetune")
         text = st.text_area("Text", DEFAULT_TEXT, key="attn_text", max_chars=None, height=80)
     default = [n for n in choices if n.startswith("Atinuke")][:1] + ["MiniLM (all-MiniLM-L6-v2)"]
-    models = st.multiselect("Models (side by side)", list(choices), default=default, max_selections=2,
-                            key="attn_models")
+    models = _common.linked_choice("multiselect", "Models (side by side)", list(choices), default=default,
+                                   max_selections=2, key="attn_models",
+                                   params=lambda n: {"model": _common.model_param(n, choices)})
     c1, c2 = st.columns([2, 1])
     view = c1.radio("View", ["Layer × head grid", "Single head", "Rollout", "Flow"], horizontal=True, key="attn_view")
     words = c2.toggle("Aggregate to words", value=True, key="attn_words",

@@ -24,6 +24,18 @@ def _attribution_choices() -> dict[str, str]:
     return choices | _common.model_choices()
 
 
+def _link_params(choices: dict[str, str]):
+    """Link parameter of a model choice: ``model=<encoder>``, or ``model=<encoder>/<task>`` for a fine-tuned run
+    (its directory is ``finetune/<encoder>/<task>``)."""
+    def params(name: str) -> dict[str, str]:
+        if name.startswith("Fine-tuned: "):
+            path = Path(choices[name])
+            return {"model": f"{path.parent.name}/{path.name}"}
+        return {"model": _common.model_param(name, choices)}
+
+    return params
+
+
 def _attribute(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int) -> pd.DataFrame:
     return _common.attribution_frame(spec, text, methods, baseline, n_steps, _common.weights_stamp(spec))
 
@@ -84,6 +96,7 @@ def _precomputed() -> None:
 
 def render() -> None:
     st.title("Attribution")
+    _common.page_header()
     if st.radio("Source", ["Compute now", "Precomputed runs"], horizontal=True, key="attr_mode") == "Precomputed runs":
         with _common.friendly_errors("precomputed attributions"):
             _precomputed()
@@ -95,10 +108,11 @@ def render() -> None:
         return
     choices = _attribution_choices()
     examples = _common.example_texts(max_chars=600)
-    name = st.selectbox("Model", list(choices), key="attr_model")
-    source = st.radio("Input", ["Type a text", "Dataset example"], horizontal=True, key="attr_source")
+    name = _common.linked_choice("selectbox", "Model", list(choices), key="attr_model", params=_link_params(choices))
+    source = _common.input_source("attr_source", bool(examples))
     if source == "Dataset example" and examples:
-        text = examples[st.selectbox("Example", list(examples), key="attr_example")]
+        text = examples[_common.linked_choice("selectbox", "Example", list(examples), key="attr_example",
+                                              params=_common.example_param)]
         st.caption(text)
     else:
         text = st.text_area("Text", DEFAULT_TEXT, key="attr_text", height=80)

@@ -25,6 +25,7 @@ def _stamp() -> tuple:
 
 def render() -> None:
     st.title("The paper's claims, checked")
+    _common.page_header()
     st.markdown("*Engineering A Large Language Model From Scratch* (arXiv 2401.16736) claims gains on SQuAD, GLUE, "
                 "SNLI, coreference and SRL, and interpretability, without evidence. Each claim below stands beside "
                 "what the artifacts under the runs directory show, and what they cannot show.")

@@ -31,12 +31,14 @@ def _runs_section() -> None:
     if not tasks:
         _common.missing("pair of fine-tuning runs on the same task", "minilm-finetune")
         return
-    task = st.selectbox("Task", tasks, key="cmp_task")
+    task = _common.linked_choice("selectbox", "Task", tasks, key="cmp_task", params="task")
     group = [r for r in runs if r.task == task]
     models = [r.model for r in group]
     c1, c2 = st.columns(2)
-    model_a = c1.selectbox("Model A", models, index=models.index("minilm") if "minilm" in models else 0, key="cmp_a")
-    model_b = c2.selectbox("Model B", models, index=next((i for i, m in enumerate(models) if m != model_a), 0), key="cmp_b")
+    model_a = _common.linked_choice("selectbox", "Model A", models, container=c1, key="cmp_a", params="model",
+                                    index=models.index("minilm") if "minilm" in models else 0)
+    model_b = _common.linked_choice("selectbox", "Model B", models, container=c2, key="cmp_b", params="model_b",
+                                    index=next((i for i, m in enumerate(models) if m != model_a), 0))
     if model_a == model_b:
         st.error("Choose two different models.")
         return
@@ -99,6 +101,7 @@ def _probes_section() -> None:
 
 def render() -> None:
     st.title("Model comparison")
+    _common.page_header()
     tabs = st.tabs(["Task metrics", "Representations (CKA, heads)", "Probe curves"])
     with tabs[0], _common.friendly_errors("task comparison"):
         _runs_section()

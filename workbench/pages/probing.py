@@ -10,6 +10,7 @@ from workbench.report import figure_probe_overlay
 
 def render() -> None:
     st.title("Probing")
+    _common.page_header()
     st.caption("What each layer makes linearly decodable; control tasks (Hewitt and Liang, 2019) show how much a "
                "probe learns by itself. Selectivity = task accuracy − control accuracy.")
     results = _common.probe_results()
@@ -19,11 +20,12 @@ def render() -> None:
     with _common.friendly_errors("probing"):
         tasks = sorted(results["task"].astype(str).unique())
         c1, c2 = st.columns(2)
-        task = c1.selectbox("Probing task", tasks, key="probe_task")
+        task = _common.linked_choice("selectbox", "Probing task", tasks, container=c1, key="probe_task", params="task")
         rows = results[results["task"] == task]
         metric = c2.selectbox("Metric", sorted(rows["metric"].astype(str).unique()), key="probe_metric")
         models = sorted(rows["model"].astype(str).unique())
-        chosen = st.multiselect("Models", models, default=models, key="probe_models")
+        chosen = _common.linked_choice("multiselect", "Models", models, default=models, key="probe_models",
+                                       params="model")
         show_controls = st.checkbox("Show control curves", value=True, key="probe_controls")
         if not chosen:
             st.error("Choose at least one model.")

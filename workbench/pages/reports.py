@@ -24,6 +24,7 @@ def _zip(directory: Path) -> bytes:
 
 def render() -> None:
     st.title("Reports")
+    _common.page_header()
     st.caption("One HTML file that opens offline (plotly embedded), with provenance, plus its data as CSV/parquet. "
                "Command line: `workbench report --runs runs --out report.html`.")
     root = _common.root()

@@ -1,0 +1,489 @@
+"""``atinuke experiment``: pretrain and fine-tune every (arm, seed) and write one tidy results table.
+
+    atinuke experiment --arms atinuke,bert --seeds 3 --tasks all --scale tiny --out runs/experiment
+
+An *arm* is one architecture under test, trained from scratch with the same data, budget and tokenizer as the
+others, so that differences between arms are differences of architecture (the controlled comparison the
+paper, arXiv 2401.16736, never reports): ``atinuke`` (the paper's model), ``bert`` (a BERT encoder of the same
+size, Devlin et al., 2019, arXiv 1810.04805), three ablations of Atinuke (learned positions, pre-norm, no
+sqrt(d) embedding scale), and ``minilm`` (the pretrained all-MiniLM-L6-v2, fine-tuned only, as a reference).
+Pretraining goes through ``atinuke pretrain``'s own flags; fine-tuning uses ``atinuke.finetune_all``'s
+per-task budgets with ``--seed`` per run.
+
+Layout under ``--out`` (read by the claims evaluator; docs/experiment.md):
+``experiment.json`` ({"arms", "seeds", "tasks", "scale"}, written first), ``<arm>/seed<k>/pretrain/`` (the
+pretraining run), ``<arm>/seed<k>/finetune/<task>/`` (the fine-tuning run), ``results.csv`` and
+``results.parquet`` (columns ``RESULT_COLUMNS``, rebuilt from every finished run), ``progress.json``
+(done/total/current unit, rewritten atomically after each unit). Finished units are skipped and an
+interrupted pretraining run is resumed from its last checkpoint, so the command can be rerun at any time.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import logging
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from atinuke.errors import UserInputError
+from atinuke.io import atomic_write_json, atomic_write_text, write_with
+
+logger = logging.getLogger(__name__)
+
+# Arm -> the ``atinuke pretrain`` flags that select its architecture; None: a pretrained reference that is
+# only fine-tuned.
+ARMS: dict[str, Optional[tuple[str, ...]]] = {
+    "atinuke": ("--arch", "atinuke"),
+    "bert": ("--arch", "bert"),
+    "atinuke-learned-pos": ("--arch", "atinuke", "--positions", "learned"),
+    "atinuke-pre-norm": ("--arch", "atinuke", "--norm-placement", "pre"),
+    "atinuke-no-scale": ("--arch", "atinuke", "--embed-scale", "none"),
+    "minilm": None,
+}
+DEFAULT_ARMS = ("atinuke", "bert")
+RESULT_COLUMNS = ("arm", "seed", "task", "metric", "value", "predictions")
+SPEC_KEYS = ("arms", "seeds", "tasks", "scale")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What ``--scale`` means.
+
+    Attributes:
+        preset: the ``atinuke pretrain --preset`` (architecture and training defaults).
+        finetune_scale: multiplier on ``finetune_all.TASK_DEFAULTS`` example counts.
+        device: torch device of both stages ("auto" = CUDA when present; pretraining then runs in bf16
+            autocast).
+    """
+
+    preset: str
+    finetune_scale: float
+    device: str
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale("tiny", 1.0, "cpu"),  # the demo: ~5 min pretraining per run and the CPU sweep budgets
+    "small": Scale("small", 2.0, "auto"),  # 4 layers x 256, 20k steps: an hour-scale CPU run, minutes on a GPU
+    "base": Scale("base", 4.0, "auto"),  # 12 layers x 768, 100k steps in bf16: a GPU run
+}
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """The identity of an experiment, as stored in ``experiment.json``."""
+
+    arms: tuple[str, ...]
+    seeds: tuple[int, ...]
+    tasks: tuple[str, ...]
+    scale: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arms": list(self.arms), "seeds": list(self.seeds), "tasks": list(self.tasks), "scale": self.scale}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One step of the experiment: ``stage`` is "pretrain" or "finetune/<task>"."""
+
+    arm: str
+    seed: int
+    stage: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}/seed{self.seed}/{self.stage}"
+
+    @property
+    def task(self) -> Optional[str]:
+        return self.stage.split("/", 1)[1] if self.stage.startswith("finetune/") else None
+
+
+# ------------------------------------------------------------------------------------------ mapping
+
+
+def arm_flags(arm: str) -> Optional[list[str]]:
+    """The ``atinuke pretrain`` flags of ``arm`` (None for a pretrained reference arm).
+
+    Raises:
+        UserInputError: for an unknown arm.
+    """
+    if arm not in ARMS:
+        raise UserInputError(f"unknown arm {arm!r}; valid arms: {', '.join(ARMS)}")
+    flags = ARMS[arm]
+    return None if flags is None else list(flags)
+
+
+def pretrain_dir(out: Path, arm: str, seed: int) -> Path:
+    return Path(out) / arm / f"seed{seed}" / "pretrain"
+
+
+def finetune_dir(out: Path, arm: str, seed: int, task: str) -> Path:
+    return Path(out) / arm / f"seed{seed}" / "finetune" / task
+
+
+def plan_units(spec: ExperimentSpec) -> list[Unit]:
+    """Every unit in run order: per arm and seed, pretraining (unless pretrained) then each task."""
+    units = []
+    for arm in spec.arms:
+        for seed in spec.seeds:
+            if ARMS[arm] is not None:
+                units.append(Unit(arm, seed, "pretrain"))
+            units.extend(Unit(arm, seed, f"finetune/{task}") for task in spec.tasks)
+    return units
+
+
+def pretrain_state(path: Path) -> str:
+    """"done" (model/config.json and summary.json), "resume" (checkpoints, no summary), "fresh" (absent or
+    empty) or "stale" (files but nothing to resume from: killed before its first checkpoint)."""
+    from atinuke.pretrain_checkpoint import checkpoint_dirs
+
+    if (path / "model" / "config.json").is_file() and (path / "summary.json").is_file():
+        return "done"
+    if checkpoint_dirs(path):
+        return "resume"
+    if not path.exists() or not any(path.iterdir()):
+        return "fresh"
+    return "stale"
+
+
+def finetune_done(path: Path) -> bool:
+    return (path / "metrics.json").is_file()
+
+
+def unit_done(out: Path, unit: Unit) -> bool:
+    if unit.stage == "pretrain":
+        return pretrain_state(pretrain_dir(out, unit.arm, unit.seed)) == "done"
+    return finetune_done(finetune_dir(out, unit.arm, unit.seed, unit.task))
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+def _seed_of(name: str) -> Optional[int]:
+    return int(name[4:]) if name.startswith("seed") and name[4:].isdigit() else None
+
+
+def collect_results(out: Path, spec: Optional[ExperimentSpec] = None) -> list[dict[str, Any]]:
+    """Tidy rows (``RESULT_COLUMNS``) of every finished fine-tuning run under ``out``.
+
+    Rows are ordered by arm (the experiment's order, then any other by name), seed, task (the sweep's order,
+    then by name) and metric (headline first). ``predictions`` is the path of the run's
+    ``predictions.parquet`` relative to ``out`` ("" when the run wrote none).
+    """
+    from atinuke.finetune_all import TASK_DEFAULTS, metric_items
+
+    out = Path(out)
+    arm_order = list(spec.arms) if spec else []
+    task_order = list(TASK_DEFAULTS)
+    found = []
+    for metrics_path in out.glob("*/seed*/finetune/*/metrics.json"):
+        run_dir = metrics_path.parent
+        arm, seed = run_dir.parts[-4], _seed_of(run_dir.parts[-3])
+        if seed is None:
+            continue
+        found.append((arm, seed, run_dir.name, run_dir))
+    found.sort(key=lambda f: (arm_order.index(f[0]) if f[0] in arm_order else len(arm_order), f[0], f[1],
+                              task_order.index(f[2]) if f[2] in task_order else len(task_order), f[2]))
+    rows = []
+    for arm, seed, task, run_dir in found:
+        try:
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UserInputError(f"{run_dir / 'metrics.json'}: not a JSON metrics file ({error})") from error
+        predictions = run_dir / "predictions.parquet"
+        relative = predictions.relative_to(out).as_posix() if predictions.is_file() else ""
+        rows.extend({"arm": arm, "seed": seed, "task": task, "metric": name, "value": float(value),
+                     "predictions": relative} for name, value in metric_items(metrics))
+    return rows
+
+
+def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path]:
+    """Write ``out/results.csv`` and ``out/results.parquet`` atomically."""
+    import pandas as pd
+
+    out = Path(out)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(RESULT_COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    frame = pd.DataFrame(list(rows), columns=list(RESULT_COLUMNS)).astype(
+        {"arm": str, "seed": "int64", "task": str, "metric": str, "value": "float64", "predictions": str})
+    write_with(out / "results.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    return out / "results.csv", out / "results.parquet"
+
+
+def rebuild_results(out: Path, spec: Optional[ExperimentSpec] = None) -> list[dict[str, Any]]:
+    """Collect and write the results table; returns its rows."""
+    rows = collect_results(out, spec)
+    write_results(out, rows)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ input
+
+
+def _split(value: str) -> list[str]:
+    return list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+
+
+def parse_spec(arms: str, seeds: int, tasks: str, scale: str) -> ExperimentSpec:
+    """Validate the command-line values.
+
+    Raises:
+        UserInputError: unknown arm, task or scale; fewer than one seed.
+    """
+    from atinuke.finetune_all import TASK_DEFAULTS
+
+    arm_list = _split(arms)
+    if not arm_list:
+        raise UserInputError(f"--arms {arms!r} names no arm; valid arms: {', '.join(ARMS)}")
+    for arm in arm_list:
+        arm_flags(arm)
+    if int(seeds) < 1:
+        raise UserInputError(f"--seeds must be at least 1, got {seeds}")
+    task_list = list(TASK_DEFAULTS) if tasks.strip() == "all" else _split(tasks)
+    unknown = [t for t in task_list if t not in TASK_DEFAULTS]
+    if unknown or not task_list:
+        raise UserInputError(f"unknown task(s) {unknown or tasks!r}; choose 'all' or from {', '.join(TASK_DEFAULTS)}")
+    if scale not in SCALES:
+        raise UserInputError(f"unknown --scale {scale!r}; choose from {', '.join(SCALES)}")
+    return ExperimentSpec(tuple(arm_list), tuple(range(int(seeds))), tuple(task_list), scale)
+
+
+def read_spec(out: Path) -> Optional[ExperimentSpec]:
+    """The spec in ``out/experiment.json`` (None when absent).
+
+    Raises:
+        UserInputError: the file is not a valid experiment description.
+    """
+    path = Path(out) / "experiment.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ExperimentSpec(tuple(data["arms"]), tuple(int(s) for s in data["seeds"]), tuple(data["tasks"]),
+                              str(data["scale"]))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+        raise UserInputError(f"{path}: not an experiment description ({error})") from error
+
+
+def _describe(spec: ExperimentSpec) -> str:
+    return (f"arms={','.join(spec.arms)} seeds={len(spec.seeds)} tasks={','.join(spec.tasks)} "
+            f"scale={spec.scale}")
+
+
+def check_out(out: Path, requested: Optional[ExperimentSpec], resume: bool, overwrite: bool) -> ExperimentSpec:
+    """Decide which experiment runs in ``out`` without writing anything.
+
+    ``requested`` None (with ``resume``) means "whatever ``out/experiment.json`` says". An existing experiment
+    with the same spec is continued; a different arms/seeds/tasks needs ``overwrite`` (which replaces
+    experiment.json and keeps every run); a different scale is always refused.
+
+    Raises:
+        UserInputError: ``out`` is a file or a non-empty directory that is not an experiment, ``--resume``
+            without an experiment, or a spec that contradicts the existing one.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} is a file, not a directory")
+    existing = read_spec(out) if out.is_dir() else None
+    if existing is None:
+        if out.is_dir() and any(out.iterdir()):
+            raise UserInputError(f"--out {out} holds files but no experiment.json; choose an empty or new directory")
+        if resume:
+            raise UserInputError(f"--resume: {out} holds no experiment.json to continue")
+        assert requested is not None
+        return requested
+    if requested is None or requested == existing:
+        return existing
+    if requested.scale != existing.scale:
+        raise UserInputError(f"{out / 'experiment.json'} is a {existing.scale} experiment, this run asks for "
+                             f"{requested.scale}; runs of two scales cannot share a directory, choose another --out")
+    if not overwrite:
+        raise UserInputError(f"{out / 'experiment.json'} describes {_describe(existing)}, not {_describe(requested)}; "
+                             f"continue it with --resume, pass --overwrite to change it (no run is deleted), "
+                             f"or choose another --out")
+    return requested
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """An argument parser that raises UserInputError instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserInputError(f"{self.prog}: {message}")
+
+
+def _run_pretrain(argv: list[str]) -> None:
+    """Run ``atinuke pretrain`` with ``argv`` in this process (its own flags and validation)."""
+    from atinuke import pretrain
+
+    parser = _RaisingParser(prog="atinuke pretrain")
+    pretrain.add_arguments(parser)
+    pretrain.run(parser.parse_args(argv))
+
+
+def _run_finetune(config: Any) -> None:
+    """Run one fine-tuning (``atinuke.finetune.finetune``)."""
+    from atinuke.finetune import finetune
+
+    finetune(config)
+
+
+def pretrain_argv(out: Path, unit: Unit, scale: Scale, device: str, extra: Sequence[str],
+                  tokenizer: Optional[Path]) -> list[str]:
+    """The ``atinuke pretrain`` arguments of a pretraining unit (``--resume`` for an interrupted one: the
+    checkpoint then supplies every setting)."""
+    path = pretrain_dir(out, unit.arm, unit.seed)
+    if pretrain_state(path) == "resume":
+        return ["--out", str(path), "--resume", "--device", device]
+    argv = ["--preset", scale.preset, "--objective", "mlm", "--out", str(path), "--seed", str(unit.seed),
+            "--device", device, *arm_flags(unit.arm), *extra]
+    if tokenizer is not None and "--tokenizer" not in extra:
+        argv += ["--tokenizer", str(tokenizer)]
+    return argv
+
+
+def _shared_tokenizer(out: Path, spec: ExperimentSpec) -> Optional[Path]:
+    """The first pretraining run's directory once it has a tokenizer: every later run reuses it, so that
+    arms and seeds differ in architecture and initialisation only (the WordPiece trainer's id order varies
+    between processes)."""
+    first = next((u for u in plan_units(spec) if u.stage == "pretrain"), None)
+    if first is None:
+        return None
+    path = pretrain_dir(out, first.arm, first.seed)
+    return path if (path / "model" / "tokenizer.json").is_file() else None
+
+
+def _write_progress(out: Path, units: Sequence[Unit], done: set[str], current: Optional[Unit],
+                    error: Optional[str] = None) -> None:
+    atomic_write_json(out / "progress.json", {
+        "done": len(done), "total": len(units), "current": current.name if current else None,
+        "pending": [u.name for u in units if u.name not in done], "finished": len(done) == len(units),
+        "error": error, "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a pretraining directory that cannot be resumed to ``pretrain.interrupted[-N]`` (kept, not deleted)."""
+    target, n = path.with_name(path.name + ".interrupted"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.interrupted-{n}")
+    path.rename(target)
+    logger.warning("%s was interrupted before its first checkpoint; moved to %s and started again", path, target)
+    return target
+
+
+def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: Optional[str] = None,
+                   pretrain_flags: Sequence[str] = (), finetune_scale: Optional[float] = None) -> list[dict[str, Any]]:
+    """Write ``experiment.json``, run every unit not yet done, and rebuild the results table.
+
+    Args:
+        spec: arms, seeds, tasks and scale.
+        out: the experiment directory (validated with :func:`check_out` first).
+        data: "diag" or a directory of official task files.
+        device: overrides the scale's device.
+        pretrain_flags: extra ``atinuke pretrain`` flags for every fresh pretraining run (e.g. ``--steps``).
+        finetune_scale: overrides the scale's multiplier on the fine-tuning example counts.
+
+    Returns:
+        The result rows.
+    """
+    from tqdm import tqdm
+
+    from atinuke.finetune_all import task_config
+
+    out = Path(out)
+    scale = SCALES[spec.scale]
+    device = device or scale.device
+    multiplier = scale.finetune_scale if finetune_scale is None else finetune_scale
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "experiment.json", spec.to_json())
+    units = plan_units(spec)
+    done = {u.name for u in units if unit_done(out, u)}
+    _write_progress(out, units, done, next((u for u in units if u.name not in done), None))
+    bar = tqdm(total=len(units), initial=len(done), desc="experiment", unit="unit", dynamic_ncols=True, position=0)
+    try:
+        for unit in units:
+            if unit.name in done:
+                continue
+            bar.set_postfix_str(unit.name)
+            _write_progress(out, units, done, unit)
+            try:
+                if unit.stage == "pretrain":
+                    path = pretrain_dir(out, unit.arm, unit.seed)
+                    if pretrain_state(path) == "stale":
+                        _set_aside(path)
+                    argv = pretrain_argv(out, unit, scale, device, pretrain_flags, _shared_tokenizer(out, spec))
+                    logger.info("%s: atinuke pretrain %s", unit.name, shlex.join(argv))
+                    _run_pretrain(argv)
+                    if pretrain_state(path) != "done":  # e.g. --stop-after in --pretrain-flags
+                        raise UserInputError(f"{path}: pretraining stopped at a checkpoint before its last step; "
+                                             "continue the experiment with --resume")
+                else:
+                    model = "minilm" if ARMS[unit.arm] is None else str(pretrain_dir(out, unit.arm, unit.seed))
+                    budget = "minilm" if ARMS[unit.arm] is None else "atinuke"
+                    _run_finetune(task_config(unit.task, model, budget, finetune_dir(out, unit.arm, unit.seed, unit.task),
+                                              data, multiplier, device, unit.seed))
+                    rebuild_results(out, spec)
+            except BaseException as error:
+                _write_progress(out, units, done, unit, error=f"{type(error).__name__}: {error}".splitlines()[0])
+                raise
+            done.add(unit.name)
+            bar.update(1)
+            _write_progress(out, units, done, next((u for u in units if u.name not in done), None))
+    finally:
+        bar.close()
+    rows = rebuild_results(out, spec)
+    logger.info("experiment done: %d units, %d result rows in %s", len(units), len(rows), out / "results.csv")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``atinuke experiment``."""
+    parser.add_argument("--arms", default=None, help=f"comma-separated arms: {', '.join(ARMS)} "
+                                                     f"(default {','.join(DEFAULT_ARMS)})")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per arm (default 3)")
+    parser.add_argument("--tasks", default=None, help="'all' (default) or comma-separated diagnostic tasks")
+    parser.add_argument("--scale", default=None, help=f"{', '.join(SCALES)} (default tiny; see docs/experiment.md)")
+    parser.add_argument("--out", default="runs/experiment", help="experiment directory")
+    parser.add_argument("--resume", action="store_true", help="continue the experiment in --out with its settings")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a different experiment.json in --out (runs are kept and reused, never deleted)")
+    parser.add_argument("--data", default="diag", help="'diag' or a directory of official task files")
+    parser.add_argument("--device", default=None, help="override the scale's device (cpu, cuda, auto)")
+    parser.add_argument("--pretrain-flags", default="", help="extra flags for every pretraining run, e.g. '--steps 500'")
+    parser.add_argument("--finetune-scale", type=float, default=None,
+                        help="override the scale's multiplier on the fine-tuning example counts")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``atinuke experiment``."""
+    out = Path(args.out)
+    given = [args.arms, args.seeds, args.tasks, args.scale]
+    if args.resume and all(v is None for v in given):
+        requested = None
+    else:
+        existing = read_spec(out) if args.resume and out.is_dir() else None
+        base = existing or ExperimentSpec(DEFAULT_ARMS, (0, 1, 2), ("all",), "tiny")
+        requested = parse_spec(args.arms if args.arms is not None else ",".join(base.arms),
+                               args.seeds if args.seeds is not None else len(base.seeds),
+                               args.tasks if args.tasks is not None else ",".join(base.tasks),
+                               args.scale if args.scale is not None else base.scale)
+    if args.finetune_scale is not None and not args.finetune_scale > 0:
+        raise UserInputError(f"--finetune-scale must be positive, got {args.finetune_scale}")
+    spec = check_out(out, requested, args.resume, args.overwrite)
+    run_experiment(spec, out, data=args.data, device=args.device, pretrain_flags=shlex.split(args.pretrain_flags),
+                   finetune_scale=args.finetune_scale)
+    return 0
