@@ -251,14 +251,26 @@ def test_comparison_page(app_env):
     assert any(len(df.value) and "similarity" in df.value.columns for df in at.dataframe)
 
 
-def test_claims_page(app_env):
+def test_claims_page_without_an_experiment_gives_no_benchmark_verdict(app_env):
     at = _run("claims")
     text = "\n".join(m.value for m in at.markdown)
-    assert "Atinuke improves the GLUE benchmark." in text and "silver, derived" in text
-    assert "McNemar exact p=" in "\n".join(str(m.value) for m in at.markdown)
+    assert "Atinuke improves the GLUE benchmark." in text and "Verdict: no evidence" in text
+    assert "supported" not in text.replace("MiniLM is shown as a pretrained reference only", "")
     shown = sum("**Atinuke" in m.value for m in at.markdown)
     at.checkbox(key="claims_filter").check().run()
     assert not at.exception and sum("**Atinuke" in m.value for m in at.markdown) < shown
+
+
+def test_claims_page_shows_the_experiments_verdicts(tmp_path, monkeypatch):
+    from tests.claims_fixtures import write_experiment
+
+    write_experiment(tmp_path / "experiment", arms=("atinuke", "bert", "minilm"),
+                     accuracy=lambda arm, seed: {"atinuke": 0.9, "bert": 0.7, "minilm": 0.95}[arm])
+    monkeypatch.setenv("ATINUKE_RUNS", str(tmp_path))
+    at = _run("claims")
+    text = "\n".join(m.value for m in at.markdown)
+    assert "Verdict: :green[supported] · comparator: `bert` · seeds: 3" in text
+    assert any("minilm (reference) 0.950" in c.value for c in at.caption)
 
 
 def test_reports_page(app_env):

@@ -86,3 +86,13 @@ def test_report_pdf_through_headless_chromium(hostile_runs, tmp_path):
     single = hostile_runs / "finetune" / "minilm" / "sst2"
     result = report.build_report([single], tmp_path / "r.html", pdf=True, n_boot=50)
     assert result.pdf is not None and result.pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_of_an_experiment_carries_its_verdicts(tmp_path):
+    from tests.claims_fixtures import write_experiment
+
+    root = write_experiment(tmp_path / "experiment", accuracy=lambda arm, seed: {"atinuke": 0.7, "bert": 0.9}[arm])
+    result = report.build_report([root], tmp_path / "report.html", pdf=False, n_boot=200)
+    claims = pd.read_csv(result.data_dir / "claims.csv").set_index("claim")
+    assert claims.loc["glue", "verdict"] == "contradicted" and claims.loc["glue", "comparator"] == "bert"
+    assert "same size trained on the same tokens" in result.html.read_text()

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 COMMANDS: dict[str, tuple[str, str]] = {
     "attribute": ("workbench.cli", "token attributions of a model's predictions (Captum), stored and resumable"),
     "report": ("workbench.report", "one self-contained HTML report (+ data, + PDF) of runs"),
+    "claims": ("workbench.claims", "the paper's claims with verdicts from the controlled experiment (CSV/JSON)"),
 }
 
 

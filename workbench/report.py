@@ -31,6 +31,7 @@ from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir, atomic_path
 from workbench import artifacts
 from workbench.artifacts import FinetuneRun, PretrainRun
+from workbench.claims import evaluate_claims
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class ReportInputs:
     pretrain: list[PretrainRun] = field(default_factory=list)
     finetune: list[FinetuneRun] = field(default_factory=list)
     probes: Optional[pd.DataFrame] = None
+    experiment: Optional[Path] = None
 
 
 def gather(paths: Sequence[str | Path]) -> ReportInputs:
@@ -193,6 +195,10 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
             if pred.parent not in {r.path for r in inputs.finetune}:
                 inputs.finetune.append(artifacts.finetune_run_from_dir(pred.parent))
                 found += 1
+        experiment = next((p.parent for p in sorted(path.rglob("experiment.json"))), None)
+        if experiment is not None and inputs.experiment is None:
+            inputs.experiment = experiment
+            found += 1
         probes = artifacts.find_probe_results(path.parent if path.name == "probes" else path)
         if probes is not None:
             probe_frames.append(probes)
@@ -372,11 +378,16 @@ def build_report(runs: Sequence[str | Path], out: str | Path, title: str = "Atin
             doc.figure(figure_probe_overlay(compare.probe_overlay(inputs.probes, task)))
 
     # Claims
-    claims = artifacts.evaluate_claims(finetune=inputs.finetune, pretrain=inputs.pretrain, probes=inputs.probes,
-                                       n_boot=n_boot)
+    claims = evaluate_claims(experiment=inputs.experiment, pretrain=inputs.pretrain, probes=inputs.probes,
+                             n_boot=n_boot, search=False)
     tables["claims"] = claims
     doc.heading("The paper's claims beside the evidence")
-    doc.table(claims[["statement", "verdict", "evidence", "provenance"]])
+    doc.para("Benchmark verdicts come from the controlled experiment only: Atinuke against a BERT encoder of the "
+             "same size trained on the same tokens (arm bert), over seeds and examples, Holm-corrected; a model "
+             "at its task's trivial baseline makes the claim 'not measurable at this budget'. MiniLM is a "
+             "pretrained reference, never the comparator.", "note")
+    doc.table(claims[["statement", "verdict", "seeds", "atinuke_score", "comparator_score", "trivial_score",
+                      "p_adjusted", "evidence", "provenance"]])
 
     body = "\n".join(doc.parts)
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"

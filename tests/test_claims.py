@@ -1,0 +1,161 @@
+"""Verdicts of the paper's claims from a controlled experiment: known answers on planted predictions (issue 10)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench import claims
+from workbench.cli import main
+from tests.claims_fixtures import write_experiment
+
+
+def _glue(root, **kwargs) -> pd.Series:
+    table = claims.evaluate_claims(root=write_experiment(root, **kwargs), n_boot=1000)
+    assert list(table.columns) == list(claims.CLAIM_COLUMNS)
+    return table.set_index("claim").loc["glue"]
+
+
+def test_planted_advantage_is_supported(tmp_path):
+    row = _glue(tmp_path / "exp", accuracy=lambda arm, seed: {"atinuke": 0.9, "bert": 0.7}[arm])
+    assert row.verdict == claims.SUPPORTED and row.comparator == "bert" and row.seeds == 3
+    assert row.atinuke_score == pytest.approx(0.9) and row.comparator_score == pytest.approx(0.7)
+    assert row.trivial_score == pytest.approx(0.5)
+    assert row.p_value == pytest.approx(2 / 1001)  # no resample crosses 0: the resolution of 1000 resamples
+    assert row.p_adjusted <= 0.05 and "silver" in row.provenance
+
+
+def test_planted_disadvantage_is_contradicted(tmp_path):
+    row = _glue(tmp_path / "exp", accuracy=lambda arm, seed: {"atinuke": 0.7, "bert": 0.9}[arm])
+    assert row.verdict == claims.CONTRADICTED
+
+
+def test_equal_models_are_inconclusive(tmp_path):
+    row = _glue(tmp_path / "exp", accuracy=lambda arm, seed: 0.8)
+    assert row.verdict == claims.INCONCLUSIVE and row.p_value > 0.2
+
+
+def test_both_models_at_the_floor_are_not_measurable(tmp_path):
+    # 70% majority class: 0.70 accuracy is exactly the trivial baseline, whatever the difference.
+    row = _glue(tmp_path / "exp", majority=0.7, accuracy=lambda arm, seed: {"atinuke": 0.72, "bert": 0.70}[arm])
+    assert row.verdict == claims.FLOOR and pd.isna(row.p_value)
+    assert "do(es) not clear the trivial baseline" in row.evidence
+
+
+def test_comparator_at_the_floor_is_not_measurable_even_with_a_big_gap(tmp_path):
+    row = _glue(tmp_path / "exp", majority=0.6, accuracy=lambda arm, seed: {"atinuke": 0.95, "bert": 0.6}[arm])
+    assert row.verdict == claims.FLOOR and "bert" in row.evidence
+
+
+def test_an_advantage_in_one_seed_only_does_not_survive(tmp_path):
+    def accuracy(arm, seed):
+        return 0.95 if (arm == "atinuke" and seed == 0) else 0.75
+
+    row = _glue(tmp_path / "exp", accuracy=accuracy)
+    assert row.verdict == claims.INCONCLUSIVE
+    # Pooling the examples of all seeds (ignoring seeds) would call it significant: the seed stage matters.
+    diffs = []
+    exp = claims.load_experiment(tmp_path / "exp")
+    for seed in exp.seeds:
+        a, b = exp.predictions("atinuke", seed, "mrpc"), exp.predictions("bert", seed, "mrpc")
+        diffs.append(a["example_f1"].to_numpy() - b["example_f1"].to_numpy())
+    pooled = claims.hierarchical_bootstrap([[np.concatenate(diffs)]], n_boot=1000)
+    assert pooled.p_value < 0.01 < row.p_value
+
+
+def test_one_seed_gives_no_verdict(tmp_path):
+    row = _glue(tmp_path / "exp", seeds=1, accuracy=lambda arm, seed: {"atinuke": 0.9, "bert": 0.7}[arm])
+    assert row.verdict == claims.INCONCLUSIVE and "One seed only" in row.evidence
+
+
+def test_minilm_is_a_reference_row_never_the_comparator(tmp_path):
+    row = _glue(tmp_path / "exp", arms=("atinuke", "bert", "minilm"),
+                accuracy=lambda arm, seed: {"atinuke": 0.8, "bert": 0.8, "minilm": 0.99}[arm])
+    assert row.comparator == "bert" and row.reference_score == pytest.approx(0.99)
+    assert row.verdict == claims.INCONCLUSIVE and "not a comparator" in row.evidence
+
+
+def test_without_an_experiment_benchmark_claims_have_no_evidence(tmp_path):
+    table = claims.evaluate_claims(root=tmp_path, n_boot=10).set_index("claim")
+    for key in ("squad", "glue", "snli", "coref", "srl", "perplexity"):
+        assert table.loc[key, "verdict"] == claims.NO_EVIDENCE, key
+    assert "atinuke experiment" in table.loc["glue", "evidence"]
+
+
+def test_holm_known_answer():
+    assert claims.holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None], nan_ok=True)
+    assert claims.holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+
+
+def test_bootstrap_is_deterministic_and_resamples_at_both_levels():
+    d = [[np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0])]]
+    assert claims.hierarchical_bootstrap(d, n_boot=200) == claims.hierarchical_bootstrap(d, n_boot=200)
+    zero = claims.hierarchical_bootstrap([[np.zeros(5)]], n_boot=99)
+    assert zero.estimate == 0 and zero.p_value == 1.0
+    with pytest.raises(ValueError):
+        claims.hierarchical_bootstrap([[np.array([])]])
+
+
+@pytest.mark.parametrize("task, gold, expected", [
+    ("mrpc", ["1", "1", "0"], [1, 1, 0]),
+    ("stsb", ["1.0", "2.0", "4.5"], [0, 1, 0]),  # mean 2.5, tolerance 0.5
+    ("squad2", ["", "Paris", ""], [1, 0, 1]),  # always abstain
+    ("srl", [json.dumps(["B-ARG0", "B-V", "O"]), json.dumps(["O", "B-V", "O"])], [0, 1]),  # all-O
+    # No cluster: 0 on a document with clusters, and 0 on an empty one too (the scorer's convention for 0/0,
+    # the same convention the model's own example_f1 uses).
+    ("coref", [json.dumps([[[0, 1], [4, 4]]]), json.dumps([])], [0, 0]),
+])
+def test_trivial_baselines_known_answers(task, gold, expected):
+    got = claims.trivial_example_scores(task, pd.Series(gold))
+    assert got.tolist() == pytest.approx(expected)
+
+
+def _summary(arm, seed):
+    ppl = {"atinuke": 300.0, "bert": 200.0}[arm] + seed
+    return {"seed": seed, "val_ppl": ppl, "test_ppl": ppl, "val_unigram_ppl": 700.0, "test_unigram_ppl": 680.0,
+            "parameters": {"total": 1000, "non_embedding": 400}, "tokens_per_s": 5000.0 + seed, "device": "cpu",
+            "model_config": {"n_layers": 2, "d_model": 8}, "config": {"seq_len": 16}}
+
+
+def test_perplexity_and_efficiency_compare_the_arms(tmp_path):
+    root = write_experiment(tmp_path / "exp", accuracy=lambda arm, seed: 0.8, pretrain=_summary)
+    table = claims.evaluate_claims(root=root, n_boot=200).set_index("claim")
+    ppl = table.loc["perplexity"]
+    assert ppl.verdict == claims.CONTRADICTED and ppl.atinuke_score == pytest.approx(301.0)
+    assert ppl.comparator_score == pytest.approx(201.0) and ppl.trivial_score == pytest.approx(680.0)
+    efficiency = table.loc["efficiency"]
+    assert efficiency.verdict == claims.MEASURED and "1,000 parameters" in efficiency.evidence
+    assert claims.flops_per_token(_summary("atinuke", 0)) == 2 * 400 + 2 * 2 * 16 * 8
+    assert "0.00 MFLOPs/token" in efficiency.evidence
+
+
+def test_cli_writes_one_row_per_claim_as_csv_and_json(tmp_path, capsys):
+    root = write_experiment(tmp_path / "exp", accuracy=lambda arm, seed: {"atinuke": 0.9, "bert": 0.7}[arm])
+    assert main(["claims", "--runs", str(root), "--format", "json", "--n-boot", "300"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["claim"] for r in rows] == [c[0] for c in claims.PAPER_CLAIMS]
+    assert set(claims.CLAIM_COLUMNS) <= set(rows[0])
+    glue = next(r for r in rows if r["claim"] == "glue")
+    assert glue["verdict"] == "supported" and glue["seeds"] == 3
+    out = tmp_path / "claims.csv"
+    assert main(["claims", "--runs", str(root), "--out", str(out), "--n-boot", "300"]) == 0
+    assert pd.read_csv(out)["claim"].tolist() == [c[0] for c in claims.PAPER_CLAIMS]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--format", "xml"], "--format 'xml'"),
+    (["--n-boot", "0"], "--n-boot must be positive"),
+    (["--runs", "/nonexistent/x"], "no such directory"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, flags, needle):
+    assert main(["claims", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_malformed_experiment_json_names_the_file(tmp_path, capsys):
+    (tmp_path / "experiment.json").write_text("{not json")
+    assert main(["claims", "--runs", str(tmp_path)]) == 2
+    assert "experiment.json:1: malformed JSON" in capsys.readouterr().err
