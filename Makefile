@@ -5,7 +5,7 @@ export MALLOC_MMAP_THRESHOLD_ := 268435456
 export MALLOC_TRIM_THRESHOLD_ := 1073741824
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test install data models app bench clean
+.PHONY: demo test install data models experiment app bench clean
 
 .venv/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -19,41 +19,55 @@ install: .venv/.installed
 data: install
 	.venv/bin/atinuke prepare-data
 
-# An interrupted pretraining run left checkpoints behind: continue it exactly instead of starting over.
-runs/pretrain/tiny-mlm/model/config.json: | data
-	if [ -d runs/pretrain/tiny-mlm/checkpoints ]; then \
-	  .venv/bin/atinuke pretrain --out runs/pretrain/tiny-mlm --resume; \
-	else \
-	  .venv/bin/atinuke pretrain --preset tiny --objective mlm --out runs/pretrain/tiny-mlm; \
-	fi
+# The controlled experiment (docs/experiment.md): Atinuke and its same-budget BERT baseline pretrained from
+# scratch (one seed each for the demo), then both and the pretrained MiniLM reference fine-tuned on every
+# task. `atinuke experiment` skips what exists and resumes what was interrupted, so this is cheap to rerun.
+EXPERIMENT := runs/experiment
+EXPERIMENT_FLAGS := --arms atinuke,bert,minilm --seeds 1 --tasks all --scale tiny --out $(EXPERIMENT)
+ATINUKE_RUN := $(EXPERIMENT)/atinuke/seed0
+BERT_RUN := $(EXPERIMENT)/bert/seed0
+MINILM_RUN := $(EXPERIMENT)/minilm/seed0
 
-# Each artifact is built only when absent (order-only prerequisites): `make demo` never retrains.
-# Fine-tune both models on every diagnostic task (a task already done is skipped).
-runs/finetune/summary.csv: | runs/pretrain/tiny-mlm/model/config.json
-	$(PY) -m atinuke.finetune_all --atinuke runs/pretrain/tiny-mlm --out runs/finetune
+experiment: data
+	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS)
+
+$(ATINUKE_RUN)/pretrain/model/config.json $(BERT_RUN)/pretrain/model/config.json $(MINILM_RUN)/finetune/snli/metrics.json: | data
+	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS)
 
 runs/probes/minilm/pos/results.parquet: | install
 	.venv/bin/probes run --model minilm --task pos --controls --seeds 3 --out runs/probes/minilm/pos
 
-runs/probes/tiny-mlm/pos/results.parquet: | runs/pretrain/tiny-mlm/model/config.json
-	.venv/bin/probes run --model runs/pretrain/tiny-mlm --task pos --controls --seeds 3 --out runs/probes/tiny-mlm/pos
+runs/probes/atinuke-seed0/pos/results.parquet: | $(ATINUKE_RUN)/pretrain/model/config.json
+	.venv/bin/probes run --model $(ATINUKE_RUN)/pretrain --task pos --controls --seeds 3 --out runs/probes/atinuke-seed0/pos
 
-runs/attributions/atinuke-snli/attributions.parquet: | runs/finetune/summary.csv
-	.venv/bin/workbench attribute --model runs/finetune/atinuke/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli
+runs/probes/bert-seed0/pos/results.parquet: | $(BERT_RUN)/pretrain/model/config.json
+	.venv/bin/probes run --model $(BERT_RUN)/pretrain --task pos --controls --seeds 3 --out runs/probes/bert-seed0/pos
 
-runs/attributions/minilm-snli/attributions.parquet: | runs/finetune/summary.csv
-	.venv/bin/workbench attribute --model runs/finetune/minilm/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli
+runs/attributions/atinuke-snli/attributions.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+	.venv/bin/workbench attribute --model $(ATINUKE_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli
 
-models: data runs/pretrain/tiny-mlm/model/config.json runs/finetune/summary.csv \
-	runs/probes/minilm/pos/results.parquet runs/probes/tiny-mlm/pos/results.parquet \
+runs/attributions/minilm-snli/attributions.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+	.venv/bin/workbench attribute --model $(MINILM_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli
+
+# Everything the app shows, in the order a visitor needs it.
+models: data experiment runs/probes/atinuke-seed0/pos/results.parquet runs/probes/bert-seed0/pos/results.parquet \
+	runs/probes/minilm/pos/results.parquet \
 	runs/attributions/atinuke-snli/attributions.parquet runs/attributions/minilm-snli/attributions.parquet
 
 app:
 	.venv/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true
 
-demo: models app
+# The app answers as soon as the data are ready; the models build in the background (log: runs/build.log)
+# and every page says what is still being built.
+demo: data
+	mkdir -p runs
+	if ! pgrep -f "make.*--no-print-directory models" >/dev/null; then \
+	  nohup $(MAKE) --no-print-directory models > runs/build.log 2>&1 & \
+	fi
+	$(MAKE) --no-print-directory app
 
 test: install
+	.venv/bin/ruff check .
 	$(PY) -m pytest -q
 
 # On a busy 2-core machine one thread per process gives the steadiest ratios.

@@ -7,7 +7,6 @@ imported only when their command runs, so ``--help`` is quick. :func:`run_cli` t
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
@@ -40,7 +39,9 @@ def run_cli(prog: str, commands: dict[str, tuple[str, str]], argv: Optional[Sequ
     Returns:
         The process exit code (0 on success, 2 on a user error).
     """
-    parser = argparse.ArgumentParser(prog=prog)
+    from atinuke.validation import OneLineArgumentParser, check_args
+
+    parser = OneLineArgumentParser(prog=prog)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -51,10 +52,14 @@ def run_cli(prog: str, commands: dict[str, tuple[str, str]], argv: Optional[Sequ
             module = importlib.import_module(module_path)
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(_run=module.run)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a usage error, already printed as one line (2)
+        return int(exit_.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        check_args(args)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

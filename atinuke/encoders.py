@@ -87,6 +87,60 @@ def resolve_model_path(spec: str | Path) -> Path:
     raise UserInputError(f"unknown model {str(spec)!r}: expected 'minilm' or a directory with config.json")
 
 
+# Weights a base encoder may leave unused (a pretraining head) or may lack (BERT's pooler, which no head here reads).
+UNUSED_HEAD_PREFIXES = ("lm_head.", "head_transform.", "cls.")
+OPTIONAL_PREFIXES = ("pooler.",)
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
+
+
+def check_weights_file(path: Path) -> Path:
+    """The directory's ``model.safetensors`` (or sharded index), with a readable header.
+
+    Weights load from safetensors only: a pickle checkpoint can run code when it is read.
+
+    Raises:
+        UserInputError: no safetensors weights (naming the pickle file found, and how to convert), or a
+            corrupt/truncated file.
+    """
+    from safetensors import safe_open
+
+    single, index = path / "model.safetensors", path / "model.safetensors.index.json"
+    if index.is_file() and not single.is_file():
+        return index
+    if not single.is_file():
+        pickles = [name for name in PICKLE_FILES if (path / name).is_file()]
+        if pickles:
+            raise UserInputError(
+                f"{path / pickles[0]}: weights load from safetensors only (a pickle checkpoint can run code); convert "
+                f"it once in a trusted environment with `model.save_pretrained(dir, safe_serialization=True)`")
+        raise UserInputError(f"{path}: no model.safetensors")
+    try:
+        # Opening validates the header and that the tensors' offsets cover the file exactly (truncation).
+        with safe_open(str(single), framework="pt") as handle:
+            names = list(handle.keys())
+    except Exception as error:  # safetensors raises SafetensorError for bad headers and short files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"{single}: corrupt or truncated safetensors file ({first})") from error
+    if not names:
+        raise UserInputError(f"{single}: holds no tensors")
+    return single
+
+
+def check_loading_info(path: Path, info: dict) -> None:
+    """Refuse weights that do not fit the config: missing, unexpected (beyond a pretraining head) or mis-shaped.
+
+    Raises:
+        UserInputError: naming up to three of the offending tensors.
+    """
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(OPTIONAL_PREFIXES))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith(UNUSED_HEAD_PREFIXES))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            raise UserInputError(f"{path}: weights do not match config.json: {label} {', '.join(keys[:3])}{more}")
+
+
 def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: str | torch.device = "cpu") -> Encoder:
     """Load a base encoder and its tokenizer, in eval mode.
 
@@ -107,20 +161,25 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         config = AutoConfig.from_pretrained(str(path))
     except Exception as error:
         raise UserInputError(f"{path / 'config.json'}: cannot read model config ({error})") from error
+    check_weights_file(path)
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # an MLM checkpoint loaded as a base encoder reports its unused head
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" bars on stderr would break one-line CLI errors
     try:
         if config.model_type == "atinuke":
-            model = AtinukeModel.from_pretrained(str(path), config=config)
+            model, info = AtinukeModel.from_pretrained(str(path), config=config, use_safetensors=True,
+                                                       output_loading_info=True)
             kind = "atinuke"
         else:
             # from_pretrained mutates the config it is given (attn_implementation), so each model gets a copy.
-            model = AutoModel.from_pretrained(str(path), config=copy.deepcopy(config),
-                                              attn_implementation=attn_implementation)
+            model, info = AutoModel.from_pretrained(str(path), config=copy.deepcopy(config), use_safetensors=True,
+                                                    attn_implementation=attn_implementation, output_loading_info=True)
             kind = "hf"
-    except (OSError, ValueError, RuntimeError) as error:
+        check_loading_info(path, info)
+    except UserInputError:
+        raise
+    except Exception as error:  # OSError, ValueError, RuntimeError, SafetensorError: all mean "cannot load"
         raise UserInputError(f"{path}: cannot load model weights ({str(error).splitlines()[0]})") from error
     finally:
         hf_logging.set_verbosity(previous)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import io
 import json
@@ -431,8 +432,9 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
                 else:
                     model = "minilm" if ARMS[unit.arm] is None else str(pretrain_dir(out, unit.arm, unit.seed))
                     budget = "minilm" if ARMS[unit.arm] is None else "atinuke"
-                    _run_finetune(task_config(unit.task, model, budget, finetune_dir(out, unit.arm, unit.seed, unit.task),
-                                              data, multiplier, device, unit.seed))
+                    config = task_config(unit.task, model, budget, finetune_dir(out, unit.arm, unit.seed, unit.task),
+                                         data, multiplier, device, unit.seed)
+                    _run_finetune(dataclasses.replace(config, overwrite=True))  # an unfinished unit is ours to redo
                     rebuild_results(out, spec)
             except BaseException as error:
                 _write_progress(out, units, done, unit, error=f"{type(error).__name__}: {error}".splitlines()[0])

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_write_json, atomic_write_text
+from atinuke.io import atomic_write_json, atomic_write_text, check_out_dir
 from atinuke.paths import runs_dir
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class FinetuneConfig:
     log_every: int = 10
     freeze_layers: int = 0
     head: dict[str, Any] = dataclasses.field(default_factory=dict)
+    overwrite: bool = False
 
     def validate(self) -> None:
         """Raise UserInputError for a value no run can use."""
@@ -196,7 +197,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     wall_start = time.perf_counter()
     spec = get_task(config.task)
     device = _pick_device(config.device)
-    out = Path(config.out) if config.out else default_out(config.model, config.task)
+    out = check_out_dir(Path(config.out) if config.out else default_out(config.model, config.task),
+                        overwrite=config.overwrite)
     train_data = load_task(config.task, config.data, "train")
     dev_data = load_task(config.task, config.data, config.eval_split)
     train, train_skips = screen_examples(sample_examples(train_data.examples, config.limit, config.seed))
@@ -211,6 +213,9 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         head.setdefault("doc_stride", min(32, config.max_len // 4))
         head.setdefault("allow_null", spec.name != "squad" or any(ex.is_impossible for ex in train))
     model = build_task_model(config.model, spec, device=device, **head)
+    positions = int(getattr(model.encoder.config, "max_len", None) or model.encoder.config.max_position_embeddings)
+    if config.max_len > positions:
+        raise UserInputError(f"--max-len {config.max_len} is longer than the model's {positions} positions")
     if config.freeze_layers:
         logger.info("froze %d parameters (embeddings and %d layers)", freeze_lower_layers(model.encoder, config.freeze_layers),
                     config.freeze_layers)
@@ -310,6 +315,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--doc-stride", type=int, default=None, help="QA: tokens of overlap between context chunks")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--freeze-layers", type=int, default=0, help="keep embeddings and the lowest N layers fixed")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run's files in a non-empty --out (other files there are kept)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -319,6 +326,6 @@ def run(args: argparse.Namespace) -> int:
                             lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size, max_len=args.max_len,
                             seed=args.seed, limit=args.limit, eval_limit=args.eval_limit, device=args.device, warmup_ratio=args.warmup_ratio,
                             weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
-                            freeze_layers=args.freeze_layers, head=head)
+                            freeze_layers=args.freeze_layers, head=head, overwrite=args.overwrite)
     finetune(config)
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -186,7 +187,9 @@ def finetune_all(atinuke: str, out: Path, tasks: Sequence[str], data: str = "dia
                 logger.info("%s/%s: already done, keeping %s", model_dir, task, run_dir / "metrics.json")
             else:
                 model = "minilm" if model_dir == "minilm" else atinuke
-                finetune(task_config(task, model, model_dir, run_dir, data, scale, device))
+                # An unfinished run of this sweep is its own to replace.
+                finetune(dataclasses.replace(task_config(task, model, model_dir, run_dir, data, scale, device),
+                                             overwrite=True))
             metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
             # Every finished run in the sweep directory, not just this invocation's: a sweep restricted
             # with --tasks must not drop the other tasks from the summary. Written after each run, so

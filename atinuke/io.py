@@ -92,3 +92,23 @@ def write_with(target: str | os.PathLike, writer: Callable[[Path], None]) -> Non
     """Call ``writer(tmp_path)`` and atomically move the result to ``target``."""
     with atomic_path(target, suffix=Path(target).suffix) as tmp:
         writer(tmp)
+
+
+def check_out_dir(out: str | os.PathLike, flag: str = "--out", resume: bool = False, overwrite: bool = False) -> Path:
+    """The output-directory policy of every command, checked before any work is done.
+
+    ``out`` may be absent or empty; a non-empty directory needs ``resume`` (continue the run there) or
+    ``overwrite`` (replace the files this command writes; files it does not write are left alone).
+
+    Raises:
+        UserInputError: ``out`` is a file, or a non-empty directory without ``--resume``/``--overwrite``.
+    """
+    from atinuke.errors import UserInputError
+
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{flag} {path} is a file, not a directory")
+    if path.is_dir() and not (resume or overwrite) and any(path.iterdir()):
+        raise UserInputError(f"{flag} {path} already holds files; choose an empty directory or pass --overwrite "
+                             "to replace what this command writes there")
+    return path

@@ -36,11 +36,21 @@ from atinuke.config import EMBED_SCALES, NORM_PLACEMENTS, POSITIONS, PRESETS, pr
 from atinuke.corpus import BUILTIN_SOURCES, load_texts, read_text_file
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir, atomic_write_json, atomic_write_text
-from atinuke.lm_data import (BlockSampler, LMBatch, UnigramModel, causal_batch, encode_stream, eval_batches,
-                             generator_for, mask_tokens, pack_blocks, special_token_ids, mix_seed)
+from atinuke.lm_data import (
+    BlockSampler,
+    LMBatch,
+    UnigramModel,
+    causal_batch,
+    encode_stream,
+    eval_batches,
+    generator_for,
+    mask_tokens,
+    mix_seed,
+    pack_blocks,
+    special_token_ids,
+)
 from atinuke.model import AtinukeForCausalLM, AtinukeForMaskedLM, count_parameters
-from atinuke.pretrain_checkpoint import (Checkpoint, gather_rng, load_checkpoint, load_optimizer_state,
-                                         save_checkpoint)
+from atinuke.pretrain_checkpoint import Checkpoint, gather_rng, load_checkpoint, load_optimizer_state, save_checkpoint
 from atinuke.tokenizer import load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)

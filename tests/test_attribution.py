@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerIntegratedGradients
+from known_targets import LinearEmbedTarget
 
 from atinuke.config import AtinukeConfig
 from atinuke.encoders import Encoder
@@ -15,7 +16,6 @@ from atinuke.errors import UserInputError
 from atinuke.model import AtinukeModel
 from workbench.attribution import COLUMNS, METHODS, Attribution, AttributionParams, attribute
 from workbench.attribution_targets import HiddenNormTarget
-from known_targets import LinearEmbedTarget
 from workbench.subject import Subject, load_subject
 
 TEXTS = ["The market fell sharply on Monday .", "Shares rose .", "Analysts expect the index to recover next week ."]

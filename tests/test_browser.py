@@ -15,7 +15,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from test_app import make_fixture_runs  # noqa: E402  (the shared runs-directory test fixture)
 
 pytestmark = pytest.mark.browser

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.claims_fixtures import write_experiment
 from workbench import claims
 from workbench.cli import main
-from tests.claims_fixtures import write_experiment
 
 
 def _glue(root, **kwargs) -> pd.Series:
@@ -146,7 +146,7 @@ def test_cli_writes_one_row_per_claim_as_csv_and_json(tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, needle", [
     (["--format", "xml"], "--format 'xml'"),
-    (["--n-boot", "0"], "--n-boot must be positive"),
+    (["--n-boot", "0"], "--n-boot must be at least 1, got 0"),
     (["--runs", "/nonexistent/x"], "no such directory"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, flags, needle):
@@ -159,3 +159,17 @@ def test_malformed_experiment_json_names_the_file(tmp_path, capsys):
     (tmp_path / "experiment.json").write_text("{not json")
     assert main(["claims", "--runs", str(tmp_path)]) == 2
     assert "experiment.json:1: malformed JSON" in capsys.readouterr().err
+
+
+def test_experiment_runs_are_listed_by_arm_and_seed(tmp_path):
+    from workbench import artifacts
+
+    root = tmp_path / "runs"
+    write_experiment(root / "experiment", seeds=2, accuracy=lambda arm, seed: 0.8,
+                     pretrain=lambda arm, seed: {"seed": seed})
+    (root / "experiment" / "atinuke" / "seed0" / "pretrain" / "model").mkdir()
+    (root / "experiment" / "atinuke" / "seed0" / "pretrain" / "model" / "config.json").write_text("{}")
+    assert [r.name for r in artifacts.find_pretrain_runs(root)] == ["atinuke-seed0", "atinuke-seed1", "bert-seed0",
+                                                                    "bert-seed1"]
+    runs = artifacts.find_finetune_runs(root)
+    assert {r.label for r in runs} == {f"{a}-seed{s} / mrpc" for a in ("atinuke", "bert") for s in (0, 1)}

@@ -73,7 +73,7 @@ def test_qa_answers_and_rationales(suite):
     for ex in examples:
         if ex.is_impossible:
             assert not ex.answers and ex.meta["altered"] not in ex.context
-            (seg0, s0, e0), (seg1, s1, e1) = ex.rationale[0], ex.rationale[-1]
+            (seg0, s0, e0), (_seg1, s1, e1) = ex.rationale[0], ex.rationale[-1]
             assert seg0 == 0 and ex.context[s0:e0] == ex.meta["replaced"] and ex.question[s1:e1] == ex.meta["altered"]
         else:
             answer = ex.answers[0]

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from known_targets import LinearEmbedTarget
 
 from workbench.attribution import Attribution, AttributionParams, attribute
 from workbench.faithfulness import (
@@ -22,7 +23,6 @@ from workbench.faithfulness import (
     rank_agreement,
     summarize,
 )
-from known_targets import LinearEmbedTarget
 from workbench.subject import load_subject
 
 TEXTS = ["The market fell sharply on Monday .", "Shares rose in heavy trading ."]

@@ -5,11 +5,20 @@ import pytest
 import torch
 
 from atinuke.encoders import load_encoder
+from atinuke.errors import UserInputError
 from atinuke.tasks import get_task
 from atinuke.tasks.base import Answer, ClassificationExample, CorefDocument, QAExample, SRLExample
-from atinuke.tasks.heads import (HeadConfig, build_task_model, decode_clusters, decode_qa_example, enumerate_spans,
-                                 load_task_model, save_task_model, span_candidates, viterbi_bio)
-from atinuke.errors import UserInputError
+from atinuke.tasks.heads import (
+    HeadConfig,
+    build_task_model,
+    decode_clusters,
+    decode_qa_example,
+    enumerate_spans,
+    load_task_model,
+    save_task_model,
+    span_candidates,
+    viterbi_bio,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,15 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
 import atinuke  # noqa: F401  (registers the Auto classes)
 from atinuke.config import AtinukeConfig, preset_config
-from atinuke.model import (AtinukeForCausalLM, AtinukeForMaskedLM, AtinukeModel, HookPoint, count_parameters,
-                           hook_point_names, sinusoidal_table)
+from atinuke.model import (
+    AtinukeForCausalLM,
+    AtinukeForMaskedLM,
+    AtinukeModel,
+    HookPoint,
+    count_parameters,
+    hook_point_names,
+    sinusoidal_table,
+)
 
 VOCAB = 99
 SMALL = dict(vocab_size=VOCAB, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64, dropout=0.0)

@@ -18,8 +18,15 @@ import atinuke  # noqa: F401  (registers the Auto classes)
 from atinuke.cli import main
 from atinuke.config import PRESETS
 from atinuke.corpus import load_texts
-from atinuke.lm_data import (IGNORE_INDEX, BlockSampler, UnigramModel, eval_batches, generator_for, mask_tokens,
-                             pack_blocks)
+from atinuke.lm_data import (
+    IGNORE_INDEX,
+    BlockSampler,
+    UnigramModel,
+    eval_batches,
+    generator_for,
+    mask_tokens,
+    pack_blocks,
+)
 from atinuke.model import AtinukeModel
 from atinuke.pretrain import PretrainConfig, lr_lambda
 from atinuke.tokenizer import save_tokenizer
@@ -187,7 +194,7 @@ def _expect_error(capsys, out: Path, flags: list[str], needle: str) -> None:
     (["--preset", "huge"], "'huge'"),
     (["--objective", "mlmx"], "'mlmx'"),
     (["--seq-len", "129"], "--seq-len 129"),
-    (["--steps", "0"], "--steps must be positive"),
+    (["--steps", "0"], "--steps must be at least 1, got 0"),
     (["--sources", "ptb,nowhere.txt"], "nowhere.txt: no such text file"),
     (["--sources", "gutenberg"], "'gutenberg'"),
     (["--batch-size", "5000"], "fewer than one global batch"),

@@ -6,9 +6,9 @@ import re
 
 import pandas as pd
 import pytest
+from test_app import make_fixture_runs  # noqa: E402  (the shared runs-directory test fixture)
 
 from atinuke.errors import UserInputError
-from test_app import make_fixture_runs  # noqa: E402  (the shared runs-directory test fixture)
 from workbench import report
 
 PAYLOAD = '<script>alert("pwned")</script>'

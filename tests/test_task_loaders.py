@@ -341,7 +341,7 @@ def test_conll2012_malformed(tmp_path, body, message):
 
 
 def test_conll2012_part_and_ids(tmp_path):
-    path = write(tmp_path / "d" / "train" / "a.gold_conll", CONLL_HEAD + conll_row(0, "Kim", "(ARG0*)", "(7)")
+    write(tmp_path / "d" / "train" / "a.gold_conll", CONLL_HEAD + conll_row(0, "Kim", "(ARG0*)", "(7)")
                  + conll_row(1, "runs") + "\n" + conll_row(0, "She", "(ARG0*)", "(7)") + conll_row(1, "won")
                  + "#end document\n")
     write(tmp_path / "d" / "train" / "a.gold_conll.meta.jsonl",

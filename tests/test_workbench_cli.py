@@ -29,7 +29,9 @@ def test_attribute_writes_the_table_and_reuses_the_store(tiny_atinuke_dir, texts
     assert table["example_id"].nunique() == 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_examples"] == 3 and summary["store_hits"] == 0
-    assert main(argv) == 0  # rerun: everything comes from the store
+    assert main(argv) == 2  # a finished run is never replaced silently
+    assert "already holds files" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0  # rerun: everything comes from the store
     assert json.loads((out / "summary.json").read_text())["store_hits"] == 6
     pd.testing.assert_frame_equal(pd.read_parquet(out / "attributions.parquet"), table)
 
@@ -50,7 +52,7 @@ def test_bad_input_is_one_line_exit_2(tiny_atinuke_dir, texts_file, tmp_path, ca
 
 def test_unknown_model_is_a_user_error(tmp_path, capsys):
     assert main(["attribute", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert "unknown model" in capsys.readouterr().err
+    assert "no such model directory" in capsys.readouterr().err
 
 
 def test_commands_table_is_extensible():

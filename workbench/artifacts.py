@@ -139,11 +139,22 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
     return validate_predictions(table, str(path))
 
 
+def _experiment_run_name(run_dir: Path) -> str:
+    """``<arm>-seed<k>`` for ``experiment/<arm>/seed<k>/pretrain`` or ``.../finetune/<task>``."""
+    parts = run_dir.parts
+    index = parts.index("pretrain") if parts[-1] == "pretrain" else len(parts) - 2
+    return f"{parts[index - 2]}-{parts[index - 1]}"
+
+
 def find_pretrain_runs(root: Optional[Path] = None) -> list[PretrainRun]:
-    """Pretraining runs under ``root/pretrain`` (default ``runs_dir()``), sorted by name."""
-    base = Path(root or runs_dir()) / "pretrain"
+    """Pretraining runs under ``root/pretrain`` (by directory name), then those of the controlled experiment
+    ``root/experiment/<arm>/seed<k>/pretrain`` (named ``<arm>-seed<k>``)."""
+    root = Path(root or runs_dir())
+    candidates = [(p.name, p) for p in sorted((root / "pretrain").glob("*")) if p.is_dir() and not p.name.startswith(".")]
+    candidates += [(_experiment_run_name(p), p) for p in sorted((root / "experiment").glob("*/seed*/pretrain"))
+                   if p.is_dir()]
     runs = []
-    for path in sorted(p for p in base.glob("*") if p.is_dir() and not p.name.startswith(".")):
+    for name, path in candidates:
         if not ((path / "summary.json").is_file() or (path / "model" / "config.json").is_file()
                 or (path / "metrics.csv").is_file()):
             continue
@@ -153,23 +164,26 @@ def find_pretrain_runs(root: Optional[Path] = None) -> list[PretrainRun]:
                 summary = read_json(path / "summary.json")
             except UserInputError as error:
                 logger.warning("%s", error)
-        runs.append(PretrainRun(name=path.name, path=path, summary=summary))
+        runs.append(PretrainRun(name=name, path=path, summary=summary))
     return runs
 
 
 def find_finetune_runs(root: Optional[Path] = None) -> list[FinetuneRun]:
-    """Fine-tuning runs with a predictions table under ``root/finetune/<model>/<task>/``."""
-    base = Path(root or runs_dir()) / "finetune"
+    """Fine-tuning runs with a predictions table under ``root/finetune/<model>/<task>/``, then those of the
+    controlled experiment ``root/experiment/<arm>/seed<k>/finetune/<task>/`` (model ``<arm>-seed<k>``)."""
+    root = Path(root or runs_dir())
+    found = [(pred.parent.parent.name, pred.parent) for pred in sorted((root / "finetune").glob("*/*/predictions.parquet"))]
+    found += [(_experiment_run_name(pred.parent), pred.parent)
+              for pred in sorted((root / "experiment").glob("*/seed*/finetune/*/predictions.parquet"))]
     runs = []
-    for pred in sorted(base.glob("*/*/predictions.parquet")):
-        path = pred.parent
+    for model, path in found:
         metrics = {}
         if (path / "metrics.json").is_file():
             try:
                 metrics = read_json(path / "metrics.json")
             except UserInputError as error:
                 logger.warning("%s", error)
-        runs.append(FinetuneRun(model=path.parent.name, task=path.name, path=path, metrics=metrics))
+        runs.append(FinetuneRun(model=model, task=path.name, path=path, metrics=metrics))
     return runs
 
 

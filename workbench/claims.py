@@ -34,8 +34,16 @@ import numpy as np
 import pandas as pd
 
 from atinuke.errors import UserInputError
-from workbench.artifacts import (HOW_TO_CREATE, PretrainRun, find_pretrain_runs, find_probe_results, load_predictions,
-                                 provenance_kind, read_json, runs_dir)
+from workbench.artifacts import (
+    HOW_TO_CREATE,
+    PretrainRun,
+    find_pretrain_runs,
+    find_probe_results,
+    load_predictions,
+    provenance_kind,
+    read_json,
+    runs_dir,
+)
 
 logger = logging.getLogger(__name__)
 

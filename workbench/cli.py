@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory bound: rows x length per forward pass (small passes stay in cache)")
     parser.add_argument("--internal-batch-size", type=int, default=None, help="fixed rows per forward pass")
     parser.add_argument("--limit", type=int, default=None, help="first N examples")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace attributions.parquet and summary.json in a non-empty --out")
     parser.add_argument("--store", default=None, help="store directory (default: <cache>/attribution_store)")
     parser.add_argument("--no-store", action="store_true", help="do not read or write the store")
     parser.add_argument("--device", default="cpu")
@@ -60,29 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve_subject(model: str, task: Optional[str], device: str) -> Any:
-    """A task subject when ``model`` (or ``runs/finetune/<model>/<task>``) holds a fine-tuned head, else the encoder."""
-    from atinuke.paths import runs_dir
+    """The subject ``model`` names, and only that: a fine-tuned task model when the directory holds one
+    (``task_model.json``), else the encoder. A path that does not load is an error, never another run."""
     from workbench.subject import load_subject
 
-    candidates = [Path(model)]
-    if task is not None:
-        candidates.append(runs_dir() / "finetune" / Path(model).name / task)
-    for candidate in candidates:
-        if candidate.is_dir():
-            try:
-                from atinuke.tasks.heads import load_task_model
-            except ImportError:
-                break
-            try:
-                task_model = load_task_model(candidate)
-            except (UserInputError, FileNotFoundError, OSError, KeyError, ValueError):
-                continue
-            if task is not None and task_model.spec.name != task:
-                raise UserInputError(f"{candidate}: a {task_model.spec.name!r} model, not {task!r}")
-            return load_subject(task_model)
+    path = Path(model)
+    if model != "minilm" and not path.is_dir():
+        raise UserInputError(f"--model {model}: no such model directory")
+    if (path / "task_model.json").is_file() or (path / "model" / "task_model.json").is_file():
+        from atinuke.tasks.heads import load_task_model
+
+        task_model = load_task_model(path, device=device)
+        if task is not None and task_model.spec.name != task:
+            raise UserInputError(f"{path}: a {task_model.spec.name!r} model, not {task!r}")
+        return load_subject(task_model)
     subject = load_subject(model, device=device)
     if task is not None:
-        logger.warning("no fine-tuned %r head for %s; explaining the encoder's [CLS] state norm on the task's texts",
+        logger.warning("no fine-tuned %r head in %s; explaining the encoder's [CLS] state norm on the task's texts",
                        task, model)
     return subject
 
@@ -124,7 +120,7 @@ def _distributed() -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``workbench attribute``."""
-    from atinuke.io import atomic_write_json
+    from atinuke.io import atomic_write_json, check_out_dir
     from atinuke.paths import cache_dir
     from workbench.attribution import METHODS, Attribution, AttributionParams, attribute
     from workbench.store import AttributionStore
@@ -135,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserInputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if args.limit is not None and args.limit < 1:
         raise UserInputError(f"--limit must be positive, got {args.limit}")
+    check_out_dir(args.out, overwrite=args.overwrite)  # before any work: a finished run is never replaced silently
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line error contract

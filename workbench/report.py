@@ -273,6 +273,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, title: str = "Atin
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UserInputError(f"--out {out}: the report is an .html file")
+    _check_data_dir(out.with_name(out.stem + "_data"))
     inputs = gather(runs)
     doc, tables = _Html(), {}
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -413,12 +414,34 @@ class ReportResult:
     files: list[Path]
 
 
+def _check_data_dir(data_dir: Path) -> None:
+    """Refuse to replace a ``<stem>_data/`` folder that holds files an earlier report did not write.
+
+    Raises:
+        UserInputError: naming the folder and one foreign file.
+    """
+    if not data_dir.exists():
+        return
+    if not data_dir.is_dir():
+        raise UserInputError(f"{data_dir} is a file; the report's data folder goes there (choose another --out)")
+    present = sorted(p.name for p in data_dir.iterdir())
+    if not present:
+        return
+    manifest = data_dir / "provenance.json"
+    try:
+        written = set(json.loads(manifest.read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        written = set()
+    foreign = [name for name in present if name != "provenance.json" and name not in written]
+    if foreign or not manifest.is_file():
+        raise UserInputError(f"{data_dir} holds files this report did not write ({(foreign or present)[0]}); "
+                             "move them or choose another --out")
+
+
 def _write_data(data_dir: Path, tables: dict[str, pd.DataFrame], provenance: dict[str, Any]) -> list[Path]:
     names = []
     with atomic_dir(data_dir) as tmp:
         tmp.chmod(0o755)
-        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n", encoding="utf-8")
-        names.append("provenance.json")
         for name, frame in tables.items():
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
             frame.to_csv(tmp / f"{safe}.csv", index=False)
@@ -428,6 +451,10 @@ def _write_data(data_dir: Path, tables: dict[str, pd.DataFrame], provenance: dic
                 names.append(f"{safe}.parquet")
             except (ValueError, TypeError, ImportError) as error:  # mixed-type object columns
                 logger.debug("%s: no parquet copy (%s)", name, error)
+        # The manifest of what this report wrote: a later report may replace exactly these files.
+        (tmp / "provenance.json").write_text(json.dumps({**provenance, "files": names}, indent=2, default=str) + "\n",
+                                             encoding="utf-8")
+        names.insert(0, "provenance.json")
     return [data_dir / n for n in names]
 
 

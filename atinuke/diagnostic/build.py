@@ -16,7 +16,14 @@ from atinuke.diagnostic import cola, coref, mrpc, nli, qa, srl, stsb
 from atinuke.diagnostic.conll import format_document
 from atinuke.diagnostic.edits import entity_pool
 from atinuke.diagnostic.records import Item
-from atinuke.diagnostic.text import extract_sentences, merge_spans, model_meta, parse_documents, select_documents, source_files
+from atinuke.diagnostic.text import (
+    extract_sentences,
+    merge_spans,
+    model_meta,
+    parse_documents,
+    select_documents,
+    source_files,
+)
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir, atomic_write_json, atomic_write_text
 

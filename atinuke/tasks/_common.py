@@ -49,15 +49,27 @@ class LoadedData:
 def open_text(path: Path) -> IO[str]:
     """Open a UTF-8 text file (``.gz`` transparently); a leading byte-order mark is dropped.
 
+    The whole file is decoded up front, so that invalid UTF-8 is reported as ``file:line`` before any
+    example is parsed (a decoder error in the middle of a loader names neither).
+
     Raises:
-        UserInputError: the file does not exist or is a directory.
+        UserInputError: the file does not exist, is a directory, cannot be read or is not valid UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: no such file")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    try:
+        data = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as error:
+        raise UserInputError(f"{path}: cannot read ({error})") from error
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise UserInputError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x} at column "
+                             f"{column})") from error
+    return io.StringIO(text, newline="")
 
 
 def json_lines(path: Path) -> Iterator[tuple[int, dict]]:

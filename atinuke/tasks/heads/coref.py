@@ -24,8 +24,16 @@ from torch import nn
 
 from atinuke.errors import UserInputError
 from atinuke.tasks.base import CorefDocument
-from atinuke.tasks.heads.common import HeadConfig, TaskBatch, TaskOutput, TaskPrediction, pad_2d, pad_offsets, \
-    tokenize_words, word_char_starts
+from atinuke.tasks.heads.common import (
+    HeadConfig,
+    TaskBatch,
+    TaskOutput,
+    TaskPrediction,
+    pad_2d,
+    pad_offsets,
+    tokenize_words,
+    word_char_starts,
+)
 
 logger = logging.getLogger(__name__)
 

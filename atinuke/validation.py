@@ -1,0 +1,95 @@
+"""One validation layer for every command-line option, applied by ``atinuke.cli.run_cli`` before a command runs.
+
+Options are validated by their ``argparse`` destination name, so the same rule holds in every CLI
+(``atinuke``, ``workbench``, ``probes``): ``--batch-size 0`` or ``--device tpu`` fail the same way everywhere,
+with one line naming the option and the value, before any work is done or any file is written.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from atinuke.errors import UserInputError
+
+# Counts that must be at least 1 when given (None means "unset: use the default").
+POSITIVE_INTS = frozenset({
+    "batch_size", "eval_batch_size", "n_steps", "n_samples", "max_tokens_per_pass", "internal_batch_size", "limit",
+    "eval_limit", "epochs", "steps", "seeds", "n_boot", "max_len", "grad_accum", "vocab_size", "keep_checkpoints",
+    "eval_max_blocks", "stop_after", "words", "top_k", "n_examples",
+})
+# Numbers that must be finite and > 0.
+POSITIVE_FLOATS = frozenset({"lr", "tolerance", "scale", "finetune_scale", "C"})
+# Numbers that must be finite and >= 0.
+NON_NEGATIVE = frozenset({"warmup", "clip", "weight_decay", "eval_every", "checkpoint_every", "freeze_layers",
+                          "warmup_ratio", "seed"})
+# Rates in [0, 1).
+RATES = frozenset({"dropout", "mask_prob"})
+
+
+def check_device(spec: str) -> str:
+    """``spec`` if this machine has it: "auto", "cpu", "cuda" or "cuda:N" (N < the number of GPUs), "mps".
+
+    Raises:
+        UserInputError: an unknown device, or a CUDA/MPS device this machine does not have.
+    """
+    import torch
+
+    text = str(spec).strip()
+    if text in ("auto", "cpu"):
+        return text
+    if text == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserInputError(f"--device {text}: MPS is not available on this machine")
+        return text
+    if text == "cuda" or text.startswith("cuda:"):
+        index = text.partition(":")[2]
+        if index and not index.isdigit():
+            raise UserInputError(f"--device {text!r}: expected cuda or cuda:N")
+        if not torch.cuda.is_available():
+            raise UserInputError(f"--device {text}: CUDA is not available on this machine (use cpu or auto)")
+        if index and int(index) >= torch.cuda.device_count():
+            raise UserInputError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return text
+    raise UserInputError(f"--device {text!r}: unknown device; choose auto, cpu, cuda, cuda:N or mps")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Validate every known option of a parsed command line.
+
+    Raises:
+        UserInputError: naming the first bad option and its value.
+    """
+    values: dict[str, Any] = vars(args)
+    for name, value in values.items():
+        if value is None or isinstance(value, bool) or name.startswith("_"):
+            continue
+        if name == "device":
+            check_device(value)
+            continue
+        if not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserInputError(f"{_flag(name)} must be a finite number, got {value}")
+        if name in POSITIVE_INTS and value < 1:
+            raise UserInputError(f"{_flag(name)} must be at least 1, got {value}")
+        if name in POSITIVE_FLOATS and not value > 0:
+            raise UserInputError(f"{_flag(name)} must be positive, got {value}")
+        if name in NON_NEGATIVE and value < 0:
+            raise UserInputError(f"{_flag(name)} must be >= 0, got {value}")
+        if name in RATES and not 0 <= value < 1:
+            raise UserInputError(f"{_flag(name)} must be in [0, 1), got {value}")
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one line (``prog: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        import sys
+
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)

@@ -1,0 +1,227 @@
+"""Nothing lost, nothing substituted, nothing unpickled (issue 15): one test per defect, then a fuzz suite."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from atinuke.cli import main as atinuke_main
+from atinuke.encoders import load_encoder
+from atinuke.errors import UserInputError
+from tests.test_finetune import mrpc_dir  # noqa: F401  (fixture)
+from workbench.cli import main as workbench_main
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _one_line_exit_2(capsys, code: int, needle: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert needle in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture()
+def model_copy(tmp_path, tiny_atinuke_dir) -> Path:
+    path = tmp_path / "model"
+    shutil.copytree(tiny_atinuke_dir, path)
+    return path
+
+
+# 1. Data loss -------------------------------------------------------------------------------------------
+
+
+def test_finetune_refuses_a_directory_holding_a_run(tmp_path, capsys, tiny_atinuke_dir, mrpc_dir):  # noqa: F811
+    out = tmp_path / "pretrain-run"
+    shutil.copytree(tiny_atinuke_dir, out / "model")
+    (out / "model" / "my-notes.txt").write_text("mine")
+    (out / "metrics.csv").write_text("step,loss\n1,2.0\n")
+    before = _snapshot(out)
+    code = atinuke_main(["finetune", "--model", str(tiny_atinuke_dir), "--task", "mrpc", "--data", str(mrpc_dir),
+                         "--out", str(out), "--limit", "8", "--epochs", "1"])
+    _one_line_exit_2(capsys, code, "already holds files")
+    assert _snapshot(out) == before
+
+
+def test_attribute_refuses_a_finished_run(tmp_path, capsys, tiny_atinuke_dir):
+    out = tmp_path / "attr"
+    out.mkdir()
+    (out / "attributions.parquet").write_bytes(b"earlier result")
+    code = workbench_main(["attribute", "--model", str(tiny_atinuke_dir), "--method", "saliency", "--limit", "1",
+                           "--out", str(out)])
+    _one_line_exit_2(capsys, code, "already holds files")
+    assert (out / "attributions.parquet").read_bytes() == b"earlier result"
+
+
+def test_report_never_deletes_a_data_folder_it_did_not_write(tmp_path):
+    from tests.claims_fixtures import write_experiment
+    from workbench import report
+
+    runs = write_experiment(tmp_path / "exp", accuracy=lambda arm, seed: 0.8, seeds=1)
+    data = tmp_path / "results_data"
+    data.mkdir()
+    (data / "thesis.tex").write_text("mine")
+    with pytest.raises(UserInputError, match="did not write"):
+        report.build_report([runs], tmp_path / "results.html", pdf=False, n_boot=50)
+    assert (data / "thesis.tex").read_text() == "mine"
+    # A folder an earlier report wrote is replaced (its manifest lists the files).
+    first = report.build_report([runs], tmp_path / "again.html", pdf=False, n_boot=50)
+    second = report.build_report([runs], tmp_path / "again.html", pdf=False, n_boot=50)
+    assert first.data_dir == second.data_dir and (second.data_dir / "claims.csv").is_file()
+
+
+# 2. The wrong model, silently -----------------------------------------------------------------------------
+
+
+def test_a_named_path_that_does_not_exist_is_an_error_not_another_run(tmp_path, capsys):
+    code = workbench_main(["attribute", "--model", "/no/such/dir/minilm", "--task", "snli", "--method", "saliency",
+                           "--limit", "1", "--out", str(tmp_path / "a")])
+    _one_line_exit_2(capsys, code, "/no/such/dir/minilm: no such model directory")
+    assert not (tmp_path / "a").exists()
+
+
+# 3-5. Pickle, corrupt weights, config/weights mismatch ----------------------------------------------------
+
+
+def test_pickle_only_checkpoints_are_refused(model_copy):
+    (model_copy / "model.safetensors").rename(model_copy / "pytorch_model.bin")
+    with pytest.raises(UserInputError, match="pytorch_model.bin: weights load from safetensors only"):
+        load_encoder(model_copy)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
+def test_corrupt_safetensors_is_one_line(model_copy, capsys, tmp_path, damage):
+    weights = model_copy / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\xff" * 64}[damage])
+    with pytest.raises(UserInputError, match="corrupt or truncated safetensors"):
+        load_encoder(model_copy)
+    code = workbench_main(["attribute", "--model", str(model_copy), "--method", "saliency", "--limit", "1",
+                           "--out", str(tmp_path / "a")])
+    _one_line_exit_2(capsys, code, "model.safetensors: corrupt or truncated")
+    code = atinuke_main(["evaluate", "--model", str(model_copy), "--task", "mrpc", "--out", str(tmp_path / "e")])
+    assert code == 2
+
+
+@pytest.mark.parametrize("layers, needle", [(3, "missing blocks.2"), (1, "unexpected atinuke.blocks.1")])
+def test_config_that_does_not_match_its_weights_is_refused(model_copy, layers, needle):
+    config = json.loads((model_copy / "config.json").read_text())
+    config["n_layers"] = layers
+    (model_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserInputError, match=f"weights do not match config.json: {needle}"):
+        load_encoder(model_copy)
+
+
+# 4, 6, 7. Bad values at the CLI boundary ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--device", "tpu"], "--device 'tpu': unknown device"),
+    (["--device", "cuda:7"], "--device cuda:7"),
+    (["--n-steps", "0"], "--n-steps must be at least 1, got 0"),
+    (["--n-steps", "-3"], "--n-steps must be at least 1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--n-samples", "0"], "--n-samples must be at least 1"),
+    (["--max-tokens-per-pass", "0"], "--max-tokens-per-pass must be at least 1"),
+    (["--internal-batch-size", "0"], "--internal-batch-size must be at least 1"),
+    (["--tolerance", "-0.1"], "--tolerance must be positive"),
+    (["--tolerance", "nan"], "--tolerance must be a finite number"),
+    (["--n-steps", "many"], "argument --n-steps: invalid int value: 'many'"),
+])
+def test_bad_numbers_and_devices_fail_before_any_work(tmp_path, capsys, tiny_atinuke_dir, flags, needle):
+    if flags == ["--device", "cuda:7"] and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    out = tmp_path / "a"
+    code = workbench_main(["attribute", "--model", str(tiny_atinuke_dir), "--method", "lime", "--limit", "1",
+                           "--out", str(out), *flags])
+    _one_line_exit_2(capsys, code, needle)
+    assert not out.exists()
+
+
+def test_finetune_max_len_beyond_the_models_positions(tmp_path, capsys, tiny_atinuke_dir, mrpc_dir):  # noqa: F811
+    code = atinuke_main(["finetune", "--model", str(tiny_atinuke_dir), "--task", "mrpc", "--data", str(mrpc_dir),
+                         "--out", str(tmp_path / "f"), "--max-len", "100000", "--limit", "8"])
+    _one_line_exit_2(capsys, code, "--max-len 100000 is longer than the model's 128 positions")
+
+
+def test_invalid_utf8_in_a_dataset_names_the_file(tmp_path, capsys, tiny_atinuke_dir, mrpc_dir):  # noqa: F811
+    bad = tmp_path / "mrpc"
+    shutil.copytree(mrpc_dir, bad)
+    (bad / "train.tsv").write_bytes((mrpc_dir / "train.tsv").read_bytes() + b"1\t1\t2\t\xff\xfe bad\tother\n")
+    code = atinuke_main(["finetune", "--model", str(tiny_atinuke_dir), "--task", "mrpc", "--data", str(bad),
+                         "--out", str(tmp_path / "f"), "--limit", "8"])
+    line = _one_line_exit_2(capsys, code, str(bad / "train.tsv"))
+    assert "utf-8" in line.lower() or "UTF-8" in line
+
+
+# Fuzz: anything invalid is one line, exit 2, nothing written -------------------------------------------------
+
+_NUMERIC_FLAGS = ["--n-steps", "--batch-size", "--n-samples", "--max-tokens-per-pass", "--internal-batch-size",
+                  "--limit", "--tolerance"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flag=st.sampled_from(_NUMERIC_FLAGS),
+       value=st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["nan", "inf", "-inf", "", "1e999", "x"]),
+                       st.text(alphabet="abc-+.%", min_size=1, max_size=5)))
+def test_fuzz_attribute_numeric_options(tmp_path_factory, tiny_atinuke_dir, flag, value):
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("fuzz") / "out"
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            code = workbench_main(["attribute", "--model", str(tiny_atinuke_dir), "--method", "saliency",
+                                   "--out", str(out), f"{flag}={value}"])
+        except SystemExit as exit_:
+            code = exit_.code
+    if flag == "--tolerance" and value in ("inf", "1e999"):  # a huge tolerance is valid: one step suffices
+        return
+    lines = stderr.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1, (flag, value, lines)
+    assert not out.exists()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=400))
+def test_fuzz_glue_loader_raises_only_user_errors(tmp_path_factory, body):
+    from atinuke.tasks import load_task
+
+    path = tmp_path_factory.mktemp("glue")
+    (path / "train.tsv").write_bytes(b"Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n" + body)
+    try:
+        load_task("mrpc", str(path), "train")
+    except UserInputError as error:
+        assert str(error).strip() and "\n" not in str(error).strip()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=300))
+def test_fuzz_squad_loader_raises_only_user_errors(tmp_path_factory, body):
+    from atinuke.tasks import load_task
+
+    path = tmp_path_factory.mktemp("squad") / "train.json"
+    path.write_bytes(body)
+    try:
+        load_task("squad2", str(path), "train")
+    except UserInputError as error:
+        assert str(path) in str(error)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=200))
+def test_fuzz_safetensors_loader_raises_only_user_errors(tmp_path_factory, tiny_atinuke_dir, body):
+    path = tmp_path_factory.mktemp("st") / "model"
+    shutil.copytree(tiny_atinuke_dir, path)
+    (path / "model.safetensors").write_bytes(body)
+    with pytest.raises(UserInputError, match="model.safetensors"):
+        load_encoder(path)
