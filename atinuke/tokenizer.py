@@ -87,4 +87,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
         raise UserInputError(f"{path / 'tokenizer.json'}: cannot load tokenizer ({error})") from error
     if not getattr(tokenizer, "is_fast", False):
         raise UserInputError(f"{path}: tokenizer is not a fast tokenizer; offsets are unavailable")
+    # A user's text is text: a typed "[MASK]" or "[SEP]" is split into ordinary tokens, never read as the
+    # special token (the [CLS]/[SEP] of the templates are still added by the post-processor).
+    tokenizer.split_special_tokens = True
     return tokenizer

@@ -225,3 +225,17 @@ def test_fuzz_safetensors_loader_raises_only_user_errors(tmp_path_factory, tiny_
     (path / "model.safetensors").write_bytes(body)
     with pytest.raises(UserInputError, match="model.safetensors"):
         load_encoder(path)
+
+
+def test_typed_special_tokens_are_text(tiny_atinuke_dir):
+    from atinuke.encoders import minilm_path
+    from atinuke.tokenizer import load_tokenizer
+
+    for path in (tiny_atinuke_dir, minilm_path()):
+        tokenizer = load_tokenizer(path)
+        ids = tokenizer("a [MASK] b [SEP] [PAD] [CLS]")["input_ids"]
+        specials = {tokenizer.mask_token_id, tokenizer.pad_token_id}
+        assert not specials & set(ids), path
+        assert ids[0] == tokenizer.cls_token_id and ids.count(tokenizer.sep_token_id) == 1  # the template's own
+        pair = tokenizer("a", "b")["input_ids"]
+        assert pair.count(tokenizer.sep_token_id) == 2

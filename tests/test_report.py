@@ -21,7 +21,7 @@ def hostile_runs(tmp_path_factory, tiny_atinuke_dir):
     path = root / "finetune" / "tiny-test" / "sst2" / "predictions.parquet"
     table = pd.read_parquet(path)
     wrong = table.index[~table["correct"]][0]
-    table.loc[wrong, "text"] = f"{PAYLOAD} and <img src=x onerror=alert(1)>"
+    table.loc[wrong, "text"] = f"{PAYLOAD} and <img src=x onerror=alert(1)>\x00NUL\x07"
     table.loc[wrong, "score"] = 0.999  # the most confidently wrong: it lands in the worst-examples table
     table["meta_rule"] = table["meta_rule"].where(table.index != wrong, PAYLOAD)
     table.to_parquet(path, index=False)
@@ -32,6 +32,7 @@ def test_report_is_self_contained_escaped_and_has_provenance(hostile_runs, tmp_p
     out = tmp_path / "out" / "report.html"
     result = report.build_report([hostile_runs], out, pdf=False, n_boot=100)
     page = out.read_text(encoding="utf-8")
+    assert "\x00" not in page and "\x07" not in page and "NUL" in page  # control bytes never reach the HTML
     # Offline: plotly.js embedded exactly once, no CDN or remote script.
     assert page.count("plotly.js v") == 1  # the bundle is embedded once
     assert len(re.findall(r"<script[^>]*\bsrc=", page)) == 0

@@ -213,21 +213,34 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
 # ---------------------------------------------------------------------------------------------------------
 # HTML
 
+# C0 control characters other than tab/newline (NUL included) are not text a reader can see; HTML forbids them.
+_CONTROL = {c: None for c in range(32) if c not in (9, 10, 13)} | {127: None}
+
+
+def _printable(value: Any) -> Any:
+    return value.translate(_CONTROL) if isinstance(value, str) else value
+
+
 class _Html:
-    """Accumulates escaped HTML; plotly's JavaScript goes in with the first figure only."""
+    """Accumulates escaped HTML (control characters dropped); plotly's JavaScript goes in with the first figure only."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self._plotly_included = False
 
     def heading(self, text: str, level: int = 2) -> None:
-        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        self.parts.append(f"<h{level}>{html.escape(_printable(text))}</h{level}>")
 
     def para(self, text: str, css: str = "") -> None:
-        self.parts.append(f'<p class="{css}">{html.escape(text)}</p>')
+        self.parts.append(f'<p class="{css}">{html.escape(_printable(text))}</p>')
 
     def table(self, frame: pd.DataFrame, max_rows: int = 50) -> None:
-        self.parts.append(frame.head(max_rows).to_html(escape=True, index=False, float_format=lambda v: f"{v:.4g}",
+        frame = frame.head(max_rows).copy()
+        for column in frame.columns:
+            if not pd.api.types.is_numeric_dtype(frame[column]):
+                frame[column] = frame[column].map(_printable)
+        frame.columns = [_printable(str(c)) for c in frame.columns]
+        self.parts.append(frame.to_html(escape=True, index=False, float_format=lambda v: f"{v:.4g}",
                                                        border=0, classes="data", na_rep="–"))
 
     def figure(self, fig: Any) -> None:
