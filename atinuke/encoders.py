@@ -141,6 +141,19 @@ def check_loading_info(path: Path, info: dict) -> None:
             raise UserInputError(f"{path}: weights do not match config.json: {label} {', '.join(keys[:3])}{more}")
 
 
+def encoder_name(spec: str | Path) -> str:
+    """The display name of a model spec: "minilm", the run directory's name, or ``<arm>-seed<k>`` for a run of
+    the controlled experiment (``<arm>/seed<k>/pretrain``), whose directories are all called "pretrain"."""
+    if str(spec) == MINILM:
+        return MINILM
+    path = Path(spec)
+    if path.name == "model":
+        path = path.parent
+    if path.name == "pretrain" and path.parent.name.startswith("seed") and path.parent.name[4:].isdigit():
+        return f"{path.parent.parent.name}-{path.parent.name}"
+    return path.name
+
+
 def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: str | torch.device = "cpu") -> Encoder:
     """Load a base encoder and its tokenizer, in eval mode.
 
@@ -156,7 +169,7 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         UserInputError: for unknown specs or unreadable/corrupt checkpoints.
     """
     path = resolve_model_path(spec)
-    name = MINILM if str(spec) == MINILM else (Path(spec).name if Path(spec).name != "model" else Path(spec).parent.name)
+    name = encoder_name(spec)
     try:
         config = AutoConfig.from_pretrained(str(path))
     except Exception as error:

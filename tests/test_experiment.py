@@ -48,8 +48,8 @@ def test_two_arms_two_seeds_build_one_tidy_table_and_rerun_is_a_no_op(tmp_path, 
     assert list(table.columns) == list(experiment.RESULT_COLUMNS)
     assert set(zip(table.arm, table.seed)) == {("atinuke", 0), ("atinuke", 1), ("bert", 0), ("bert", 1)}
     assert set(table.task) == {"mrpc"} and {"accuracy", "f1"} <= set(table.metric)
-    for rel in set(table.predictions):
-        assert (out / rel).is_file()
+    for row in table.drop_duplicates("predictions").itertuples():
+        assert set(pd.read_parquet(out / row.predictions)["model"]) == {f"{row.arm}-seed{row.seed}"}
     csv_table = pd.read_csv(out / "results.csv")
     assert len(csv_table) == len(table)
     progress = json.loads((out / "progress.json").read_text())
@@ -126,3 +126,11 @@ def test_a_directory_of_another_experiment_is_refused_and_kept(tmp_path, capsys)
     assert "holds files but no experiment.json" in capsys.readouterr().err
     with pytest.raises(experiment.UserInputError, match="holds no experiment.json"):
         check_out(tmp_path / "fresh", None, resume=True, overwrite=False)
+
+
+def test_experiment_runs_are_named_by_arm_and_seed():
+    from atinuke.encoders import encoder_name
+
+    assert encoder_name("runs/experiment/bert/seed2/pretrain") == "bert-seed2"
+    assert encoder_name("runs/experiment/bert/seed2/pretrain/model") == "bert-seed2"
+    assert encoder_name("runs/pretrain/tiny-mlm") == "tiny-mlm" and encoder_name("minilm") == "minilm"
