@@ -219,10 +219,63 @@ def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path
     return out / "results.csv", out / "results.parquet"
 
 
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Arms x tasks: each task's headline metric, mean over seeds with a 95% Student-t interval.
+
+    Returns:
+        One row per (arm, task) in the results' order: arm, task, metric, n_seeds, mean, ci_low, ci_high
+        (the interval is None with one seed).
+    """
+    import numpy as np
+    from scipy import stats
+
+    from atinuke.tasks import get_task
+
+    def headline_of(task: str) -> str:
+        return get_task(task).metric
+
+    groups: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        if row["metric"] == headline_of(row["task"]):
+            groups.setdefault((row["arm"], row["task"]), []).append(float(row["value"]))
+    summary = []
+    for (arm, task), values in groups.items():
+        mean = float(np.mean(values))
+        if len(values) > 1:
+            half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
+            low, high = mean - half, mean + half
+        else:
+            low = high = None
+        summary.append({"arm": arm, "task": task, "metric": headline_of(task), "n_seeds": len(values), "mean": mean,
+                        "ci_low": low, "ci_high": high})
+    return summary
+
+
+def summary_markdown(summary: Sequence[dict[str, Any]]) -> str:
+    """The arms x tasks table as Markdown: "mean ± half-width (n seeds)" per cell."""
+    arms = list(dict.fromkeys(r["arm"] for r in summary))
+    tasks = list(dict.fromkeys(r["task"] for r in summary))
+    cells = {(r["arm"], r["task"]): r for r in summary}
+    lines = ["| task (metric) | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for task in tasks:
+        row = [f"{task} ({next(r['metric'] for r in summary if r['task'] == task)})"]
+        for arm in arms:
+            cell = cells.get((arm, task))
+            if cell is None:
+                row.append("–")
+            elif cell["ci_low"] is None:
+                row.append(f"{cell['mean']:.3f} (1 seed)")
+            else:
+                row.append(f"{cell['mean']:.3f} ± {cell['mean'] - cell['ci_low']:.3f} ({cell['n_seeds']} seeds)")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def rebuild_results(out: Path, spec: Optional[ExperimentSpec] = None) -> list[dict[str, Any]]:
-    """Collect and write the results table; returns its rows."""
+    """Collect and write the results table and its arms x tasks summary (``summary.md``); returns the rows."""
     rows = collect_results(out, spec)
     write_results(out, rows)
+    atomic_write_text(Path(out) / "summary.md", summary_markdown(summarise(rows)))
     return rows
 
 

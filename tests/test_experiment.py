@@ -50,6 +50,7 @@ def test_two_arms_two_seeds_build_one_tidy_table_and_rerun_is_a_no_op(tmp_path, 
     assert set(table.task) == {"mrpc"} and {"accuracy", "f1"} <= set(table.metric)
     for row in table.drop_duplicates("predictions").itertuples():
         assert set(pd.read_parquet(out / row.predictions)["model"]) == {f"{row.arm}-seed{row.seed}"}
+    assert "| mrpc (f1) |" in (out / "summary.md").read_text()
     csv_table = pd.read_csv(out / "results.csv")
     assert len(csv_table) == len(table)
     progress = json.loads((out / "progress.json").read_text())
@@ -134,3 +135,16 @@ def test_experiment_runs_are_named_by_arm_and_seed():
     assert encoder_name("runs/experiment/bert/seed2/pretrain") == "bert-seed2"
     assert encoder_name("runs/experiment/bert/seed2/pretrain/model") == "bert-seed2"
     assert encoder_name("runs/pretrain/tiny-mlm") == "tiny-mlm" and encoder_name("minilm") == "minilm"
+
+
+def test_summary_table_known_answer():
+    rows = [{"arm": "atinuke", "seed": s, "task": "mrpc", "metric": m, "value": v, "predictions": ""}
+            for s, vals in enumerate([(0.6, 0.1), (0.8, 0.2)]) for m, v in zip(("f1", "accuracy"), vals)]
+    rows.append({"arm": "bert", "seed": 0, "task": "mrpc", "metric": "f1", "value": 0.5, "predictions": ""})
+    summary = experiment.summarise(rows)
+    atinuke = next(r for r in summary if r["arm"] == "atinuke")
+    # mean 0.7, sd 0.1414, t(0.975, 1) = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.2706
+    assert atinuke["metric"] == "f1" and atinuke["mean"] == pytest.approx(0.7)
+    assert atinuke["ci_high"] - atinuke["mean"] == pytest.approx(1.2706, abs=1e-3)
+    text = experiment.summary_markdown(summary)
+    assert "| mrpc (f1) | 0.700 ± 1.271 (2 seeds) | 0.500 (1 seed) |" in text
