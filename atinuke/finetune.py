@@ -61,6 +61,9 @@ class FinetuneConfig:
         freeze_layers: keep the embeddings and the lowest N encoder layers fixed (0 = train everything); the
             backward pass then stops at layer N, which makes CPU fine-tuning of a pretrained encoder cheaper.
         head: extra ``HeadConfig`` fields (doc_stride, max_span_width, ...).
+        overwrite: replace the run's files in a non-empty ``out`` (else such an ``out`` is refused).
+        strict_max_len: a ``max_len`` beyond the model's positions is an error (the CLI: the user typed it)
+            rather than capped to them (the sweeps' per-task defaults).
     """
 
     model: str
@@ -85,6 +88,7 @@ class FinetuneConfig:
     freeze_layers: int = 0
     head: dict[str, Any] = dataclasses.field(default_factory=dict)
     overwrite: bool = False
+    strict_max_len: bool = False
 
     def validate(self) -> None:
         """Raise UserInputError for a value no run can use."""
@@ -215,7 +219,12 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     model = build_task_model(config.model, spec, device=device, **head)
     positions = int(getattr(model.encoder.config, "max_len", None) or model.encoder.config.max_position_embeddings)
     if config.max_len > positions:
-        raise UserInputError(f"--max-len {config.max_len} is longer than the model's {positions} positions")
+        if config.strict_max_len:  # the user typed it: a value the model cannot use is an error
+            raise UserInputError(f"--max-len {config.max_len} is longer than the model's {positions} positions")
+        # A sweep's per-task default (sized for MiniLM's 512 positions) is capped to the model's, and the
+        # capped value is what finetune_config.json records.
+        logger.info("max_len %d capped to the model's %d positions", config.max_len, positions)
+        config = dataclasses.replace(config, max_len=positions)
     if config.freeze_layers:
         logger.info("froze %d parameters (embeddings and %d layers)", freeze_lower_layers(model.encoder, config.freeze_layers),
                     config.freeze_layers)
@@ -326,6 +335,7 @@ def run(args: argparse.Namespace) -> int:
                             lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size, max_len=args.max_len,
                             seed=args.seed, limit=args.limit, eval_limit=args.eval_limit, device=args.device, warmup_ratio=args.warmup_ratio,
                             weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
-                            freeze_layers=args.freeze_layers, head=head, overwrite=args.overwrite)
+                            freeze_layers=args.freeze_layers, head=head, overwrite=args.overwrite,
+                            strict_max_len=True)
     finetune(config)
     return 0

@@ -239,3 +239,12 @@ def test_typed_special_tokens_are_text(tiny_atinuke_dir):
         assert ids[0] == tokenizer.cls_token_id and ids.count(tokenizer.sep_token_id) == 1  # the template's own
         pair = tokenizer("a", "b")["input_ids"]
         assert pair.count(tokenizer.sep_token_id) == 2
+
+
+def test_a_sweep_default_beyond_the_models_positions_is_capped_and_recorded(tmp_path, tiny_atinuke_dir, mrpc_dir):  # noqa: F811
+    from atinuke.finetune import FinetuneConfig, finetune
+
+    out = tmp_path / "run"
+    finetune(FinetuneConfig(model=str(tiny_atinuke_dir), task="mrpc", data=str(mrpc_dir), out=str(out), epochs=1,
+                            limit=8, max_len=512))
+    assert json.loads((out / "finetune_config.json").read_text())["max_len"] == 128
