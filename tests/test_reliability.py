@@ -248,3 +248,21 @@ def test_a_sweep_default_beyond_the_models_positions_is_capped_and_recorded(tmp_
     finetune(FinetuneConfig(model=str(tiny_atinuke_dir), task="mrpc", data=str(mrpc_dir), out=str(out), epochs=1,
                             limit=8, max_len=512))
     assert json.loads((out / "finetune_config.json").read_text())["max_len"] == 128
+
+
+def test_over_long_input_is_bounded_before_tokenising(tiny_atinuke_dir, monkeypatch):
+    from workbench.subject import MAX_CHARS_PER_TOKEN, load_subject
+
+    subject = load_subject(tiny_atinuke_dir)
+    seen = []
+    real = subject.tokenizer.__class__.__call__
+    monkeypatch.setattr(subject.tokenizer.__class__, "__call__",
+                        lambda self, texts, *a, **k: (seen.append(max(map(len, texts))), real(self, texts, *a, **k))[1])
+    huge = "word " * 2_000_000  # 10 MB on one line
+    with pytest.raises(UserInputError, match="more than max_length=128"):
+        subject.tokenize(huge, truncate=False)
+    batch = subject.tokenize(huge)
+    assert batch["input_ids"].shape == (1, 128)
+    assert max(seen) <= 128 * MAX_CHARS_PER_TOKEN
+    # A text that fits is untouched by the bound.
+    assert subject.tokenize("a short sentence .")["input_ids"].shape[1] < 10

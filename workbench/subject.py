@@ -179,6 +179,10 @@ def _layer_of(name: str) -> Optional[int]:
     return int(name.split(".")[1]) if name.startswith("blocks.") else None
 
 
+# WordPiece maps a word longer than 100 characters to [UNK] (``max_input_chars_per_word``), plus one separator.
+MAX_CHARS_PER_TOKEN = 101
+
+
 class Subject:
     """A model under inspection; build it with :func:`load_subject`.
 
@@ -274,11 +278,21 @@ class Subject:
             if not isinstance(text, str) or not text.strip():
                 raise UserInputError(f"text {i % len(texts)} is empty: {text!r}")
         limit = min(max_length or self.max_len, self.max_len)
+        # Bound the work by the model's length before tokenising: no WordPiece token covers more than
+        # MAX_CHARS_PER_TOKEN characters, so characters past limit x that can never reach the model (a 50 MB
+        # line would otherwise be tokenised in full to keep 128 tokens).
+        budget = limit * MAX_CHARS_PER_TOKEN
+        clipped = {i for i, t in enumerate(texts + (pairs or [])) if len(t) > budget}
+        if clipped:
+            texts = [t[:budget] for t in texts]
+            pairs = None if pairs is None else [t[:budget] for t in pairs]
         lengths = [len(ids) for ids in self.tokenizer(texts, pairs)["input_ids"]]
-        too_long = [i for i, n in enumerate(lengths) if n > limit]
+        too_long = sorted({i for i, n in enumerate(lengths) if n > limit} | {i % len(texts) for i in clipped})
         if too_long:
-            message = (f"text {too_long[0]} has {lengths[too_long[0]]} tokens, more than max_length={limit}"
-                       f" ({len(too_long)} text(s) too long)")
+            first = too_long[0]
+            size = (f"over {budget:,} characters" if first in {i % len(texts) for i in clipped}
+                    else f"{lengths[first]} tokens")
+            message = f"text {first} has {size}, more than max_length={limit} ({len(too_long)} text(s) too long)"
             if not truncate:
                 raise UserInputError(message + "; shorten it or allow truncation")
             logger.warning("%s; truncating", message)
