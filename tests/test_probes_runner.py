@@ -40,3 +40,28 @@ def test_tiny_atinuke_run_with_controls_in_parallel(tiny_atinuke_dir, tmp_path):
     # A second run reuses the stored features (same words, same model hash) and gives the same numbers.
     again = run_probing(config, tmp_path / "run")
     pd.testing.assert_frame_equal(again.results, run.results)
+
+
+def test_a_deterministic_probe_is_fitted_once_per_labelling(tiny_atinuke_dir, tmp_path, monkeypatch):
+    """L-BFGS is deterministic, so the task's seeds share one fit; each control-task draw is its own fit."""
+    import probes.runner as runner
+
+    fits = []
+    real_make_probe = runner.make_probe
+
+    def counting_make_probe(kind, random_state=None, **params):
+        probe = real_make_probe(kind, random_state=random_state, **params)
+        fit = probe.fit
+        probe.fit = lambda X, y: (fits.append(random_state), fit(X, y))[1]
+        return probe
+
+    monkeypatch.setattr(runner, "make_probe", counting_make_probe)
+    config = ProbeRunConfig(model=str(tiny_atinuke_dir), task="xpos", data="gold", seeds=3, layers="0,1")
+    results = run_probing(config).results
+    assert len(fits) == 2  # one per layer, not one per (layer, seed)
+    accuracy = results[results["metric"] == "accuracy"]
+    assert len(accuracy) == 2 * 3 and accuracy.groupby("layer")["value"].nunique().eq(1).all()
+    fits.clear()
+    run_probing(ProbeRunConfig(model=str(tiny_atinuke_dir), task="xpos", data="gold", seeds=3, layers="0",
+                               probe="mlp"))
+    assert len(fits) == 3  # the MLP's seeds change its initialisation: a fit per seed
