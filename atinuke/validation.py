@@ -71,6 +71,9 @@ def check_args(args: argparse.Namespace) -> None:
         if name == "device":
             check_device(value)
             continue
+        if isinstance(value, list) and not value:
+            # argparse (3.11-3.13) turns ``--flag=--`` into an empty list instead of refusing it.
+            raise UserInputError(f"{_flag(name)} needs a value, got '--'")
         if not isinstance(value, (int, float)):
             continue
         if isinstance(value, float) and not math.isfinite(value):

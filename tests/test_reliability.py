@@ -266,3 +266,14 @@ def test_over_long_input_is_bounded_before_tokenising(tiny_atinuke_dir, monkeypa
     assert max(seen) <= 128 * MAX_CHARS_PER_TOKEN
     # A text that fits is untouched by the bound.
     assert subject.tokenize("a short sentence .")["input_ids"].shape[1] < 10
+
+
+@pytest.mark.parametrize("flag", ["--n-steps", "--internal-batch-size"])
+def test_an_option_given_as_double_dash_is_refused(tmp_path, tiny_atinuke_dir, capsys, flag):
+    """argparse turns ``--n-steps=--`` into an empty list; the validation layer refuses it (found by the fuzz suite)."""
+    out = tmp_path / "out"
+    code = workbench_main(["attribute", "--model", str(tiny_atinuke_dir), "--method", "saliency", "--out", str(out),
+                           f"{flag}=--"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines == [f"workbench attribute: error: {flag} needs a value, got '--'"]
+    assert not out.exists()
