@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -64,6 +64,9 @@ class FinetuneConfig:
         overwrite: replace the run's files in a non-empty ``out`` (else such an ``out`` is refused).
         strict_max_len: a ``max_len`` beyond the model's positions is an error (the CLI: the user typed it)
             rather than capped to them (the sweeps' per-task defaults).
+        calibrate: after training, tune the QA null threshold / the coreference link threshold on held-out
+            training examples (``atinuke.tasks.heads.calibration``); other heads have nothing to tune.
+        calibration_limit: at most this many held-out training examples for the calibration.
     """
 
     model: str
@@ -89,12 +92,14 @@ class FinetuneConfig:
     head: dict[str, Any] = dataclasses.field(default_factory=dict)
     overwrite: bool = False
     strict_max_len: bool = False
+    calibrate: bool = True
+    calibration_limit: int = 100
 
     def validate(self) -> None:
         """Raise UserInputError for a value no run can use."""
         if not self.epochs > 0:
             raise UserInputError(f"--epochs must be positive, got {self.epochs}")
-        for name in ("batch_size", "max_len", "eval_batch_size", "log_every"):
+        for name in ("batch_size", "max_len", "eval_batch_size", "log_every", "calibration_limit"):
             if int(getattr(self, name)) <= 0:
                 raise UserInputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("limit", "eval_limit"):
@@ -185,6 +190,19 @@ def default_out(model: str, task: str) -> Path:
     return runs_dir() / "finetune" / name / task
 
 
+def _held_out(examples: Sequence[Any], train: Sequence[Any], config: FinetuneConfig) -> list[Any]:
+    """Training-split examples the run did not train on (a seeded sample of at most ``calibration_limit``);
+    the training sample itself when the run used the whole split."""
+    from atinuke.finetune_eval import sample_examples, screen_examples
+
+    used = {ex.id for ex in train}
+    rest, _ = screen_examples([ex for ex in examples if ex.id not in used])
+    if not rest:
+        logger.info("no held-out training example: calibrating on the training sample")
+        rest = list(train)
+    return sample_examples(rest, config.calibration_limit, config.seed)
+
+
 def finetune(config: FinetuneConfig) -> FinetuneResult:
     """Fine-tune, save, evaluate on ``eval_split``; see the module docstring for the outputs.
 
@@ -196,6 +214,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
     from atinuke.tasks import get_task, load_task
     from atinuke.tasks.heads import build_task_model, save_task_model
+    from atinuke.tasks.heads.calibration import calibrate
 
     config.validate()
     wall_start = time.perf_counter()
@@ -286,12 +305,19 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
             save_task_model(model, out / "model")  # the checkpoint of the last complete epoch
     finally:
         bar.close()
+    calibration = None
+    if config.calibrate:
+        calibration = calibrate(model, _held_out(train_data.examples, train, config), batch_size=config.eval_batch_size)
+        if calibration is not None:
+            save_task_model(model, out / "model")  # the tuned threshold is part of the model
     evaluation = evaluate_model(model, dev, split=config.eval_split, provenance=dev_data.provenance,
                                 skipped=dev_data.skipped, batch_size=config.eval_batch_size)
     speed = round(seen / max(train_seconds, 1e-9), 2)
     evaluation.metrics.update({"train_examples_per_s": speed, "train_steps": step, "n_train": len(train),
                                "train_skipped": dict(train_skips) | {f"loader: {k}": v for k, v in train_data.skipped.items()},
                                "train_seconds": round(train_seconds, 2)})
+    if calibration is not None:
+        evaluation.metrics["calibration"] = calibration.to_dict()
     for key, value in evaluation.metrics.items():
         if isinstance(value, float):
             writer.add_scalar(f"{config.eval_split}/{key}", value, step)
@@ -326,6 +352,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze-layers", type=int, default=0, help="keep embeddings and the lowest N layers fixed")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run's files in a non-empty --out (other files there are kept)")
+    parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                        help="keep the QA null / coreference link threshold at 0 instead of tuning it on "
+                             "held-out training examples")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -336,6 +365,6 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed, limit=args.limit, eval_limit=args.eval_limit, device=args.device, warmup_ratio=args.warmup_ratio,
                             weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
                             freeze_layers=args.freeze_layers, head=head, overwrite=args.overwrite,
-                            strict_max_len=True)
+                            strict_max_len=True, calibrate=args.calibrate)
     finetune(config)
     return 0

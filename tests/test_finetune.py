@@ -87,6 +87,14 @@ def test_finetune_writes_documented_outputs(tmp_path, tiny_atinuke_dir, capsys, 
     spec = get_task(task)
     assert spec.metric in metrics
     assert table["correct"].mean() == pytest.approx(expected["accuracy" if task == "mrpc" else "exact"])
+    if task == "squad2":  # the null threshold was tuned on the 36 training questions the run did not see
+        calibration = metrics["calibration"]
+        assert calibration["parameter"] == "null_threshold" and calibration["n_examples"] == 60 - 24
+        assert calibration["after"] >= calibration["before"]
+        saved = json.loads((out / "model" / "task_model.json").read_text())["head"]
+        assert saved["null_threshold"] == calibration["value"]
+    else:
+        assert "calibration" not in metrics  # a classifier has no threshold to tune
     if task == "mrpc":
         probs = table["probs"].map(json.loads)
         assert all(abs(sum(p.values()) - 1) < 1e-5 and max(p.values()) == pytest.approx(s)

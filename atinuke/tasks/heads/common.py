@@ -40,6 +40,9 @@ class HeadConfig:
         mention_loss_weight: coreference; weight of an auxiliary binary mention-detection loss on every
             candidate span (0 gives the plain marginal likelihood of Lee et al., 2017; a positive weight
             makes pruning useful after a few hundred steps, which matters on small data).
+        link_threshold: coreference; a span links to its best antecedent only when that score exceeds this
+            (the dummy antecedent's score: 0 in Lee et al., 2017). After fine-tuning it is tuned on held-out
+            training documents (``atinuke.tasks.heads.calibration``), as BERT tunes SQuAD 2.0's null threshold.
     """
 
     kind: str
@@ -59,6 +62,7 @@ class HeadConfig:
     ffnn_size: int = 150
     feature_size: int = 20
     mention_loss_weight: float = 1.0
+    link_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)

@@ -10,7 +10,8 @@ arXiv 1707.07045), on a pretrained encoder as in Joshi et al., 2019 (arXiv 1908.
    ``s_a = FFNN([g_i; g_j; g_i * g_j; phi(distance)])``; a dummy antecedent has score 0.
 5. Training maximises the marginal log-likelihood of the gold antecedents (the dummy when there is none),
    plus (option, see ``HeadConfig.mention_loss_weight``) a binary mention loss on every candidate.
-6. Decoding links each span to its best antecedent unless the dummy wins, and grows clusters greedily.
+6. Decoding links each span to its best antecedent unless the dummy wins (its score: ``link_threshold``, 0
+   until calibrated on held-out training documents), and grows clusters greedily.
 """
 from __future__ import annotations
 
@@ -241,19 +242,24 @@ def encode_coref(tokenizer, config: HeadConfig, documents: Sequence[CorefDocumen
 
 
 def decode_clusters(spans: Sequence[Span], antecedents: Sequence[Sequence[int]],
-                    antecedent_scores: torch.Tensor) -> list[list[Span]]:
+                    antecedent_scores: torch.Tensor, link_threshold: float = 0.0) -> list[list[Span]]:
     """Greedy clustering from antecedent scores (Lee et al., 2017, §5).
 
     Args:
         spans: the kept spans in text order.
         antecedents: per span, its candidate antecedents as indices into ``spans`` (-1 = none).
-        antecedent_scores: [n_spans, K + 1]; column 0 is the dummy antecedent.
+        antecedent_scores: [n_spans, K + 1]; column 0 is the dummy antecedent (its score is replaced by
+            ``link_threshold``).
+        link_threshold: the score a real antecedent must beat.
 
     Returns:
         Clusters (two or more mentions), each sorted, ordered by their first mention.
     """
     cluster_of: dict[Span, int] = {}
     clusters: list[list[Span]] = []
+    if len(spans):
+        antecedent_scores = antecedent_scores.clone()
+        antecedent_scores[:, 0] = link_threshold
     for i, span in enumerate(spans):
         best = int(antecedent_scores[i].argmax())
         if best == 0 or antecedents[i][best - 1] < 0:
@@ -284,7 +290,7 @@ def decode_coref(config: HeadConfig, output: TaskOutput, batch: TaskBatch,
         antecedents = [[local.get(a, -1) if a >= 0 else -1 for a in output.antecedent_indices[r].tolist()]
                        for r in rows]
         scores = output.antecedent_scores[rows] if rows else output.antecedent_scores.new_zeros(0, 1)
-        clusters = decode_clusters(spans, antecedents, scores)
+        clusters = decode_clusters(spans, antecedents, scores, config.link_threshold)
         confidence = sum(probs[r] for r in rows) / len(rows) if rows else math.nan
         predictions.append(TaskPrediction(value=[[tuple(m) for m in c] for c in clusters], score=confidence))
     return predictions
