@@ -173,3 +173,22 @@ def test_experiment_runs_are_listed_by_arm_and_seed(tmp_path):
                                                                     "bert-seed1"]
     runs = artifacts.find_finetune_runs(root)
     assert {r.label for r in runs} == {f"{a}-seed{s} / mrpc" for a in ("atinuke", "bert") for s in (0, 1)}
+
+
+def test_interpretability_evidence_says_whether_the_blocks_add_to_the_embeddings():
+    from workbench.claims import _interpretability_evidence
+
+    def results(model, accuracies):
+        rows = [dict(model=model, task="pos", layer=layer, metric="accuracy", value=v, seed=0, control="none",
+                     source="silver: spaCy", probe="linear") for layer, v in enumerate(accuracies)]
+        rows += [dict(rows[0], layer=layer, value=0.5, control="control_task") for layer in range(len(accuracies))]
+        return rows
+
+    frame = pd.DataFrame(results("flat", [0.85, 0.80, 0.78]) + results("deep", [0.80, 0.90, 0.86]))
+    verdict, provenance, evidence = _interpretability_evidence(frame)
+    assert verdict == "partly measurable" and provenance == "silver: spaCy"
+    assert ("flat / pos: best accuracy 0.850 at layer 0, control 0.500 (selectivity +0.350); best contextual layer 1 "
+            "does not beat the embeddings (0.800 vs layer 0 0.850, -0.050)") in evidence
+    assert "deep / pos: best accuracy 0.900 at layer 1" in evidence
+    assert "best contextual layer 1 beats the embeddings (0.900 vs layer 0 0.800, +0.100)" in evidence
+    assert _interpretability_evidence(None)[0] == "no evidence"

@@ -541,6 +541,12 @@ def _interpretability_evidence(results: Optional[pd.DataFrame]) -> tuple[str, st
             ctrl_best = ctrl[ctrl["metric"] == metric].groupby("layer")["value"].mean()
             if not ctrl_best.empty and int(best.idxmax()) in ctrl_best.index:
                 text += f", control {ctrl_best.loc[int(best.idxmax())]:.3f} (selectivity {best.max() - ctrl_best.loc[int(best.idxmax())]:+.3f})"
+        contextual = best[best.index > 0]
+        if 0 in best.index and not contextual.empty:
+            # Layer 0 is the (non-contextual) embedding layer: what the blocks add is the difference.
+            gain = contextual.max() - best.loc[0]
+            text += (f"; best contextual layer {int(contextual.idxmax())} {'beats' if gain > 0 else 'does not beat'} "
+                     f"the embeddings ({contextual.max():.3f} vs layer 0 {best.loc[0]:.3f}, {gain:+.3f})")
         sentences.append(text + ".")
     evidence = (" ".join(sentences) + " Probes show what is linearly decodable from the representations, with "
                 "controls separating the probe's own capacity (Hewitt and Liang, 2019); they do not show that the "
