@@ -16,6 +16,9 @@ pretraining run), ``<arm>/seed<k>/finetune/<task>/`` (the fine-tuning run), ``re
 ``results.parquet`` (columns ``RESULT_COLUMNS``, rebuilt from every finished run), ``progress.json``
 (done/total/current unit, rewritten atomically after each unit). Finished units are skipped and an
 interrupted pretraining run is resumed from its last checkpoint, so the command can be rerun at any time.
+A fresh pretraining unit whose arguments resolve to exactly the recipe of a run shipped in
+``atinuke/checkpoints/`` (seed 0 of the tiny Atinuke and BERT) gets a copy of it (``atinuke.shipped``;
+``--no-shipped`` trains it instead).
 """
 from __future__ import annotations
 
@@ -436,8 +439,24 @@ def _set_aside(path: Path) -> Path:
     return target
 
 
+def _usable_shipped(unit: Unit, scale: Scale, argv: Sequence[str], tokenizer: Optional[Path],
+                    path: Path) -> Optional[Path]:
+    """The shipped run (``atinuke.shipped``) that is exactly what this fresh pretraining unit would train."""
+    from atinuke.shipped import matches, shipped_run
+
+    shipped = shipped_run(scale.preset, unit.arm, unit.seed)
+    if shipped is None or pretrain_state(path) != "fresh":
+        return None
+    reason = matches(shipped, argv, tokenizer)
+    if reason is not None:
+        logger.info("%s: not using the shipped run %s (%s); training", unit.name, shipped, reason)
+        return None
+    return shipped
+
+
 def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: Optional[str] = None,
-                   pretrain_flags: Sequence[str] = (), finetune_scale: Optional[float] = None) -> list[dict[str, Any]]:
+                   pretrain_flags: Sequence[str] = (), finetune_scale: Optional[float] = None,
+                   use_shipped: bool = True) -> list[dict[str, Any]]:
     """Write ``experiment.json``, run every unit not yet done, and rebuild the results table.
 
     Args:
@@ -447,6 +466,8 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
         device: overrides the scale's device.
         pretrain_flags: extra ``atinuke pretrain`` flags for every fresh pretraining run (e.g. ``--steps``).
         finetune_scale: overrides the scale's multiplier on the fine-tuning example counts.
+        use_shipped: copy a shipped pretraining run (``atinuke/checkpoints/``) into a fresh unit whose
+            arguments resolve to exactly its recipe, instead of training it again.
 
     Returns:
         The result rows.
@@ -454,6 +475,7 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
     from tqdm import tqdm
 
     from atinuke.finetune_all import task_config
+    from atinuke.shipped import install as install_shipped
 
     out = Path(out)
     scale = SCALES[spec.scale]
@@ -476,9 +498,14 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
                     path = pretrain_dir(out, unit.arm, unit.seed)
                     if pretrain_state(path) == "stale":
                         _set_aside(path)
-                    argv = pretrain_argv(out, unit, scale, device, pretrain_flags, _shared_tokenizer(out, spec))
-                    logger.info("%s: atinuke pretrain %s", unit.name, shlex.join(argv))
-                    _run_pretrain(argv)
+                    tokenizer = _shared_tokenizer(out, spec)
+                    argv = pretrain_argv(out, unit, scale, device, pretrain_flags, tokenizer)
+                    shipped = _usable_shipped(unit, scale, argv, tokenizer, path) if use_shipped else None
+                    if shipped is not None:
+                        install_shipped(shipped, path)
+                    else:
+                        logger.info("%s: atinuke pretrain %s", unit.name, shlex.join(argv))
+                        _run_pretrain(argv)
                     if pretrain_state(path) != "done":  # e.g. --stop-after in --pretrain-flags
                         raise UserInputError(f"{path}: pretraining stopped at a checkpoint before its last step; "
                                              "continue the experiment with --resume")
@@ -521,6 +548,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrain-flags", default="", help="extra flags for every pretraining run, e.g. '--steps 500'")
     parser.add_argument("--finetune-scale", type=float, default=None,
                         help="override the scale's multiplier on the fine-tuning example counts")
+    parser.add_argument("--no-shipped", dest="use_shipped", action="store_false",
+                        help="train every pretraining run, even one that a shipped run (atinuke/checkpoints/) matches")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -540,5 +569,5 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--finetune-scale must be positive, got {args.finetune_scale}")
     spec = check_out(out, requested, args.resume, args.overwrite)
     run_experiment(spec, out, data=args.data, device=args.device, pretrain_flags=shlex.split(args.pretrain_flags),
-                   finetune_scale=args.finetune_scale)
+                   finetune_scale=args.finetune_scale, use_shipped=getattr(args, "use_shipped", True))
     return 0
