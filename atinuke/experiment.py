@@ -71,7 +71,7 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    "tiny": Scale("tiny", 1.0, "cpu"),  # the demo: ~5 min pretraining per run and the CPU sweep budgets
+    "tiny": Scale("tiny", 1.0, "cpu"),  # the demo: ~9 min pretraining per run (seed 0 ships) and the CPU sweep budgets
     "small": Scale("small", 2.0, "auto"),  # 4 layers x 256, 20k steps: an hour-scale CPU run, minutes on a GPU
     "base": Scale("base", 4.0, "auto"),  # 12 layers x 768, 100k steps in bf16: a GPU run
 }

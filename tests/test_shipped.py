@@ -12,7 +12,7 @@ from atinuke.errors import UserInputError
 from atinuke.pretrain import add_arguments, run
 from atinuke.shipped import SHIPPED_ROOT, install, matches, read_recipe, reproduce_command, shipped_run
 
-SHIPPED = [("atinuke", 0)]
+SHIPPED = [("atinuke", 0), ("bert", 0)]
 
 
 def _losses(path, n):
