@@ -372,18 +372,12 @@ def check_out(out: Path, requested: Optional[ExperimentSpec], resume: bool, over
 # ------------------------------------------------------------------------------------------ running
 
 
-class _RaisingParser(argparse.ArgumentParser):
-    """An argument parser that raises UserInputError instead of exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserInputError(f"{self.prog}: {message}")
-
-
 def _run_pretrain(argv: list[str]) -> None:
     """Run ``atinuke pretrain`` with ``argv`` in this process (its own flags and validation)."""
     from atinuke import pretrain
+    from atinuke.validation import RaisingArgumentParser
 
-    parser = _RaisingParser(prog="atinuke pretrain")
+    parser = RaisingArgumentParser(prog="atinuke pretrain")
     pretrain.add_arguments(parser)
     pretrain.run(parser.parse_args(argv))
 

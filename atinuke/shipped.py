@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_write_json
+from atinuke.io import atomic_dir, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +56,10 @@ def read_recipe(path: Path) -> list[str]:
 
 def resolved_settings(argv: Sequence[str]) -> dict[str, Any]:
     """The training settings ``atinuke pretrain argv`` would use (defaults filled in), minus the operational ones."""
-    import argparse
-
     from atinuke import pretrain
+    from atinuke.validation import RaisingArgumentParser
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str):  # type: ignore[override]
-            raise UserInputError(f"atinuke pretrain {' '.join(argv)}: {message}")
-
-    parser = Parser(prog="atinuke pretrain", add_help=False)
+    parser = RaisingArgumentParser(prog="atinuke pretrain", add_help=False)
     pretrain.add_arguments(parser)
     args = parser.parse_args(list(argv))
     requested = pretrain._requested(args)
@@ -107,7 +102,8 @@ def matches(shipped: Path, argv: Sequence[str], tokenizer: Optional[Path]) -> Op
 def install(shipped: Path, target: Path) -> Path:
     """Copy a shipped run into the (absent or empty) pretraining directory ``target``.
 
-    The copy is made beside ``target`` and renamed into place, so an interruption leaves no half-copied run.
+    The copy is made beside ``target`` and renamed into place (``atomic_dir``), so an interruption leaves no
+    half-copied run.
 
     Raises:
         UserInputError: when ``target`` already holds files.
@@ -115,16 +111,11 @@ def install(shipped: Path, target: Path) -> Path:
     target = Path(target)
     if target.exists() and any(target.iterdir()):
         raise UserInputError(f"{target}: not empty; a shipped run is only copied into a fresh directory")
-    staging = target.with_name(target.name + ".copying")
-    if staging.exists():
-        shutil.rmtree(staging)  # our own leftover from an interrupted copy
-    shutil.copytree(Path(shipped) / "model", staging / "model")
-    for name in SHIPPED_FILES:
-        shutil.copy2(Path(shipped) / name, staging / name)
-    atomic_write_json(staging / MARKER_FILE, {"copied_from": str(shipped), "reproduce": reproduce_command(shipped)})
-    if target.exists():
-        target.rmdir()
-    staging.rename(target)
+    with atomic_dir(target) as staging:
+        shutil.copytree(Path(shipped) / "model", staging / "model")
+        for name in SHIPPED_FILES:
+            shutil.copy2(Path(shipped) / name, staging / name)
+        atomic_write_json(staging / MARKER_FILE, {"copied_from": str(shipped), "reproduce": reproduce_command(shipped)})
     logger.info("%s: copied the shipped run %s (reproduce it with: %s)", target, shipped, reproduce_command(shipped))
     return target
 

@@ -96,3 +96,11 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+class RaisingArgumentParser(argparse.ArgumentParser):
+    """argparse for a command line built in code (``atinuke experiment`` driving ``atinuke pretrain``):
+    a usage error raises UserInputError instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserInputError(f"{self.prog}: {message}")

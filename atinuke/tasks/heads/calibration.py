@@ -11,6 +11,7 @@ on training examples the run did not train on, and never looks at the evaluation
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def _calibrate_coref(model, examples: Sequence[Example], batch_size: int) -> Cal
     default = float(model.config.link_threshold)
     metric = model.spec.metric
 
+    @functools.lru_cache(maxsize=None)  # best_threshold already scores the default
     def score(threshold: float) -> float:
         config = dataclasses.replace(model.config, link_threshold=threshold)
         values = [p.value for output, batch, chunk in passes for p in decode_coref(config, output, batch, chunk)]
@@ -121,6 +123,7 @@ def _calibrate_qa(model, examples: Sequence[Example], batch_size: int) -> Calibr
     default = float(model.config.null_threshold)
     metric = model.spec.metric
 
+    @functools.lru_cache(maxsize=None)
     def score(threshold: float) -> float:
         values = ["" if m > threshold else a for a, m in zip(answers, margins)]
         return float(score_task(model.spec.name, examples, values)[metric])
