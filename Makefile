@@ -44,15 +44,25 @@ runs/probes/bert-seed0/pos/results.parquet: | $(BERT_RUN)/pretrain/model/config.
 	.venv/bin/probes run --model $(BERT_RUN)/pretrain --task pos --controls --seeds 3 --out runs/probes/bert-seed0/pos
 
 runs/attributions/atinuke-snli/attributions.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
-	.venv/bin/workbench attribute --model $(ATINUKE_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli
+	.venv/bin/workbench attribute --model $(ATINUKE_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli --evaluate
 
 runs/attributions/minilm-snli/attributions.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
-	.venv/bin/workbench attribute --model $(MINILM_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli
+	.venv/bin/workbench attribute --model $(MINILM_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli --evaluate
+
+# Dictionary features: a TopK SAE on each residual stream, beside one trained identically on a random-init copy.
+SAE_FLAGS := --width 2048 --k 16 --lr 1e-3 --batch-size 1024 --steps 600 --max-tokens 100000 --eval-texts 200 --no-progress
+
+runs/sae/atinuke-seed0-resid1/metrics.json: | $(ATINUKE_RUN)/pretrain/model/config.json
+	.venv/bin/workbench sae train --model $(ATINUKE_RUN)/pretrain --hook blocks.1.hook_resid_post $(SAE_FLAGS) --out runs/sae/atinuke-seed0-resid1
+
+runs/sae/minilm-resid3/metrics.json: | install
+	.venv/bin/workbench sae train --model minilm --hook blocks.3.hook_resid_post $(SAE_FLAGS) --out runs/sae/minilm-resid3
 
 # Everything the app shows, in the order a visitor needs it.
 models: data experiment runs/probes/atinuke-seed0/pos/results.parquet runs/probes/bert-seed0/pos/results.parquet \
 	runs/probes/minilm/pos/results.parquet \
-	runs/attributions/atinuke-snli/attributions.parquet runs/attributions/minilm-snli/attributions.parquet
+	runs/attributions/atinuke-snli/attributions.parquet runs/attributions/minilm-snli/attributions.parquet \
+	runs/sae/atinuke-seed0-resid1/metrics.json runs/sae/minilm-resid3/metrics.json
 
 app:
 	.venv/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true
@@ -77,6 +87,7 @@ bench: install
 	OMP_NUM_THREADS=1 $(PY) bench/attribution.py
 	OMP_NUM_THREADS=1 $(PY) bench/probes.py
 	OMP_NUM_THREADS=1 $(PY) bench/app_pages.py
+	OMP_NUM_THREADS=1 $(PY) bench/sae.py
 
 clean:
 	rm -rf .venv runs

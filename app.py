@@ -28,6 +28,7 @@ PAGES = (
     ("probing.py", "Probing", ":material/stacked_line_chart:", "probing"),
     ("errors.py", "Error analysis", ":material/bug_report:", "errors"),
     ("comparison.py", "Model comparison", ":material/compare:", "comparison"),
+    ("features.py", "Features (SAEs)", ":material/grain:", "features"),
     ("claims.py", "Claims", ":material/fact_check:", "claims"),
     ("reports.py", "Reports", ":material/description:", "reports"),
 )

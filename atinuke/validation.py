@@ -16,12 +16,13 @@ from atinuke.errors import UserInputError
 POSITIVE_INTS = frozenset({
     "batch_size", "eval_batch_size", "n_steps", "n_samples", "max_tokens_per_pass", "internal_batch_size", "limit",
     "eval_limit", "epochs", "steps", "seeds", "n_boot", "max_len", "grad_accum", "vocab_size", "keep_checkpoints",
-    "eval_max_blocks", "stop_after", "words", "top_k", "n_examples",
+    "eval_max_blocks", "stop_after", "words", "top_k", "n_examples", "width", "k", "max_tokens", "shard_tokens",
+    "eval_texts",
 })
 # Numbers that must be finite and > 0.
 POSITIVE_FLOATS = frozenset({"lr", "tolerance", "scale", "finetune_scale", "C"})
 # Numbers that must be finite and >= 0.
-NON_NEGATIVE = frozenset({"warmup", "clip", "weight_decay", "eval_every", "checkpoint_every", "freeze_layers",
+NON_NEGATIVE = frozenset({"l1", "warmup", "clip", "weight_decay", "eval_every", "checkpoint_every", "freeze_layers",
                           "warmup_ratio", "seed"})
 # Rates in [0, 1).
 RATES = frozenset({"dropout", "mask_prob"})

@@ -19,7 +19,7 @@ import pytest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 NEGATION = re.compile(r"\b(not|no|never|n't|nobody|nothing|none)\b", re.IGNORECASE)
-PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "claims", "reports")
+PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "claims", "reports")
 
 
 def _sentences(n: int) -> list[str]:
@@ -120,6 +120,22 @@ def make_fixture_runs(root: Path, model_dir: Path, n: int = 120) -> Path:
         table.to_parquet(root / "attributions" / "tiny-test" / "attributions.parquet")
     except ImportError:  # the attribution engine is optional for the other pages
         pass
+    # A tiny SAE run (with its random-model control), as `workbench sae train` writes it; one context holds
+    # a planted <script> token to check the page escapes what it shows.
+    from workbench.cli import main as workbench_main
+
+    corpus = root / "sae_corpus.txt"
+    corpus.write_text("\n".join(sentences[:40]) + "\n")
+    assert workbench_main(["sae", "train", "--model", str(root / "pretrain" / "tiny-test"), "--hook",
+                           "blocks.0.hook_resid_post", "--corpus", str(corpus), "--width", "32", "--k", "4",
+                           "--batch-size", "64", "--steps", "10", "--max-tokens", "1500", "--eval-texts", "5",
+                           "--out", str(root / "sae" / "tiny-resid0"), "--no-progress"]) == 0
+    contexts_path = root / "sae" / "tiny-resid0" / "contexts.parquet"
+    contexts = pd.read_parquet(contexts_path)
+    tokens = json.loads(contexts.loc[0, "tokens"])
+    tokens[0] = "<script>alert(1)</script>"
+    contexts.loc[0, "tokens"] = json.dumps(tokens)
+    contexts.to_parquet(contexts_path, index=False)
     return root
 
 
@@ -283,9 +299,33 @@ def test_reports_page(app_env):
     assert at.success and "report-" in at.success[0].value
     written = sorted((app_env / "reports").glob("report-*.html"))
     assert written and "Plotly.newPlot" in written[-1].read_text()
+    # A side-by-side comparison report of two of the models it offers.
+    assert {"tiny-test", "minilm"} <= set(at.multiselect(key="report_models").options)
+    at.multiselect(key="report_models").set_value(["tiny-test", "minilm"]).run()
+    at.checkbox(key="report_pair").check().run()
+    at.button(key="report_build").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    newest = max((app_env / "reports").glob("report-*.html"), key=lambda p: p.stat().st_mtime)
+    assert '<div class="pair">' in newest.read_text() and "comparing tiny-test and minilm" in newest.read_text()
     at.multiselect(key="report_runs").set_value([]).run()
     at.button(key="report_build").click().run()
     assert any("at least one run" in e.value for e in at.error)
+
+
+def test_features_page(app_env):
+    at = _run("features")
+    assert {"sae_run", "sae_query", "sae_feature"} <= _keys(at)
+    frames = [f.value for f in at.dataframe]
+    assert list(frames[0].columns) == ["trained model", "random-init control"]  # the control side by side
+    assert frames[0].loc["l0", "trained model"] <= 4
+    contexts = pd.read_parquet(app_env / "sae" / "tiny-resid0" / "contexts.parquet")
+    at.selectbox(key="sae_feature").set_value(int(contexts.loc[0, "feature"])).run()
+    assert not at.exception
+    shown = " ".join(h.proto.body for h in at.get("html"))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown and "<script>alert" not in shown
+    assert _charts(at)  # the activation histogram
+    at.text_input(key="sae_query").set_value("zzzz-no-such-token").run()
+    assert any("No feature matches" in i.value for i in at.info)
 
 
 def test_missing_artifacts_say_which_command(tmp_path, monkeypatch):

@@ -102,6 +102,41 @@ def test_slice_metrics_known_values_and_quantile_bins():
     assert (slices["ci_low"] <= slices["value"]).all() and (slices["value"] <= slices["ci_high"]).all()
 
 
+
+def test_duplicate_slice_features_are_dropped_near_duplicates_kept(caplog):
+    table = _table()
+    planted = table.copy()
+    planted["meta_source"] = planted["meta_rule"].map({"a": "x", "b": "y", "c": "z"})  # a renamed copy
+    planted["meta_n_words"] = 2 * planted["meta_length"] + 1  # monotone: the same quantile bins, other labels
+    near = planted["meta_rule"].copy()
+    near.iloc[7] = "b" if near.iloc[7] != "b" else "c"  # differs from meta_rule on exactly one row
+    planted["meta_template"] = near
+    with caplog.at_level("INFO", logger="workbench.errors"):
+        slices = errors.slice_metrics(planted, n_boot=100)
+    assert list(dict.fromkeys(slices["feature"])) == ["meta_length", "meta_negation", "meta_rule", "meta_template"]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "kept meta_rule, dropped meta_source" in messages
+    assert "kept meta_length, dropped meta_n_words" in messages
+    # The kept features' rows are exactly those of the table without the planted columns.
+    original = errors.slice_metrics(table, n_boot=100)
+    pd.testing.assert_frame_equal(slices[slices["feature"] != "meta_template"].reset_index(drop=True), original)
+    template = slices[slices["feature"] == "meta_template"]
+    assert template["n"].sum() == len(table)
+    assert sorted(template["n"]) != sorted(original[original["feature"] == "meta_rule"]["n"])  # one row moved
+    # The order of ``features`` decides which twin is kept; analyze dedupes the same way.
+    swapped = errors.slice_metrics(planted, features=["meta_n_words", "meta_length"], n_boot=50)
+    assert set(swapped["feature"]) == {"meta_n_words"}
+    assert set(errors.analyze(planted, n_boot=50).slices["feature"]) == {"meta_length", "meta_negation",
+                                                                          "meta_rule", "meta_template"}
+
+
+def test_same_partition_is_equality_up_to_relabelling():
+    same = errors._same_partition
+    assert same(np.array([0, 0, 1, 2]), np.array([5, 5, 3, 4]))
+    assert not same(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]))  # same slice count, other grouping
+    assert not same(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2]))  # a refinement is not a duplicate
+    assert not same(np.array([0, 0, 1, 2]), np.array([0, 0, 1, 1]))
+
 def test_confusion_matrix_and_worst_examples():
     table = _table()
     matrix = errors.confusion_matrix(table)

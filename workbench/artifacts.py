@@ -38,6 +38,8 @@ HOW_TO_CREATE = {
     "probes": "probes run --model minilm --out runs/probes/minilm (see probes/ --help)",
     "attribute": "workbench attribute --model minilm --method integrated_gradients,saliency,attention --limit 50 --out runs/attributions/minilm",
     "minilm-finetune": "atinuke finetune --model minilm --task TASK --out runs/finetune/minilm/TASK",
+    "sae": "workbench sae train --model atinuke/checkpoints/tiny-atinuke-seed0 --hook blocks.1.hook_resid_post "
+           "--width 2048 --k 16 --out runs/sae/atinuke-resid1 (or `make models`)",
 }
 
 
@@ -217,6 +219,13 @@ def find_attribution_runs(root: Optional[Path] = None) -> list[Path]:
     """Directories under ``root`` holding an ``attributions.parquet`` (written by ``workbench attribute``)."""
     base = Path(root or runs_dir())
     return sorted(p.parent for p in base.rglob("attributions.parquet") if not any(x.startswith(".") for x in p.parts[-3:]))
+
+
+def find_sae_runs(root: Optional[Path] = None) -> list[Path]:
+    """``workbench sae train|inspect`` output directories under ``root/sae`` (a ``metrics.json`` and feature
+    tables), sorted."""
+    base = Path(root or runs_dir()) / "sae"
+    return sorted(p.parent for p in base.glob("*/metrics.json") if (p.parent / "features.parquet").is_file())
 
 
 def task_family(task: str) -> str:

@@ -6,6 +6,14 @@ explains a model's predictions token by token and writes ``DIR/attributions.parq
 content-addressed store, so a rerun is free and an interrupted run resumes. Under
 ``torchrun --nproc_per_node N`` every rank attributes its shard of the examples (``examples[rank::N]``)
 into the shared store; after a barrier rank 0 reads them all back and writes the merged table.
+
+``--evaluate`` also runs the faithfulness and attention analyses on the result
+(:func:`workbench.attribution_eval.evaluate_attributions`, on rank 0 only) and writes their tables beside it
+(``faithfulness.parquet``, ``curves.parquet``, ``agreement.parquet``, ``randomization.parquet``,
+``attention_heads.parquet``, ``rollout.parquet``: :data:`workbench.attribution_eval.EVALUATION_FILES`), so a
+report can show them without loading the model; summary.json's "evaluation" says what was written, how long
+it took and what was skipped and why. A rerun with ``--overwrite`` replaces them, and removes those the new
+run does not write (so none is left stale beside new attributions).
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ logger = logging.getLogger(__name__)
 COMMANDS: dict[str, tuple[str, str]] = {
     "attribute": ("workbench.cli", "token attributions of a model's predictions (Captum), stored and resumable"),
     "report": ("workbench.report", "one self-contained HTML report (+ data, + PDF) of runs"),
+    "sae": ("workbench.features.cli", "sparse autoencoders at any hook: train (with a random-model control), inspect"),
     "claims": ("workbench.claims", "the paper's claims with verdicts from the controlled experiment (CSV/JSON)"),
 }
 
@@ -54,11 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N examples")
     parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace attributions.parquet and summary.json in a non-empty --out")
+                        help="replace attributions.parquet, summary.json and the evaluation tables in a non-empty --out")
     parser.add_argument("--store", default=None, help="store directory (default: <cache>/attribution_store)")
     parser.add_argument("--no-store", action="store_true", help="do not read or write the store")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also write the faithfulness, agreement, randomization and attention tables to --out")
+    parser.add_argument("--randomization-limit", type=int, default=8,
+                        help="with --evaluate: examples of the (costly) model-randomization check")
+    parser.add_argument("--n-boot", type=int, default=1000, help="with --evaluate: bootstrap resamples of the CIs")
 
 
 def _resolve_subject(model: str, task: Optional[str], device: str) -> Any:
@@ -131,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
             raise UserInputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if args.limit is not None and args.limit < 1:
         raise UserInputError(f"--limit must be positive, got {args.limit}")
+    if args.randomization_limit < 1:
+        raise UserInputError(f"--randomization-limit must be a positive number of examples, "
+                             f"got {args.randomization_limit}")
+    if args.n_boot < 1:
+        raise UserInputError(f"--n-boot must be at least 1, got {args.n_boot}")
     check_out_dir(args.out, overwrite=args.overwrite)  # before any work: a finished run is never replaced silently
     from transformers.utils import logging as hf_logging
 
@@ -161,20 +180,53 @@ def run(args: argparse.Namespace) -> int:
     parts = [attribute(subject, inputs, method, args.target, params, text_pairs=pairs, example_ids=ids,
                        store=store, progress=not args.no_progress and world == 1) for method in methods]
     result = Attribution.concat(parts)
+    seconds = round(time.perf_counter() - started, 3)
+    evaluation = None
+    if args.evaluate:
+        from workbench.attribution_eval import evaluate_attributions
+
+        evaluation = evaluate_attributions(subject, inputs, result, target=args.target, text_pairs=pairs,
+                                           example_ids=ids, n_boot=args.n_boot, seed=0,
+                                           randomization_limit=args.randomization_limit, params=params)
     out = Path(args.out)
+    written = _write_evaluation(out, evaluation)
     result.to_parquet(out / "attributions.parquet")
-    summary = {"model": subject.name, "task": args.task, "methods": methods, "n_examples": len(ids),
-               "n_rows": len(result), "world_size": world, "seconds": round(time.perf_counter() - started, 3),
+    summary = {"model": subject.name, "model_path": args.model, "task": args.task, "methods": methods, "n_examples": len(ids),
+               "n_rows": len(result), "world_size": world, "seconds": seconds,
                "store": None if store is None else str(store.root),
                "store_hits": None if store is None else store.hits,
-               "target": sorted(set(result.frame["target"]))[:20]}
+               "target": sorted(set(result.frame["target"]))[:20],
+               "evaluation": None if evaluation is None else {**evaluation.summary(), "files": written,
+                                                              "n_boot": args.n_boot, "seed": 0,
+                                                              "randomization_limit": args.randomization_limit}}
     atomic_write_json(out / "summary.json", summary)
-    logger.info("wrote %s (%d rows, %d examples)", out / "attributions.parquet", len(result), len(ids))
+    logger.info("wrote %s (%d rows, %d examples)%s", out / "attributions.parquet", len(result), len(ids),
+                f" and {len(written)} evaluation table(s)" if written else "")
     if world > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
     return 0
+
+
+def _write_evaluation(out: Path, evaluation: Optional[dict]) -> list[str]:
+    """Write the evaluation tables into ``out`` (each atomically) and remove any evaluation file an earlier
+    run left that this one does not write (none, without --evaluate), so no table is kept stale beside new
+    attributions. Returns the names of the files written."""
+    from atinuke.io import write_with
+    from workbench.attribution_eval import EVALUATION_FILES
+
+    tables = evaluation or {}
+    for name, filename in EVALUATION_FILES.items():
+        if name not in tables and (out / filename).exists():
+            logger.info("removing %s of an earlier run (not written by this one)", out / filename)
+            (out / filename).unlink()
+    written = []
+    for name, table in tables.items():
+        path = out / EVALUATION_FILES[name]
+        write_with(path, lambda tmp, table=table: table.to_parquet(tmp, index=False))
+        written.append(path.name)
+    return written
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

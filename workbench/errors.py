@@ -202,6 +202,12 @@ def slice_metrics(predictions: pd.DataFrame, features: Optional[Sequence[str]] =
         metric: per-example column averaged in each slice (``correct`` -> accuracy/EM, ``example_f1``).
         n_boot, alpha, seed: see :func:`bootstrap_ci`.
 
+    Duplicate features are dropped: a feature whose slice assignment (after binning) puts every example in
+    the same group as an earlier feature does -- identical up to renaming the slice labels, e.g. a copy of a
+    column, or ``meta_n_words`` beside ``meta_length`` when both bin into the same quantile slices -- would
+    repeat that feature's rows, so only the first (in ``features`` order) is kept and the drop is logged.
+    Features that differ on even one example are kept.
+
     Returns:
         Tidy DataFrame, one row per (feature, slice): ``feature``, ``category`` (the taxonomy),
         ``slice``, ``n``, ``coverage`` (share of all rows), ``value`` (mean ``metric``), ``ci_low``,
@@ -216,8 +222,16 @@ def slice_metrics(predictions: pd.DataFrame, features: Optional[Sequence[str]] =
         raise UserInputError(f"unknown feature column(s) {unknown}")
     overall = float(table[metric].astype(float).mean())
     rows = []
+    kept: list[tuple[str, np.ndarray]] = []  # (feature, slice code per example) of the features kept so far
     for feature in features:
         labels = bin_feature(table[feature], n_bins)
+        codes = pd.factorize(labels.astype(str), sort=False)[0]  # [n] slice id per example, labels forgotten
+        twin = next((name for name, other in kept if _same_partition(codes, other)), None)
+        if twin is not None:
+            logger.info("slices: %s puts every example in the same slice as %s; kept %s, dropped %s",
+                        feature, twin, twin, feature)
+            continue
+        kept.append((feature, codes))
         for label, group in table.groupby(labels, sort=True, observed=True):
             ci = bootstrap_ci(group[metric].astype(float).to_numpy(), n_boot=n_boot, alpha=alpha, seed=seed)
             rows.append(dict(feature=feature, category=taxonomy_of(feature), slice=str(label), n=len(group),
@@ -227,6 +241,18 @@ def slice_metrics(predictions: pd.DataFrame, features: Optional[Sequence[str]] =
     columns = ["feature", "category", "slice", "n", "coverage", "value", "ci_low", "ci_high", "error_rate",
                "delta"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two [n] slice-code arrays group the examples identically (equal up to relabelling): true
+    exactly when the code pairs (a_i, b_i) are as many distinct values as the codes of either array."""
+    if len(a) != len(b):
+        return False
+    n_a, n_b = len(np.unique(a)), len(np.unique(b))
+    if n_a != n_b:
+        return False
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    return len(pairs) == n_a
 
 
 # ---------------------------------------------------------------------------------------------------------

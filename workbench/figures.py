@@ -5,10 +5,12 @@ scale from 0. Figures carry their numbers in hover text, so nothing shown is onl
 """
 from __future__ import annotations
 
+import html
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -175,3 +177,139 @@ def randomization_figure(table: pd.DataFrame, column: str = "spearman_abs") -> g
     figure.update_layout(title="Model-parameter randomization (Adebayo et al., 2018)", xaxis_title="randomized up to",
                          yaxis_title=column, yaxis_range=[-1, 1.05])
     return figure
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training, error analysis, comparison and probing figures (the app's pages and the report)
+
+
+def figure_training_curve(metrics: pd.DataFrame, unigram_ppl: Optional[float] = None) -> go.Figure:
+    """Training loss (left axis) and validation perplexity (right axis) against step, from metrics.csv."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=metrics["step"], y=metrics["loss"], name="train loss", mode="lines"))
+    if "val_ppl" in metrics and metrics["val_ppl"].notna().any():
+        valid = metrics[metrics["val_ppl"].notna()]
+        fig.add_trace(go.Scatter(x=valid["step"], y=valid["val_ppl"], name="validation perplexity",
+                                 mode="lines+markers"), secondary_y=True)
+        unigram = unigram_ppl if unigram_ppl is not None else (
+            valid["val_unigram_ppl"].dropna().iloc[-1] if "val_unigram_ppl" in valid and valid["val_unigram_ppl"].notna().any() else None)
+        if unigram is not None:
+            fig.add_trace(go.Scatter(x=[metrics["step"].min(), metrics["step"].max()], y=[unigram, unigram],
+                                     name="unigram perplexity", mode="lines", line=dict(dash="dash")),
+                          secondary_y=True)
+    fig.update_layout(title="Training curve", xaxis_title="step", height=380, margin=dict(t=50, b=40))
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    fig.update_yaxes(title_text="perplexity", secondary_y=True, type="log")
+    return fig
+
+
+def figure_reliability(bins: pd.DataFrame, ece: float) -> go.Figure:
+    """Reliability diagram: accuracy per confidence bin against the diagonal (Guo et al., 2017)."""
+    filled = bins[bins["n"] > 0]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=(filled["lower"] + filled["upper"]) / 2, y=filled["accuracy"], width=filled["upper"] - filled["lower"],
+                         name="accuracy", customdata=filled[["n", "confidence"]],
+                         hovertemplate="accuracy %{y:.3f}<br>n %{customdata[0]}<br>confidence %{customdata[1]:.3f}"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dash")))
+    fig.update_layout(title=f"Reliability (ECE {ece:.3f})", xaxis_title="confidence", yaxis_title="accuracy",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1], height=360, margin=dict(t=50, b=40))
+    return fig
+
+
+def figure_slices(slices: pd.DataFrame, overall: float, feature: Optional[str] = None) -> go.Figure:
+    """Metric per slice with bootstrap error bars: one feature, or every feature in its own panel.
+
+    Panels wrap two to a row with room between them, so facet titles never overlap (in print either);
+    a panel's title is the feature's name without its ``meta_`` prefix.
+    """
+    data = slices if feature is None else slices[slices["feature"] == feature]
+    data = data.assign(err_plus=data["ci_high"] - data["value"], err_minus=data["value"] - data["ci_low"],
+                       panel=data["feature"].astype(str).str.removeprefix("meta_"))
+    n_panels = data["panel"].nunique() if feature is None else 1
+    wrap = 2 if n_panels > 1 else None
+    rows = -(-n_panels // 2) if wrap else 1
+    fig = px.bar(data, x="slice", y="value", error_y="err_plus", error_y_minus="err_minus", color="category",
+                 facet_col="panel" if wrap else None, facet_col_wrap=wrap or 0,
+                 facet_row_spacing=min(0.5 / max(rows, 1), 0.12) if wrap else None, facet_col_spacing=0.08 if wrap else None,
+                 hover_data=["n", "coverage", "ci_low", "ci_high"])
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    fig.add_hline(y=overall, line_dash="dash", annotation_text="overall")
+    fig.update_xaxes(matches=None, type="category", title_text="", showticklabels=True, tickangle=-30)
+    fig.update_yaxes(range=[0, 1.05], title_text="")
+    fig.update_layout(title="Metric per slice (95% bootstrap CI)", height=160 + 250 * rows, margin=dict(t=70, b=40),
+                      legend=dict(orientation="h", y=-0.08))
+    return fig
+
+
+def figure_confusion(matrix: pd.DataFrame) -> go.Figure:
+    """Heatmap of a confusion matrix (rows gold, columns predicted)."""
+    fig = px.imshow(matrix.to_numpy(), x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index],
+                    text_auto=True, color_continuous_scale="Blues", labels=dict(x="predicted", y="gold", color="count"))
+    fig.update_layout(title="Confusion matrix", height=360, margin=dict(t=50, b=40))
+    return fig
+
+
+def figure_cohorts(nodes: pd.DataFrame) -> go.Figure:
+    """The error-cohort tree as a treemap: area = coverage, colour = error rate (Error Analysis style)."""
+    ids = [str(n) for n in nodes["node"]]
+    parents = ["" if p < 0 else str(p) for p in nodes["parent"]]
+    labels = [f"{c}<br>err {e:.0%}, n={n}" for c, e, n in zip(nodes["condition"], nodes["error_rate"], nodes["n"])]
+    fig = go.Figure(go.Treemap(ids=ids, parents=parents, labels=[html.escape(l).replace("&lt;br&gt;", "<br>") for l in labels],
+                               values=nodes["n"], branchvalues="total",
+                               marker=dict(colors=nodes["error_rate"], colorscale="Reds", cmin=0, cmax=1,
+                                           colorbar=dict(title="error rate"))))
+    fig.update_layout(title="Error cohorts (decision tree on features and internal signals)", height=420,
+                      margin=dict(t=50, b=10, l=10, r=10))
+    return fig
+
+
+def figure_cka(cka: pd.DataFrame, name_a: str, name_b: str) -> go.Figure:
+    """Heatmap of layer-wise CKA (rows: layers of A, columns: layers of B; 0 = embeddings)."""
+    grid = cka.pivot(index="layer_a", columns="layer_b", values="cka")
+    fig = px.imshow(grid.to_numpy(), x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index], zmin=0, zmax=1,
+                    text_auto=".2f", color_continuous_scale="Viridis",
+                    labels=dict(x=f"{name_b} layer", y=f"{name_a} layer", color="CKA"))
+    fig.update_layout(title="Linear CKA between layers (Kornblith et al., 2019)", height=420, margin=dict(t=50))
+    return fig
+
+
+def figure_probe_overlay(overlay: pd.DataFrame) -> go.Figure:
+    """Probe accuracy against relative depth, one line per (model, control)."""
+    data = overlay.assign(series=overlay["model"] + " / " + overlay["control"])
+    fig = px.line(data, x="depth", y="mean", color="series", error_y="std" if data["std"].notna().any() else None,
+                  markers=True, hover_data=["layer", "n_seeds"])
+    fig.update_layout(title=f"Probe curves ({data['metric'].iloc[0]})", xaxis_title="relative depth (layer / last layer)",
+                      yaxis_title=str(data["metric"].iloc[0]), height=380, margin=dict(t=50))
+    return fig
+
+
+def figure_outcomes(counts: pd.Series, name_a: str, name_b: str) -> go.Figure:
+    """Bar chart of paired outcomes (both right, both wrong, A wins, B wins)."""
+    labels = [str(i).replace("A wins", f"{name_a} wins").replace("B wins", f"{name_b} wins") for i in counts.index]
+    fig = go.Figure(go.Bar(x=labels, y=counts.to_numpy()))
+    fig.update_layout(title="Per-example outcomes", height=320, margin=dict(t=50, b=40))
+    return fig
+
+
+def faithfulness_figure(table: pd.DataFrame) -> go.Figure:
+    """Each faithfulness/plausibility metric per method, with its 95% bootstrap CI (``faithfulness_summary``).
+
+    Comprehensiveness (higher = more faithful) and sufficiency (lower = more faithful) are ERASER's AOPC
+    measures (DeYoung et al., 2020); deletion (lower) and insertion (higher) AUC follow Petsiuk et al. (2018).
+    """
+    data = table.assign(err_plus=table["ci_high"] - table["mean"], err_minus=table["mean"] - table["ci_low"])
+    fig = px.bar(data, x="metric", y="mean", color="method", barmode="group", error_y="err_plus",
+                 error_y_minus="err_minus", hover_data=["n", "ci_low", "ci_high"])
+    fig.update_layout(title="Faithfulness per method (95% bootstrap CI)", xaxis_title="", yaxis_title="mean",
+                      height=360, margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def feature_histogram(histogram: pd.DataFrame, feature: int) -> go.Figure:
+    """Histogram of one SAE latent's non-zero activations (``histograms.parquet`` rows of that feature)."""
+    rows = histogram[histogram["feature"] == feature]
+    fig = go.Figure(go.Bar(x=(rows["left"] + rows["right"]) / 2, y=rows["count"], width=rows["right"] - rows["left"],
+                           hovertemplate="activation %{x:.3f}<br>tokens %{y}<extra></extra>"))
+    fig.update_layout(title=f"Latent {feature}: activations when active", xaxis_title="activation",
+                      yaxis_title="tokens", height=300, margin=dict(t=50, b=40))
+    return fig

@@ -5,8 +5,8 @@ import streamlit as st
 
 from atinuke.errors import UserInputError
 from workbench import compare
+from workbench.figures import figure_cka, figure_outcomes, figure_probe_overlay
 from workbench.pages import _common
-from workbench.report import figure_cka, figure_outcomes, figure_probe_overlay
 
 DEFAULT_TEXTS = ("The committee approved the budget after a long debate.",
                  "She did not expect the train to arrive so early.",

@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from workbench import errors
+from workbench.figures import figure_cohorts, figure_confusion, figure_reliability, figure_slices
 from workbench.pages import _common
-from workbench.report import figure_cohorts, figure_confusion, figure_reliability, figure_slices
 
 SIGNAL_LIMIT = 300  # examples whose internal signals are computed on demand (the tree then sees these rows)
 

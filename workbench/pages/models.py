@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from workbench import artifacts
+from workbench.figures import figure_training_curve
 from workbench.pages import _common
-from workbench.report import figure_training_curve
 
 
 @st.cache_data(show_spinner=False)

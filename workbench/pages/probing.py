@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench.compare import probe_overlay
+from workbench.figures import figure_probe_overlay
 from workbench.pages import _common
-from workbench.report import figure_probe_overlay
 
 
 def render() -> None:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from workbench import artifacts
 from workbench.pages import _common
-from workbench.report import build_report, find_chromium
+from workbench.report import build_report, find_chromium, gather
 
 
 def _zip(directory: Path) -> bytes:
@@ -25,8 +25,10 @@ def _zip(directory: Path) -> bytes:
 def render() -> None:
     st.title("Reports")
     _common.page_header()
-    st.caption("One HTML file that opens offline (plotly embedded), with provenance, plus its data as CSV/parquet. "
-               "Command line: `workbench report --runs runs --out report.html`.")
+    st.caption("One HTML file that opens offline (plotly embedded): the claims' verdicts first, a summary per model, "
+               "then attention, attribution and faithfulness, probing, error analysis, comparison and provenance, "
+               "with its data as CSV/parquet. Command line: `workbench report --runs runs --out report.html "
+               "[--models A,B] [--tasks snli] [--compare A,B]`.")
     root = _common.root()
     candidates = {f"pretrain / {r.name}": r.path for r in artifacts.find_pretrain_runs(root)}
     candidates |= {f"finetune / {r.label}": r.path for r in artifacts.find_finetune_runs(root)}
@@ -36,6 +38,13 @@ def render() -> None:
         _common.missing("run to report on", "pretrain")
         return
     chosen = st.multiselect("Runs", list(candidates), default=list(candidates), key="report_runs")
+    found = None
+    with _common.friendly_errors("report"):
+        found = gather([candidates[c] for c in chosen]) if chosen else None
+    models = st.multiselect("Models (none chosen: all)", found.models() if found else [], key="report_models")
+    tasks = st.multiselect("Tasks (none chosen: all)", found.tasks() if found else [], key="report_tasks")
+    side_by_side = st.checkbox("Side by side (a comparison report of exactly two models)", value=False,
+                               disabled=len(models) != 2, key="report_pair")
     title = st.text_input("Title", "Atinuke Workbench report", key="report_title")
     want_pdf = st.checkbox("Also print a PDF", value=False, disabled=find_chromium() is None, key="report_pdf",
                            help=None if find_chromium() else "needs chromium (apt-get install chromium)")
@@ -47,7 +56,9 @@ def render() -> None:
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
             out = root / "reports" / f"report-{stamp}.html"
             with st.spinner("Analysing runs and writing the report…"):
-                result = build_report([candidates[c] for c in chosen], out, title=title or "Report", pdf=want_pdf)
+                result = build_report([candidates[c] for c in chosen], out, title=title or "Report", pdf=want_pdf,
+                                      models=None if side_by_side or not models else models, tasks=tasks or None,
+                                      pair=models if side_by_side and len(models) == 2 else None)
             st.session_state["report_result"] = (str(result.html), str(result.data_dir),
                                                  str(result.pdf) if result.pdf else None)
     if "report_result" in st.session_state:

@@ -1,0 +1,183 @@
+"""``workbench sae train|inspect``: dictionary features at any hook of any model the workbench opens.
+
+``workbench sae train --model M --hook blocks.1.hook_resid_post --width 4096 --k 32 --out DIR`` streams the
+hook's activations over a corpus to ``DIR/store`` (bounded shards), trains the SAE (progress bar,
+TensorBoard in ``DIR/tb``, checkpoints in ``DIR/checkpoint``; ``--resume`` continues exactly), evaluates it on
+held-out text beside an SAE trained identically on a randomly re-initialised copy of the model (``DIR/control``),
+and writes ``DIR/sae`` (SAELens layout), ``DIR/metrics.json`` and the feature tables (``features.parquet``,
+``contexts.parquet``, ``histograms.parquet``).
+
+``workbench sae inspect --sae PATH --model M --out DIR`` does the evaluation and the feature tables for an SAE
+trained elsewhere (SAELens layout).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from atinuke.errors import UserInputError
+from atinuke.io import atomic_write_json, check_out_dir, write_with
+
+logger = logging.getLogger(__name__)
+
+HELD_OUT_FRACTION = 0.1
+
+
+def corpus_split(source: str, eval_texts: int) -> tuple[list[str], list[str]]:
+    """(training texts, held-out texts): PTB's own valid split, else the last tenth of the documents."""
+    from atinuke.corpus import load_texts
+
+    if source == "ptb":
+        train = [t for t in load_texts("ptb", "train") if t.strip()]
+        held = [t for t in load_texts("ptb", "valid") if t.strip()]
+    else:
+        texts = [t for t in load_texts(source, "train") if t.strip()]
+        if len(texts) < 2:
+            raise UserInputError(f"--corpus {source}: needs at least two non-empty documents")
+        cut = max(1, int(len(texts) * (1 - HELD_OUT_FRACTION)))
+        train, held = texts[:cut], texts[cut:]
+    if not train or not held:
+        raise UserInputError(f"--corpus {source}: no texts")
+    return train, held[:eval_texts]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="'minilm', a pretraining run, or a model directory")
+    parser.add_argument("--corpus", default="ptb", help="ptb (default), wiki, lee, or a UTF-8 text file")
+    parser.add_argument("--eval-texts", type=int, default=200, help="held-out texts for the metrics")
+    parser.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --resume/--overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace what this command writes in --out")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``workbench sae train`` and ``workbench sae inspect``."""
+    from workbench.features.sae import KINDS
+
+    sub = parser.add_subparsers(dest="sae_command", required=True)
+    train = sub.add_parser("train", help="train an SAE at a hook, with the random-model control")
+    _add_common(train)
+    train.add_argument("--hook", required=True, help="hook name, e.g. blocks.1.hook_resid_post")
+    train.add_argument("--kind", default="topk", choices=KINDS)
+    train.add_argument("--width", type=int, default=4096, help="latents")
+    train.add_argument("--k", type=int, default=32, help="active latents per token (topk, batchtopk)")
+    train.add_argument("--l1", type=float, default=1e-3, help="sparsity coefficient (relu, jumprelu)")
+    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
+    train.add_argument("--steps", type=int, default=None, help="training steps (default: one pass over the tokens)")
+    train.add_argument("--max-tokens", type=int, default=200_000, help="training tokens streamed from the corpus")
+    train.add_argument("--shard-tokens", type=int, default=65_536, help="rows per on-disk shard (memory bound)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-control", action="store_true", help="skip the random-model control")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    inspect = sub.add_parser("inspect", help="metrics and feature tables of an SAE in the SAELens layout")
+    _add_common(inspect)
+    inspect.add_argument("--sae", required=True, help="directory with cfg.json and sae_weights.safetensors")
+    inspect.add_argument("--hook", default=None, help="hook name (default: the SAE's hook_name)")
+    inspect.add_argument("--max-tokens", type=int, default=20_000, help="held-out tokens for the feature tables")
+
+
+def _subject(model: str, device: str) -> Any:
+    from workbench.subject import load_subject
+
+    if model != "minilm" and not Path(model).is_dir():
+        raise UserInputError(f"--model {model}: no such model directory")
+    subject = load_subject(model, device=device)
+    if subject.task_model is not None:
+        raise UserInputError(f"--model {model}: a fine-tuned task model; give its encoder or a pretraining run")
+    return subject
+
+
+def train_run(subject: Any, hook: str, out: Path, train_texts: Sequence[str], held_texts: Sequence[str],
+              config: Any, steps: Optional[int], max_tokens: int, shard_tokens: int, max_length: int,
+              resume: bool, progress: bool, lm: Any = "auto") -> tuple[dict[str, Any], Any]:
+    """Store, train, evaluate and export one SAE into ``out``; returns (metrics and training figures, the SAE)."""
+    from workbench.features.evaluate import evaluate_sae
+    from workbench.features.saelens import export_saelens
+    from workbench.features.store import build_store
+    from workbench.features.train import train_sae
+
+    store = build_store(subject, hook, train_texts, out / "store", shard_tokens=shard_tokens, max_tokens=max_tokens,
+                        max_length=max_length, progress=progress)
+    n_steps = steps or max(store.batches_per_epoch(config.batch_size), 1)
+    result = train_sae(store, config, n_steps, out=out, resume=resume, progress=progress)
+    metrics = evaluate_sae(result.sae, subject, hook, held_texts, max_length=max_length, seed=config.seed, lm=lm)
+    export_saelens(result.sae, out / "sae", overwrite=True)
+    return {"metrics": metrics.to_dict(), "train": {"steps": result.steps, "tokens": result.tokens,
+                                                    "store_tokens": store.n_tokens, "seconds": round(result.seconds, 2),
+                                                    "tokens_per_s": round(result.tokens_per_s, 1)}}, result.sae
+
+
+def _feature_tables(sae: Any, subject: Any, hook: str, held_texts: Sequence[str], out: Path, max_tokens: int,
+                    max_length: int, progress: bool, lm: Any) -> None:
+    from workbench.features.dashboard import feature_tables, unembedding_of
+    from workbench.features.store import build_store
+
+    held = build_store(subject, hook, held_texts, out / "heldout", max_tokens=max_tokens, max_length=max_length,
+                       progress=progress)
+    tables = feature_tables(sae, held, subject.tokenizer, held_texts, unembedding=unembedding_of(subject, lm),
+                            max_length=max_length)
+    for name, frame in tables.items():
+        write_with(out / f"{name}.parquet", lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``workbench sae train`` or ``workbench sae inspect``."""
+    from workbench.features.evaluate import evaluate_sae, language_model, randomized_copy
+    from workbench.features.sae import SAEConfig
+
+    started = time.perf_counter()
+    out = check_out_dir(args.out, resume=getattr(args, "resume", False), overwrite=args.overwrite)
+    subject = _subject(args.model, args.device)
+    train_texts, held_texts = corpus_split(args.corpus, args.eval_texts)
+    progress = not args.no_progress
+    lm = language_model(subject)
+    if args.sae_command == "inspect":
+        from workbench.features.saelens import import_saelens
+
+        sae = import_saelens(Path(args.sae))
+        hook = args.hook or sae.config.hook
+        if not hook:
+            raise UserInputError(f"{args.sae}: no hook_name in cfg.json; pass --hook")
+        subject._check_names([hook])
+        if sae.config.d_in != subject.d_model:
+            raise UserInputError(f"{args.sae}: an SAE of width {sae.config.d_in}, the model's {hook} is {subject.d_model}")
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = evaluate_sae(sae, subject, hook, held_texts, max_length=args.max_length, lm=lm)
+        _feature_tables(sae, subject, hook, held_texts, out, args.max_tokens, args.max_length, progress, lm)
+        atomic_write_json(out / "metrics.json", {"sae": metrics.to_dict(), "config": sae.config.to_dict(),
+                                                 "source": str(args.sae), "model": subject.name, "hook": hook})
+        print(f"{args.sae}: L0 {metrics.l0:.1f}, FVE {metrics.fve:.3f}, {metrics.loss_kind} recovered "
+              f"{metrics.loss_recovered:.3f}; tables in {out}")
+        return 0
+    subject._check_names([args.hook])
+    config = SAEConfig(d_in=subject.d_model, width=args.width, kind=args.kind, k=args.k, l1_coefficient=args.l1,
+                       lr=args.lr, batch_size=args.batch_size, seed=args.seed, hook=args.hook, model=subject.name)
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(steps=args.steps, max_tokens=args.max_tokens, shard_tokens=args.shard_tokens,
+                  max_length=args.max_length, resume=args.resume, progress=progress)
+    trained, sae = train_run(subject, args.hook, out, train_texts, held_texts, config, lm=lm, **common)
+    summary: dict[str, Any] = {"model": subject.name, "hook": args.hook, "corpus": args.corpus,
+                               "config": config.to_dict(), "sae": trained["metrics"], "train": trained["train"]}
+    if not args.no_control:
+        control, control_lm = randomized_copy(subject, seed=args.seed)
+        controlled, _ = train_run(control, args.hook, out / "control", train_texts, held_texts, config,
+                                  lm=control_lm, **common)
+        summary["control"] = controlled["metrics"]
+        summary["control_train"] = controlled["train"]
+    _feature_tables(sae, subject, args.hook, held_texts, out, min(args.max_tokens, 20_000), args.max_length,
+                    progress, lm)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(out / "metrics.json", summary)
+    m = trained["metrics"]
+    line = (f"{args.hook}: L0 {m['l0']:.1f}, FVE {m['fve']:.3f}, loss recovered {m['loss_recovered']:.3f}")
+    if "control" in summary:
+        c = summary["control"]
+        line += f" (random-init control: FVE {c['fve']:.3f}, loss recovered {c['loss_recovered']:.3f})"
+    print(line + f"; written to {out}")
+    return 0

@@ -1,0 +1,133 @@
+"""What each latent of an SAE does, as tables the app's feature pages and the reports read.
+
+- ``features.parquet``: per latent: firing frequency, mean and max activation, the tokens it fires on most,
+  and (for LMs) the output tokens its decoder direction promotes through the unembedding;
+- ``contexts.parquet``: per latent its top-activating tokens with their context window (token strings and
+  the latent's activation on every token of the window, for highlighting);
+- ``histograms.parquet``: per latent a histogram of its non-zero activations.
+
+Built from an activation store (which remembers each row's text, position and token), so nothing is
+recomputed but the SAE's encoder.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections import Counter
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench.features.sae import SparseAutoencoder
+from workbench.features.store import ActivationStore
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def encode_store(sae: SparseAutoencoder, store: ActivationStore, batch_size: int = 4096
+                 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse latents of every stored row: (values [n, k'], indices [n, k'], doc, pos, token) with k' the
+    most latents any row has active (rows keep their top k' activations; TopK SAEs lose nothing)."""
+    sae.eval()
+    values, indices, docs, positions, tokens = [], [], [], [], []
+    keep = sae.config.k if sae.config.kind in ("topk", "batchtopk") else min(sae.config.width, 64)
+    for index in range(len(store.shards)):
+        shard = store.shard(index)
+        for start in range(0, len(shard.doc), batch_size):
+            x = torch.from_numpy(np.array(shard.activations[start:start + batch_size], dtype=np.float32))
+            latents = sae(x).latents  # [b, width]
+            top = latents.topk(min(keep, latents.shape[1]), dim=-1)
+            values.append(top.values)
+            indices.append(top.indices)
+        docs.append(np.asarray(shard.doc))
+        positions.append(np.asarray(shard.pos))
+        tokens.append(np.asarray(shard.token))
+    return (torch.cat(values), torch.cat(indices), np.concatenate(docs), np.concatenate(positions),
+            np.concatenate(tokens))
+
+
+def feature_tables(sae: SparseAutoencoder, store: ActivationStore, tokenizer: Any, texts: Sequence[str],
+                   unembedding: Optional[torch.Tensor] = None, n_contexts: int = 12, window: int = 8,
+                   n_bins: int = 20, max_length: int = 128) -> dict[str, pd.DataFrame]:
+    """The three tables of the module docstring.
+
+    Args:
+        texts: the corpus the store was built from (row ``doc`` indexes it).
+        unembedding: [vocab, d_in] output embedding, to list the tokens a latent's decoder row promotes
+            (its direct path to the logits; post-norm models put a layer norm in between, so this is the
+            direction's first-order effect).
+    """
+    values, indices, doc, pos, token = encode_store(sae, store)
+    width = sae.config.width
+    flat_latent = indices.flatten().numpy()
+    flat_value = values.flatten().numpy()
+    flat_row = np.repeat(np.arange(len(doc)), indices.shape[1])
+    active = flat_value > 0
+    flat_latent, flat_value, flat_row = flat_latent[active], flat_value[active], flat_row[active]
+    n_rows = len(doc)
+    order = np.lexsort((-flat_value, flat_latent))  # by latent, strongest first
+    flat_latent, flat_value, flat_row = flat_latent[order], flat_value[order], flat_row[order]
+    starts = np.searchsorted(flat_latent, np.arange(width))
+    ends = np.searchsorted(flat_latent, np.arange(width), side="right")
+    promoted: dict[int, list[str]] = {}
+    if unembedding is not None:
+        logits = sae.W_dec.detach() @ unembedding.t().float()  # [width, vocab]
+        top = logits.topk(5, dim=-1).indices.numpy()
+        promoted = {f: tokenizer.convert_ids_to_tokens(top[f].tolist()) for f in range(width)}
+    token_cache: dict[int, list[str]] = {}
+
+    def tokens_of(d: int) -> list[str]:
+        if d not in token_cache:
+            ids = tokenizer(texts[d], truncation=True, max_length=max_length)["input_ids"]
+            token_cache[d] = tokenizer.convert_ids_to_tokens(ids)
+        return token_cache[d]
+
+    # Activation of latent f at every stored row of a document, for highlighting contexts.
+    row_of = {(int(d), int(p)): r for r, (d, p) in enumerate(zip(doc, pos))}
+    features, contexts, histograms = [], [], []
+    for f in range(width):
+        rows, acts = flat_row[starts[f]:ends[f]], flat_value[starts[f]:ends[f]]
+        common = Counter(token[rows].tolist()).most_common(5)
+        features.append(dict(
+            feature=f, frequency=len(rows) / max(n_rows, 1), n_active=len(rows),
+            mean_activation=float(acts.mean()) if len(acts) else 0.0, max_activation=float(acts.max()) if len(acts) else 0.0,
+            top_tokens=" ".join(tokenizer.convert_ids_to_tokens([t for t, _ in common])),
+            promoted_tokens=" ".join(promoted.get(f, []))))
+        if len(acts):
+            counts, edges = np.histogram(acts, bins=n_bins)
+            histograms += [dict(feature=f, left=float(a), right=float(b), count=int(c))
+                           for a, b, c in zip(edges[:-1], edges[1:], counts)]
+        member = dict(zip(rows.tolist(), acts.tolist()))
+        for rank, (r, a) in enumerate(zip(rows[:n_contexts], acts[:n_contexts])):
+            d, p = int(doc[r]), int(pos[r])
+            strings = tokens_of(d)
+            lo, hi = max(0, p - window), min(len(strings), p + window + 1)
+            shade = [member.get(row_of.get((d, q), -1), 0.0) for q in range(lo, hi)]
+            contexts.append(dict(feature=f, rank=rank, doc=d, position=p, activation=float(a),
+                                 tokens=json.dumps(strings[lo:hi]), activations=json.dumps(shade), center=p - lo))
+    return {"features": pd.DataFrame(features), "contexts": pd.DataFrame(contexts),
+            "histograms": pd.DataFrame(histograms, columns=["feature", "left", "right", "count"])}
+
+
+def unembedding_of(subject: Any, lm: Any) -> Optional[torch.Tensor]:
+    """[vocab, d_model] output embedding of the subject's LM (None without one)."""
+    if lm is None:
+        return None
+    output = lm.model.get_output_embeddings()
+    return None if output is None else output.weight.detach()
+
+
+def context_html(tokens: Sequence[str], activations: Sequence[float], center: int, scale: float) -> str:
+    """One context as HTML: every token escaped, shaded by the latent's activation over ``scale``, the
+    top-activating token outlined. Only numbers reach the style attributes."""
+    parts = []
+    for index, (token, value) in enumerate(zip(tokens, activations)):
+        alpha = 0.0 if scale <= 0 else min(max(float(value) / scale, 0.0), 1.0) * 0.85
+        outline = "outline:1px solid #333;" if index == center else ""
+        parts.append(f'<span style="background:rgba(214,39,40,{alpha:.2f});{outline}padding:0 1px" '
+                     f'title="{float(value):.3f}">{html.escape(str(token))}</span>')
+    return " ".join(parts)

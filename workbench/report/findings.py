@@ -1,0 +1,181 @@
+"""The report's first pages: the paper's claims with their verdicts, then one summary per model."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from workbench import compare
+from workbench.artifacts import HOW_TO_CREATE
+from workbench.figures import figure_training_curve
+from workbench.report.context import Context, fmt
+from workbench.report.document import Block, Claims, Missing, Paragraph, Section
+
+EXPERIMENT_COMMAND = "atinuke experiment --arms atinuke,bert,minilm --seeds 3 --tasks all --scale tiny --out runs/experiment"
+
+
+def _verdict_class(verdict: str) -> str:
+    for word in ("supported", "contradicted", "inconclusive"):
+        if verdict.startswith(word):
+            return word
+    return "none"
+
+
+def findings(ctx: Context) -> Section:
+    """The claims table: each claim as the paper states it, its verdict, the scores and the evidence."""
+    from workbench.claims import evaluate_claims
+
+    inputs = ctx.inputs
+    claims = evaluate_claims(experiment=inputs.experiment, pretrain=inputs.pretrain, probes=inputs.probes,
+                             n_boot=ctx.n_boot, search=False)
+    ctx.claims = claims
+    ctx.doc.keep("claims", claims)
+    section = Section("Findings: the paper's claims", intro=(
+        "Benchmark verdicts come from the controlled experiment only: Atinuke against a BERT encoder of the same "
+        "size trained on the same tokens with the same recipe (arm bert), over seeds and examples, Holm-corrected. "
+        "A model at its task's trivial baseline makes the claim 'not measurable at this budget'. MiniLM is a "
+        "pretrained reference, never the comparator."))
+    rows = []
+    for claim in claims.to_dict(orient="records"):
+        comparator = f"{fmt(claim['comparator_score'])} ({claim['comparator']})" if claim.get("comparator") else fmt(
+            claim["comparator_score"])
+        rows.append(dict(statement=claim["statement"], verdict=str(claim["verdict"]),
+                         verdict_class=_verdict_class(str(claim["verdict"])), atinuke=fmt(claim["atinuke_score"]),
+                         comparator=comparator, trivial=fmt(claim["trivial_score"]), p=fmt(claim["p_adjusted"]),
+                         evidence=str(claim["evidence"] or ""), provenance=str(claim["provenance"] or "")))
+    section.blocks.append(Claims(rows))
+    if inputs.experiment is None:
+        section.blocks.append(Missing("controlled experiment (the benchmark verdicts need it)", EXPERIMENT_COMMAND))
+    section.blocks.append(Paragraph("Scores are the mean per-example score of the task's headline convention "
+                                    "(example F1; accuracy for classification), averaged over seeds; p is the "
+                                    "hierarchical-bootstrap p-value after Holm correction. Full table: "
+                                    f"{ctx.doc.data_dir_name}/claims.csv.", "note"))
+    return section
+
+
+def _trivial(task: str, predictions: pd.DataFrame) -> Optional[float]:
+    from workbench.claims import trivial_example_scores
+
+    try:
+        return float(np.mean(trivial_example_scores(task, predictions["gold"])))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def task_scores(ctx: Context) -> pd.DataFrame:
+    """One row per (model, task): the headline metric, the mean example score and the trivial baseline's."""
+    if "task_scores" in ctx.cache:
+        return ctx.cache["task_scores"]
+    rows = []
+    for run in ctx.inputs.finetune:
+        predictions = run.predictions()
+        headline = str(run.metrics.get("headline_metric") or "accuracy")
+        example = predictions["example_f1"] if "example_f1" in predictions else predictions["correct"]
+        rows.append(dict(model=run.model, task=run.task, metric=headline, value=run.metrics.get(headline),
+                         example_score=float(example.astype(float).mean()), trivial=_trivial(run.task, predictions),
+                         n=len(predictions), data=", ".join(sorted(predictions["provenance"].dropna().astype(str).unique()))
+                         if "provenance" in predictions else ""))
+    frame = pd.DataFrame(rows, columns=["model", "task", "metric", "value", "example_score", "trivial", "n", "data"])
+    ctx.cache["task_scores"] = frame
+    return frame
+
+
+def probe_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, probing task): the best layer, its score, the control task's score there (selectivity,
+    Hewitt and Liang 2019) and the embedding layer's score (what the contextual layers add)."""
+    rows = []
+    for task in sorted(results["task"].astype(str).unique()):
+        overlay = compare.probe_overlay(results, task)
+        for model, group in overlay.groupby("model", sort=False):
+            real = group[group["control"].isin(["none", "", "real"])].set_index("layer")["mean"]
+            if real.empty:
+                continue
+            control = group[group["control"] == "control_task"].set_index("layer")["mean"]
+            best = int(real.idxmax())
+            rows.append(dict(model=model, task=task, metric=str(group["metric"].iloc[0]), best_layer=best,
+                             best=float(real.max()), layer_0=float(real.get(0, np.nan)),
+                             control_at_best=float(control.get(best, np.nan)),
+                             selectivity=float(real.max() - control.get(best, np.nan))))
+    return pd.DataFrame(rows, columns=["model", "task", "metric", "best_layer", "best", "layer_0", "control_at_best",
+                                       "selectivity"])
+
+
+def faithfulness_headline(ctx: Context, model: str) -> pd.DataFrame:
+    """Comprehensiveness and sufficiency (ERASER AOPC) per task and method of ``model``'s attribution runs."""
+    rows = []
+    for run in ctx.inputs.attributions:
+        table = run.table("faithfulness") if run.model == model else None
+        if table is None:
+            continue
+        wide = table.pivot_table(index="method", columns="metric", values="mean", sort=False)
+        for method, values in wide.iterrows():
+            rows.append(dict(task=run.task, method=method, **{k: values.get(k) for k in (
+                "comprehensiveness", "sufficiency", "deletion_auc", "insertion_auc") if k in values}))
+    return pd.DataFrame(rows)
+
+
+def _pretraining_blocks(ctx: Context, model: str) -> list[Block]:
+    blocks: list[Block] = []
+    for run in [r for r in ctx.inputs.pretrain if r.name == model]:
+        s = run.summary
+        params = s.get("parameters", {})
+        facts = dict(arch=s.get("arch"), objective=s.get("objective"),
+                     parameters=params.get("total") if isinstance(params, dict) else params, steps=s.get("steps"),
+                     tokens=s.get("tokens"), val_ppl=s.get("val_ppl"), test_ppl=s.get("test_ppl"),
+                     unigram_ppl=s.get("val_unigram_ppl"), seed=s.get("seed"))
+        facts = {k: v for k, v in facts.items() if v is not None}
+        blocks.append(ctx.doc.table(pd.DataFrame([facts]), "Pretraining: validation and test (pseudo-)perplexity "
+                                    "against the unigram model's, which knows only word frequencies.",
+                                    name=f"pretrain_{model}_summary"))
+        metrics = run.metrics()
+        if metrics is not None and {"step", "loss"} <= set(metrics.columns) and len(metrics):
+            ctx.doc.keep(f"pretrain_{model}_metrics", metrics)
+            blocks.append(ctx.doc.figure(
+                figure_training_curve(metrics, s.get("val_unigram_ppl")),
+                "Training loss (left axis) and validation perplexity (right axis, log scale) per step. The dashed "
+                "line is the unigram perplexity: a model below it has learnt more than word frequencies.",
+                width=ctx.width))
+    return blocks
+
+
+def _model_blocks(ctx: Context, model: str) -> list[Block]:
+    blocks = _pretraining_blocks(ctx, model)
+    scores = task_scores(ctx)
+    mine = scores[scores["model"] == model]
+    if len(mine):
+        others = scores[scores["model"] != model]
+        table = mine[["task", "metric", "value", "example_score", "trivial", "n"]].copy()
+        table["other_models"] = [", ".join(f"{o.model} {o.example_score:.3f}" for o in others[others["task"] == t].itertuples())
+                                 for t in table["task"]]
+        blocks.append(ctx.doc.table(
+            table, "Fine-tuned tasks: the headline metric, then the mean example score beside the trivial baseline's "
+            "(majority class, always abstain, all-O, no cluster) and the other models' on the same examples. A score "
+            "at the trivial baseline means the model has not learnt the task.", name=f"tasks_{model}", max_rows=20))
+    if ctx.inputs.probes is not None:
+        probes = probe_summary(ctx.inputs.probes)
+        probes = probes[probes["model"] == model]
+        if len(probes):
+            blocks.append(ctx.doc.table(
+                probes.drop(columns=["model"]), "Probes: the best layer, its score, the control task's score at that "
+                "layer (selectivity = the difference; Hewitt and Liang, 2019) and layer 0, the embeddings: a best "
+                "layer of 0 means the contextual layers add nothing decodable.", name=f"probes_summary_{model}"))
+    faithful = faithfulness_headline(ctx, model)
+    if len(faithful):
+        blocks.append(ctx.doc.table(
+            faithful, "Faithfulness of the attributions: comprehensiveness (higher: removing the top tokens changes "
+            "the prediction more) and sufficiency (lower: the top tokens alone keep it), ERASER AOPC (DeYoung et al., "
+            "2020).", name=f"faithfulness_headline_{model}"))
+    return blocks
+
+
+def models(ctx: Context) -> Section:
+    """One summary per model: pretraining, each task's score beside the trivial baseline and the others,
+    the probes' best layer and selectivity, the headline faithfulness figures."""
+    section = Section("Models at a glance")
+    if not ctx.models():
+        section.blocks.append(Missing("model runs", HOW_TO_CREATE["pretrain"]))
+        return section
+    ctx.per_model(section, lambda model: _model_blocks(ctx, model) or [Missing(
+        f"pretraining, fine-tuning, probing or attribution runs of {model}", HOW_TO_CREATE["finetune"])])
+    return section
