@@ -88,6 +88,7 @@ bench: install
 	OMP_NUM_THREADS=1 $(PY) bench/probes.py
 	OMP_NUM_THREADS=1 $(PY) bench/app_pages.py
 	OMP_NUM_THREADS=1 $(PY) bench/sae.py
+	OMP_NUM_THREADS=1 $(PY) bench/patching.py
 
 clean:
 	rm -rf .venv runs

@@ -366,4 +366,4 @@ def reference_sae_step(sae: SparseAutoencoder, optimizer: torch.optim.Optimizer,
     sae.remove_parallel_gradient()
     optimizer.step()
     sae.normalize_decoder()
-    return float(out.loss)
+    return float(out.loss.detach())

@@ -51,6 +51,24 @@ class Context:
             if blocks:
                 section.subsections.append(Section(title(model), blocks))
 
+    def per_task(self, section: Section, runs: list[Any], prefix: str, blocks_of: Callable[[Any], list[Block]],
+                 missing: Callable[[str, str], Block]) -> None:
+        """Add each task's runs: one subsection per (task, model), or per task with the pair side by side
+        (``missing(model, task)`` stands in for a model without that task's run)."""
+        for task in sorted({r.task for r in runs}):
+            group = [r for r in runs if r.task == task]
+            if not self.pair:
+                for run in group:
+                    section.subsections.append(Section(f"{prefix}: {task} — {run.model}", blocks_of(run)))
+                continue
+            sub = Section(f"{prefix}: {task}")
+
+            def build(model: str, group: list[Any] = group, task: str = task) -> list[Block]:
+                return [b for r in group if r.model == model for b in blocks_of(r)] or [missing(model, task)]
+
+            self.per_model(sub, build)
+            section.subsections.append(sub)
+
     def analysis(self, run: Any) -> Any:
         """The error analysis of a fine-tuning run, computed once per report."""
         from workbench import errors

@@ -193,19 +193,8 @@ def attribution(ctx: Context) -> Section:
     if not ctx.inputs.attributions:
         section.blocks.append(Missing("attributions", attribute_command(None)))
         return section
-    for task in sorted({r.task for r in ctx.inputs.attributions}):
-        sub = Section(f"Attribution: {task}")
-        if ctx.pair:
-            def build(model: str, task: str = task) -> list[Block]:
-                runs = _runs(ctx, model, task)
-                return [b for r in runs for b in _attribution_blocks(ctx, r)] or [
-                    Missing(f"attributions of {model} on {task}", attribute_command(None, model, task))]
-
-            ctx.per_model(sub, build)
-            section.subsections.append(sub)
-            continue
-        for run in [r for r in ctx.inputs.attributions if r.task == task]:
-            section.subsections.append(Section(f"Attribution: {task} — {run.model}", _attribution_blocks(ctx, run)))
+    ctx.per_task(section, ctx.inputs.attributions, "Attribution", lambda run: _attribution_blocks(ctx, run),
+                 lambda model, task: Missing(f"attributions of {model} on {task}", attribute_command(None, model, task)))
     return section
 
 

@@ -96,21 +96,8 @@ def error_analysis(ctx: Context) -> Section:
     if not ctx.inputs.finetune:
         section.blocks.append(Missing("fine-tuning runs", HOW_TO_CREATE["finetune"]))
         return section
-    for task in sorted({r.task for r in ctx.inputs.finetune}):
-        runs = [r for r in ctx.inputs.finetune if r.task == task]
-        if ctx.pair:
-            sub = Section(f"Errors: {task}")
-
-            def build(model: str, runs: list[FinetuneRun] = runs, task: str = task) -> list[Block]:
-                mine = [r for r in runs if r.model == model]
-                return [b for r in mine for b in _error_blocks(ctx, r)] or [
-                    Missing(f"a {task} run of {model}", HOW_TO_CREATE["finetune"].replace("TASK", task))]
-
-            ctx.per_model(sub, build)
-            section.subsections.append(sub)
-            continue
-        for run in runs:
-            section.subsections.append(Section(f"Errors: {task} — {run.model}", _error_blocks(ctx, run)))
+    ctx.per_task(section, ctx.inputs.finetune, "Errors", lambda run: _error_blocks(ctx, run),
+                 lambda model, task: Missing(f"a {task} run of {model}", HOW_TO_CREATE["finetune"].replace("TASK", task)))
     return section
 
 
