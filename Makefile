@@ -58,11 +58,23 @@ runs/sae/atinuke-seed0-resid1/metrics.json: | $(ATINUKE_RUN)/pretrain/model/conf
 runs/sae/minilm-resid3/metrics.json: | install
 	.venv/bin/workbench sae train --model minilm --hook blocks.3.hook_resid_post $(SAE_FLAGS) --out runs/sae/minilm-resid3
 
+# Mechanisms: the logit and tuned lens of both pretrained arms, and head patching of a minimal SNLI edit
+# (a negated hypothesis: it flips both models from entailment to contradiction).
+runs/lens/%-seed0/lens_layers.parquet: | $(EXPERIMENT)/%/seed0/pretrain/model/config.json
+	.venv/bin/workbench lens --model $(EXPERIMENT)/$*/seed0/pretrain --steps 150 --eval-texts 200 --out runs/lens/$*-seed0
+
+runs/patch/%-seed0-snli/patching.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+	.venv/bin/workbench patch --model $(EXPERIMENT)/$*/seed0/finetune/snli --clean "A man is playing a guitar on stage." \
+	  --clean-pair "A man is playing music." --corrupted "A man is playing a guitar on stage." \
+	  --corrupted-pair "A man is not playing." --out runs/patch/$*-seed0-snli
+
 # Everything the app shows, in the order a visitor needs it.
 models: data experiment runs/probes/atinuke-seed0/pos/results.parquet runs/probes/bert-seed0/pos/results.parquet \
 	runs/probes/minilm/pos/results.parquet \
 	runs/attributions/atinuke-snli/attributions.parquet runs/attributions/minilm-snli/attributions.parquet \
-	runs/sae/atinuke-seed0-resid1/metrics.json runs/sae/minilm-resid3/metrics.json
+	runs/sae/atinuke-seed0-resid1/metrics.json runs/sae/minilm-resid3/metrics.json \
+	runs/lens/atinuke-seed0/lens_layers.parquet runs/lens/bert-seed0/lens_layers.parquet \
+	runs/patch/atinuke-seed0-snli/patching.parquet runs/patch/minilm-seed0-snli/patching.parquet
 
 app:
 	.venv/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true

@@ -29,6 +29,7 @@ PAGES = (
     ("errors.py", "Error analysis", ":material/bug_report:", "errors"),
     ("comparison.py", "Model comparison", ":material/compare:", "comparison"),
     ("features.py", "Features (SAEs)", ":material/grain:", "features"),
+    ("mechanisms.py", "Mechanisms", ":material/account_tree:", "mechanisms"),
     ("claims.py", "Claims", ":material/fact_check:", "claims"),
     ("reports.py", "Reports", ":material/description:", "reports"),
 )

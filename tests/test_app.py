@@ -19,7 +19,7 @@ import pytest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 NEGATION = re.compile(r"\b(not|no|never|n't|nobody|nothing|none)\b", re.IGNORECASE)
-PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "claims", "reports")
+PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "mechanisms", "claims", "reports")
 
 
 def _sentences(n: int) -> list[str]:
@@ -330,6 +330,20 @@ def test_features_page(app_env):
     assert not at.exception
     at.text_input(key="sae_query").set_value("zzzz-no-such-token").run()
     assert any("No feature matches" in i.value for i in at.info)
+
+
+def test_mechanisms_page(app_env):
+    at = _run("mechanisms")
+    assert {"mech_model", "mech_text", "mech_clean", "mech_corrupted", "mech_component"} <= _keys(at)
+    tiny = [o for o in at.selectbox(key="mech_model").options if "tiny-test" in o][0]
+    at.selectbox(key="mech_model").set_value(tiny).run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = _charts(at)
+    assert len(charts) == 3  # the lens curve and the two patching heatmaps
+    assert charts[0]["layout"]["title"]["text"].startswith("KL to the final output")
+    assert [c["layout"]["title"]["text"] for c in charts[1:]] == ["Exact activation patching", "Attribution patching"]
+    at.text_input(key="mech_corrupted").set_value("A much longer corrupted sentence than the clean one here.").run()
+    assert any("same length" in e.value for e in at.error)
 
 
 def test_missing_artifacts_say_which_command(tmp_path, monkeypatch):

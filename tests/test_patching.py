@@ -82,3 +82,22 @@ def test_logit_difference_metric():
         logits = torch.tensor([[1.0, 3.0, 0.0], [2.0, -1.0, 5.0]])
 
     assert float(logit_difference(1, 0)(Output())) == pytest.approx(((3 - 1) + (-1 - 2)) / 2)
+
+
+def test_patch_cli_on_a_task_model(tmp_path, capsys, tiny_atinuke_dir):
+    import pandas as pd
+
+    from workbench.cli import main
+    from workbench.subject import load_subject
+
+    out = tmp_path / "patch"
+    argv = ["patch", "--model", str(tiny_atinuke_dir), "--clean", "the cat sat on the mat", "--corrupted",
+            "the dog sat on the mat", "--component", "heads", "--out", str(out)]
+    assert main(argv) == 0
+    table = pd.read_parquet(out / "patching.parquet")
+    subject = load_subject(tiny_atinuke_dir)
+    assert set(table["method"]) == {"exact", "attribution", "eap_ig"}
+    assert len(table) == 3 * subject.n_layers * subject.n_heads
+    assert main(argv) == 2 and "already holds files" in capsys.readouterr().err
+    bad = argv[:6] + ["the dog sat on the big red mat"] + argv[7:-1] + [str(tmp_path / "bad")]
+    assert main(bad) == 2 and "same length" in capsys.readouterr().err

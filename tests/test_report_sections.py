@@ -14,7 +14,7 @@ from workbench.report.document import Document
 from workbench.report.outcomes import informative_slices
 
 ORDER = ["findings-the-paper-s-claims", "models-at-a-glance", "attention", "attribution-and-faithfulness", "probing",
-         "dictionary-features", "error-analysis", "model-comparison", "provenance"]
+         "dictionary-features", "mechanisms", "error-analysis", "model-comparison", "provenance"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_sections_in_reading_order_with_contents_and_captions(runs, tmp_path):
     summary = page[page.index('id="models-at-a-glance"'):page.index('id="attention"')]
     assert "trivial" in summary and "tiny-test" in summary and "minilm" in summary
     # The fixture's SAE run gets its section: its metrics beside the random-model control, and contexts.
-    features = page[page.index('id="dictionary-features"'):page.index('id="error-analysis"')]
+    features = page[page.index('id="dictionary-features"'):page.index('id="mechanisms"')]
     assert "random-init control" in features and 'class="highlight"' in features and "Create them" not in features
 
 
@@ -63,6 +63,7 @@ def test_absent_artifacts_say_which_command_creates_them(runs, tmp_path):
     assert "workbench attribute" in part("attribution-and-faithfulness")
     assert "probes run" in part("probing")
     assert "workbench sae train" in part("dictionary-features")
+    assert "workbench lens" in part("mechanisms") and "workbench patch" in part("mechanisms")
     assert "atinuke experiment" in part("findings-the-paper-s-claims")
     assert "Create them with:" not in part("error-analysis")  # it has its artifact
 
@@ -130,7 +131,7 @@ def test_pdf_opens_with_the_verdicts_and_ends_with_provenance(runs, tmp_path):
     document.close()
     # Page 1 lists the parts; each part then starts on a later page, in reading order.
     where = [next(i for i, t in enumerate(texts) if i > 0 and name in t) for name in
-             ("2. Models at a glance", "4. Attribution and faithfulness", "7. Error analysis", "9. Provenance")]
+             ("2. Models at a glance", "4. Attribution and faithfulness", "8. Error analysis", "10. Provenance")]
     assert where == sorted(where) and len(set(where)) == 4
     assert not any("Produced with Plotly" in t or "Download plot as a png" in t for t in texts)  # no toolbar printed
 
@@ -152,3 +153,21 @@ def test_attribution_words_from_data_are_escaped(tmp_path):
     assert "<b onload" not in page and "m&lt;b onload=x&gt;x" in page
     # The most negative word is shaded blue at full strength, the others in proportion.
     assert 'style="background: rgba(31,119,180,0.85)"' in page and 'style="background: rgba(214,39,40,0.17)"' in page
+
+
+def test_mechanisms_section_shows_lens_and_patching_runs(tiny_atinuke_dir, tmp_path):
+    from workbench.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["the cat sat on the mat .", "a dog ran in the park .", "prices rose in june ."] * 6))
+    runs = tmp_path / "runs"
+    assert main(["lens", "--model", str(tiny_atinuke_dir), "--corpus", str(corpus), "--steps", "3", "--eval-texts",
+                 "2", "--out", str(runs / "lens" / "tiny")]) == 0
+    assert main(["patch", "--model", str(tiny_atinuke_dir), "--clean", "the cat sat on the mat", "--corrupted",
+                 "the dog sat on the mat", "--out", str(runs / "patch" / "tiny")]) == 0
+    result = report.build_report([runs], tmp_path / "r.html", pdf=False, n_boot=20)
+    page = result.html.read_text(encoding="utf-8")
+    part = page[page.index('id="mechanisms"'):page.index('id="error-analysis"')]
+    assert "Lens: model" in part or "Lens: tiny" in part
+    assert part.count("<figure") == 4  # the lens curve, then exact, attribution and EAP-IG heatmaps
+    assert "Rank correlation with exact patching: attribution" in part and "Create them" not in part

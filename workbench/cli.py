@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attribute": ("workbench.cli", "token attributions of a model's predictions (Captum), stored and resumable"),
     "report": ("workbench.report", "one self-contained HTML report (+ data, + PDF) of runs"),
     "sae": ("workbench.features.cli", "sparse autoencoders at any hook: train (with a random-model control), inspect"),
+    "patch": ("workbench.patching", "activation and attribution patching of a clean/corrupted pair, per component"),
     "lens": ("workbench.lens", "logit lens and tuned lens of an LM per layer, on held-out text"),
     "claims": ("workbench.claims", "the paper's claims with verdicts from the controlled experiment (CSV/JSON)"),
 }
@@ -76,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="with --evaluate: bootstrap resamples of the CIs")
 
 
-def _resolve_subject(model: str, task: Optional[str], device: str) -> Any:
+def resolve_subject(model: str, task: Optional[str], device: str) -> Any:
     """The subject ``model`` names, and only that: a fine-tuned task model when the directory holds one
     (``task_model.json``), else the encoder. A path that does not load is an error, never another run."""
     from workbench.subject import load_subject
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line error contract
     rank, world = _distributed()
-    subject = _resolve_subject(args.model, args.task, args.device)
+    subject = resolve_subject(args.model, args.task, args.device)
     inputs, pairs, ids = _load_inputs(subject, args.task, args.data, args.split, args.limit)
     params = AttributionParams(baseline=args.baseline, n_steps=args.n_steps, tolerance=args.tolerance,
                                n_samples=args.n_samples, batch_size=args.batch_size,

@@ -313,3 +313,26 @@ def feature_histogram(histogram: pd.DataFrame, feature: int) -> go.Figure:
     fig.update_layout(title=f"Latent {feature}: activations when active", xaxis_title="activation",
                       yaxis_title="tokens", height=300, margin=dict(t=50, b=40))
     return fig
+
+
+def patching_heatmap(frame: pd.DataFrame, title: str = "Activation patching") -> go.Figure:
+    """Layer x head (or layer x position) heatmap of normalised patching effects (0 corrupted, 1 clean)."""
+    column = "head" if "head" in frame.columns else "position"
+    grid = frame.pivot(index="layer", columns=column, values="normalized").sort_index()
+    figure = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[f"{column[0].upper()}{c}" for c in grid.columns],
+                                  y=[f"L{layer}" for layer in grid.index], colorscale=DIVERGING, zmid=0,
+                                  texttemplate="%{z:.2f}",
+                                  hovertemplate="%{y} %{x}<br>normalised effect %{z:.3f}<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title=column, yaxis_title="layer", yaxis_autorange="reversed", height=340)
+    return figure
+
+
+def lens_figure(layers: pd.DataFrame) -> go.Figure:
+    """KL(final || lens) per layer for the logit lens and (when present) the tuned lens."""
+    figure = go.Figure()
+    for column, name in (("kl_logit_lens", "logit lens"), ("kl_tuned_lens", "tuned lens")):
+        if column in layers and layers[column].notna().any():
+            figure.add_trace(go.Scatter(x=layers["layer"], y=layers[column], mode="lines+markers", name=name))
+    figure.update_layout(title="KL to the final output per layer (0 = embeddings)", xaxis_title="layer",
+                         yaxis_title="KL (nats)", height=320)
+    return figure

@@ -153,3 +153,88 @@ def attribution_patching(subject: Any, clean: Any, corrupted: Any, metric: Calla
         else:
             effects[layer, 0] = product.sum()
     return _frame(component, effects.detach(), clean_m, corrupted_m)
+
+
+def default_metric(subject: Any, clean: Any, corrupted: Any) -> tuple[Callable[[Any], torch.Tensor], str]:
+    """The metric a user means for this subject, and its description.
+
+    Classification: the logit of the clean prediction minus that of the corrupted prediction (or the clean
+    runner-up when both agree). Regression: the predicted score. Span QA: the start + end logit of the clean
+    best span. Tagging: the mean logit of the clean predicted tags. A plain encoder: the [CLS] state's
+    projection on the clean-minus-corrupted direction.
+    """
+    with torch.no_grad():
+        a, b = subject.forward(clean), subject.forward(corrupted)
+    logits = getattr(a, "logits", None)
+    if logits is not None and logits.dim() == 2:
+        right = logits.argmax(-1)
+        other = b.logits.argmax(-1)
+        runner_up = logits.topk(2, dim=-1).indices[:, 1]
+        wrong = torch.where(other == right, runner_up, other)
+        return logit_difference(right, wrong), "logit(clean prediction) - logit(corrupted prediction or runner-up)"
+    if logits is not None and logits.dim() == 1:
+        return (lambda out: out.logits.mean()), "predicted score"
+    if getattr(a, "start_logits", None) is not None:
+        start, end = a.start_logits.argmax(-1), a.end_logits.argmax(-1)
+        rows = torch.arange(len(start))
+        return (lambda out: (out.start_logits[rows, start] + out.end_logits[rows, end]).mean(),
+                "start + end logit of the clean best span")
+    if getattr(a, "tag_logits", None) is not None:
+        tags = a.tag_logits.argmax(-1, keepdim=True)  # [batch, pos, 1]
+        return (lambda out: out.tag_logits.gather(-1, tags).mean()), "mean logit of the clean predicted tags"
+    if getattr(a, "last_hidden_state", None) is not None:
+        direction = (a.last_hidden_state[:, 0] - b.last_hidden_state[:, 0]).mean(0)
+        return (lambda out: (out.last_hidden_state[:, 0] @ direction).mean(),
+                "[CLS] state along the clean-minus-corrupted direction")
+    raise UserInputError(f"{subject.name}: no default patching metric for this head; pass a metric in Python")
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+def add_arguments(parser: Any) -> None:
+    """``workbench patch``: which components carry the difference between a clean and a corrupted input."""
+    parser.add_argument("--model", required=True, help="'minilm', a model directory or a fine-tuning run")
+    parser.add_argument("--clean", required=True, help="the clean text")
+    parser.add_argument("--corrupted", required=True, help="the corrupted text (the same number of tokens)")
+    parser.add_argument("--clean-pair", default=None, help="second segment of the clean input (pair tasks)")
+    parser.add_argument("--corrupted-pair", default=None, help="second segment of the corrupted input")
+    parser.add_argument("--component", default="heads", choices=COMPONENTS)
+    parser.add_argument("--method", default="all", choices=("exact", *METHODS, "all"))
+    parser.add_argument("--n-steps", type=int, default=8, help="EAP-IG interpolation steps")
+    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true")
+
+
+def run(args: Any) -> int:
+    """Write ``patching.parquet`` (one row per component and method) and ``summary.json``."""
+    from atinuke.io import atomic_write_json, check_out_dir, write_with
+    from workbench.cli import resolve_subject
+
+    out = check_out_dir(args.out, overwrite=args.overwrite)
+    subject = resolve_subject(args.model, None, "cpu")
+    for text, flag in ((args.clean, "--clean"), (args.corrupted, "--corrupted")):
+        if not text.strip():
+            raise UserInputError(f"{flag}: empty text")
+    clean = subject.tokenize([args.clean], None if args.clean_pair is None else [args.clean_pair])
+    corrupted = subject.tokenize([args.corrupted], None if args.corrupted_pair is None else [args.corrupted_pair])
+    if clean["input_ids"].shape != corrupted["input_ids"].shape:
+        raise UserInputError(f"--clean has {clean['input_ids'].shape[1]} tokens and --corrupted "
+                             f"{corrupted['input_ids'].shape[1]}; patching needs inputs of the same length")
+    metric, description = default_metric(subject, clean, corrupted)
+    methods = ["exact", *METHODS] if args.method == "all" else [args.method]
+    frames = []
+    for method in methods:
+        frame = (exact_patching(subject, clean, corrupted, metric, args.component) if method == "exact" else
+                 attribution_patching(subject, clean, corrupted, metric, args.component, method, args.n_steps))
+        frames.append(frame.assign(method=method))
+    table = pd.concat(frames, ignore_index=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_with(out / "patching.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write_json(out / "summary.json", {"model": subject.name, "component": args.component, "metric": description,
+                                             "clean": args.clean, "corrupted": args.corrupted, "methods": methods,
+                                             "metric_clean": frames[0].attrs["clean"],
+                                             "metric_corrupted": frames[0].attrs["corrupted"]})
+    top = table[table["method"] == methods[0]].sort_values("normalized", key=abs, ascending=False).head(5)
+    print(f"{description}: clean {frames[0].attrs['clean']:.4g}, corrupted {frames[0].attrs['corrupted']:.4g}")
+    print(top.to_string(index=False))
+    return 0

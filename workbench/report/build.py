@@ -27,6 +27,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("attribution", interpretability.attribution),
     ("probing", interpretability.probing),
     ("features", interpretability.features),
+    ("mechanisms", interpretability.mechanisms),
     ("errors", outcomes.error_analysis),
     ("comparison", outcomes.comparison),
 )

@@ -84,6 +84,19 @@ class SAERun:
 
 
 @dataclass
+class MechanismRun:
+    """A ``workbench lens`` (``lens_layers.parquet``) or ``workbench patch`` (``patching.parquet``) directory."""
+
+    path: Path
+    kind: str  # "lens" or "patching"
+    model: str
+    summary: dict = field(default_factory=dict)
+
+    def table(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / ("lens_layers.parquet" if self.kind == "lens" else "patching.parquet"))
+
+
+@dataclass
 class ReportInputs:
     """The runs a report covers."""
 
@@ -93,11 +106,12 @@ class ReportInputs:
     experiment: Optional[Path] = None
     attributions: list[AttributionRun] = field(default_factory=list)
     sae: list[SAERun] = field(default_factory=list)
+    mechanisms: list[MechanismRun] = field(default_factory=list)
 
     def models(self) -> list[str]:
         """Every model name, in the order the runs were found (pretraining first)."""
         names = [r.name for r in self.pretrain] + [r.model for r in self.finetune]
-        names += [r.model for r in self.attributions] + [r.model for r in self.sae]
+        names += [r.model for r in self.attributions] + [r.model for r in self.sae] + [r.model for r in self.mechanisms]
         if self.probes is not None:
             names += [str(m) for m in self.probes["model"].unique()]
         return list(dict.fromkeys(names))
@@ -125,7 +139,8 @@ class ReportInputs:
         return replace(self, pretrain=[r for r in self.pretrain if keep_model(r.name)],
                        finetune=[r for r in self.finetune if keep_model(r.model) and keep_task(r.task)],
                        attributions=[r for r in self.attributions if keep_model(r.model) and keep_task(r.task)],
-                       sae=[r for r in self.sae if keep_model(r.model)], probes=probes)
+                       sae=[r for r in self.sae if keep_model(r.model)],
+                       mechanisms=[r for r in self.mechanisms if keep_model(r.model)], probes=probes)
 
 
 def gather(paths: Sequence[str | Path]) -> ReportInputs:
@@ -148,7 +163,8 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
             if any(p.startswith(".") for p in candidate.parts[-2:]):
                 continue  # hidden dirs are atomic writes in progress
             if any((candidate / name).exists() for name in ("predictions.parquet", "attributions.parquet",
-                                                            "results.parquet", "results.csv")):
+                                                            "results.parquet", "results.csv", "lens_layers.parquet",
+                                                            "patching.parquet")):
                 continue  # fine-tuning, attribution and probe runs are found below
             has_summary = (candidate / "summary.json").is_file()
             if not (has_summary or (candidate / "model" / "config.json").is_file()):
@@ -171,6 +187,14 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
                 metrics = artifacts.read_json(directory / "metrics.json")
                 inputs.sae.append(SAERun(directory, str(metrics.get("model") or directory.name), metrics))
                 found += 1
+        for kind, name in (("lens", "lens_layers.parquet"), ("patching", "patching.parquet")):
+            for table in sorted(path.rglob(name)):
+                directory = table.parent
+                if directory in {r.path for r in inputs.mechanisms}:
+                    continue
+                summary = artifacts.read_json(directory / "summary.json") if (directory / "summary.json").is_file() else {}
+                inputs.mechanisms.append(MechanismRun(directory, kind, str(summary.get("model") or directory.name), summary))
+                found += 1
         experiment = next((p.parent for p in sorted(path.rglob("experiment.json"))), None)
         if experiment is not None and inputs.experiment is None:
             inputs.experiment = experiment
@@ -182,7 +206,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
         if not found:
             raise UserInputError(f"{path}: no pretraining run, predictions.parquet, attributions or probe results found")
     known = [r.name for r in inputs.pretrain] + [r.model for r in inputs.finetune]
-    for run in [*inputs.attributions, *inputs.sae]:
+    for run in [*inputs.attributions, *inputs.sae, *inputs.mechanisms]:
         run.model = match_model(run.model, known)
     if probe_frames:
         probes = pd.concat(probe_frames, ignore_index=True).drop_duplicates()

@@ -19,7 +19,7 @@ from workbench.figures import (
     rollout_figure,
 )
 from workbench.report.context import Context
-from workbench.report.document import Block, Highlight, Missing, Section
+from workbench.report.document import Block, Highlight, Missing, Paragraph, Section
 from workbench.report.findings import probe_summary
 from workbench.report.inputs import AttributionRun, SAERun
 
@@ -245,9 +245,12 @@ def _sae_blocks(ctx: Context, run: SAERun) -> list[Block]:
     features, contexts = run.table("features"), run.table("contexts")
     if features is not None and len(features):
         common = features.sort_values("frequency", ascending=False)
-        blocks.append(ctx.doc.table(common[["feature", "frequency", "max_activation", "top_tokens", "promoted_tokens"]],
-                                    "The most frequent latents, the tokens they fire on most and the output tokens "
-                                    "their decoder directions promote through the unembedding.",
+        columns = ["feature", "frequency", "max_activation", "top_tokens", "promoted_tokens"]
+        columns += [c for c in ("top_pos", "pos_lift") if c in common]
+        blocks.append(ctx.doc.table(common[columns],
+                                    "The most frequent latents, the tokens they fire on most, the output tokens "
+                                    "their decoder directions promote through the unembedding and (silver, spaCy) "
+                                    "the part of speech they pick out, with its lift over the base rate.",
                                     name=f"sae_{key}_features", max_rows=8))
         if contexts is not None and len(contexts):
             import json
@@ -276,4 +279,52 @@ def features(ctx: Context) -> Section:
         return section
     for run in ctx.inputs.sae:
         section.subsections.append(Section(f"Features: {run.model}, {run.metrics.get('hook', '?')}", _sae_blocks(ctx, run)))
+    return section
+
+
+# --------------------------------------------------------------------------------------------- mechanisms
+
+def mechanisms(ctx: Context) -> Section:
+    """Logit/tuned lens per layer and patching heatmaps (exact beside attribution patching)."""
+    from scipy.stats import spearmanr
+
+    from workbench.figures import lens_figure, patching_heatmap
+
+    section = Section("Mechanisms", intro=(
+        "What each layer would output (logit lens, nostalgebraist 2020; tuned lens, Belrose et al. 2023) and "
+        "which components carry a clean-vs-corrupted difference (activation patching, Meng et al. 2022; "
+        "attribution patching, Nanda 2023)."))
+    if not ctx.inputs.mechanisms:
+        section.blocks.append(Missing("lens or patching runs", "workbench lens --model RUN --out runs/lens/M; "
+                                      "workbench patch --model RUN --clean TEXT --corrupted TEXT --out runs/patch/M"))
+        return section
+    for run in ctx.inputs.mechanisms:
+        table = run.table()
+        key = ctx.doc.safe(f"{run.kind}_{run.path.name}")
+        if run.kind == "lens":
+            blocks: list[Block] = [ctx.doc.figure(lens_figure(table), (
+                "KL divergence (nats, mean per held-out token) from the model's final output distribution to each "
+                "layer's lens; 0 = the embeddings. The last layer's lens is the output itself (KL 0); a tuned lens "
+                "below the logit lens means the layer holds the answer in another basis."), width=ctx.width),
+                ctx.doc.table(table, "The lenses per layer, with how often their top token is the model's.",
+                              name=key)]
+            section.subsections.append(Section(f"Lens: {run.model}", blocks))
+            continue
+        blocks = [Paragraph(f"Clean: {run.summary.get('clean', '?')} / corrupted: {run.summary.get('corrupted', '?')}. "
+                            f"Metric: {run.summary.get('metric', '?')}.", "note")]
+        methods = list(dict.fromkeys(table["method"]))
+        for method in methods:
+            part = table[table["method"] == method]
+            if "head" in part or "position" in part:
+                blocks.append(ctx.doc.figure(patching_heatmap(part, f"{method} patching"), (
+                    f"Normalised effect of restoring each component from the clean run ({method}): 1 restores the "
+                    "clean metric, 0 leaves the corrupted one, negative moves away from the clean."), width=ctx.width))
+        if "exact" in methods and len(methods) > 1:
+            exact = table[table["method"] == "exact"]["effect"].to_numpy()
+            rho = {m: float(spearmanr(exact, table[table["method"] == m]["effect"].to_numpy())[0])
+                   for m in methods if m != "exact"}
+            blocks.append(Paragraph("Rank correlation with exact patching: " + ", ".join(
+                f"{m} {v:.3f}" for m, v in rho.items()) + "."))
+        ctx.doc.keep(key, table)
+        section.subsections.append(Section(f"Patching: {run.model}, {run.summary.get('component', '')}", blocks))
     return section

@@ -1,0 +1,81 @@
+"""Mechanisms: the logit lens per layer, and which heads / positions carry a clean-vs-corrupted difference."""
+from __future__ import annotations
+
+import streamlit as st
+from scipy.stats import spearmanr
+
+from workbench.figures import lens_figure, patching_heatmap
+from workbench.pages import _common
+
+CLEAN = "The market fell sharply on Monday after the report."
+CORRUPTED = "The market rose sharply on Monday after the report."
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _lens(spec: str, text: str, stamp: float):
+    from workbench.lens import evaluate_lens
+
+    result = evaluate_lens(_common.subject(spec), [text])
+    return result.layers, result.tokens
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _patch(spec: str, clean: str, corrupted: str, component: str, stamp: float):
+    from atinuke.errors import UserInputError
+    from workbench.patching import attribution_patching, default_metric, exact_patching
+
+    subject = _common.subject(spec)
+    a, b = subject.tokenize([clean]), subject.tokenize([corrupted])
+    if a["input_ids"].shape != b["input_ids"].shape:
+        raise UserInputError(f"the clean text has {a['input_ids'].shape[1]} tokens and the corrupted one "
+                             f"{b['input_ids'].shape[1]}; patching needs the same length")
+    metric, description = default_metric(subject, a, b)
+    return (exact_patching(subject, a, b, metric, component), attribution_patching(subject, a, b, metric, component),
+            description)
+
+
+def render() -> None:
+    st.title("Mechanisms")
+    _common.page_header()
+    st.caption("The logit lens (nostalgebraist, 2020) reads every layer through the model's own output path; "
+               "activation patching (Meng et al., 2022) restores one component of a clean run inside a corrupted "
+               "one; attribution patching (Nanda, 2023) estimates all of them from one backward pass.")
+    choices = _common.model_choices()
+    with _common.friendly_errors("mechanisms"):
+        name = _common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model")
+        spec = choices[name]
+        stamp = _common.weights_stamp(spec)
+        st.subheader("Logit lens")
+        text = _common.check_text(st.text_input("Text", CLEAN, key="mech_text"))
+        if "MiniLM" in name:
+            st.info("MiniLM ships without its language-model head: the lens needs an MLM/CLM model "
+                    "(an Atinuke or BERT pretraining run).")
+        else:
+            layers, tokens = _lens(spec, text, stamp)
+            _common.plot(lens_figure(layers), key="mech_lens")
+            grid = tokens.pivot(index="layer", columns="position", values="top_tokens")
+            grid.columns = [f"{p}:{t}" for p, t in zip(grid.columns, tokens[tokens["layer"] == 0]["token"])]
+            st.caption("Each layer's top predictions per position (0 = embeddings; the last row is the model's output).")
+            st.dataframe(grid, width="stretch")
+        st.subheader("Patching")
+        c1, c2 = st.columns(2)
+        clean = _common.check_text(c1.text_input("Clean text", CLEAN, key="mech_clean"), "clean text")
+        corrupted = _common.check_text(c2.text_input("Corrupted text (same length)", CORRUPTED, key="mech_corrupted"),
+                                       "corrupted text")
+        component = st.radio("Components", ["heads", "positions", "mlp"], horizontal=True, key="mech_component")
+        exact, estimate, description = _patch(spec, clean, corrupted, component, stamp)
+        st.caption(f"Metric: {description}. Clean {exact.attrs['clean']:.4g}, corrupted {exact.attrs['corrupted']:.4g}; "
+                   "effects normalised so that 0 is the corrupted run and 1 the clean one.")
+        if component == "mlp":
+            st.dataframe(exact.merge(estimate, on="layer", suffixes=("_exact", "_attribution")), hide_index=True)
+            return
+        left, right = st.columns(2)
+        with left:
+            _common.plot(patching_heatmap(exact, "Exact activation patching"), key="mech_exact")
+        with right:
+            _common.plot(patching_heatmap(estimate, "Attribution patching"), key="mech_attribution")
+        rho = spearmanr(exact["effect"], estimate["effect"])[0]
+        st.caption(f"Rank correlation of the estimate with exact patching: Spearman {rho:.3f}.")
+
+
+render()
