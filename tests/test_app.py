@@ -342,6 +342,7 @@ def test_mechanisms_page(app_env):
     assert len(charts) == 3  # the lens curve and the two patching heatmaps
     assert charts[0]["layout"]["title"]["text"].startswith("KL to the final output")
     assert [c["layout"]["title"]["text"] for c in charts[1:]] == ["Exact activation patching", "Attribution patching"]
+    assert any("No fine-tuned classification model" in i.value for i in at.info)  # the fixture keeps no weights
     at.text_input(key="mech_corrupted").set_value("A much longer corrupted sentence than the clean one here.").run()
     assert any("same length" in e.value for e in at.error)
 

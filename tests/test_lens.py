@@ -68,3 +68,28 @@ def test_lens_cli(tiny_atinuke_dir, tmp_path, capsys):
     assert main(argv) == 2 and "already holds files" in capsys.readouterr().err
     assert main(["lens", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "no such model directory" in capsys.readouterr().err
+
+
+def test_task_head_lens_ends_at_the_model_prediction(tiny_atinuke_dir):
+    from atinuke.encoders import load_encoder
+    from atinuke.tasks import get_task
+    from atinuke.tasks.heads import build_task_model
+    from workbench.lens import task_lens
+    from workbench.subject import load_subject
+
+    model = build_task_model(load_encoder(tiny_atinuke_dir), get_task("snli"), dropout=0.0).eval()
+    subject = load_subject(model)
+    table = task_lens(subject, HELD, text_pairs=["a dog is outside .", "prices fell ."])
+    labels = list(model.config.labels)
+    last = table[table["layer"] == table["layer"].max()].sort_values("example")
+    batch = subject.tokenize(HELD, ["a dog is outside .", "prices fell ."])
+    with torch.no_grad():
+        probs = subject.forward(batch).logits.softmax(-1)
+    for row, p in zip(last.itertuples(), probs):
+        assert row.agrees and row.prediction == labels[int(p.argmax())]
+        assert getattr(row, f"p_{labels[0]}") == pytest.approx(float(p[0]), abs=1e-6)
+    assert set(table["layer"]) == set(range(subject.n_layers + 1))
+    rows = table[[f"p_{label}" for label in labels]].sum(axis=1)
+    assert rows.to_numpy() == pytest.approx(1.0, abs=1e-5)  # probabilities at every layer
+    with pytest.raises(UserInputError, match="not a fine-tuned task model"):
+        task_lens(load_subject(tiny_atinuke_dir), HELD)

@@ -336,3 +336,14 @@ def lens_figure(layers: pd.DataFrame) -> go.Figure:
     figure.update_layout(title="KL to the final output per layer (0 = embeddings)", xaxis_title="layer",
                          yaxis_title="KL (nats)", height=320)
     return figure
+
+
+def task_lens_figure(table: pd.DataFrame, example: int = 0) -> go.Figure:
+    """Each class's probability when the task head reads layer k (0 = embeddings; the last = the model)."""
+    rows = table[table["example"] == example].sort_values("layer")
+    figure = go.Figure()
+    for column in [c for c in rows.columns if c.startswith("p_")]:
+        figure.add_trace(go.Scatter(x=rows["layer"], y=rows[column], mode="lines+markers", name=column[2:]))
+    figure.update_layout(title="What the classifier would say at each layer", xaxis_title="layer",
+                         yaxis_title="probability", yaxis_range=[0, 1], height=320)
+    return figure

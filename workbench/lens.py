@@ -159,6 +159,61 @@ def load_tuned_lens(path: Path, n_layers: int, d_model: int) -> TunedLens:
     return lens.eval()
 
 
+# --------------------------------------------------------------------------------------------- task heads
+
+def _final_norm(subject: Any) -> Any:
+    """The pre-norm stack's final norm (identity for post-norm Atinuke and for BERT-family encoders)."""
+    final = getattr(subject.encoder, "ln_final", None)
+    return final.norm if final is not None else (lambda hidden: hidden)
+
+
+@torch.no_grad()
+def task_lens(subject: Any, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
+              max_length: int = 128) -> pd.DataFrame:
+    """The task head applied to every layer's residual stream: "what would the classifier say at layer k".
+
+    For classification (and regression) heads: per layer and example the head's prediction, its probability
+    (regression: the score) and each class's probability; for span-QA and tagging heads: per layer the share
+    of positions whose argmax agrees with the final layer's. The last layer is the model's output exactly.
+
+    Returns:
+        DataFrame: ``layer``, ``example``, ``prediction``, ``agrees`` (with the last layer), ``score``,
+        and ``p_<label>`` columns for classification.
+    """
+    head = getattr(subject.task_model, "head", None)
+    if head is None:
+        raise UserInputError(f"{subject.name}: not a fine-tuned task model; the task-head lens needs its head")
+    config = subject.task_model.config
+    if config.kind == "coref":
+        raise UserInputError("the task-head lens does not read coreference heads (they need candidate spans)")
+    batch = subject.tokenize(list(texts), None if text_pairs is None else list(text_pairs), max_length=max_length)
+    names = layer_names(subject)
+    cache = subject.run_with_cache(batch, names)
+    norm = _final_norm(subject)
+    outputs = [head(norm(cache[name]), batch["attention_mask"]) for name in names]
+    rows = []
+    last = outputs[-1]
+    for layer, output in enumerate(outputs):
+        if config.kind == "classification":
+            probs = output.logits.softmax(-1)  # [batch, labels]
+            for example, p in enumerate(probs):
+                prediction = int(p.argmax())
+                rows.append(dict(layer=layer, example=example, prediction=config.labels[prediction],
+                                 agrees=prediction == int(last.logits[example].argmax()), score=float(p[prediction]),
+                                 **{f"p_{label}": float(v) for label, v in zip(config.labels, p)}))
+        elif config.kind == "regression":
+            for example, value in enumerate(output.logits):
+                rows.append(dict(layer=layer, example=example, prediction=float(value), score=float(value),
+                                 agrees=bool(torch.isclose(value, last.logits[example], atol=1e-5))))
+        else:
+            logits = output.start_logits if config.kind == "span_qa" else output.tag_logits
+            final = last.start_logits if config.kind == "span_qa" else last.tag_logits
+            mask = batch["attention_mask"].bool()
+            agree = (logits.argmax(-1) == final.argmax(-1))[mask].float().mean()
+            rows.append(dict(layer=layer, example=-1, prediction="", agrees=float(agree) == 1.0, score=float(agree)))
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------------------------- CLI
 
 def add_arguments(parser: Any) -> None:

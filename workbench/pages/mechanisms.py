@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 from scipy.stats import spearmanr
 
-from workbench.figures import lens_figure, patching_heatmap
+from workbench.figures import lens_figure, patching_heatmap, task_lens_figure
 from workbench.pages import _common
 
 CLEAN = "The market fell sharply on Monday after the report."
@@ -17,6 +17,45 @@ def _lens(spec: str, text: str, stamp: float):
 
     result = evaluate_lens(_common.subject(spec), [text])
     return result.layers, result.tokens
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _task_lens(run: str, text: str, pair: str, stamp: float):
+    from workbench.lens import task_lens
+    from workbench.subject import load_subject
+
+    return task_lens(load_subject(run), [text], None if not pair.strip() else [pair])
+
+
+def _task_model_runs() -> dict[str, str]:
+    """Fine-tuning runs whose classification model was saved (label -> directory)."""
+    import json
+
+    found = {}
+    for run in _common.finetune_runs():
+        for directory in (run.path / "model", run.path):
+            config = directory / "task_model.json"
+            if config.is_file():
+                if (json.loads(config.read_text()).get("head") or {}).get("kind") == "classification":
+                    found[run.label] = str(run.path)
+                break
+    return found
+
+
+def _task_lens_section() -> None:
+    st.subheader("Task-head lens")
+    runs = _task_model_runs()
+    if not runs:
+        st.info("No fine-tuned classification model with its weights under the runs folder yet "
+                "(`atinuke finetune ... --out runs/finetune/M/snli` saves one).")
+        return
+    label = st.selectbox("Fine-tuned model", list(runs), key="mech_task_model")
+    c1, c2 = st.columns(2)
+    text = _common.check_text(c1.text_input("Text", "A man is playing a guitar on stage.", key="mech_task_text"))
+    pair = c2.text_input("Second segment (pair tasks)", "A man is playing music.", key="mech_task_pair")
+    table = _task_lens(runs[label], text, pair, _common.weights_stamp(runs[label]))
+    _common.plot(task_lens_figure(table), key="mech_task_lens")
+    st.caption("The task head applied to each layer's residual stream; the last layer is the model's prediction.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -68,14 +107,16 @@ def render() -> None:
                    "effects normalised so that 0 is the corrupted run and 1 the clean one.")
         if component == "mlp":
             st.dataframe(exact.merge(estimate, on="layer", suffixes=("_exact", "_attribution")), hide_index=True)
-            return
-        left, right = st.columns(2)
-        with left:
-            _common.plot(patching_heatmap(exact, "Exact activation patching"), key="mech_exact")
-        with right:
-            _common.plot(patching_heatmap(estimate, "Attribution patching"), key="mech_attribution")
+        else:
+            left, right = st.columns(2)
+            with left:
+                _common.plot(patching_heatmap(exact, "Exact activation patching"), key="mech_exact")
+            with right:
+                _common.plot(patching_heatmap(estimate, "Attribution patching"), key="mech_attribution")
         rho = spearmanr(exact["effect"], estimate["effect"])[0]
         st.caption(f"Rank correlation of the estimate with exact patching: Spearman {rho:.3f}.")
+    with _common.friendly_errors("task-head lens"):
+        _task_lens_section()
 
 
 render()
