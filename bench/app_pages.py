@@ -25,12 +25,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "claims", "reports")
+PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "mechanisms", "claims",
+         "reports")
 TARGET_S = 2.0
 
 
 def _has_artifacts(root: Path) -> bool:
-    return any(root.glob("pretrain/*/summary.json")) and any(root.glob("finetune/*/*/predictions.parquet"))
+    """Pretraining and fine-tuning runs, in the runs/ layout or the controlled experiment's."""
+    pretrain = any(root.glob("pretrain/*/summary.json")) or any(root.glob("experiment/*/seed*/pretrain/summary.json"))
+    finetune = (any(root.glob("finetune/*/*/predictions.parquet"))
+                or any(root.glob("experiment/*/seed*/finetune/*/predictions.parquet")))
+    return pretrain and finetune
 
 
 def _fixture_runs(tmp: Path) -> Path:
