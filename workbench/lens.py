@@ -161,12 +161,6 @@ def load_tuned_lens(path: Path, n_layers: int, d_model: int) -> TunedLens:
 
 # --------------------------------------------------------------------------------------------- task heads
 
-def _final_norm(subject: Any) -> Any:
-    """The pre-norm stack's final norm (identity for post-norm Atinuke and for BERT-family encoders)."""
-    final = getattr(subject.encoder, "ln_final", None)
-    return final.norm if final is not None else (lambda hidden: hidden)
-
-
 @torch.no_grad()
 def task_lens(subject: Any, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
               max_length: int = 128) -> pd.DataFrame:
@@ -189,8 +183,7 @@ def task_lens(subject: Any, texts: Sequence[str], text_pairs: Optional[Sequence[
     batch = subject.tokenize(list(texts), None if text_pairs is None else list(text_pairs), max_length=max_length)
     names = layer_names(subject)
     cache = subject.run_with_cache(batch, names)
-    norm = _final_norm(subject)
-    outputs = [head(norm(cache[name]), batch["attention_mask"]) for name in names]
+    outputs = [head(subject.final_norm(cache[name]), batch["attention_mask"]) for name in names]
     rows = []
     last = outputs[-1]
     for layer, output in enumerate(outputs):

@@ -235,6 +235,12 @@ class Subject:
         """The token-embedding table; attribution methods work on its output [batch, pos, d_model]."""
         return self.encoder.get_input_embeddings()
 
+    def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The encoder's last step on the residual stream: a pre-norm Atinuke's final layer norm; identity for
+        post-norm Atinuke and BERT-family encoders, whose blocks already end in one. [..., d_model]."""
+        final = getattr(self.encoder, "ln_final", None) if self.kind == "atinuke" else None
+        return final.norm(hidden) if final is not None else hidden
+
     @property
     def module(self) -> nn.Module:
         """The outermost module (task model if any), e.g. to freeze or randomise parameters."""

@@ -120,7 +120,7 @@ def _feature_tables(sae: Any, subject: Any, hook: str, held_texts: Sequence[str]
 
     held = build_store(subject, hook, held_texts, out / "heldout", max_tokens=max_tokens, max_length=max_length,
                        progress=progress)
-    tables = feature_tables(sae, held, subject.tokenizer, held_texts, unembedding=unembedding_of(subject, lm),
+    tables = feature_tables(sae, held, subject.tokenizer, held_texts, unembedding=unembedding_of(lm),
                             max_length=max_length)
     for name, frame in tables.items():
         write_with(out / f"{name}.parquet", lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"model": subject.name, "hook": args.hook, "corpus": args.corpus,
                                "config": config.to_dict(), "sae": trained["metrics"], "train": trained["train"]}
     if not args.no_control:
-        control, control_lm = randomized_copy(subject, seed=args.seed)
+        control, control_lm = randomized_copy(subject, seed=args.seed, lm=lm)
         controlled, control_sae = train_run(control, args.hook, out / "control", train_texts, held_texts, config,
                                   lm=control_lm, **common)
         summary["control"] = controlled["metrics"]

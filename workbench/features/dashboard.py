@@ -174,7 +174,7 @@ def label_statistics(labelled: pd.DataFrame, rows: np.ndarray, latents: np.ndarr
     return pd.concat(counts, ignore_index=True)[["feature", "kind", "label", "count"]], summary
 
 
-def unembedding_of(subject: Any, lm: Any) -> Optional[torch.Tensor]:
+def unembedding_of(lm: Any) -> Optional[torch.Tensor]:
     """[vocab, d_model] output embedding of the subject's LM (None without one)."""
     if lm is None:
         return None

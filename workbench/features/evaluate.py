@@ -73,10 +73,10 @@ class LanguageModel:
         """[..., d_model] residual-stream states -> [..., vocab] logits through the model's own output path
         (the final norm of a pre-norm stack, the MLM transform if any, the vocabulary projection)."""
         model = self.model
+        hidden = self.subject.final_norm(hidden)
         if hasattr(model, "lm_head"):  # Atinuke
-            final = self.subject.encoder.ln_final
-            return model.lm_head(model.head_transform(final.norm(hidden)))
-        return model.cls(hidden)  # BERT: post-norm, every block already ends in its layer norm
+            return model.lm_head(model.head_transform(hidden))
+        return model.cls(hidden)  # BERT
 
     def logits(self, batch: Any) -> torch.Tensor:
         """[batch, pos, vocab] logits of the unmasked input."""
@@ -158,7 +158,7 @@ def evaluate_sae(sae: SparseAutoencoder, subject: Any, hook: str, texts: Sequenc
     sae.eval()
     lm = language_model(subject) if lm == "auto" else lm
     fired = torch.zeros(sae.config.width, dtype=torch.long)
-    n_tokens, l0_sum, residual, total_sq, sums, sq_sums = 0, 0.0, 0.0, 0.0, None, None
+    n_tokens, l0_sum, residual, sums, sq_sums = 0, 0.0, 0.0, None, None
     clean = spliced = zeroed = 0.0
     n_batches = 0
     for start in range(0, len(texts), batch_size):
@@ -204,14 +204,15 @@ def evaluate_sae(sae: SparseAutoencoder, subject: Any, hook: str, texts: Sequenc
                       loss_clean=clean, loss_sae=spliced, loss_zero=zeroed, loss_recovered=recovered)
 
 
-def randomized_copy(subject: Any, seed: int = 0) -> tuple[Any, Optional[LanguageModel]]:
+def randomized_copy(subject: Any, seed: int = 0, lm: Any = "auto") -> tuple[Any, Optional[LanguageModel]]:
     """The subject's architecture re-initialised by its own initialiser (same tokenizer, same hook names),
-    and its LM (a re-initialised LM head around the random encoder) when the subject has one."""
+    and its LM (a re-initialised LM head around the random encoder) when the subject has one (``lm``: the
+    subject's :class:`LanguageModel` if already loaded, "auto" to look for it)."""
     from workbench.subject import Subject
 
     if subject.task_model is not None:
         raise UserInputError("the random-model control is for encoders and LMs; give the pretrained model")
-    trained_lm = language_model(subject)
+    trained_lm = language_model(subject) if lm == "auto" else lm
     # Offset so the control is never the trained model's own starting point (pretraining seeds are small).
     torch.manual_seed(seed + 1_000_003)
     if trained_lm is not None:

@@ -175,14 +175,10 @@ class SparseAutoencoder(nn.Module):
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """Sparse latents from pre-activations (training-mode BatchTopK couples the batch)."""
         kind = self.config.kind
-        if kind == "topk":
-            values, indices = pre.topk(self.config.k, dim=-1)  # [batch, k]
-            return torch.zeros_like(pre).scatter(-1, indices, F.relu(values))
-        if kind == "batchtopk":
-            if self.training or float(self.batch_threshold) < 0:
-                flat = F.relu(pre).flatten()
-                kept = flat.topk(min(self.config.k * pre.shape[0], flat.numel()))
-                return torch.zeros_like(flat).scatter(0, kept.indices, kept.values).view_as(pre)
+        if self._fast():  # TopK, or BatchTopK coupling the batch
+            rows, columns, _ = self._select(pre.detach(), self.config.k)
+            return torch.zeros_like(pre).index_put((rows, columns), F.relu(pre[rows, columns]))
+        if kind == "batchtopk":  # inference: the learnt threshold
             return pre * (pre > self.batch_threshold)
         if kind == "relu":
             return F.relu(pre)
@@ -275,12 +271,12 @@ class SparseAutoencoder(nn.Module):
         self.tokens_since_fired += batch
         if isinstance(active, torch.Tensor):  # dense latents
             self.tokens_since_fired[(active > 0).any(0)] = 0
-            values = active[active > 0]
+            values = active
         else:
             _, columns, values = active
             self.tokens_since_fired[columns[values > 0]] = 0
         if self.config.kind == "batchtopk":
-            positive = values[values > 0] if self.config.kind == "batchtopk" else values
+            positive = values[values > 0]
             if positive.numel():
                 smallest = positive.min()
                 current = self.batch_threshold

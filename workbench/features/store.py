@@ -63,10 +63,6 @@ class ActivationStore:
     def n_tokens(self) -> int:
         return sum(int(s["rows"]) for s in self.shards)
 
-    @property
-    def complete(self) -> bool:
-        return bool(self.manifest.get("complete"))
-
     def shard(self, index: int, mmap: bool = True) -> Shard:
         name = self.shards[index]["name"]
         mode = "r" if mmap else None
@@ -199,7 +195,7 @@ def build_store(subject: Any, hook: str, texts: Sequence[str], directory: Path, 
     index = start
     try:
         for index in range(start, len(texts), batch_size):
-            chunk = [t for t in texts[index:index + batch_size]]
+            chunk = list(texts[index:index + batch_size])
             batch = subject.tokenize(chunk, max_length=max_length)
             with torch.no_grad():
                 activation = subject.run_with_cache(batch, [hook])[hook]  # [batch, pos, d]

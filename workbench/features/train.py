@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_dir, atomic_write_json
+from atinuke.io import atomic_dir
 from workbench.features.sae import SAEConfig, SparseAutoencoder, load_state
 from workbench.features.store import ActivationStore
 
@@ -167,7 +167,3 @@ def train_sae(data: ActivationStore | Iterable[torch.Tensor], config: SAEConfig,
     sae.eval()
     tokens = done * config.batch_size
     return TrainResult(sae, stop, tokens, seconds, tokens / seconds if seconds > 0 else float("nan"), loss_value)
-
-
-def write_progress(out: Path, payload: dict) -> None:
-    atomic_write_json(out / "progress.json", payload)

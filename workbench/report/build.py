@@ -109,7 +109,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, title: str = "Atin
                 f"{' and probe results' if inputs.probes is not None else ''}"
                 f"{' (' + '; '.join(scope) + ')' if scope else ''}; git commit {environment['git_commit']}.")
     notes = []
-    if (provenance.get("data_kind") == "silver").any() if len(provenance) else False:
+    if "data_kind" in provenance and (provenance["data_kind"] == "silver").any():
         notes.append("Some task data are SILVER: derived from real text by rules (the diagnostic suite), not the "
                      "official benchmark sets. Their numbers are diagnostics, not leaderboard scores.")
     page = render(sections, title, subtitle, notes)

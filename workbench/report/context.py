@@ -69,13 +69,20 @@ class Context:
             self.per_model(sub, build)
             section.subsections.append(sub)
 
+    def predictions(self, run: Any) -> pd.DataFrame:
+        """A fine-tuning run's predictions table, read once per report (several sections use it)."""
+        key = f"predictions:{run.path}"
+        if key not in self.cache:
+            self.cache[key] = run.predictions()
+        return self.cache[key]
+
     def analysis(self, run: Any) -> Any:
         """The error analysis of a fine-tuning run, computed once per report."""
         from workbench import errors
 
-        key = str(run.path)
+        key = f"analysis:{run.path}"
         if key not in self.cache:
-            self.cache[key] = errors.analyze(run.predictions(), n_boot=self.n_boot, seed=self.seed)
+            self.cache[key] = errors.analyze(self.predictions(run), n_boot=self.n_boot, seed=self.seed)
         return self.cache[key]
 
 

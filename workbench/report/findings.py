@@ -69,7 +69,7 @@ def task_scores(ctx: Context) -> pd.DataFrame:
         return ctx.cache["task_scores"]
     rows = []
     for run in ctx.inputs.finetune:
-        predictions = run.predictions()
+        predictions = ctx.predictions(run)
         headline = str(run.metrics.get("headline_metric") or "accuracy")
         example = predictions["example_f1"] if "example_f1" in predictions else predictions["correct"]
         rows.append(dict(model=run.model, task=run.task, metric=headline, value=run.metrics.get(headline),

@@ -116,7 +116,8 @@ def comparison(ctx: Context) -> Section:
         for other in group[1:]:
             base = group[0]
             try:
-                result = compare.compare_runs(base.predictions(), other.predictions(), n_boot=ctx.n_boot, seed=ctx.seed)
+                result = compare.compare_runs(ctx.predictions(base), ctx.predictions(other), n_boot=ctx.n_boot,
+                                              seed=ctx.seed)
             except UserInputError as error:
                 section.blocks.append(Paragraph(f"{task}: cannot compare {base.model} and {other.model}: {error}", "note"))
                 continue
