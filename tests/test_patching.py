@@ -56,7 +56,7 @@ def test_attribution_patching_ranks_like_exact_patching(setup, component):
     assert estimate.attrs == exact.attrs  # the same clean and corrupted metrics
 
 
-def test_eap_ig_with_one_step_at_the_corrupted_end_is_attribution_patching(setup):
+def test_eap_ig_differs_from_attribution_patching_but_ranks_alike(setup):
     subject, clean, corrupted, metric = setup
     plain = attribution_patching(subject, clean, corrupted, metric)
     integrated = attribution_patching(subject, clean, corrupted, metric, method="eap_ig", n_steps=16)
