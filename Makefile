@@ -90,6 +90,7 @@ demo: data
 
 test: install
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 	$(PY) -m pytest -q
 
 # On a busy 2-core machine one thread per process gives the steadiest ratios.

@@ -1,11 +1,11 @@
 """Atinuke Workbench: the Streamlit app (`streamlit run app.py`).
 
-One page per job, each a module under ``workbench/pages/`` (the only place besides this file that imports
+One page per job, each a module under ``ui/`` (the only place besides this file that imports
 streamlit). Pages read precomputed artifacts under ``atinuke.paths.runs_dir()`` (``$ATINUKE_RUNS``) and
 compute the rest on demand.
 
 Every page has its own address, ``/<url path>`` below, and keeps its selections in the query string
-(``/errors?model=minilm&task=sst2&example=lee-3``; see ``workbench.pages._common.linked_choice``). The app's
+(``/errors?model=minilm&task=sst2&example=lee-3``; see ``ui.common.linked_choice``). The app's
 root ``/`` opens the first page: Streamlit serves its default page at ``/`` only, so the root is a hidden
 page that forwards to ``/models`` with the query string kept, and ``/models`` is a page like the others.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench.pages._common import scope_links
+from ui.common import scope_links
 
-PAGES_DIR = Path(__file__).resolve().parent / "workbench" / "pages"
+PAGES_DIR = Path(__file__).resolve().parent / "ui"
 ROOT_URL_PATH = "home"  # reserved by the hidden root page (Streamlit still wants a unique path for it)
 
 # (module file, title, icon, url path)

@@ -55,7 +55,7 @@ class BertBaselineForMaskedLM(BertForMaskedLM):
     as a plain BERT checkpoint (``model_type`` "bert").
     """
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         input_ids: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,

@@ -8,7 +8,6 @@ imported only when their command runs, so ``--help`` is quick. :func:`run_cli` t
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
 from typing import Optional, Sequence
@@ -23,9 +22,10 @@ ATINUKE_COMMANDS = {
     "experiment": ("atinuke.experiment", "pretrain and fine-tune every arm and seed, tabulate the results"),
 }
 
-# Failures a user can fix; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (UserInputError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError,
-                   NotADirectoryError, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError)
+# Failures a user can fix: bad input, which the code reports as UserInputError naming the value or the file, and
+# the file system refusing (a missing file, permissions, a full disk). Anything else (ValueError, KeyError, ...)
+# is a bug and keeps its traceback and exit code 1.
+EXPECTED_ERRORS = (UserInputError, OSError)
 
 
 def run_cli(prog: str, commands: dict[str, tuple[str, str]], argv: Optional[Sequence[str]] = None) -> int:
@@ -65,7 +65,7 @@ def run_cli(prog: str, commands: dict[str, tuple[str, str]], argv: Optional[Sequ
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except EXPECTED_ERRORS as error:
-        message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        message = str(error)
         print(f"{prog} {args.command}: error: {message.splitlines()[0] if message else type(error).__name__}",
               file=sys.stderr)
         return 2

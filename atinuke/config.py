@@ -33,7 +33,8 @@ class AtinukeConfig(PretrainedConfig):
         norm_placement (str, default "post"): "post" (the paper: ``LN(x + sublayer(x))``) or "pre"
             (``x + sublayer(LN(x))`` with a final layer norm, more stable for deep stacks).
         causal (bool, default False): mask attention to future positions (decoder-only language modelling).
-        tie_embeddings (bool, default True): share the vocabulary projection with E.
+        tie_word_embeddings (bool, default True): share the vocabulary projection with E (Hugging Face's
+            name for it; configs saved before it was the only name also carry ``tie_embeddings``, read as it).
         layer_norm_eps (float, default 1e-5): epsilon of every layer norm.
         pad_token_id (int, default 0): id of [PAD]; padded keys are never attended to.
         positions (str, default "sinusoidal"): "sinusoidal" (the paper, a fixed table) or "learned"
@@ -66,7 +67,7 @@ class AtinukeConfig(PretrainedConfig):
         activation: str = "gelu",
         norm_placement: str = "post",
         causal: bool = False,
-        tie_embeddings: bool = True,
+        tie_word_embeddings: bool = True,
         layer_norm_eps: float = 1e-5,
         pad_token_id: int = 0,
         positions: str = "sinusoidal",
@@ -104,15 +105,19 @@ class AtinukeConfig(PretrainedConfig):
         self.activation = activation
         self.norm_placement = norm_placement
         self.causal = causal
-        self.tie_embeddings = tie_embeddings
         self.layer_norm_eps = layer_norm_eps
         self.positions = positions
         self.embed_scale = embed_scale
         self.embedding_norm = bool(embedding_norm)
         self.type_vocab_size = int(type_vocab_size)
         self.mlm_transform = bool(mlm_transform)
-        kwargs.setdefault("tie_word_embeddings", tie_embeddings)
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        legacy = kwargs.pop("tie_embeddings", None)  # the old second name of this setting
+        if legacy is not None and legacy != tie_word_embeddings:
+            raise ValueError(f"tie_embeddings={legacy} contradicts tie_word_embeddings={tie_word_embeddings}")
+        # PreTrainedConfig stores extra keyword arguments as attributes, but its dataclass-style field
+        # annotations (what mypy sees as __init__) do not declare these two.
+        super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings,  # type: ignore[call-arg]
+                         **kwargs)
 
     # HF utilities (generation, resizing, parallelism plans) look these names up.
     @property

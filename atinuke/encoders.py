@@ -10,6 +10,7 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerFast
@@ -60,6 +61,23 @@ class Encoder:
     def max_len(self) -> int:
         config = self.model.config
         return int(getattr(config, "max_len", None) or config.max_position_embeddings)
+
+
+def embeddings_and_blocks(model: torch.nn.Module) -> tuple[torch.nn.Module, list[torch.nn.Module]]:
+    """The embedding module and the blocks of an Atinuke or BERT-layout encoder, e.g. to freeze the lower ones.
+
+    (The workbench reaches modules through its family adapters, ``workbench/models/``; fine-tuning here
+    cannot import them, so this is atinuke's one place that knows the two module trees it trains.)
+
+    Raises:
+        UserInputError: any other module tree.
+    """
+    if isinstance(model, AtinukeModel):
+        return model.embed, list(model.blocks)
+    try:
+        return model.get_submodule("embeddings"), list(model.get_submodule("encoder.layer").children())
+    except AttributeError:
+        raise UserInputError(f"cannot freeze layers of a {type(model).__name__}") from None
 
 
 def minilm_path() -> Path:
@@ -181,8 +199,10 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
     hf_logging.disable_progress_bar()  # "Loading weights" bars on stderr would break one-line CLI errors
     try:
         if config.model_type == "atinuke":
-            model, info = AtinukeModel.from_pretrained(str(path), config=config, use_safetensors=True,
-                                                       output_loading_info=True)
+            # With output_loading_info=True from_pretrained returns (model, info); its annotation names the model only.
+            model, info = cast(tuple[AtinukeModel, dict],
+                               AtinukeModel.from_pretrained(str(path), config=config, use_safetensors=True,
+                                                            output_loading_info=True))
             kind = "atinuke"
         else:
             # from_pretrained mutates the config it is given (attn_implementation), so each model gets a copy.
@@ -199,4 +219,7 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         if bars_were_on:
             hf_logging.enable_progress_bar()
     tokenizer = load_tokenizer(path)
-    return Encoder(name=name, kind=kind, model=model.to(device).eval(), tokenizer=tokenizer, path=path)
+    # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
+    # unbound function that wants the model as its first argument.
+    return Encoder(name=name, kind=kind, model=model.to(device).eval(),  # type: ignore[arg-type]
+                   tokenizer=tokenizer, path=path)

@@ -162,6 +162,7 @@ def finetune_done(path: Path) -> bool:
 def unit_done(out: Path, unit: Unit) -> bool:
     if unit.stage == "pretrain":
         return pretrain_state(pretrain_dir(out, unit.arm, unit.seed)) == "done"
+    assert unit.task is not None  # a unit that is not "pretrain" is "finetune/<task>"
     return finetune_done(finetune_dir(out, unit.arm, unit.seed, unit.task))
 
 
@@ -193,7 +194,7 @@ def collect_results(out: Path, spec: Optional[ExperimentSpec] = None) -> list[di
         found.append((arm, seed, run_dir.name, run_dir))
     found.sort(key=lambda f: (arm_order.index(f[0]) if f[0] in arm_order else len(arm_order), f[0], f[1],
                               task_order.index(f[2]) if f[2] in task_order else len(task_order), f[2]))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for arm, seed, task, run_dir in found:
         try:
             metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -244,6 +245,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
     for (arm, task), values in groups.items():
         mean = float(np.mean(values))
+        low: Optional[float]
+        high: Optional[float]
         if len(values) > 1:
             half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
             low, high = mean - half, mean + half
@@ -396,8 +399,10 @@ def pretrain_argv(out: Path, unit: Unit, scale: Scale, device: str, extra: Seque
     path = pretrain_dir(out, unit.arm, unit.seed)
     if pretrain_state(path) == "resume":
         return ["--out", str(path), "--resume", "--device", device]
+    flags = arm_flags(unit.arm)
+    assert flags is not None, f"arm {unit.arm} is pretrained elsewhere"  # plan_units gives it no pretrain unit
     argv = ["--preset", scale.preset, "--objective", "mlm", "--out", str(path), "--seed", str(unit.seed),
-            "--device", device, *arm_flags(unit.arm), *extra]
+            "--device", device, *flags, *extra]
     if tokenizer is not None and "--tokenizer" not in extra:
         argv += ["--tokenizer", str(tokenizer)]
     return argv
@@ -504,6 +509,7 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
                         raise UserInputError(f"{path}: pretraining stopped at a checkpoint before its last step; "
                                              "continue the experiment with --resume")
                 else:
+                    assert unit.task is not None  # a unit that is not "pretrain" is "finetune/<task>"
                     model = "minilm" if ARMS[unit.arm] is None else str(pretrain_dir(out, unit.arm, unit.seed))
                     budget = "minilm" if ARMS[unit.arm] is None else "atinuke"
                     config = task_config(unit.task, model, budget, finetune_dir(out, unit.arm, unit.seed, unit.task),

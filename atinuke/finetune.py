@@ -13,24 +13,28 @@ Outputs in ``out``: ``model/`` (``load_task_model``), ``metrics.json``, ``predic
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_write_json, atomic_write_text, check_out_dir
+from atinuke.io import atomic_write_json, check_out_dir
 from atinuke.paths import runs_dir
+from atinuke.training import decay_groups, resolve_device, warmup_linear, write_metrics_csv
+
+if TYPE_CHECKING:  # the task heads import transformers; `atinuke finetune --help` should not wait for it
+    from atinuke.tasks.heads.model import TaskModel
 
 logger = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ("step", "epoch", "loss", "lr", "examples_per_s")
 
 
 @dataclass
@@ -124,28 +128,11 @@ class FinetuneResult:
     wall_s: float
 
 
-def _pick_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as error:
-        raise UserInputError(f"unknown device {spec!r}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"device {spec!r} requested but CUDA is not available")
-    return device
-
-
-def _param_groups(model, lr: float, head_lr: float, weight_decay: float) -> list[dict[str, Any]]:
-    groups = []
-    for module, rate in ((model.encoder, lr), (model.head, head_lr)):
-        decay, no_decay = [], []
-        for name, param in module.named_parameters():
-            if param.requires_grad:
-                (no_decay if param.dim() < 2 or "norm" in name.lower() else decay).append(param)
-        groups += [{"params": decay, "lr": rate, "weight_decay": weight_decay},
-                   {"params": no_decay, "lr": rate, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+def _param_groups(model: TaskModel, lr: float, head_lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """The encoder at ``lr`` and the head at ``head_lr``, each with decay on matrices only."""
+    groups = (decay_groups(model.encoder.parameters(), weight_decay, lr=lr)
+              + decay_groups(model.head.parameters(), weight_decay, lr=head_lr))
+    return [group for group in groups if group["params"]]
 
 
 def freeze_lower_layers(encoder: torch.nn.Module, n_layers: int) -> int:
@@ -158,12 +145,9 @@ def freeze_lower_layers(encoder: torch.nn.Module, n_layers: int) -> int:
     Raises:
         UserInputError: ``n_layers`` is negative or larger than the encoder.
     """
-    if hasattr(encoder, "blocks"):  # AtinukeModel
-        embeddings, layers = encoder.embed, list(encoder.blocks)
-    elif hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer"):  # BertModel and relatives
-        embeddings, layers = encoder.embeddings, list(encoder.encoder.layer)
-    else:
-        raise UserInputError(f"cannot freeze layers of a {type(encoder).__name__}")
+    from atinuke.encoders import embeddings_and_blocks
+
+    embeddings, layers = embeddings_and_blocks(encoder)
     if not 0 <= n_layers <= len(layers):
         raise UserInputError(f"--freeze-layers must be in [0, {len(layers)}], got {n_layers}")
     frozen = 0
@@ -174,14 +158,6 @@ def freeze_lower_layers(encoder: torch.nn.Module, n_layers: int) -> int:
             param.requires_grad_(False)
             frozen += param.numel()
     return frozen
-
-
-def _write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["step", "epoch", "loss", "lr", "examples_per_s"])
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 def default_out(model: str, task: str) -> Path:
@@ -213,13 +189,14 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
 
     from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
     from atinuke.tasks import get_task, load_task
+    from atinuke.tasks.base import QAExample
     from atinuke.tasks.heads import build_task_model, save_task_model
     from atinuke.tasks.heads.calibration import calibrate
 
     config.validate()
     wall_start = time.perf_counter()
     spec = get_task(config.task)
-    device = _pick_device(config.device)
+    device = resolve_device(config.device)
     out = check_out_dir(Path(config.out) if config.out else default_out(config.model, config.task),
                         overwrite=config.overwrite)
     train_data = load_task(config.task, config.data, "train")
@@ -234,7 +211,9 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     if spec.kind == "span_qa":  # keep room for a context chunk when --max-len is small
         head.setdefault("max_query_len", min(48, config.max_len // 3))
         head.setdefault("doc_stride", min(32, config.max_len // 4))
-        head.setdefault("allow_null", spec.name != "squad" or any(ex.is_impossible for ex in train))
+        # A span_qa task's examples are all QAExamples; the isinstance only tells the type checker so.
+        head.setdefault("allow_null", spec.name != "squad" or any(isinstance(ex, QAExample) and ex.is_impossible
+                                                                  for ex in train))
     model = build_task_model(config.model, spec, device=device, **head)
     positions = int(getattr(model.encoder.config, "max_len", None) or model.encoder.config.max_position_embeddings)
     if config.max_len > positions:
@@ -253,9 +232,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
     warmup = int(config.warmup_ratio * total_steps)
     optimizer = torch.optim.AdamW(_param_groups(model, lr, head_lr, config.weight_decay))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: (step + 1) / (warmup + 1) if step < warmup  # 1) linear warmup
-        else max(0.0, (total_steps - step) / max(1, total_steps - warmup)))  # 2) linear decay to 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(warmup, total_steps))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "finetune_config.json", dataclasses.asdict(config) | {
         "lr": lr, "head_lr": head_lr, "total_steps": total_steps, "n_train": len(train), "n_dev": len(dev),
@@ -298,7 +275,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
                     rows.append(row)
                     writer.add_scalar("train/loss", row["loss"], step)
                     writer.add_scalar("train/lr", row["lr"], step)
-                    _write_metrics_csv(out / "metrics.csv", rows)
+                    write_metrics_csv(out / "metrics.csv", rows, METRIC_COLUMNS)
                     bar.set_postfix(loss=f"{row['loss']:.3f}")
                     window_loss, window_n = 0.0, 0
             epoch += 1

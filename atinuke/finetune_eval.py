@@ -64,7 +64,8 @@ def screen_examples(examples: Sequence[Example]) -> tuple[list[Example], dict[st
     Returns:
         (kept examples in order, reason -> count).
     """
-    kept, skipped = [], Counter()
+    kept: list[Example] = []
+    skipped: Counter[str] = Counter()
     for ex in examples:
         reason = _skip_reason(ex)
         if reason:

@@ -23,6 +23,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from atinuke.errors import UserInputError
+from atinuke.training import DistInfo, all_reduce_sum
 
 logger = logging.getLogger(__name__)
 
@@ -275,3 +276,39 @@ def eval_batches(
 def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> list[int]:
     """Ids of every special token of ``tokenizer`` (never masked, never a random replacement)."""
     return sorted(set(tokenizer.all_special_ids))
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Perplexity on one evaluation set, with the unigram baseline on the same target tokens.
+
+    ``ppl`` is the true perplexity (CLM) or the masked-token pseudo-perplexity under a fixed seeded 15%
+    mask (MLM).
+    """
+
+    ppl: float
+    unigram_ppl: float
+    n_targets: int
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: list[LMBatch], objective: str, unigram: UnigramModel,
+             device: torch.device, dist: DistInfo, autocast) -> EvalResult:
+    """Perplexity of ``model`` over ``batches`` (summed over ranks), and the unigram model's on the same targets."""
+    was_training = model.training
+    model.eval()
+    nll = count = unigram_nll = 0.0
+    for batch in batches:
+        batch_dev = batch.to(device)
+        with autocast():
+            out = model(batch_dev.input_ids, labels=batch_dev.labels,
+                        **({"logits_at_labels_only": True} if objective == "mlm" else {}))
+        n = batch.n_targets(objective)
+        nll += float(out.loss) * n
+        count += n
+        unigram_nll += -float(unigram.log_probs[batch.targets(objective)].sum())
+    model.train(was_training)
+    nll, count, unigram_nll = all_reduce_sum([nll, count, unigram_nll], dist, device)
+    return EvalResult(ppl=math.exp(nll / count), unigram_ppl=math.exp(unigram_nll / count), n_targets=int(count))

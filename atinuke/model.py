@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,10 @@ class AtinukeEmbeddings(nn.Module):
     (``positions="learned"``), no sqrt(d_model) scale (``embed_scale="none"``), segment embeddings added to
     P (``type_vocab_size > 0``) and a layer norm of the sum (``embedding_norm``), as BERT's input layer.
     """
+
+    # Exactly one of the two exists, as ``learned_positions`` says: a learned table or a registered buffer.
+    position: nn.Embedding
+    positional: torch.Tensor
 
     def __init__(self, config: AtinukeConfig) -> None:
         super().__init__()
@@ -287,8 +291,9 @@ class AtinukeModel(AtinukePreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed.token
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embed.token = value
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        # The supertype takes any module; Hugging Face (resize_token_embeddings) passes an nn.Embedding.
+        self.embed.token = cast(nn.Embedding, value)
 
     def forward(
         self,
@@ -298,7 +303,7 @@ class AtinukeModel(AtinukePreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         token_type_ids: Optional[torch.Tensor] = None,
-        **kwargs,
+        return_dict: Optional[bool] = None,
     ) -> BaseModelOutput:
         """Args:
             input_ids: [batch, pos] token ids.
@@ -307,6 +312,7 @@ class AtinukeModel(AtinukePreTrainedModel):
             output_attentions: return every layer's pattern.
             output_hidden_states: return the embedding output and every block's output.
             token_type_ids: [batch, pos] segment ids; used only when ``config.type_vocab_size > 0``.
+            return_dict: accepted for Hugging Face callers; the output is always a ``BaseModelOutput``.
         """
         if input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be [batch, pos] with pos > 0, got shape {tuple(input_ids.shape)}")
@@ -314,19 +320,20 @@ class AtinukeModel(AtinukePreTrainedModel):
         if head_mask is not None and head_mask.dim() == 1:
             head_mask = head_mask.unsqueeze(0).expand(len(self.blocks), -1)
         x = self.embed(input_ids, token_type_ids)  # [batch, pos, d_model]
-        all_hidden = (x,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        all_hidden: list[torch.Tensor] = [x]
+        all_attentions: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             x, pattern = block(x, key_mask, None if head_mask is None else head_mask[i], output_attentions)
             if output_hidden_states:
-                all_hidden = all_hidden + (x,)
+                all_hidden.append(x)
             if output_attentions:
-                all_attentions = all_attentions + (pattern,)
+                all_attentions.append(pattern)
         x = self.ln_final(x)  # [batch, pos, d_model]
         if output_hidden_states and self.config.norm_placement == "pre":
             # The last hidden state a head sees is the normalised one.
-            all_hidden = all_hidden[:-1] + (x,)
-        return BaseModelOutput(last_hidden_state=x, hidden_states=all_hidden, attentions=all_attentions)
+            all_hidden[-1] = x
+        return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(all_hidden) if output_hidden_states else None,
+                               attentions=tuple(all_attentions) if output_attentions else None)
 
 
 class _AtinukeLMHeadModel(AtinukePreTrainedModel):
@@ -364,7 +371,8 @@ class AtinukeForMaskedLM(_AtinukeLMHeadModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         logits_at_labels_only: bool = False,
-        **kwargs,
+        token_type_ids: Optional[torch.Tensor] = None,
+        return_dict: Optional[bool] = None,
     ) -> MaskedLMOutput:
         """Args:
             labels: [batch, pos] target ids, -100 where no loss is taken.
@@ -373,7 +381,7 @@ class AtinukeForMaskedLM(_AtinukeLMHeadModel):
                 [n_labelled, vocab] instead of [batch, pos, vocab].
         """
         out = self.atinuke(input_ids, attention_mask, head_mask, output_attentions, output_hidden_states,
-                           token_type_ids=kwargs.get("token_type_ids"))
+                           token_type_ids=token_type_ids)
         hidden = self.head_transform(out.last_hidden_state)  # [batch, pos, d_model]
         loss = None
         if labels is not None and logits_at_labels_only:
@@ -403,13 +411,14 @@ class AtinukeForCausalLM(_AtinukeLMHeadModel):
         head_mask: Optional[torch.Tensor] = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-        **kwargs,
+        token_type_ids: Optional[torch.Tensor] = None,
+        return_dict: Optional[bool] = None,
     ) -> CausalLMOutput:
         """Args:
             labels: [batch, pos]; position t is predicted from positions < t (shifted inside), -100 ignored.
         """
         out = self.atinuke(input_ids, attention_mask, head_mask, output_attentions, output_hidden_states,
-                           token_type_ids=kwargs.get("token_type_ids"))
+                           token_type_ids=token_type_ids)
         logits = self.lm_head(self.head_transform(out.last_hidden_state))  # [batch, pos, vocab]
         loss = None
         if labels is not None:

@@ -15,27 +15,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import torch
 import torch.distributed as torch_dist
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from atinuke.baseline import ARCHITECTURES, build_bert_baseline
 from atinuke.config import EMBED_SCALES, NORM_PLACEMENTS, POSITIONS, PRESETS, preset_config
 from atinuke.corpus import BUILTIN_SOURCES, load_texts, read_text_file
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_dir, atomic_write_json, atomic_write_text
+from atinuke.io import atomic_dir, atomic_write_json
 from atinuke.lm_data import (
     BlockSampler,
     LMBatch,
@@ -43,6 +41,7 @@ from atinuke.lm_data import (
     causal_batch,
     encode_stream,
     eval_batches,
+    evaluate,
     generator_for,
     mask_tokens,
     mix_seed,
@@ -52,6 +51,16 @@ from atinuke.lm_data import (
 from atinuke.model import AtinukeForCausalLM, AtinukeForMaskedLM, count_parameters
 from atinuke.pretrain_checkpoint import Checkpoint, gather_rng, load_checkpoint, load_optimizer_state, save_checkpoint
 from atinuke.tokenizer import load_tokenizer, train_tokenizer
+from atinuke.training import (
+    DistInfo,
+    all_reduce_sum,
+    decay_groups,
+    init_distributed,
+    read_metrics_csv,
+    resolve_device,
+    warmup_cosine,
+    write_metrics_csv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +224,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
 
-def _requested(args: argparse.Namespace) -> dict[str, Any]:
+def requested_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The fields the user set explicitly."""
     given = {f.name: getattr(args, f.name, None) for f in fields(PretrainConfig)}
     if given["sources"] is not None:
@@ -245,78 +254,11 @@ def resolve_config(requested: dict[str, Any], saved: Optional[PretrainConfig] = 
     return config
 
 
-# ---------------------------------------------------------------------------------------- distributed
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a torchrun job (world_size 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
-def _pick_device(spec: str, local_rank: int) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserInputError(f"--device {spec}: CUDA is not available on this machine")
-        return torch.device(spec if ":" in spec else f"cuda:{local_rank}")
-    if spec != "cpu":
-        raise UserInputError(f"unknown --device {spec!r}; choose auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
-
-
-def _init_distributed(device: torch.device) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    info = DistInfo(rank=torch_dist.get_rank(), world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-    if not info.is_main:
-        logging.getLogger().setLevel(logging.WARNING)
-    return info
-
-
-def _all_reduce_sum(values: list[float], dist: DistInfo, device: torch.device) -> list[float]:
-    if not dist.enabled:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    torch_dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
 # ------------------------------------------------------------------------------------------ training
 
 def lr_lambda(config: PretrainConfig) -> Callable[[int], float]:
     """Multiplier on the peak lr at a step: 1) linear warmup, 2) cosine decay to 10% (nanoGPT's schedule)."""
-    def factor(step: int) -> float:
-        if step < config.warmup:
-            return (step + 1) / (config.warmup + 1)
-        progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
-        return 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress))
-    return factor
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only (the GPT-2/BERT convention: no decay on biases and layer-norm gains)."""
-    seen, decay, no_decay = set(), [], []
-    for _, param in model.named_parameters():
-        if id(param) in seen or not param.requires_grad:
-            continue
-        seen.add(id(param))
-        (decay if param.dim() >= 2 else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return warmup_cosine(config.warmup, config.steps, floor=0.1)
 
 
 @dataclass
@@ -346,14 +288,16 @@ def _load_sources(sources: tuple[str, ...]) -> list[str]:
 
 def _share_tokenizer(tokenizer: Optional[PreTrainedTokenizerFast], dist: DistInfo) -> PreTrainedTokenizerFast:
     """Rank 0 trains the tokenizer; the others rebuild it from its JSON, so every rank has the same ids."""
-    if not dist.enabled:
+    if dist.is_main:  # without torchrun the one process is rank 0
+        assert tokenizer is not None, "rank 0 trains the tokenizer"
+        if dist.enabled:
+            torch_dist.broadcast_object_list([tokenizer.backend_tokenizer.to_str()], src=0)
         return tokenizer
-    payload = [tokenizer.backend_tokenizer.to_str() if dist.is_main else None]
+    payload: list[str | None] = [None]
     torch_dist.broadcast_object_list(payload, src=0)
-    if dist.is_main:
-        return tokenizer
     from tokenizers import Tokenizer
 
+    assert payload[0] is not None, "rank 0 broadcasts its tokenizer's JSON"
     return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(payload[0]), pad_token="[PAD]",
                                    unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
                                    model_input_names=["input_ids", "attention_mask"])
@@ -373,55 +317,6 @@ def _prepare_data(tokenizer: PreTrainedTokenizerFast, texts: list[str], config: 
     return RunData(train=train, valid=valid, test=test, unigram=unigram, n_train_tokens=int(train.numel()))
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    """Perplexity on one evaluation set, with the unigram baseline on the same target tokens.
-
-    ``ppl`` is the true perplexity (CLM) or the masked-token pseudo-perplexity under a fixed seeded 15%
-    mask (MLM).
-    """
-
-    ppl: float
-    unigram_ppl: float
-    n_targets: int
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[LMBatch], objective: str, unigram: UnigramModel,
-             device: torch.device, dist: DistInfo, autocast) -> EvalResult:
-    """Perplexity of ``model`` over ``batches`` (summed over ranks), and the unigram model's on the same targets."""
-    was_training = model.training
-    model.eval()
-    nll = count = unigram_nll = 0.0
-    for batch in batches:
-        batch_dev = batch.to(device)
-        with autocast():
-            out = model(batch_dev.input_ids, labels=batch_dev.labels,
-                        **({"logits_at_labels_only": True} if objective == "mlm" else {}))
-        n = batch.n_targets(objective)
-        nll += float(out.loss) * n
-        count += n
-        unigram_nll += -float(unigram.log_probs[batch.targets(objective)].sum())
-    model.train(was_training)
-    nll, count, unigram_nll = _all_reduce_sum([nll, count, unigram_nll], dist, device)
-    return EvalResult(ppl=math.exp(nll / count), unigram_ppl=math.exp(unigram_nll / count), n_targets=int(count))
-
-
-def _read_metrics(path: Path, up_to_step: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
-
-
-def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
 def _saved_config(checkpoint: Checkpoint) -> PretrainConfig:
     try:
         return PretrainConfig(**{**checkpoint.config, "sources": tuple(checkpoint.config["sources"])})
@@ -439,13 +334,13 @@ def _check_out_dir(out: Path, resume: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``atinuke pretrain``."""
-    requested = _requested(args)
+    requested = requested_settings(args)
     out = Path(requested["out"])
     checkpoint = load_checkpoint(out) if args.resume else None
     config = resolve_config(requested, _saved_config(checkpoint) if checkpoint else None)
     _check_out_dir(out, args.resume)
-    device = _pick_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
-    dist = _init_distributed(device)
+    device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist = init_distributed(device)
     try:
         train(config, out, device, dist, checkpoint)
     finally:
@@ -472,8 +367,8 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
         tokenizer = load_tokenizer(Path(config.tokenizer) / "model" if (Path(config.tokenizer) / "model" /
                                                                           "tokenizer.json").is_file() else config.tokenizer)
     else:
-        tokenizer = train_tokenizer(texts, vocab_size=config.vocab_size) if dist.is_main else None
-        tokenizer = _share_tokenizer(tokenizer, dist)
+        trained = train_tokenizer(texts, vocab_size=config.vocab_size) if dist.is_main else None
+        tokenizer = _share_tokenizer(trained, dist)
     data = _prepare_data(tokenizer, texts, config)
     specials = special_token_ids(tokenizer)
     vocab = len(tokenizer)
@@ -486,7 +381,7 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
         overrides["dropout"] = config.dropout
     model_config = preset_config(config.preset, vocab_size=vocab, pad_token_id=tokenizer.pad_token_id, **overrides)
     if config.arch == "bert":
-        raw_model: torch.nn.Module = build_bert_baseline(model_config)
+        raw_model: PreTrainedModel = build_bert_baseline(model_config)
     else:
         model_class = AtinukeForMaskedLM if config.objective == "mlm" else AtinukeForCausalLM
         raw_model = model_class(model_config)
@@ -499,8 +394,10 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
                                  f"{config.preset} {config.objective} model (missing {sorted(set(missing or []) - tied)[:3]}, "
                                  f"unexpected {list(unexpected or [])[:3]})")
         raw_model.tie_weights()
-    raw_model.to(device).train()
-    optimizer = torch.optim.AdamW(_param_groups(raw_model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98),
+    # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
+    # unbound function that wants the model as its first argument.
+    raw_model.to(device).train()  # type: ignore[arg-type]
+    optimizer = torch.optim.AdamW(decay_groups(raw_model.parameters(), config.weight_decay), lr=config.lr, betas=(0.9, 0.98),
                                   eps=1e-6, fused=device.type == "cuda")
     scheduler = LambdaLR(optimizer, lr_lambda(config))
     start_step = 0
@@ -513,9 +410,11 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
             torch.cuda.set_rng_state(checkpoint.rng[f"cuda.rank{dist.rank}"], device)
     else:
         torch.manual_seed(mix_seed(config.seed, 3, dist.rank))  # each rank its own dropout stream
-    model: torch.nn.Module = torch.compile(raw_model) if config.compile else raw_model
+    # torch.compile's annotation is Callable; given a module it returns one (an OptimizedModule).
+    model: torch.nn.Module = cast(torch.nn.Module, torch.compile(raw_model)) if config.compile else raw_model
+    ddp: Optional[torch.nn.parallel.DistributedDataParallel] = None
     if dist.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
+        model = ddp = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda"
                 else contextlib.nullcontext)
@@ -543,7 +442,7 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
 
         out.mkdir(parents=True, exist_ok=True)
         metrics_path = out / "metrics.csv"
-        rows = _read_metrics(metrics_path, start_step) if checkpoint is not None else []
+        rows = read_metrics_csv(metrics_path, start_step) if checkpoint is not None else []
         writer = SummaryWriter(str(out / "tb"), purge_step=start_step + 1 if checkpoint is not None else None)
     tokens_per_step = global_batch * config.grad_accum * config.seq_len
     tokens_seen = int(checkpoint.state.get("tokens", 0)) if checkpoint else 0
@@ -559,7 +458,8 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
                      "world_size": dist.world_size, "config": asdict(config), "torch": torch.__version__}
             path = save_checkpoint(out, at_step, raw_model, tokenizer, optimizer, scheduler, rng, state,
                                    config.keep_checkpoints)
-            _write_metrics(metrics_path, rows)
+            assert metrics_path is not None  # set on rank 0 above
+            write_metrics_csv(metrics_path, rows, METRIC_COLUMNS)
             logger.info("checkpoint written: %s", path)
 
     stop_at = min(config.steps, config.stop_after or config.steps)
@@ -576,7 +476,7 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
         for a, global_mb in enumerate(micro_batches):
             local = global_mb[dist.rank * batch:(dist.rank + 1) * batch].to(device)
             n_local = local.n_targets(config.objective)
-            sync = contextlib.nullcontext() if (not dist.enabled or a == config.grad_accum - 1) else model.no_sync()
+            sync = contextlib.nullcontext() if (ddp is None or a == config.grad_accum - 1) else ddp.no_sync()
             with sync:
                 with autocast():
                     outputs = model(local.input_ids, labels=local.labels,
@@ -589,7 +489,7 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        loss = _all_reduce_sum([loss_sum], dist, device)[0] / n_total
+        loss = all_reduce_sum([loss_sum], dist, device)[0] / n_total
         if not math.isfinite(loss):
             raise RuntimeError(f"loss became {loss} at step {step}; lower --lr or raise --warmup")
         tokens_seen += tokens_per_step
@@ -602,9 +502,11 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
             result = evaluate(raw_model, valid_batches, config.objective, data.unigram, device, dist, autocast)
             row.update(val_ppl=result.ppl, val_unigram_ppl=result.unigram_ppl)
             if dist.is_main:
+                assert writer is not None  # opened on rank 0 above
                 writer.add_scalar("val/ppl", result.ppl, step)
                 logger.info("step %d: val ppl %.2f (unigram %.2f)", step, result.ppl, result.unigram_ppl)
         if dist.is_main:
+            assert writer is not None  # opened on rank 0 above
             rows.append(row)
             writer.add_scalar("train/loss", loss, step)
             writer.add_scalar("train/lr", lr, step)
@@ -650,7 +552,7 @@ def _finish(config, out, dist, device, raw_model, tokenizer, data, autocast, row
     with atomic_dir(out / "model") as tmp:
         raw_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    _write_metrics(metrics_path, rows)
+    write_metrics_csv(metrics_path, rows, METRIC_COLUMNS)
     summary = {
         "arch": config.arch, "config": asdict(config), "model_config": raw_model.config.to_diff_dict(),
         "parameters": asdict(params), "objective": config.objective,

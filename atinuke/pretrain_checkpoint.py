@@ -12,23 +12,21 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
 from safetensors.torch import load_file, save_file
 from torch.optim.lr_scheduler import LRScheduler
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir
 from atinuke.tokenizer import load_tokenizer
-
-if TYPE_CHECKING:  # pretrain imports this module, so the type is imported for checkers only
-    from atinuke.pretrain import DistInfo
+from atinuke.training import DistInfo
 
 
-def gather_rng(dist: "DistInfo", device: torch.device) -> dict[str, torch.Tensor]:
+def gather_rng(dist: DistInfo, device: torch.device) -> dict[str, torch.Tensor]:
     """Every rank's RNG states (the dropout streams), gathered to each rank as uint8 tensors."""
     states = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -110,7 +108,8 @@ def load_checkpoint(out: Path) -> Checkpoint:
 def optimizer_state_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split the optimizer state into tensors (for safetensors) and JSON."""
     state_dict = optimizer.state_dict()
-    tensors, scalars = {}, {}
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
     for param_id, state in state_dict["state"].items():
         for key, value in state.items():
             if torch.is_tensor(value):
@@ -129,10 +128,10 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, checkpoint: Checkpoin
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, Any]] = {}
     for name, tensor in checkpoint.optimizer_tensors.items():
-        _, param_id, key = name.split(".", 2)
-        state.setdefault(int(param_id), {})[key] = tensor
-    for param_id, scalars in checkpoint.optimizer_meta.get("scalars", {}).items():
-        state.setdefault(int(param_id), {}).update(scalars)
+        _, saved_id, key = name.split(".", 2)
+        state.setdefault(int(saved_id), {})[key] = tensor
+    for saved_id, scalars in checkpoint.optimizer_meta.get("scalars", {}).items():
+        state.setdefault(int(saved_id), {}).update(scalars)
     where = checkpoint.path / "optimizer.safetensors"
     for param_id, entry in state.items():
         if param_id >= len(params) or any(t.dim() > 0 and t.shape != params[param_id].shape
@@ -146,7 +145,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, checkpoint: Checkpoin
         raise UserInputError(f"{where}: optimizer state does not match the model ({error})") from error
 
 
-def save_checkpoint(out: Path, step: int, model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast,
+def save_checkpoint(out: Path, step: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
                     optimizer: torch.optim.Optimizer, scheduler: LRScheduler, rng: dict[str, torch.Tensor],
                     state: dict[str, Any], keep: int) -> Path:
     """Write ``out/checkpoints/step-N`` atomically and delete all but the newest ``keep`` checkpoints."""

@@ -62,7 +62,7 @@ def resolved_settings(argv: Sequence[str]) -> dict[str, Any]:
     parser = RaisingArgumentParser(prog="atinuke pretrain", add_help=False)
     pretrain.add_arguments(parser)
     args = parser.parse_args(list(argv))
-    requested = pretrain._requested(args)
+    requested = pretrain.requested_settings(args)
     requested.setdefault("out", "unused")
     config = asdict(pretrain.resolve_config(requested))
     config["sources"] = list(config["sources"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, cast
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -90,4 +90,4 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     # A user's text is text: a typed "[MASK]" or "[SEP]" is split into ordinary tokens, never read as the
     # special token (the [CLS]/[SEP] of the templates are still added by the post-processor).
     tokenizer.split_special_tokens = True
-    return tokenizer
+    return cast(PreTrainedTokenizerFast, tokenizer)  # is_fast, checked above: the tokenizers-backed class

@@ -67,7 +67,7 @@ def _render(page: str, repeats: int) -> dict[str, float]:
     start = time.perf_counter()
     at.run()  # renders the default page (models)
     if page != PAGES[0]:
-        at.switch_page(f"workbench/pages/{page}.py")
+        at.switch_page(f"ui/{page}.py")
         start = time.perf_counter()
         at.run()
     cold = time.perf_counter() - start

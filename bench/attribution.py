@@ -85,7 +85,7 @@ def _child(args: argparse.Namespace) -> None:
     import torch
 
     from workbench.attribution import AttributionParams, attribute
-    from workbench.attribution_targets import HiddenNormTarget
+    from workbench.attribution.targets import HiddenNormTarget
     from workbench.subject import load_subject
 
     torch.set_num_threads(args.threads)

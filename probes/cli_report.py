@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from atinuke.errors import UserInputError
 from atinuke.io import write_with
@@ -33,6 +35,10 @@ def load_runs(directories: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _write_html(figure: go.Figure, tmp: Path) -> None:
+    figure.write_html(str(tmp), include_plotlyjs=True)
+
+
 def run(args: argparse.Namespace) -> int:
     results = load_runs(args.runs)
     out = args.out
@@ -40,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     summary = layer_summary(results)
     write_with(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     for name, figure in (("layers.html", layer_curve_figure(results)), ("selectivity.html", selectivity_figure(results))):
-        write_with(out / name, lambda tmp, f=figure: f.write_html(str(tmp), include_plotlyjs=True))
+        write_with(out / name, partial(_write_html, figure))
     print(f"{len(results)} rows from {results[['model', 'task']].drop_duplicates().shape[0]} model/task runs; "
           f"wrote {out}")
     return 0

@@ -9,7 +9,7 @@
 - The layer-0 (embedding) baseline is the ``layer == 0`` row of every run.
 - Minimum description length by online coding (Voita & Titov, 2020, "Information-Theoretic Probing with
   Minimum Description Length", arXiv 2003.12298).
-- Mean and Student-t confidence interval across seeds.
+- Mean and Student-t confidence interval across seeds (:func:`workbench.probe_curves.seed_interval`).
 - Expected layer / center of gravity over layers (Tenney, Das & Pavlick, 2019, "BERT Rediscovers the
   Classical NLP Pipeline", arXiv 1905.05950).
 """
@@ -20,13 +20,13 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Hashable, Optional, Sequence
+from typing import Callable, Hashable, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
-from scipy import stats
 
 from atinuke.encoders import Encoder
+from workbench.probe_curves import seed_interval
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,23 @@ def random_init_encoder(encoder: Encoder, seed: int = 0) -> Encoder:
     finally:
         torch.random.set_rng_state(state)
     device = next(encoder.model.parameters()).device
-    return Encoder(name=f"{encoder.name}-random-init", kind=encoder.kind, model=model.to(device).eval(),
+    # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
+    # unbound function that wants the model as its first argument.
+    moved = model.to(device)  # type: ignore[arg-type]
+    return Encoder(name=f"{encoder.name}-random-init", kind=encoder.kind, model=moved.eval(),
                    tokenizer=encoder.tokenizer, path=encoder.path)
+
+
+class CodingProbe(Protocol):
+    """What online coding needs of a probe: scikit-learn's ``fit`` (returning the fitted probe),
+    ``predict_proba`` and ``classes_``."""
+
+    @property
+    def classes_(self) -> np.ndarray: ...
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> CodingProbe: ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -122,7 +137,7 @@ class OnlineCode:
     n_classes: int
 
 
-def online_codelength(X: np.ndarray, y: np.ndarray, make_probe: Callable[[], object],
+def online_codelength(X: np.ndarray, y: np.ndarray, make_probe: Callable[[], CodingProbe],
                       portions: Sequence[float] = MDL_PORTIONS, seed: int = 0) -> OnlineCode:
     """Minimum description length of labels given representations by online coding (Voita & Titov, 2020).
 
@@ -184,12 +199,8 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95) -> SeedSumma
         values: one value per seed.
         confidence: interval coverage.
     """
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return SeedSummary(mean, math.nan, math.nan, len(values))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return SeedSummary(mean, mean - half, mean + half, len(values))
+    mean, low, high = seed_interval(values, confidence)
+    return SeedSummary(mean, low, high, len(values))
 
 
 def expected_layer(scores: Sequence[float], layers: Optional[Sequence[int]] = None) -> float:
@@ -206,10 +217,10 @@ def expected_layer(scores: Sequence[float], layers: Optional[Sequence[int]] = No
     Returns:
         The expected layer; NaN when no layer improves on the first.
     """
-    scores = np.asarray(scores, dtype=float)
-    layers = np.arange(len(scores)) if layers is None else np.asarray(layers, dtype=float)
-    cumulative = np.maximum.accumulate(scores)
+    curve = np.asarray(scores, dtype=float)
+    numbers = np.arange(len(curve)) if layers is None else np.asarray(layers, dtype=float)
+    cumulative = np.maximum.accumulate(curve)
     delta = np.diff(cumulative)  # [n_layers - 1]
     if delta.sum() <= 0:
         return math.nan
-    return float((layers[1:] * delta).sum() / delta.sum())
+    return float((numbers[1:] * delta).sum() / delta.sum())

@@ -240,11 +240,12 @@ def _pool_batch(hidden: torch.Tensor, encoded, batch: Sequence[ProbeSentence], b
     n_layers, n_batch, n_pos, d_model = hidden.shape
     offsets = encoded["offset_mapping"].numpy()  # [batch, pos, 2]
     mask = encoded["attention_mask"].numpy().astype(bool)  # [batch, pos]
-    tokens, words = [], []
-    for i, sentence in enumerate(batch):
-        token, word = _token_word_pairs(offsets[i], encoded.sequence_ids(i), mask[i], sentence.word_spans)
-        tokens.append(token + i * n_pos)
-        words.append(word + word_offsets[begin + i] - word_offsets[begin])
+    tokens: list[np.ndarray] = []
+    words: list[np.ndarray] = []
+    for i, probe_sentence in enumerate(batch):
+        pair_token, pair_word = _token_word_pairs(offsets[i], encoded.sequence_ids(i), mask[i], probe_sentence.word_spans)
+        tokens.append(pair_token + i * n_pos)
+        words.append(pair_word + word_offsets[begin + i] - word_offsets[begin])
     token = torch.from_numpy(np.concatenate(tokens)).to(hidden.device)
     word = torch.from_numpy(np.concatenate(words)).to(hidden.device)
     first_word, last_word = int(word_offsets[begin]), int(word_offsets[begin + len(batch)])
@@ -252,7 +253,7 @@ def _pool_batch(hidden: torch.Tensor, encoded, batch: Sequence[ProbeSentence], b
     flat = hidden.reshape(n_layers, n_batch * n_pos, d_model)  # [n_layers, batch*pos, d_model]
     counts = torch.bincount(word, minlength=n_words)  # [words]
     n_tokens[first_word:last_word] = counts.cpu().numpy()
-    pooled = {}
+    pooled: dict[str, torch.Tensor] = {}
     if "mean" in pools:
         sums = torch.zeros(n_layers, n_words, d_model, device=hidden.device).index_add_(1, word, flat[:, token])
         pooled["mean"] = sums / counts.clamp(min=1).unsqueeze(-1)  # [n_layers, words, d_model]
@@ -269,12 +270,12 @@ def _pool_batch(hidden: torch.Tensor, encoded, batch: Sequence[ProbeSentence], b
     keep = torch.from_numpy(mask) if special is None else torch.from_numpy(mask) & (special == 0)
     keep = keep.to(hidden.device).float()  # [batch, pos]
     sentence = (hidden * keep[None, :, :, None]).sum(2) / keep.sum(1).clamp(min=1)[None, :, None]  # [n_layers, batch, d]
-    sentence = sentence.half().cpu().numpy()
-    pooled = {pool: value.half().cpu().numpy() for pool, value in pooled.items()}
+    sentence_half = sentence.half().cpu().numpy()
+    pooled_half = {pool: value.half().cpu().numpy() for pool, value in pooled.items()}
     for layer in range(n_layers):
-        for pool, value in pooled.items():
+        for pool, value in pooled_half.items():
             arrays[(layer, pool)][first_word:last_word] = value[layer]
-        arrays[(layer, "sentence")][begin:begin + n_batch] = sentence[layer]
+        arrays[(layer, "sentence")][begin:begin + n_batch] = sentence_half[layer]
 
 
 def _gather_or_zero(flat: torch.Tensor, position: torch.Tensor) -> torch.Tensor:

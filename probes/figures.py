@@ -8,26 +8,22 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from probes.controls import seed_summary
+from workbench.probe_curves import layer_curve
 
 __all__ = ["layer_summary", "layer_curve_figure", "selectivity_figure"]
 
 _DASH = {"none": "solid", "control_task": "dot", "random_init": "dash"}
+SUMMARY_COLUMNS = ["model", "task", "control", "layer", "mean", "low", "high", "n_seeds", "source"]
 
 
 def layer_summary(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Mean over seeds with a 95% t-interval, per (model, task, control, layer).
+    """Mean over seeds with a 95% t-interval, per (model, task, control, layer)
+    (:func:`workbench.probe_curves.layer_curve` without its ``std`` column).
 
     Returns:
         DataFrame with columns model, task, control, layer, mean, low, high, n_seeds, source.
     """
-    rows = []
-    chosen = results[(results["metric"] == metric) & (results["layer"] >= 0)]
-    for (model, task, control, layer), group in chosen.groupby(["model", "task", "control", "layer"]):
-        summary = seed_summary(group["value"].to_numpy())
-        rows.append(dict(model=model, task=task, control=control, layer=int(layer), mean=summary.mean,
-                         low=summary.low, high=summary.high, n_seeds=summary.n, source=group["source"].iloc[0]))
-    return pd.DataFrame(rows, columns=["model", "task", "control", "layer", "mean", "low", "high", "n_seeds", "source"])
+    return layer_curve(results, metric)[SUMMARY_COLUMNS]
 
 
 def layer_curve_figure(results: pd.DataFrame, metric: str = "accuracy", title: str = "") -> go.Figure:

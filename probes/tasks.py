@@ -268,7 +268,11 @@ def _silver(task: str, corpus: str, max_sentences: int) -> ProbingData:
 # ------------------------------------------------------------------------------------------------- gold
 def _read_conllu(path: Path) -> list[tuple[ProbeSentence, list[list[str]]]]:
     """Sentences of a CoNLL-U file with their 10-column rows (multiword and empty nodes skipped)."""
-    out, rows, text, sid, start_line = [], [], None, None, 1
+    out: list[tuple[ProbeSentence, list[list[str]]]] = []
+    rows: list[list[str]] = []
+    text: Optional[str] = None
+    sid: Optional[str] = None
+    start_line = 1
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines() + [""], 1):
         if line.startswith("# text = "):
             text = line[len("# text = "):]
@@ -295,7 +299,8 @@ def _read_conllu(path: Path) -> list[tuple[ProbeSentence, list[list[str]]]]:
 
 def _read_conll2003(path: Path) -> list[tuple[ProbeSentence, list[list[str]]]]:
     """Sentences of a CoNLL-2003 file (word, POS, chunk, NER; -DOCSTART- lines skipped)."""
-    out, rows = [], []
+    out: list[tuple[ProbeSentence, list[list[str]]]] = []
+    rows: list[list[str]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines() + [""], 1):
         if line.startswith("-DOCSTART-"):
             continue
@@ -312,22 +317,10 @@ def _read_conll2003(path: Path) -> list[tuple[ProbeSentence, list[list[str]]]]:
     return out
 
 
-def _bio_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """Spans of IOB1/IOB2 tags (``I-X`` after ``O`` opens a span, as IOB1 allows)."""
-    spans, start, current = [], None, None
-    for i, tag in enumerate(tags + ["O"]):
-        kind = tag[2:] if tag[:2] in ("B-", "I-") else None
-        if current is not None and (kind != current or tag.startswith("B-")):
-            spans.append((start, i - 1, current))
-            current = None
-        if kind is not None and current is None:
-            start, current = i, kind
-    return spans
-
-
 def _bracket_spans(column: list[str]) -> list[tuple[int, int, str]]:
     """Spans of a CoNLL-2012 bracket column: ``(ARG0*``, ``*``, ``*)`` (labels on the opening bracket)."""
-    spans, stack = [], []
+    spans: list[tuple[int, int, str]] = []
+    stack: list[tuple[str, int]] = []
     for i, cell in enumerate(column):
         for label in re.findall(r"\(([^()*]+)", cell):
             stack.append((label, i))
@@ -340,7 +333,8 @@ def _bracket_spans(column: list[str]) -> list[tuple[int, int, str]]:
 
 def _coref_spans(column: list[str]) -> list[tuple[int, int, str]]:
     """Mentions of a CoNLL-2012 coreference column: ``(12``, ``12)``, ``(12)``, ``(10|(12)``."""
-    spans, open_ = [], {}
+    spans: list[tuple[int, int, str]] = []
+    open_: dict[str, list[int]] = {}
     for i, cell in enumerate(column):
         if cell == "-":
             continue
@@ -357,7 +351,9 @@ def _coref_spans(column: list[str]) -> list[tuple[int, int, str]]:
 
 def _read_conll2012(path: Path) -> list[tuple[str, ProbeSentence, list[list[str]]]]:
     """(document id, sentence, rows) of a CoNLL-2012 ``*_conll`` file."""
-    out, rows, document = [], [], ""
+    out: list[tuple[str, ProbeSentence, list[list[str]]]] = []
+    rows: list[list[str]] = []
+    document = ""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines() + [""], 1):
         if line.startswith("#begin document"):
             document = line[len("#begin document"):].strip()
@@ -383,6 +379,7 @@ GOLD_FILES = {"conllu": "data/dependencies.conllu", "conll2003": "data/conll2003
 
 def _gold(task: str) -> ProbingData:
     from atinuke.fetch import allennlp_fixtures
+    from atinuke.tasks.metrics import bio_to_spans
 
     root = allennlp_fixtures()
     sentences: list[ProbeSentence] = []
@@ -419,7 +416,7 @@ def _gold(task: str) -> ProbingData:
                               key=_word_key(sentence, j, j)) for j, r in enumerate(conll)]
             else:
                 rows += [dict(sentence=i, a_start=s, a_end=e, b_start=-1, b_end=-1, label=label,
-                              key=_word_key(sentence, s, e)) for s, e, label in _bio_spans([r[3] for r in conll])]
+                              key=_word_key(sentence, s, e)) for label, s, e in bio_to_spans([r[3] for r in conll])]
     if task in ("xpos", "ner", "srl", "coref"):
         documents: dict[str, list[tuple[int, list[tuple[int, int, str]]]]] = {}
         for name in ("srl", "coref"):
@@ -449,8 +446,8 @@ def _gold(task: str) -> ProbingData:
     # Keep only sentences that carry a target, so nothing is encoded for nothing.
     keep = sorted({r["sentence"] for r in rows})
     remap = {old: new for new, old in enumerate(keep)}
-    for r in rows:
-        r["sentence"] = remap[r["sentence"]]
+    for row in rows:
+        row["sentence"] = remap[row["sentence"]]
     sentences = [sentences[i] for i in keep]
     source = "gold: " + ", ".join(dict.fromkeys(used))
     return ProbingData(task, TASKS[task].unit, sentences, _frame(rows, sentences), source)
@@ -476,6 +473,8 @@ def _coref_pairs(documents: dict, sentences: list[ProbeSentence], window: int = 
 def _diag(task: str, max_sentences: int) -> ProbingData:
     """Targets from the diagnostic suite (silver data derived from real text; ``atinuke prepare-data``)."""
     from atinuke.tasks import load_task_data
+    from atinuke.tasks.base import ClassificationExample, CorefDocument, SRLExample
+    from atinuke.tasks.metrics import bio_to_spans
 
     name = {"acceptability": "cola", "nli": "snli"}.get(task, task)
     sentences: list[ProbeSentence] = []
@@ -486,20 +485,22 @@ def _diag(task: str, max_sentences: int) -> ProbingData:
         for example in examples:
             before = len(rows)
             if task in ("acceptability", "nli"):
+                assert isinstance(example, ClassificationExample)
                 if example.label is None:
                     continue
                 sentences.append(ProbeSentence(f"{split}-{example.id}", example.text, [], text_pair=example.text_pair))
                 rows.append(dict(sentence=len(sentences) - 1, a_start=-1, a_end=-1, b_start=-1, b_end=-1,
                                  label=str(example.label), key=example.text.lower()))
             elif task == "srl":
+                assert isinstance(example, SRLExample)
                 sentence = _sentence_from_words(f"{split}-{example.id}", list(example.words))
                 sentences.append(sentence)
                 p = example.predicate_index
-                spans = _bio_spans(list(example.tags))
                 rows += [dict(sentence=len(sentences) - 1, a_start=p, a_end=p, b_start=s, b_end=e, label=label,
                               key=_word_key(sentence, p, p) + " -> " + _word_key(sentence, s, e))
-                         for s, e, label in spans if label != "V"]
+                         for label, s, e in bio_to_spans(example.tags) if label != "V"]
             else:  # coref: one sentence per document sentence, pairs of mentions inside it
+                assert isinstance(example, CorefDocument)
                 bounds = list(example.sentence_starts) + [len(example.words)]
                 for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
                     sentences.append(_sentence_from_words(f"{split}-{example.id}-{k}", list(example.words[lo:hi])))

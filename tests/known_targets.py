@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from workbench.attribution_targets import Target
+from workbench.attribution.targets import Target
 
 
 class LinearEmbedTarget(Target):

@@ -162,7 +162,7 @@ def _run(page: str):
 
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page(f"workbench/pages/{page}.py").run()
+    at.switch_page(f"ui/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -360,7 +360,7 @@ def test_missing_artifacts_say_which_command(tmp_path, monkeypatch):
 
 def test_unknown_model_is_a_user_error():
     from atinuke.errors import UserInputError
-    from workbench.pages import _common
+    from ui import common
 
     with pytest.raises(UserInputError, match="unknown model"):
-        _common.subject("no-such-model")
+        common.subject("no-such-model")

@@ -15,7 +15,7 @@ from atinuke.encoders import Encoder
 from atinuke.errors import UserInputError
 from atinuke.model import AtinukeModel
 from workbench.attribution import COLUMNS, METHODS, Attribution, AttributionParams, attribute
-from workbench.attribution_targets import HiddenNormTarget
+from workbench.attribution.targets import HiddenNormTarget
 from workbench.subject import Subject, load_subject
 
 TEXTS = ["The market fell sharply on Monday .", "Shares rose .", "Analysts expect the index to recover next week ."]
@@ -265,7 +265,7 @@ def test_coref_document_over_several_segments(task_subjects):
 
 
 def test_examples_share_a_batch_only_when_it_saves_work():
-    from workbench.attribution import _bucket_slack, _length_buckets
+    from workbench.attribution.engine import _bucket_slack, _length_buckets
 
     order, lengths = [0, 1, 2, 3], [10, 11, 12, 20]
     assert _length_buckets(order, lengths, 16, 1.25) == [[0, 1, 2], [3]]  # 12 <= 1.25 * 10 < 20
@@ -276,3 +276,33 @@ def test_examples_share_a_batch_only_when_it_saves_work():
     many = AttributionParams(n_steps=256, max_tokens_per_pass=2048)  # one example's steps fill passes
     assert _bucket_slack("integrated_gradients", many, [10, 11]) == 1.0
     assert _bucket_slack("saliency", many, [10, 11]) == 1.25
+
+
+def test_a_registered_method_runs_through_the_engine(subject, monkeypatch):
+    """Adding a method is one class and one registry entry: the engine, the params column and the store key
+    follow from its declarations."""
+    import dataclasses
+
+    from workbench.attribution import REGISTRY, AttributionMethod, MethodOutput
+    from workbench.attribution.params import AttributionParams as Params
+
+    class Position(AttributionMethod):
+        """Planted scores: each token's position, so the expected table is known exactly."""
+
+        name = "position"
+        family = "perturbation"
+        params = ("seed", "window")
+
+        def scores(self, call):
+            return MethodOutput(torch.arange(call.embeds.shape[1], dtype=torch.float32).expand(call.embeds.shape[:2]))
+
+    monkeypatch.setitem(REGISTRY, "position", Position())
+    result = attribute(subject, TEXTS, "position", params=AttributionParams(seed=3, window=2))
+    for i, text in enumerate(TEXTS):
+        np.testing.assert_array_equal(result.scores(str(i)), np.arange(len(result.scores(str(i)))))
+    assert set(result.frame["params"]) == {json.dumps({"seed": 3, "window": 2}, sort_keys=True)}
+    assert result.frame["delta"].isna().all()
+    fields = {f.name for f in dataclasses.fields(Params)}
+    for method in REGISTRY.values():  # every declared setting is a real one, every family known
+        assert set(method.params) <= fields, method.name
+        assert method.family in ("gradient", "perturbation", "attention")

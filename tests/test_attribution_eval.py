@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.attribution_eval import EVALUATION_COLUMNS, EVALUATION_FILES
+from workbench.attribution.evaluate import EVALUATION_COLUMNS, EVALUATION_FILES
 from workbench.cli import main
 
 METHODS = ("integrated_gradients", "saliency", "attention")
@@ -215,7 +215,7 @@ def test_bad_evaluation_flags_are_one_line_exit_2(snli_model, tmp_path, capsys, 
 def test_evaluate_plain_texts_and_pooled_head_statistics(tiny_atinuke_dir):
     from workbench.attention import head_statistics
     from workbench.attribution import attribute
-    from workbench.attribution_eval import evaluate_attributions, pooled_head_statistics
+    from workbench.attribution.evaluate import evaluate_attributions, pooled_head_statistics
     from workbench.subject import load_subject
 
     subject = load_subject(tiny_atinuke_dir)

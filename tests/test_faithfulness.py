@@ -13,7 +13,6 @@ from workbench.attribution import Attribution, AttributionParams, attribute
 from workbench.faithfulness import (
     agreement_matrix,
     aopc,
-    bootstrap_ci,
     curve_areas,
     deletion_insertion,
     eraser,
@@ -23,6 +22,7 @@ from workbench.faithfulness import (
     rank_agreement,
     summarize,
 )
+from workbench.stats import mean_ci
 from workbench.subject import load_subject
 
 TEXTS = ["The market fell sharply on Monday .", "Shares rose in heavy trading ."]
@@ -136,15 +136,15 @@ def test_randomization_check_cascades(subject):
 
 
 def test_bootstrap_and_summary():
-    mean, low, high = bootstrap_ci([2.0] * 10)
+    mean, low, high = mean_ci([2.0] * 10)
     assert (mean, low, high) == (2.0, 2.0, 2.0)
     values = np.random.default_rng(0).normal(1.0, 1.0, 400)
-    mean, low, high = bootstrap_ci(values)
+    mean, low, high = mean_ci(values)
     assert low < mean < high and low < 1.0 < high and high - low < 0.5
     frame = pd.DataFrame({"method": ["a"] * 5 + ["b"] * 5, "v": [1.0] * 5 + [3.0] * 5})
     summary = summarize(frame, ["v"])
     assert summary.set_index("method")["mean"].to_dict() == {"a": 1.0, "b": 3.0}
-    assert math.isnan(bootstrap_ci([])[0])
+    assert math.isnan(mean_ci([])[0])
 
 
 def test_eraser_on_a_classification_head_uses_probabilities(tiny_atinuke_dir):

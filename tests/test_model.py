@@ -255,7 +255,7 @@ def test_tied_embeddings_stay_tied_after_loading(tmp_path):
 
 
 def test_untied_head_has_its_own_matrix(tmp_path):
-    model = _model(AtinukeForMaskedLM, tie_embeddings=False)
+    model = _model(AtinukeForMaskedLM, tie_word_embeddings=False)
     assert model.lm_head.weight is not model.atinuke.embed.token.weight
     model.save_pretrained(tmp_path)
     loaded = AutoModelForMaskedLM.from_pretrained(tmp_path)

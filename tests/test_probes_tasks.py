@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from atinuke.errors import UserInputError
+from atinuke.tasks.metrics import bio_to_spans
 from probes.tasks import (
     ProbingData,
-    _bio_spans,
     _bracket_spans,
     _coref_spans,
     _read_conllu,
@@ -19,7 +19,8 @@ from probes.tasks import (
 def test_bracket_and_coref_columns():
     assert sorted(_bracket_spans(["(ARG0*", "*)", "(V*)", "(ARGM-TMP*)", "*"])) == [(0, 1, "ARG0"), (2, 2, "V"), (3, 3, "ARGM-TMP")]
     assert sorted(_coref_spans(["(10|(12)", "-", "10)", "(12)"])) == [(0, 0, "12"), (0, 2, "10"), (3, 3, "12")]
-    assert _bio_spans(["I-ORG", "O", "I-PER", "I-PER", "B-PER", "O"]) == [(0, 0, "ORG"), (2, 3, "PER"), (4, 4, "PER")]
+    # probes' gold NER reads CoNLL-2003's IOB1 tags with atinuke's BIO reader: I-X after O opens a span.
+    assert bio_to_spans(["I-ORG", "O", "I-PER", "I-PER", "B-PER", "O"]) == [("ORG", 0, 0), ("PER", 2, 3), ("PER", 4, 4)]
 
 
 def test_conllu_words_are_located_in_the_raw_text(tmp_path):

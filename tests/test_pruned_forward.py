@@ -10,9 +10,9 @@ import torch
 from atinuke.config import AtinukeConfig
 from atinuke.encoders import Encoder
 from atinuke.model import AtinukeModel
-from workbench import attribution as attribution_module
 from workbench.attribution import AttributionParams, attribute
-from workbench.attribution_targets import SpanTarget
+from workbench.attribution import engine as attribution_engine
+from workbench.attribution.targets import SpanTarget
 from workbench.pruned_forward import distinct_rows, pruned_forward
 from workbench.subject import Subject, load_subject
 
@@ -149,7 +149,7 @@ def test_engine_scores_equal_with_and_without_pruning(heads, monkeypatch, name, 
         entered.append(subject)
         return pruned_forward(subject)
 
-    monkeypatch.setattr(attribution_module, "pruned_forward", spy)
+    monkeypatch.setattr(attribution_engine, "pruned_forward", spy)
     subject, examples = heads[name], _task_examples(name)
     on = attribute(subject, examples, method, target, AttributionParams(n_steps=8))
     assert bool(entered) == pruned  # mean pooling reads every row, so it runs the full forward pass

@@ -8,7 +8,8 @@ import torch
 
 from atinuke.encoders import load_encoder
 from atinuke.errors import UserInputError
-from workbench.subject import _ATTN_CALLBACKS, HOOK_NAMES_PER_BLOCK, ActivationCache, load_subject
+from workbench.models.bert import ATTN_CALLBACKS
+from workbench.subject import HOOK_NAMES_PER_BLOCK, ActivationCache, load_subject
 
 TEXTS = ["The market fell sharply on Monday.", "Shares rose."]
 
@@ -115,7 +116,7 @@ def test_hooks_are_removed_when_the_body_raises(which, request):
     assert set(seen) == set(subject.hook_names)  # every bridge fired
     assert _hook_handles(subject.encoder) == before
     assert subject.encoder.config._attn_implementation == attn_impl
-    assert len(_ATTN_CALLBACKS) == 0
+    assert len(ATTN_CALLBACKS) == 0
 
 
 @pytest.mark.parametrize("which", ["atinuke_subject", "minilm_subject"])

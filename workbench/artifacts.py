@@ -230,26 +230,21 @@ def find_sae_runs(root: Optional[Path] = None) -> list[Path]:
 
 def task_family(task: str) -> str:
     """The benchmark family of a task name ("glue", "squad", "nli", "coref", "srl"), or "other"."""
-    try:
-        from atinuke.tasks import TASKS
+    from atinuke.tasks import TASKS
 
-        if task in TASKS:
-            return TASKS[task].family
-    except ImportError:  # the task registry is optional for reading artifacts
-        pass
+    if task in TASKS:
+        return TASKS[task].family
     for prefix, family in (("squad", "squad"), ("srl", "srl"), ("coref", "coref"), ("snli", "nli")):
         if task.startswith(prefix):
             return family
     return "glue" if task in ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli", "ax") else "other"
 
 
-def _family_tasks(family: str) -> list[str]:
-    try:
-        from atinuke.tasks import DIAGNOSTIC_TASKS, TASKS
+def family_tasks(family: str) -> list[str]:
+    """The tasks of a benchmark family, the offline diagnostic ones first choice."""
+    from atinuke.tasks import DIAGNOSTIC_TASKS, TASKS
 
-        return [t for t in DIAGNOSTIC_TASKS if TASKS[t].family == family] or [t for t, s in TASKS.items() if s.family == family]
-    except ImportError:
-        return [family]
+    return [t for t in DIAGNOSTIC_TASKS if TASKS[t].family == family] or [t for t, s in TASKS.items() if s.family == family]
 
 
 def provenance_kind(provenance: str) -> str:
@@ -314,13 +309,14 @@ def run_provenance(run: PretrainRun | FinetuneRun) -> dict[str, Any]:
         run's settings), ``data``, ``data_kind`` ("silver"/"gold"/"unknown").
     """
     if isinstance(run, PretrainRun):
-        config = run.summary.get("config", {})
-        sources = config.get("sources") or config.get("source") or "ptb"
+        settings = run.summary.get("config", {})
+        sources = settings.get("sources") or settings.get("source") or "ptb"
         return dict(run=run.name, kind="pretrain", path=str(run.path), model_hash=model_hash(run.model_dir),
-                    seed=run.summary.get("seed", config.get("seed")), parameters=json.dumps(config, sort_keys=True, default=str),
+                    seed=run.summary.get("seed", settings.get("seed")), parameters=json.dumps(settings, sort_keys=True, default=str),
                     data=f"pretraining text: {sources}", data_kind="gold (real text)")
     model_dir = run.path / "model"
-    config = run.metrics.get("config") if isinstance(run.metrics.get("config"), dict) else {}
+    saved = run.metrics.get("config")
+    config: dict[str, Any] = saved if isinstance(saved, dict) else {}
     provenance = str(run.metrics.get("provenance", ""))
     if not provenance and run.predictions_path.is_file():
         try:

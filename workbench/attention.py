@@ -17,13 +17,16 @@ from __future__ import annotations
 import logging
 import string
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from atinuke.errors import UserInputError
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ def word_index_from_offsets(offsets: Sequence[tuple[int, int]], special: Sequenc
     return index, words
 
 
-def attention_maps(subject: Any, text: str, text_pair: Optional[str] = None) -> AttentionMaps:
+def attention_maps(subject: Subject, text: str, text_pair: Optional[str] = None) -> AttentionMaps:
     """Every layer's and head's attention for one input.
 
     Args:
@@ -116,7 +119,9 @@ def attention_maps(subject: Any, text: str, text_pair: Optional[str] = None) -> 
     segments = _segments(batch, ids, special)
     index, words = word_index_from_offsets(batch["offset_mapping"][0].tolist(), special, segments,
                                            [text] if text_pair is None else [text, text_pair])
-    return AttentionMaps(subject.tokenizer.convert_ids_to_tokens(ids), pattern, index, words, special)
+    tokens = subject.tokenizer.convert_ids_to_tokens(ids)
+    assert isinstance(tokens, list)  # a list of ids gives a list of tokens
+    return AttentionMaps(tokens, pattern, index, words, special)
 
 
 def _segments(batch: Any, ids: list[int], special: np.ndarray) -> list[int]:
@@ -128,7 +133,7 @@ def _segments(batch: Any, ids: list[int], special: np.ndarray) -> list[int]:
     return [0] * len(ids)
 
 
-def aggregate_to_words(pattern: np.ndarray, word_index: Sequence[int],
+def aggregate_to_words(pattern: np.ndarray, word_index: Sequence[int] | np.ndarray,
                        tokens: Optional[Sequence[str]] = None) -> tuple[np.ndarray, list[int], list[str]]:
     """Aggregate token attention to words: sum over a word's key sub-tokens, mean over its query sub-tokens.
 
@@ -271,7 +276,7 @@ def _is_punctuation(token: str) -> bool:
     return bool(stripped) and all(c in string.punctuation for c in stripped)
 
 
-def head_statistics(subject: Any, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
+def head_statistics(subject: Subject, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
                     batch_size: int = 16) -> pd.DataFrame:
     """Per-head statistics averaged over the real query tokens of ``texts`` (Clark et al., 2019).
 
@@ -323,7 +328,7 @@ def head_statistics(subject: Any, texts: Sequence[str], text_pairs: Optional[Seq
     return pd.DataFrame(rows)
 
 
-def head_importance(subject: Any, score_fn: Callable[[Any], float], inputs: Any, mode: str = "zero",
+def head_importance(subject: Subject, score_fn: Callable[[Any], float], inputs: Any, mode: str = "zero",
                     **head_inputs: Any) -> pd.DataFrame:
     """Importance of each head as the drop in a task score when it alone is ablated (Michel et al., 2019).
 

@@ -27,7 +27,6 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -44,6 +43,7 @@ from workbench.artifacts import (
     read_json,
     runs_dir,
 )
+from workbench.stats import N_BOOT, BootstrapTest, hierarchical_bootstrap, holm  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ ALPHA = 0.05
 SUBJECT = "atinuke"
 COMPARATOR = "bert"
 REFERENCE = "minilm"
-N_BOOT = 2000
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
@@ -82,72 +81,6 @@ TRIVIAL_BASELINES = {"classification": "majority class", "regression": "mean sco
 # --------------------------------------------------------------------------------------------- statistics
 
 
-@dataclass(frozen=True)
-class BootstrapTest:
-    """A two-sided paired bootstrap test of "the mean difference is 0".
-
-    Attributes:
-        estimate: the observed statistic (mean over tasks of the mean over seeds of the mean difference).
-        low, high: 95% percentile interval.
-        p_value: (k + 1) / (B + 1) doubled, k the resamples on the far side of 0 (Davison and Hinkley, 1997).
-        resolution: the smallest p-value ``n_boot`` resamples can give.
-        n_boot: resamples.
-    """
-
-    estimate: float
-    low: float
-    high: float
-    p_value: float
-    resolution: float
-    n_boot: int
-
-
-def hierarchical_bootstrap(groups: Sequence[Sequence[np.ndarray]], n_boot: int = N_BOOT, seed: int = 0) -> BootstrapTest:
-    """Two-stage paired bootstrap over seeds, then examples within each seed, of per-example differences.
-
-    Args:
-        groups: one entry per task; each a list with one array per seed of per-example differences
-            (model A minus model B on the same examples).
-        n_boot: resamples.
-        seed: the resampling RNG seed (the test is deterministic).
-
-    Returns:
-        The test of the mean over tasks of (mean over seeds of the mean difference).
-
-    Raises:
-        ValueError: for an empty task, an empty seed or ``n_boot < 1``.
-    """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
-    if not groups or any(not seeds or any(len(d) == 0 for d in seeds) for seeds in groups):
-        raise ValueError("every task needs at least one seed with at least one example")
-    rng = np.random.default_rng(seed)
-    observed = float(np.mean([np.mean([d.mean() for d in seeds]) for seeds in groups]))
-    stats = np.zeros(n_boot)
-    for seeds in groups:
-        # [n_seeds, n_boot]: each seed's example-resampled means
-        means = np.stack([d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) for d in seeds])
-        picks = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))  # [n_boot, n_seeds] resampled seeds
-        stats += means[picks, np.arange(n_boot)[:, None]].mean(axis=1)
-    stats /= len(groups)
-    below, above = int((stats <= 0).sum()), int((stats >= 0).sum())
-    p_value = min(1.0, 2 * (min(below, above) + 1) / (n_boot + 1))
-    low, high = np.percentile(stats, [2.5, 97.5])
-    return BootstrapTest(observed, float(low), float(high), p_value, min(1.0, 2 / (n_boot + 1)), n_boot)
-
-
-def holm(p_values: Sequence[Optional[float]]) -> list[Optional[float]]:
-    """Holm's step-down adjusted p-values (Holm, 1979); None entries stay None and do not count."""
-    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    adjusted: list[Optional[float]] = [None] * len(p_values)
-    running = 0.0
-    m = len(present)
-    for rank, (p, i) in enumerate(present):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
 # --------------------------------------------------------------------------------------------- per-example scores
 
 
@@ -163,7 +96,7 @@ def trivial_example_scores(task: str, gold: pd.Series) -> np.ndarray:
     Majority class (of these examples: an upper bound on a train-set majority), the mean score within
     ``REGRESSION_TOLERANCE``, always abstain (SQuAD 2.0), all-O (SRL) or no cluster (coreference).
     """
-    from atinuke.tasks.metrics import REGRESSION_TOLERANCE, coref_example_f1, srl_example_f1
+    from atinuke.tasks.metrics import REGRESSION_TOLERANCE, coref_scores, srl_tags_f1
 
     kind = _task_kind(task)
     gold = gold.astype(str)
@@ -176,11 +109,10 @@ def trivial_example_scores(task: str, gold: pd.Series) -> np.ndarray:
     if kind == "span_qa":
         return (gold == "").to_numpy(dtype=float)
     if kind == "tagging":
-        return np.array([srl_example_f1(SimpleNamespace(tags=tags), ["O"] * len(tags))
-                         for tags in map(json.loads, gold)], dtype=float)
+        return np.array([srl_tags_f1(tags, ["O"] * len(tags)) for tags in map(json.loads, gold)], dtype=float)
     if kind == "coref":
         docs = [[[tuple(m) for m in cluster] for cluster in json.loads(g)] for g in gold]
-        return np.array([coref_example_f1(SimpleNamespace(clusters=clusters), []) for clusters in docs], dtype=float)
+        return np.array([coref_scores([clusters], [[]])["conll_f1"] for clusters in docs], dtype=float)
     raise ValueError(f"no trivial baseline for task kind {kind!r}")
 
 
@@ -306,14 +238,14 @@ def _headline(experiment: Experiment, arm: str, task: str) -> tuple[str, list[fl
 
 
 def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int) -> dict[str, Any]:
-    from workbench.artifacts import _family_tasks, task_family
+    from workbench.artifacts import family_tasks, task_family
 
     row: dict[str, Any] = {"comparator": COMPARATOR, "seeds": 0}
     if experiment is None:
         row.update(verdict=NO_EVIDENCE, evidence=(
             "No controlled experiment under the runs directory. Benchmark claims are judged only against the "
             "same-budget BERT baseline; create it with `atinuke experiment --arms atinuke,bert,minilm --seeds 3 "
-            f"--tasks all --out runs/experiment` (tasks of this family: {', '.join(_family_tasks(family))})."))
+            f"--tasks all --out runs/experiment` (tasks of this family: {', '.join(family_tasks(family))})."))
         return row
     tasks = [t for t in _expand_tasks(experiment) if task_family(t) == family]
     if COMPARATOR not in experiment.arms or SUBJECT not in experiment.arms:
@@ -339,8 +271,8 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
                 f"trivial baseline ({TRIVIAL_BASELINES.get(_task_kind(ev.task), 'trivial')}) {ev.trivial_mean:.3f}")
         if metric:
             text += f"; {metric} {SUBJECT} {_mean_sd(a_values)} vs {COMPARATOR} {_mean_sd(b_values)}"
-        ref = [experiment.predictions(REFERENCE, s, ev.task) for s in experiment.seeds] if REFERENCE in experiment.arms else []
-        ref = [r for r in ref if r is not None]
+        found = [experiment.predictions(REFERENCE, s, ev.task) for s in experiment.seeds] if REFERENCE in experiment.arms else []
+        ref = [r for r in found if r is not None]
         if ref:
             text += (f"; pretrained reference {REFERENCE} (not a comparator: 22 M parameters distilled from a large "
                      f"model) {np.mean([r['example_f1'].mean() for r in ref]):.3f}")
@@ -358,8 +290,8 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
     row["comparator_score"] = float(np.mean([ev.comparator_mean for ev in evidence]))
     row["trivial_score"] = float(np.mean([ev.trivial_mean for ev in evidence]))
     if REFERENCE in experiment.arms:
-        refs = [experiment.predictions(REFERENCE, s, ev.task) for ev in evidence for s in experiment.seeds]
-        refs = [r["example_f1"].mean() for r in refs if r is not None]
+        tables = [experiment.predictions(REFERENCE, s, ev.task) for ev in evidence for s in experiment.seeds]
+        refs = [r["example_f1"].mean() for r in tables if r is not None]
         row["reference_score"] = float(np.mean(refs)) if refs else None
     row["provenance"] = ", ".join(sorted(provenances)) or "unknown"
     caveat = (" The data are silver (derived from real text by rules), not the official benchmark sets."
@@ -464,13 +396,13 @@ def _efficiency_claim(experiment: Optional[Experiment], pretrain: list[PretrainR
             row["evidence"] = ("; ".join(parts) + ". Scores are training tokens/s measured in the same experiment; the "
                                "paper reports no cost figures, so this compares the arms, not the paper's numbers.")
             return row
-    runs = [r for r in pretrain if r.summary]
-    if not runs:
+    finished = [r for r in pretrain if r.summary]
+    if not finished:
         row.update(verdict=NO_EVIDENCE, evidence=f"No finished pretraining run ({HOW_TO_CREATE['pretrain']}).")
         return row
     row["evidence"] = " ".join(
         f"{r.name}: {(r.summary.get('parameters') or {}).get('total', '?')} parameters, "
-        f"{r.summary.get('tokens_per_s') or 0:.0f} tokens/s on {r.summary.get('device', '?')}." for r in runs
+        f"{r.summary.get('tokens_per_s') or 0:.0f} tokens/s on {r.summary.get('device', '?')}." for r in finished
     ) + " No same-budget baseline to compare with (run `atinuke experiment`)."
     return row
 

@@ -8,9 +8,9 @@ content-addressed store, so a rerun is free and an interrupted run resumes. Unde
 into the shared store; after a barrier rank 0 reads them all back and writes the merged table.
 
 ``--evaluate`` also runs the faithfulness and attention analyses on the result
-(:func:`workbench.attribution_eval.evaluate_attributions`, on rank 0 only) and writes their tables beside it
+(:func:`workbench.attribution.evaluate.evaluate_attributions`, on rank 0 only) and writes their tables beside it
 (``faithfulness.parquet``, ``curves.parquet``, ``agreement.parquet``, ``randomization.parquet``,
-``attention_heads.parquet``, ``rollout.parquet``: :data:`workbench.attribution_eval.EVALUATION_FILES`), so a
+``attention_heads.parquet``, ``rollout.parquet``: :data:`workbench.attribution.evaluate.EVALUATION_FILES`), so a
 report can show them without loading the model; summary.json's "evaluation" says what was written, how long
 it took and what was skipped and why. A rerun with ``--overwrite`` replaces them, and removes those the new
 run does not write (so none is left stale beside new attributions).
@@ -18,15 +18,19 @@ run does not write (so none is left stale beside new attributions).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from atinuke.cli import run_cli
 from atinuke.errors import UserInputError
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -99,18 +103,18 @@ def resolve_subject(model: str, task: Optional[str], device: str) -> Any:
     return subject
 
 
-def _load_inputs(subject: Any, task: Optional[str], data: Optional[str], split: Optional[str],
+def _load_inputs(subject: Subject, task: Optional[str], data: Optional[str], split: Optional[str],
                  limit: Optional[int]) -> tuple[list, Optional[list], list[str]]:
     """(inputs, text pairs, example ids): task examples for task subjects, texts otherwise."""
     if task is not None:
         from atinuke.tasks import load_task_data
-        from workbench.attribution_targets import _segment_texts
+        from workbench.attribution.targets import segment_texts
 
         examples = load_task_data(task, data or "diag", split or "dev")[:limit]
         ids = [str(e.id) for e in examples]
         if subject.task_model is not None:
             return examples, None, ids
-        segments = [_segment_texts(e) for e in examples]
+        segments = [segment_texts(e) for e in examples]
         pairs = [s[1] if len(s) > 1 else None for s in segments]
         return [s[0] for s in segments], (pairs if any(p is not None for p in pairs) else None), ids
     from atinuke.corpus import load_texts
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = round(time.perf_counter() - started, 3)
     evaluation = None
     if args.evaluate:
-        from workbench.attribution_eval import evaluate_attributions
+        from workbench.attribution.evaluate import evaluate_attributions
 
         evaluation = evaluate_attributions(subject, inputs, result, target=args.target, text_pairs=pairs,
                                            example_ids=ids, n_boot=args.n_boot, seed=0,
@@ -216,7 +220,7 @@ def _write_evaluation(out: Path, evaluation: Optional[dict]) -> list[str]:
     run left that this one does not write (none, without --evaluate), so no table is kept stale beside new
     attributions. Returns the names of the files written."""
     from atinuke.io import write_with
-    from workbench.attribution_eval import EVALUATION_FILES
+    from workbench.attribution.evaluate import EVALUATION_FILES
 
     tables = evaluation or {}
     for name, filename in EVALUATION_FILES.items():
@@ -226,7 +230,7 @@ def _write_evaluation(out: Path, evaluation: Optional[dict]) -> list[str]:
     written = []
     for name, table in tables.items():
         path = out / EVALUATION_FILES[name]
-        write_with(path, lambda tmp, table=table: table.to_parquet(tmp, index=False))
+        write_with(path, functools.partial(table.to_parquet, index=False))
         written.append(path.name)
     return written
 

@@ -26,7 +26,17 @@ import pandas as pd
 from scipy import stats
 
 from atinuke.errors import UserInputError
-from workbench.errors import ConfidenceInterval, bootstrap_ci, validate_predictions
+from workbench.errors import validate_predictions
+from workbench.probe_curves import layer_curve
+from workbench.stats import (  # noqa: F401  (re-exported: the comparison API)
+    ConfidenceInterval,
+    McNemar,
+    PairedBootstrap,
+    bootstrap_ci,
+    mcnemar,
+    mcnemar_from_table,
+    paired_bootstrap,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,105 +45,6 @@ OUTCOMES = ("both right", "both wrong", "A wins", "B wins")
 
 # ---------------------------------------------------------------------------------------------------------
 # Paired significance
-
-@dataclass(frozen=True)
-class PairedBootstrap:
-    """Paired bootstrap of the difference ``mean(b) - mean(a)`` over the same examples.
-
-    Attributes:
-        mean_a, mean_b: the metric of each run.
-        delta: ``mean_b - mean_a``.
-        low, high: percentile interval of the resampled deltas.
-        p_value: two-sided, ``2 * (min(#{delta* <= 0}, #{delta* >= 0}) + 1) / (n_boot + 1)``, capped at 1.
-        n: number of paired examples.
-        significant: ``p_value < alpha``.
-    """
-
-    mean_a: float
-    mean_b: float
-    delta: float
-    low: float
-    high: float
-    p_value: float
-    n: int
-    significant: bool
-
-
-def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_boot: int = 2000,
-                     alpha: float = 0.05, seed: int = 0) -> PairedBootstrap:
-    """Paired bootstrap test of two runs' per-example scores (Berg-Kirkpatrick et al., 2012).
-
-    Args:
-        a, b: per-example metric (0/1 correctness or F1) of runs A and B on the same examples, shape [n].
-        n_boot: resamples (each resamples example indices once and applies them to both runs).
-        alpha: significance level and one minus the interval's coverage.
-        seed: generator seed.
-
-    Returns:
-        A :class:`PairedBootstrap`; identical runs give delta 0 and p-value 1.
-    """
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
-        raise UserInputError(f"paired_bootstrap needs two equal non-empty 1-D samples, got {x.shape} and {y.shape}")
-    diff = y - x  # [n]
-    index = np.random.default_rng(seed).integers(0, diff.size, size=(n_boot, diff.size))  # [n_boot, n]
-    deltas = diff[index].mean(axis=1)  # [n_boot]
-    # (count + 1) / (n_boot + 1): a resampling p-value is never exactly 0 (Davison and Hinkley, 1997, eq. 4.11).
-    tail = min(int(np.sum(deltas <= 0)), int(np.sum(deltas >= 0)))
-    p_value = min(1.0, 2.0 * (tail + 1) / (n_boot + 1))
-    low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
-    return PairedBootstrap(float(x.mean()), float(y.mean()), float(diff.mean()), float(low), float(high),
-                           p_value, int(diff.size), p_value < alpha)
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """McNemar's test on paired correctness (McNemar, 1947; Dietterich, 1998).
-
-    Attributes:
-        both_right, a_only, b_only, both_wrong: the 2x2 table of paired outcomes.
-        statistic: the chi-square statistic ``(a_only - b_only)^2 / (a_only + b_only)`` (no correction).
-        statistic_corrected: with Edwards' continuity correction, ``(|a_only - b_only| - 1)^2 / (...)``.
-        p_value: the exact two-sided binomial p-value of ``a_only`` among the discordant pairs (p = 0.5).
-        p_value_chi2: the asymptotic p-value of ``statistic_corrected`` (chi-square, 1 df).
-    """
-
-    both_right: int
-    a_only: int
-    b_only: int
-    both_wrong: int
-    statistic: float
-    statistic_corrected: float
-    p_value: float
-    p_value_chi2: float
-
-
-def mcnemar(a_correct: Sequence[bool] | np.ndarray, b_correct: Sequence[bool] | np.ndarray) -> McNemar:
-    """McNemar's test of two classifiers on the same examples, exact (binomial) and asymptotic.
-
-    Args:
-        a_correct, b_correct: per-example correctness of runs A and B, shape [n].
-
-    Returns:
-        A :class:`McNemar`; with no discordant pairs the p-values are 1.
-    """
-    x, y = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
-    if x.shape != y.shape or x.ndim != 1:
-        raise UserInputError(f"mcnemar needs two equal 1-D correctness vectors, got {x.shape} and {y.shape}")
-    return mcnemar_from_table(int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum()))
-
-
-def mcnemar_from_table(both_right: int, a_only: int, b_only: int, both_wrong: int) -> McNemar:
-    """McNemar's test from the 2x2 table's counts (see :func:`mcnemar`)."""
-    discordant = a_only + b_only
-    if discordant == 0:
-        return McNemar(both_right, a_only, b_only, both_wrong, 0.0, 0.0, 1.0, 1.0)
-    statistic = (a_only - b_only) ** 2 / discordant
-    corrected = (abs(a_only - b_only) - 1) ** 2 / discordant
-    exact = float(stats.binomtest(a_only, discordant, 0.5, alternative="two-sided").pvalue)
-    return McNemar(both_right, a_only, b_only, both_wrong, float(statistic), float(corrected), exact,
-                   float(stats.chi2.sf(corrected, df=1)))
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Two runs on the same examples
@@ -426,10 +337,9 @@ def probe_overlay(results: pd.DataFrame, task: str, metric: Optional[str] = None
         raise UserInputError(f"no probe results for task {task!r}; available: {sorted(results['task'].unique())}")
     metrics = list(dict.fromkeys(rows["metric"].astype(str)))
     metric = metric or ("accuracy" if "accuracy" in metrics else metrics[0])
-    rows = rows[(rows["metric"] == metric) & (rows["layer"] >= 0)].copy()  # layer -1: whole-curve metrics
-    rows["control"] = rows["control"].fillna("none").astype(str) if "control" in rows else "none"
-    grouped = rows.groupby(["model", "control", "layer"])["value"].agg(["mean", "std", "count"]).reset_index()
-    grouped = grouped.rename(columns={"count": "n_seeds"})
+    rows = rows.assign(control=rows["control"].fillna("none").astype(str) if "control" in rows else "none",
+                       source=rows["source"] if "source" in rows else "")
+    grouped = layer_curve(rows, metric)[["model", "control", "layer", "mean", "std", "n_seeds"]]
     last = grouped.groupby("model")["layer"].transform("max").replace(0, 1)
     grouped["depth"] = grouped["layer"] / last
     grouped["metric"] = metric

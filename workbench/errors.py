@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from atinuke.errors import UserInputError
+from workbench.stats import ConfidenceInterval, bootstrap_ci  # noqa: F401  (bootstrap_ci re-exported for the app)
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -101,60 +105,6 @@ def validate_predictions(predictions: pd.DataFrame, source: str = "predictions")
 
 # ---------------------------------------------------------------------------------------------------------
 # Bootstrap confidence intervals
-
-@dataclass(frozen=True)
-class ConfidenceInterval:
-    """A point estimate with a percentile bootstrap interval.
-
-    Attributes:
-        estimate: the statistic on the full sample.
-        low, high: the ``(alpha/2, 1 - alpha/2)`` percentiles of the bootstrap distribution.
-        n: sample size.
-        level: the interval's nominal coverage (``1 - alpha``).
-    """
-
-    estimate: float
-    low: float
-    high: float
-    n: int
-    level: float
-
-    @property
-    def width(self) -> float:
-        return self.high - self.low
-
-
-def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
-                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> ConfidenceInterval:
-    """Percentile bootstrap confidence interval of ``statistic`` (Efron and Tibshirani, 1993).
-
-    Args:
-        values: the per-example values, shape [n] (e.g. 0/1 correctness or per-example F1).
-        statistic: maps a resample [n] to a number; vectorised over rows when it accepts ``axis``
-            (``np.mean`` does), which makes 1000 resamples of 10k values take milliseconds.
-        n_boot: number of resamples.
-        alpha: one minus the coverage.
-        seed: seed of the resampling generator.
-
-    Returns:
-        A :class:`ConfidenceInterval`; the point estimate always lies inside it.
-    """
-    data = np.asarray(values, dtype=float)
-    if data.ndim != 1 or data.size == 0:
-        raise UserInputError(f"bootstrap_ci needs a non-empty 1-D sample, got shape {data.shape}")
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, data.size, size=(n_boot, data.size))  # [n_boot, n]
-    resamples = data[index]  # [n_boot, n]
-    try:
-        boot = np.asarray(statistic(resamples, axis=1), dtype=float)  # [n_boot]
-    except TypeError:
-        boot = np.array([statistic(row) for row in resamples], dtype=float)
-    estimate = float(statistic(data))
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    # A percentile interval can miss the estimate for skewed statistics; widen to keep it inside.
-    return ConfidenceInterval(estimate, float(min(low, estimate)), float(max(high, estimate)), int(data.size),
-                              1 - alpha)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Slices
@@ -470,7 +420,7 @@ def error_cohorts(predictions: pd.DataFrame, signals: Optional[pd.DataFrame] = N
                       overall_error_rate=n_errors / n_total, assignments=tree.apply(design.to_numpy()))
 
 
-def internal_signals(subject: Any, predictions: pd.DataFrame, attribution: bool = True, n_steps: int = 16,
+def internal_signals(subject: Subject, predictions: pd.DataFrame, attribution: bool = True, n_steps: int = 16,
                      top_k: int = 3, progress: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
     """Per-example internal signals of a model, to join with a predictions table for :func:`error_cohorts`.
 

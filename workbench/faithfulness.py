@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ import torch
 
 from atinuke.errors import UserInputError
 from workbench.attribution import Attribution, AttributionParams, attribute
-from workbench.attribution_targets import (
+from workbench.attribution.targets import (
     ClassTarget,
     Rows,
     Target,
@@ -39,6 +39,10 @@ from workbench.attribution_targets import (
     rows_from_texts,
     unflatten_document,
 )
+from workbench.stats import mean_ci
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +51,6 @@ ERASE_MODES = ("delete", "mask", "pad")
 
 
 # ---------------------------------------------------------------------------------------------- utilities
-def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-                 ) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap (1 - alpha) interval of ``values`` (NaNs dropped).
-
-    Returns:
-        (mean, low, high); NaNs when there are no values.
-    """
-    data = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    if data.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_boot, data.size))].mean(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(data.mean()), float(low), float(high)
-
-
 def summarize(frame: pd.DataFrame, value_columns: Sequence[str], by: Sequence[str] = ("method",),
               n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Mean and bootstrap CI of each value column per group.
@@ -74,13 +62,13 @@ def summarize(frame: pd.DataFrame, value_columns: Sequence[str], by: Sequence[st
     for keys, group in frame.groupby(list(by), sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         for column in value_columns:
-            mean, low, high = bootstrap_ci(group[column].tolist(), n_boot, alpha, seed)
+            mean, low, high = mean_ci(group[column].tolist(), n_boot, alpha, seed)
             rows.append({**dict(zip(by, keys)), "metric": column, "mean": mean, "ci_low": low, "ci_high": high,
                          "n": int(group[column].notna().sum())})
     return pd.DataFrame(rows)
 
 
-def _prepare(subject: Any, inputs: Any, target: Any, text_pairs=None, example_ids=None) -> tuple[Rows, Target]:
+def _prepare(subject: Subject, inputs: Any, target: Any, text_pairs=None, example_ids=None) -> tuple[Rows, Target]:
     if isinstance(inputs, Rows):
         rows = inputs
     elif len(inputs) and isinstance(inputs[0], str):
@@ -91,13 +79,13 @@ def _prepare(subject: Any, inputs: Any, target: Any, text_pairs=None, example_id
     return rows, target
 
 
-def _run(subject: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: Optional[torch.Tensor],
-         head_inputs: dict[str, torch.Tensor]) -> Any:
+def _run(subject: Subject, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: Optional[torch.Tensor],
+         head_inputs: dict[str, Any]) -> Any:
     return subject.forward({"input_ids": input_ids, "attention_mask": attention_mask,
                             "token_type_ids": token_type_ids}, **head_inputs)
 
 
-def _values(subject: Any, target: Target, output: Any, index: torch.Tensor, captured: dict) -> torch.Tensor:
+def _values(subject: Subject, target: Target, output: Any, index: torch.Tensor, captured: dict) -> torch.Tensor:
     """[B] what faithfulness measures: class probability for classification heads, else the target value."""
     if isinstance(target, ClassTarget) and output.logits.dim() == 2:
         return output.logits.softmax(-1).gather(1, index[:, :1].to(output.logits.device)).squeeze(1)
@@ -109,7 +97,7 @@ def _fixed(rows: Rows, r: int) -> dict[str, torch.Tensor]:
     return rows.info[r].get("fixed_head_inputs", {}) if rows.info else {}
 
 
-def _resolve(subject: Any, rows: Rows, target: Target) -> torch.Tensor:
+def _resolve(subject: Subject, rows: Rows, target: Target) -> torch.Tensor:
     indices = []
     # documents with their own span tensors run one by one; everything else in one batch
     groups = [[r] for r in range(len(rows))] if _fixed(rows, 0) else [list(range(len(rows)))]
@@ -128,7 +116,7 @@ def _resolve(subject: Any, rows: Rows, target: Target) -> torch.Tensor:
     return torch.cat(indices)
 
 
-def _evaluate(subject: Any, rows: Rows, target: Target, index: torch.Tensor, variants: list[tuple[int, np.ndarray]],
+def _evaluate(subject: Subject, rows: Rows, target: Target, index: torch.Tensor, variants: list[tuple[int, np.ndarray]],
               erase: str, batch_size: int = 32) -> np.ndarray:
     """Target values of variant inputs: (row, keep mask over the row's real tokens) -> value."""
     if erase not in ERASE_MODES:
@@ -143,7 +131,8 @@ def _evaluate(subject: Any, rows: Rows, target: Target, index: torch.Tensor, var
         batch_size = 1  # each variant carries its document's own span tensors
     for start in range(0, len(variants), batch_size):
         chunk = variants[start:start + batch_size]
-        ids, types, heads, indices = [], [], {k: [] for k in rows.head_inputs}, []
+        ids, types, indices = [], [], []
+        heads: dict[str, list[torch.Tensor]] = {k: [] for k in rows.head_inputs}
         for r, keep in chunk:
             n = len(keep)
             if erase == "delete":
@@ -226,7 +215,7 @@ def _scores_for(attribution: Attribution, example_id: str, method: str, n: int) 
 
 
 # ---------------------------------------------------------------------------------------------- ERASER
-def eraser(subject: Any, inputs: Any, attribution: Attribution, target: Any = None,
+def eraser(subject: Subject, inputs: Any, attribution: Attribution, target: Any = None,
            ks: Sequence[float] = ERASER_KS, erase: str = "delete", absolute: bool = False,
            text_pairs: Optional[Sequence[str]] = None, example_ids: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """ERASER comprehensiveness and sufficiency at each k% (DeYoung et al., 2020).
@@ -248,7 +237,7 @@ def eraser(subject: Any, inputs: Any, attribution: Attribution, target: Any = No
     index = _resolve(subject, rows, target)
     methods = list(dict.fromkeys(attribution.frame["method"]))
     variants: list[tuple[int, np.ndarray]] = []
-    meta = []
+    meta: list[tuple[int, Optional[str], Optional[float], str]] = []  # (row, method, k, kind)
     for r in range(len(rows)):
         n = int(rows.attention_mask[r].sum())
         protected = _protected(rows, r, index, target)
@@ -263,11 +252,11 @@ def eraser(subject: Any, inputs: Any, attribution: Attribution, target: Any = No
     values = _evaluate(subject, rows, target, index, variants, erase)
     full = {r: v for (r, _, _, kind), v in zip(meta, values) if kind == "full"}
     table: dict[tuple, dict] = {}
-    for (r, method, k, kind), value in zip(meta, values):
+    for (r, method, percent, kind), value in zip(meta, values):
         if kind == "full":
             continue
-        entry = table.setdefault((r, method, k), {"example_id": rows.example_ids[r], "method": method,
-                                                  "target": target.spec, "k": k, "full": full[r]})
+        entry = table.setdefault((r, method, percent), {"example_id": rows.example_ids[r], "method": method,
+                                                        "target": target.spec, "k": percent, "full": full[r]})
         entry["comprehensiveness" if kind == "without" else "sufficiency"] = full[r] - value
     return pd.DataFrame(list(table.values()))
 
@@ -282,7 +271,7 @@ def aopc(eraser_table: pd.DataFrame) -> pd.DataFrame:
             .mean().reset_index())
 
 
-def deletion_insertion(subject: Any, inputs: Any, attribution: Attribution, target: Any = None,
+def deletion_insertion(subject: Subject, inputs: Any, attribution: Attribution, target: Any = None,
                        n_points: int = 11, erase: str = "mask", absolute: bool = False,
                        text_pairs: Optional[Sequence[str]] = None,
                        example_ids: Optional[Sequence[str]] = None) -> pd.DataFrame:
@@ -384,7 +373,7 @@ def gold_token_mask(rows: Rows, r: int, rationale: Sequence[Sequence[int]]) -> n
     return gold
 
 
-def plausibility(subject: Any, inputs: Any, attribution: Attribution,
+def plausibility(subject: Subject, inputs: Any, attribution: Attribution,
                  rationales: Optional[Sequence[Sequence[Sequence[int]]]] = None, absolute: bool = False,
                  text_pairs: Optional[Sequence[str]] = None,
                  example_ids: Optional[Sequence[str]] = None) -> pd.DataFrame:
@@ -436,26 +425,25 @@ def _randomize_(module: torch.nn.Module, generator: torch.Generator) -> None:
             param.copy_(param.mean() + std * noise)
 
 
-def randomization_stages(subject: Any) -> list[str]:
+def randomization_stages(subject: Subject) -> list[str]:
     """Stages of the cascade, top (output side) first: ``head`` (task models), ``blocks.L-1`` ... ``blocks.0``,
     ``embed``."""
     stages = ["head"] if subject.task_model is not None else []
     return stages + [f"blocks.{i}" for i in reversed(range(subject.n_layers))] + ["embed"]
 
 
-def _stage_modules(subject: Any, stage: str) -> list[torch.nn.Module]:
+def _stage_modules(subject: Subject, stage: str) -> list[torch.nn.Module]:
     encoder = subject.encoder
     if stage == "head":
         encoder_params = {id(p) for p in encoder.parameters()}
         return [m for m in subject.module.children()
                 if m is not encoder and any(id(p) not in encoder_params for p in m.parameters())]
     if stage == "embed":
-        return [encoder.embed if subject.kind == "atinuke" else encoder.embeddings]
-    layer = int(stage.split(".")[1])
-    return [encoder.blocks[layer] if subject.kind == "atinuke" else encoder.encoder.layer[layer]]
+        return [subject.adapter.embedding_module()]
+    return [subject.adapter.blocks()[int(stage.split(".")[1])]]
 
 
-def randomization_check(subject: Any, inputs: Any, method: str = "integrated_gradients", target: Any = None,
+def randomization_check(subject: Subject, inputs: Any, method: str = "integrated_gradients", target: Any = None,
                         params: Optional[AttributionParams] = None, seed: int = 0,
                         stages: Optional[Sequence[str]] = None, **kwargs: Any) -> pd.DataFrame:
     """Cascading model-parameter randomization (Adebayo et al., 2018).
@@ -471,7 +459,7 @@ def randomization_check(subject: Any, inputs: Any, method: str = "integrated_gra
     """
     from scipy.stats import spearmanr
 
-    from workbench.subject import Subject, _task_subject
+    from workbench.subject import Subject, task_subject
 
     params = params or AttributionParams()
     rows, target = _prepare(subject, inputs, target, kwargs.get("text_pairs"), kwargs.get("example_ids"))
@@ -479,7 +467,7 @@ def randomization_check(subject: Any, inputs: Any, method: str = "integrated_gra
     fixed = _FixedTarget(target, index, rows.example_ids)
     original = attribute(subject, rows, method, fixed, params)
     if subject.task_model is not None:
-        clone = _task_subject(copy.deepcopy(subject.task_model))
+        clone = task_subject(copy.deepcopy(subject.task_model))
     else:
         from atinuke.encoders import Encoder
 
@@ -524,7 +512,7 @@ class _FixedTarget(Target):
         return self.inner.query_position(index)
 
 
-def faithfulness_summary(subject: Any, inputs: Any, attribution: Attribution, target: Any = None,
+def faithfulness_summary(subject: Subject, inputs: Any, attribution: Attribution, target: Any = None,
                          rationales: Optional[Sequence[Sequence[Sequence[int]]]] = None, erase: str = "delete",
                          n_boot: int = 1000, seed: int = 0, **kwargs: Any) -> pd.DataFrame:
     """One table per model and task: every faithfulness and plausibility measure per method, with CIs.

@@ -6,7 +6,7 @@ scale from 0. Figures carry their numbers in hover text, so nothing shown is onl
 from __future__ import annotations
 
 import html
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,11 +16,14 @@ from plotly.subplots import make_subplots
 
 from atinuke.errors import UserInputError
 
+if TYPE_CHECKING:  # annotations only: the figures need no torch
+    from workbench.attribution import Attribution
+
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "Blues"
 
 
-def token_heatmap(attribution: "object", example_id: str, methods: Optional[Sequence[str]] = None,
+def token_heatmap(attribution: Attribution, example_id: str, methods: Optional[Sequence[str]] = None,
                   normalize: bool = True, title: Optional[str] = None) -> go.Figure:
     """One row per method, one column per token of an example, coloured by score.
 

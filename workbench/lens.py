@@ -12,10 +12,11 @@ is the model's, per layer.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 import pandas as pd
 import torch
@@ -24,10 +25,13 @@ import torch.nn.functional as F
 
 from atinuke.errors import UserInputError
 
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
+
 logger = logging.getLogger(__name__)
 
 
-def layer_names(subject: Any) -> list[str]:
+def layer_names(subject: Subject) -> list[str]:
     """The residual stream at each depth: the embeddings (``blocks.0.hook_resid_pre``), then every block."""
     return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(subject.n_layers)]
 
@@ -37,10 +41,11 @@ class TunedLens(nn.Module):
 
     def __init__(self, n_layers: int, d_model: int) -> None:
         super().__init__()
-        self.translators = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n_layers))
-        for translator in self.translators:
+        translators = [nn.Linear(d_model, d_model) for _ in range(n_layers)]
+        for translator in translators:
             nn.init.eye_(translator.weight)
             nn.init.zeros_(translator.bias)
+        self.translators = nn.ModuleList(translators)
 
     def forward(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
         if layer >= len(self.translators):
@@ -58,7 +63,7 @@ class LensResult:
     tokens: pd.DataFrame
 
 
-def _language_model(subject: Any, lm: Any) -> Any:
+def _language_model(subject: Subject, lm: Any) -> Any:
     from workbench.features.evaluate import language_model
 
     lm = language_model(subject) if lm is None else lm
@@ -68,7 +73,7 @@ def _language_model(subject: Any, lm: Any) -> Any:
     return lm
 
 
-def _states(subject: Any, lm: Any, texts: Sequence[str], max_length: int):
+def _states(subject: Subject, lm: Any, texts: Sequence[str], max_length: int):
     batch = subject.tokenize(list(texts), max_length=max_length)
     names = layer_names(subject)
     with torch.no_grad():
@@ -84,7 +89,7 @@ def _kl(final: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
                     reduction="none").sum(-1)
 
 
-def train_tuned_lens(subject: Any, texts: Sequence[str], lm: Any = None, steps: int = 200, batch_size: int = 16,
+def train_tuned_lens(subject: Subject, texts: Sequence[str], lm: Any = None, steps: int = 200, batch_size: int = 16,
                      lr: float = 1e-3, max_length: int = 128, seed: int = 0) -> TunedLens:
     """Fit the translators on ``texts`` (SGD over batches of texts, Adam)."""
     if steps < 1 or not texts:
@@ -98,8 +103,8 @@ def train_tuned_lens(subject: Any, texts: Sequence[str], lm: Any = None, steps: 
         for _ in range(steps):
             chosen = torch.randint(0, len(texts), (min(batch_size, len(texts)),), generator=generator).tolist()
             _, states, final, mask = _states(subject, lm, [texts[i] for i in chosen], max_length)
-            loss = sum(_kl(final[mask], lm.unembed(lens(h[mask], layer))).mean()
-                       for layer, h in enumerate(states[:-1]))
+            loss = cast(torch.Tensor, sum(_kl(final[mask], lm.unembed(lens(h[mask], layer))).mean()
+                                          for layer, h in enumerate(states[:-1])))  # sum() starts from int 0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -107,7 +112,7 @@ def train_tuned_lens(subject: Any, texts: Sequence[str], lm: Any = None, steps: 
 
 
 @torch.no_grad()
-def evaluate_lens(subject: Any, texts: Sequence[str], lm: Any = None, tuned: Optional[TunedLens] = None,
+def evaluate_lens(subject: Subject, texts: Sequence[str], lm: Any = None, tuned: Optional[TunedLens] = None,
                   max_length: int = 128, top_k: int = 3) -> LensResult:
     """Logit (and tuned) lens on held-out ``texts``: KL and top-1 agreement per layer, top tokens per position."""
     lm = _language_model(subject, lm)
@@ -162,7 +167,7 @@ def load_tuned_lens(path: Path, n_layers: int, d_model: int) -> TunedLens:
 # --------------------------------------------------------------------------------------------- task heads
 
 @torch.no_grad()
-def task_lens(subject: Any, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
+def task_lens(subject: Subject, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
               max_length: int = 128) -> pd.DataFrame:
     """The task head applied to every layer's residual stream: "what would the classifier say at layer k".
 
@@ -244,7 +249,7 @@ def run(args: Any) -> int:
         save_tuned_lens(tuned, out / "tuned_lens.safetensors")
     result = evaluate_lens(subject, held, tuned=tuned, max_length=args.max_length)
     for name, frame in (("lens_layers", result.layers), ("lens_tokens", result.tokens)):
-        write_with(out / f"{name}.parquet", lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
+        write_with(out / f"{name}.parquet", functools.partial(frame.to_parquet, index=False))
     atomic_write_json(out / "summary.json", {"model": subject.name, "corpus": args.corpus, "steps": args.steps,
                                              "layers": result.layers.to_dict(orient="records")})
     print(result.layers.to_string(index=False))

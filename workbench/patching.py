@@ -20,12 +20,15 @@ is cut (replacing an activation by a leaf tensor would drop every path through i
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pandas as pd
 import torch
 
 from atinuke.errors import UserInputError
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,8 @@ COMPONENTS = ("heads", "mlp", "positions")
 METHODS = ("attribution", "eap_ig")
 
 
-def logit_difference(correct: Sequence[int] | int, wrong: Sequence[int] | int) -> Callable[[Any], torch.Tensor]:
+def logit_difference(correct: Sequence[int] | int | torch.Tensor, wrong: Sequence[int] | int | torch.Tensor
+                     ) -> Callable[[Any], torch.Tensor]:
     """Metric: mean over examples of logit[correct] - logit[wrong] of a classification output."""
 
     def metric(output: Any) -> torch.Tensor:
@@ -50,10 +54,10 @@ def _hook(component: str, layer: int) -> str:
             "positions": f"blocks.{layer}.hook_resid_pre"}[component]
 
 
-def _check(subject: Any, clean: Any, corrupted: Any, component: str) -> tuple[dict, dict]:
+def _check(subject: Subject, clean: Any, corrupted: Any, component: str) -> tuple[dict, dict]:
     if component not in COMPONENTS:
         raise UserInputError(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
-    a, b = subject._as_inputs(clean), subject._as_inputs(corrupted)
+    a, b = subject.as_inputs(clean), subject.as_inputs(corrupted)
     if a["input_ids"].shape != b["input_ids"].shape:
         raise UserInputError(f"clean and corrupted inputs differ in shape: {tuple(a['input_ids'].shape)} vs "
                              f"{tuple(b['input_ids'].shape)}; patching needs aligned tokens")
@@ -74,7 +78,7 @@ def _frame(component: str, effects: torch.Tensor, clean_m: float, corrupted_m: f
 
 
 @torch.no_grad()
-def exact_patching(subject: Any, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
+def exact_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
                    component: str = "heads", progress: bool = False) -> pd.DataFrame:
     """Patch each component from the clean run into the corrupted one, one at a time.
 
@@ -108,7 +112,7 @@ def exact_patching(subject: Any, clean: Any, corrupted: Any, metric: Callable[[A
     return _frame(component, effects, clean_m, corrupted_m)
 
 
-def attribution_patching(subject: Any, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
+def attribution_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
                          component: str = "heads", method: str = "attribution", n_steps: int = 8) -> pd.DataFrame:
     """Estimate every component's patching effect from gradients (same table as :func:`exact_patching`)."""
     if method not in METHODS:
@@ -155,7 +159,7 @@ def attribution_patching(subject: Any, clean: Any, corrupted: Any, metric: Calla
     return _frame(component, effects.detach(), clean_m, corrupted_m)
 
 
-def default_metric(subject: Any, clean: Any, corrupted: Any) -> tuple[Callable[[Any], torch.Tensor], str]:
+def default_metric(subject: Subject, clean: Any, corrupted: Any) -> tuple[Callable[[Any], torch.Tensor], str]:
     """The metric a user means for this subject, and its description.
 
     Classification: the logit of the clean prediction minus that of the corrupted prediction (or the clean

@@ -1,4 +1,4 @@
-"""One interface over every model the workbench inspects: Atinuke and Hugging Face BERT-family encoders.
+"""One interface over every model the workbench inspects, whatever its family (``workbench.models``).
 
 A :class:`Subject` wraps a base encoder (or a fine-tuned task model around one) and exposes its activations
 under Atinuke's hook names (TransformerLens style, Nanda & Bloom 2022), so every analysis is written once:
@@ -10,28 +10,9 @@ under Atinuke's hook names (TransformerLens style, Nanda & Bloom 2022), so every
 * ``patch(clean, corrupted, name)`` copies an activation from one run into another (activation patching /
   causal tracing: Meng et al., 2022, arXiv 2202.05262; Wang et al., 2022, arXiv 2211.00593).
 
-Atinuke models carry real :class:`~atinuke.model.HookPoint` modules. A BERT model has none, so each name is
-bridged to a submodule with a temporary forward hook, and the attention scores / pattern, which BERT computes
-inside a function, are reached through an attention implementation registered with ``transformers``
-(``workbench_eager``) that performs exactly the operations of BERT's eager attention, in the same order,
-with the hook callbacks in between. What each name means for BERT (post-norm, like the paper's Atinuke):
-
-=============================  ===================================================================
-``embed.hook_embed``           ``embeddings.word_embeddings`` output (token embeddings, unscaled)
-``embed.hook_pos_embed``       ``embeddings.position_embeddings`` output, expanded to [batch, pos, d_model]
-                               (token-type embeddings and the embedding LayerNorm have no hook name)
-``blocks.i.hook_resid_pre``    input of ``encoder.layer[i]`` (block 0: the embedding output, after LN)
-``blocks.i.attn.hook_q|k|v``   ``attention.self.query|key|value`` outputs viewed [batch, pos, n_heads, d_head]
-``blocks.i.attn.hook_attn_scores``  Q K^T / sqrt(d_head) + additive mask (padding = dtype min), pre-softmax
-``blocks.i.attn.hook_pattern`` softmax of the scores (before attention dropout)
-``blocks.i.attn.hook_z``       per-head weighted values (``attention.self`` output) [batch, pos, n_heads, d_head]
-``blocks.i.hook_attn_out``     ``attention.output.dense`` output (W_O z + b, before residual and LayerNorm)
-``blocks.i.hook_resid_mid``    ``attention.output`` output = LN(resid_pre + attn_out)
-``blocks.i.mlp.hook_pre|post`` ``intermediate.dense`` output / after the activation [batch, pos, d_ff]
-``blocks.i.hook_mlp_out``      ``output.dense`` output (before residual and LayerNorm)
-``blocks.i.hook_resid_post``   ``output`` output = LN(resid_mid + mlp_out), the block's output
-``ln_final.hook_normalized``   the encoder's last hidden state (post-norm: no extra LayerNorm, as in Atinuke)
-=============================  ===================================================================
+Each model family's module tree lives in its adapter under ``workbench/models/`` (Atinuke's real hook points;
+the BERT family's bridged hooks, documented name by name in ``workbench/models/bert.py``); a Subject only
+speaks hook names.
 """
 from __future__ import annotations
 
@@ -39,7 +20,6 @@ import contextlib
 import difflib
 import hashlib
 import logging
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
@@ -50,35 +30,13 @@ from transformers import BatchEncoding, PreTrainedTokenizerFast
 
 from atinuke.encoders import Encoder, load_encoder
 from atinuke.errors import UserInputError
-from atinuke.model import HookPoint, hook_point_names
+from workbench.models import HOOK_NAMES_PER_BLOCK, HookFn, HookInfo, ModelAdapter, adapter_for, layer_of
+from workbench.models.atinuke import AtinukeAdapter
 
 logger = logging.getLogger(__name__)
 
-HOOK_NAMES_PER_BLOCK = (
-    "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_attn_scores",
-    "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post",
-    "hook_mlp_out", "hook_resid_post",
-)
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_ATTN_IMPL = "workbench_eager"
-# BertSelfAttention module -> {"scores": [callbacks], "pattern": [callbacks]}; filled only inside hooks().
-_ATTN_CALLBACKS: "weakref.WeakKeyDictionary[nn.Module, dict[str, list[Callable]]]" = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True)
-class HookInfo:
-    """What a hook function is told about the activation it receives.
-
-    Attributes:
-        name: the hook name, e.g. ``blocks.1.attn.hook_pattern``.
-        layer: the block index, or None for ``embed.*`` and ``ln_final.*``.
-    """
-
-    name: str
-    layer: Optional[int]
-
-
-HookFn = Callable[[torch.Tensor, HookInfo], Optional[torch.Tensor]]
+__all__ = ["HOOK_NAMES_PER_BLOCK", "ActivationCache", "HookFn", "HookInfo", "MissingActivation", "PatchResult",
+           "Subject", "load_subject", "task_subject"]
 
 
 class MissingActivation(KeyError, UserInputError):
@@ -147,38 +105,6 @@ class PatchResult:
     patched_output: Any
 
 
-def _hooked_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                            attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None,
-                            dropout: float = 0.0, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's eager attention, op for op (so results are bitwise equal), with the score/pattern callbacks."""
-    callbacks = _ATTN_CALLBACKS.get(module, {})
-    if scaling is None:
-        scaling = query.size(-1) ** -0.5
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # [batch, n_heads, query_pos, key_pos]
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    for callback in callbacks.get("scores", ()):
-        weights = callback(weights)
-    weights = nn.functional.softmax(weights, dim=-1)  # [batch, n_heads, query_pos, key_pos]
-    for callback in callbacks.get("pattern", ()):
-        weights = callback(weights)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # [batch, pos, n_heads, d_head]
-    return output, weights
-
-
-def _register_attention_implementation() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
-
-    AttentionInterface.register(_ATTN_IMPL, _hooked_eager_attention)
-    AttentionMaskInterface.register(_ATTN_IMPL, eager_mask)
-
-
-def _layer_of(name: str) -> Optional[int]:
-    return int(name.split(".")[1]) if name.startswith("blocks.") else None
-
-
 # WordPiece maps a word longer than 100 characters to [UNK] (``max_input_chars_per_word``), plus one separator.
 MAX_CHARS_PER_TOKEN = 101
 
@@ -208,17 +134,9 @@ class Subject:
         self.max_len = encoder.max_len
         self._current: Optional[Mapping[str, torch.Tensor]] = None  # inputs of the running forward pass
         self._hash: Optional[str] = None
-        if self.kind == "atinuke":
-            self.hook_names = hook_point_names(self.encoder)
-            self._points: dict[str, HookPoint] = dict(
-                (n, m) for n, m in self.encoder.named_modules() if isinstance(m, HookPoint))
-        else:
-            for attribute in ("embeddings", "encoder"):
-                if not hasattr(self.encoder, attribute):
-                    raise UserInputError(f"{self.name}: not a BERT-family encoder (no .{attribute})")
-            self.hook_names = (["embed.hook_embed", "embed.hook_pos_embed"]
-                               + [f"blocks.{i}.{n}" for i in range(self.n_layers) for n in HOOK_NAMES_PER_BLOCK]
-                               + ["ln_final.hook_normalized"])
+        self.adapter: ModelAdapter = (AtinukeAdapter(self.encoder, self.n_heads, self.d_head) if self.kind == "atinuke"
+                                      else adapter_for(self.encoder, self.n_heads, self.d_head))
+        self.hook_names = self.adapter.hook_names()
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -231,15 +149,14 @@ class Subject:
         return next(self.encoder.parameters()).device
 
     @property
-    def input_embeddings(self) -> nn.Embedding:
+    def input_embeddings(self) -> nn.Module:
         """The token-embedding table; attribution methods work on its output [batch, pos, d_model]."""
         return self.encoder.get_input_embeddings()
 
     def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
         """The encoder's last step on the residual stream: a pre-norm Atinuke's final layer norm; identity for
         post-norm Atinuke and BERT-family encoders, whose blocks already end in one. [..., d_model]."""
-        final = getattr(self.encoder, "ln_final", None) if self.kind == "atinuke" else None
-        return final.norm(hidden) if final is not None else hidden
+        return self.adapter.final_norm(hidden)
 
     @property
     def module(self) -> nn.Module:
@@ -306,19 +223,20 @@ class Subject:
         return self.tokenizer(texts, pairs, padding=True, return_offsets_mapping=True,
                               return_special_tokens_mask=True, return_tensors="pt", **cut)
 
-    def _as_inputs(self, inputs: Any) -> dict[str, torch.Tensor]:
+    def as_inputs(self, inputs: Any) -> dict[str, torch.Tensor]:
+        """The model's inputs on its device from text(s) or a tokenised mapping (an all-ones mask if none)."""
         if isinstance(inputs, (str, list, tuple)):
             inputs = self.tokenize(inputs)
         if not isinstance(inputs, Mapping) or "input_ids" not in inputs:
             raise UserInputError("inputs must be text(s) or a mapping with input_ids")
-        keep = _MODEL_INPUTS if self.kind == "hf" else _MODEL_INPUTS[:2]
+        keep = self.adapter.model_inputs
         batch = {k: inputs[k].to(self.device) for k in keep if k in inputs and inputs[k] is not None}
         if "attention_mask" not in batch:
             batch["attention_mask"] = torch.ones_like(batch["input_ids"])
         return batch
 
     # ------------------------------------------------------------------ forward passes
-    def forward(self, inputs: Any, head_ablation: Optional[Mapping[int, Sequence[int]]] = None,
+    def forward(self, inputs: Any, *, head_ablation: Optional[Mapping[int, Sequence[int]]] = None,
                 **head_inputs: Any) -> Any:
         """Run the model (task model if any) on ``inputs`` (texts or a tokenised mapping).
 
@@ -330,7 +248,7 @@ class Subject:
         Returns:
             The model output (BaseModelOutput for an encoder, the task output otherwise).
         """
-        batch = self._as_inputs(inputs)
+        batch = self.as_inputs(inputs)
         with contextlib.ExitStack() as stack:
             if head_ablation:
                 stack.enter_context(self.ablate_heads(head_ablation))
@@ -343,7 +261,7 @@ class Subject:
             finally:
                 self._current = None
 
-    def run_with_cache(self, inputs: Any, names: Union[Sequence[str], Callable[[str], bool], None] = None,
+    def run_with_cache(self, inputs: Any, names: Union[Sequence[str], Callable[[str], bool], None] = None, *,
                        head_ablation: Optional[Mapping[int, Sequence[int]]] = None,
                        **head_inputs: Any) -> ActivationCache:
         """Forward pass that caches the requested activations (detached), plus the output.
@@ -362,18 +280,19 @@ class Subject:
             chosen = [n for n in self.hook_names if names(n)]
         else:
             chosen = list(names)
-        self._check_names(chosen)
+        self.check_hook_names(chosen)
         store: dict[str, torch.Tensor] = {}
 
         def save(activation: torch.Tensor, hook: HookInfo) -> None:
             store[hook.name] = activation.detach()
 
-        batch = self._as_inputs(inputs)
+        batch = self.as_inputs(inputs)
         with self.hooks([(name, save) for name in chosen]):
             output = self.forward(batch, head_ablation=head_ablation, **head_inputs)
         return ActivationCache({n: store[n] for n in chosen if n in store}, output, batch["attention_mask"])
 
-    def _check_names(self, names: Sequence[str]) -> None:
+    def check_hook_names(self, names: Sequence[str]) -> None:
+        """Raise a one-line UserInputError, with the closest names, for a name this model does not have."""
         known = set(self.hook_names)
         for name in names:
             if name not in known:
@@ -392,89 +311,15 @@ class Subject:
         Raises:
             UserInputError: for an unknown hook name (with close matches).
         """
-        self._check_names([name for name, _ in fwd_hooks])
+        self.check_hook_names([name for name, _ in fwd_hooks])
         undo: list[Callable[[], None]] = []
         try:
             for name, fn in fwd_hooks:
-                info = HookInfo(name, _layer_of(name))
-                undo.extend(self._attach_atinuke(name, fn, info) if self.kind == "atinuke"
-                            else self._attach_hf(name, fn, info))
+                undo.extend(self.adapter.attach(name, fn, HookInfo(name, layer_of(name)), lambda: self._current))
             yield self
         finally:
             for step in reversed(undo):
                 step()
-
-    def _attach_atinuke(self, name: str, fn: HookFn, info: HookInfo) -> list[Callable[[], None]]:
-        handle = self._points[name].register_forward_hook(lambda module, args, output: fn(output, info))
-        return [handle.remove]
-
-    def _attach_hf(self, name: str, fn: HookFn, info: HookInfo) -> list[Callable[[], None]]:
-        model = self.encoder
-        if name == "embed.hook_embed":
-            return [model.embeddings.word_embeddings.register_forward_hook(
-                lambda m, a, out: fn(out, info)).remove]
-        if name == "embed.hook_pos_embed":
-            def pos_hook(module, args, out):  # out: [1, pos, d_model] shared over the batch
-                batch = self._current["input_ids"].shape[0] if self._current else out.shape[0]
-                return fn(out.expand(batch, -1, -1), info)
-            return [model.embeddings.position_embeddings.register_forward_hook(pos_hook).remove]
-        if name == "ln_final.hook_normalized":
-            def final_hook(module, args, out):
-                new = fn(out.last_hidden_state, info)
-                if new is not None:
-                    out.last_hidden_state = new
-                return out
-            return [model.encoder.register_forward_hook(final_hook).remove]
-        layer = model.encoder.layer[info.layer]
-        suffix = name.split(".", 2)[2]
-        heads = (self.n_heads, self.d_head)
-        if suffix == "hook_resid_pre":
-            def pre_hook(module, args, kwargs):
-                hidden = args[0] if args else kwargs["hidden_states"]
-                new = fn(hidden, info)
-                if new is None:
-                    return None
-                if args:
-                    return (new, *args[1:]), kwargs
-                return args, {**kwargs, "hidden_states": new}
-            return [layer.register_forward_pre_hook(pre_hook, with_kwargs=True).remove]
-        if suffix in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
-            linear = getattr(layer.attention.self, {"q": "query", "k": "key", "v": "value"}[suffix[-1]])
-
-            def qkv_hook(module, args, out):  # out: [batch, pos, d_model]
-                new = fn(out.view(*out.shape[:-1], *heads), info)  # [batch, pos, n_heads, d_head]
-                return None if new is None else new.reshape(out.shape)
-            return [linear.register_forward_hook(qkv_hook).remove]
-        if suffix in ("attn.hook_attn_scores", "attn.hook_pattern"):
-            _register_attention_implementation()
-            attention = layer.attention.self
-            key = "scores" if suffix.endswith("scores") else "pattern"
-
-            def callback(tensor: torch.Tensor) -> torch.Tensor:
-                new = fn(tensor, info)
-                return tensor if new is None else new
-            _ATTN_CALLBACKS.setdefault(attention, {}).setdefault(key, []).append(callback)
-            config = model.config
-            previous = config._attn_implementation
-            config._attn_implementation = _ATTN_IMPL
-
-            def remove() -> None:
-                config._attn_implementation = previous
-                entry = _ATTN_CALLBACKS.get(attention, {})
-                entry.get(key, []).remove(callback)
-                if not any(entry.values()):
-                    _ATTN_CALLBACKS.pop(attention, None)
-            return [remove]
-        if suffix == "attn.hook_z":
-            def z_hook(module, args, out):  # out: (z [batch, pos, d_model], weights)
-                z = out[0]
-                new = fn(z.view(*z.shape[:-1], *heads), info)  # [batch, pos, n_heads, d_head]
-                return None if new is None else (new.reshape(z.shape), *out[1:])
-            return [layer.attention.self.register_forward_hook(z_hook).remove]
-        module = {"hook_attn_out": layer.attention.output.dense, "hook_resid_mid": layer.attention.output,
-                  "mlp.hook_pre": layer.intermediate.dense, "mlp.hook_post": layer.intermediate,
-                  "hook_mlp_out": layer.output.dense, "hook_resid_post": layer.output}[suffix]
-        return [module.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
 
     # ------------------------------------------------------------------ interventions
     def head_means(self, reference: Any) -> dict[int, torch.Tensor]:
@@ -486,6 +331,7 @@ class Subject:
         names = [f"blocks.{i}.attn.hook_z" for i in range(self.n_layers)]
         with torch.no_grad():
             cache = self.run_with_cache(reference, names)
+        assert cache.attention_mask is not None  # run_with_cache always records the mask
         mask = cache.attention_mask.to(torch.float32)[..., None, None]  # [batch, pos, 1, 1]
         return {i: (cache[n] * mask).sum((0, 1)) / mask.sum() for i, n in enumerate(names)}
 
@@ -548,8 +394,8 @@ class Subject:
         Returns:
             :class:`PatchResult`.
         """
-        self._check_names([name])
-        clean, corrupted = self._as_inputs(clean_inputs), self._as_inputs(corrupted_inputs)
+        self.check_hook_names([name])
+        clean, corrupted = self.as_inputs(clean_inputs), self.as_inputs(corrupted_inputs)
         if clean["input_ids"].shape != corrupted["input_ids"].shape:
             raise UserInputError(f"clean and corrupted inputs differ in shape: {tuple(clean['input_ids'].shape)}"
                                  f" vs {tuple(corrupted['input_ids'].shape)}; patching needs aligned tokens")
@@ -559,7 +405,7 @@ class Subject:
         source = clean_cache[name]
         pos_dim = 2 if name.endswith(("hook_attn_scores", "hook_pattern")) else 1
         index = None if positions is None else torch.as_tensor(list(positions), device=source.device)
-        if index is not None and (index.min() < 0 or index.max() >= source.shape[pos_dim]):
+        if positions is not None and index is not None and (index.min() < 0 or index.max() >= source.shape[pos_dim]):
             raise UserInputError(f"positions {list(positions)} out of range for {source.shape[pos_dim]} tokens")
 
         def restore(activation: torch.Tensor, hook: HookInfo) -> torch.Tensor:
@@ -614,12 +460,12 @@ def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.
     if isinstance(spec, Encoder):
         return Subject(spec)
     if _is_task_model(spec):
-        return _task_subject(spec)
+        return task_subject(spec)
     path = Path(str(spec))
     if str(spec) != "minilm" and path.is_dir() and _looks_like_task_dir(path):
         from atinuke.tasks.heads import load_task_model
 
-        return _task_subject(load_task_model(path))
+        return task_subject(load_task_model(path))
     return Subject(load_encoder(spec, device=device))
 
 
@@ -627,7 +473,8 @@ def _looks_like_task_dir(path: Path) -> bool:
     return (path / "task_model.json").is_file() or (path / "model" / "task_model.json").is_file()
 
 
-def _task_subject(task_model: Any) -> Subject:
+def task_subject(task_model: Any) -> Subject:
+    """A Subject over a fine-tuned task model (the head's forward runs, the hooks sit in its encoder)."""
     encoder = task_model.encoder
     if not isinstance(encoder, Encoder):
         kind = getattr(task_model, "encoder_kind", None) or (

@@ -9,14 +9,15 @@ import random
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from atinuke import paths
 from atinuke.diagnostic import cola, coref, mrpc, nli, qa, srl, stsb
-from atinuke.diagnostic.conll import format_document
+from atinuke.diagnostic.conll import ConllSentence, format_document
 from atinuke.diagnostic.edits import entity_pool
 from atinuke.diagnostic.records import Item
 from atinuke.diagnostic.text import (
+    Sentence,
     extract_sentences,
     merge_spans,
     model_meta,
@@ -45,11 +46,19 @@ def _sidecar(path: Path, ids: list[str], items: list[Item]) -> None:
     atomic_write_text(path.with_name(path.name + ".meta.jsonl"), "".join(line + "\n" for line in lines))
 
 
+def _source_sentence(item: Item) -> Sentence:
+    """The sentence a single-sentence item (CoLA, MRPC, STS-B, NLI) was made from."""
+    assert item.sentence is not None, "single-sentence generators always record their source sentence"
+    return item.sentence
+
+
 def _write_qa(path: Path, split: str, items: list[Item]) -> None:
     by_doc: dict[str, list[Item]] = {}
     for it in items:
         by_doc.setdefault(it.extra["title"], []).append(it)
-    data, ids, ordered = [], [], []
+    data: list[dict[str, Any]] = []
+    ids: list[str] = []
+    ordered: list[Item] = []
     for title, group in by_doc.items():
         qas = []
         for it in group:
@@ -70,11 +79,11 @@ def _write_tsv(path: Path, task: str, split: str, items: list[Item]) -> None:
     for i, it in enumerate(items):
         src = it.sentence.doc_id if it.sentence is not None else "diag"
         if task == "cola":
-            rows.append(f"{it.sentence.source}\t{it.label}\t{'' if it.label == 1 else '*'}\t{it.texts[0]}")
+            rows.append(f"{_source_sentence(it).source}\t{it.label}\t{'' if it.label == 1 else '*'}\t{it.texts[0]}")
         elif task == "mrpc":
             rows.append(f"{it.label}\t{2 * i + 1}\t{2 * i + 2}\t{it.texts[0]}\t{it.texts[1]}")
         else:
-            rows.append(f"{i}\tsilver-{it.sentence.source}\tdiagnostic\tsilver\t{i}\t{src}\t{src}\t{it.texts[0]}\t{it.texts[1]}\t{it.label:.2f}")
+            rows.append(f"{i}\tsilver-{_source_sentence(it).source}\tdiagnostic\tsilver\t{i}\t{src}\t{src}\t{it.texts[0]}\t{it.texts[1]}\t{it.label:.2f}")
     header = {"cola": [], "mrpc": ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"],
               "stsb": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"]}[task]
     atomic_write_text(path, "".join(line + "\n" for line in header + rows))
@@ -86,20 +95,26 @@ def _write_nli(path: Path, split: str, items: list[Item]) -> None:
     for i, it in enumerate(items):
         pid = f"{split}-{i}"
         ids.append(pid)
-        lines.append(_json({"pairID": pid, "captionID": it.sentence.doc_id, "gold_label": it.label, "annotator_labels": [it.label],
+        lines.append(_json({"pairID": pid, "captionID": _source_sentence(it).doc_id, "gold_label": it.label, "annotator_labels": [it.label],
                             "sentence1": it.texts[0], "sentence2": it.texts[1], "sentence1_parse": "", "sentence2_parse": ""}))
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     _sidecar(path, ids, items)
 
 
-def _write_conll(path: Path, items: list[Item], docs: dict) -> None:
+def _write_conll(path: Path, items: list[Item], docs: dict[str, list[ConllSentence]]) -> None:
     atomic_write_text(path, "".join(format_document(doc_id, sents) for doc_id, sents in docs.items()))
     _sidecar(path, [it.extra["id"] for it in items], items)
 
 
+def _score(item: Item) -> float:
+    """The similarity score of an STS-B item."""
+    assert isinstance(item.label, (int, float)), f"an STS-B label is a score, not {item.label!r}"
+    return item.label
+
+
 def _label_counts(task: str, items: list[Item]) -> dict:
     if task == "stsb":
-        return {f"{b}-{b + 1}": n for b, n in sorted(Counter(min(4, int(it.label)) for it in items).items())}
+        return {f"{b}-{b + 1}": n for b, n in sorted(Counter(min(4, int(_score(it))) for it in items).items())}
     if task == "srl":
         return dict(sorted(Counter(r for it in items for r in it.meta["roles"]).items()))
     if task == "coref":
@@ -154,18 +169,18 @@ def build_suite(out_dir: Optional[Path] = None, force: bool = False, seed: int =
             def rng(task: str) -> random.Random:
                 return random.Random(f"{seed}:{task}:{split}")
 
-            made = {
+            made: dict[str, list[Item]] = {
                 "qa": qa.generate(coref_sentences, split, n, rng("qa"), pool),
                 "cola": cola.generate(sentences, split, n, rng("cola")),
                 "mrpc": mrpc.generate(sentences, split, n, rng("mrpc"), pool),
                 "stsb": stsb.generate(sentences, split, n, rng("stsb"), pool),
                 "nli": nli.generate(sentences, split, n, rng("nli"), pool),
-                "coref": coref.generate(coref_sentences, split, n, rng("coref")),
-                "srl": srl.generate(sentences, split, n, rng("srl")),
             }
-            for task, result in made.items():
+            conll_docs: dict[str, dict[str, list[ConllSentence]]] = {}  # the CoNLL tasks' documents to write
+            made["coref"], conll_docs["coref"] = coref.generate(coref_sentences, split, n, rng("coref"))
+            made["srl"], conll_docs["srl"] = srl.generate(sentences, split, n, rng("srl"))
+            for task, items in made.items():
                 path = tmp / task / f"{split}.{TASK_FILES[task]}"
-                items = result[0] if isinstance(result, tuple) else result
                 if task == "qa":
                     _write_qa(path, split, items)
                 elif task in ("cola", "mrpc", "stsb"):
@@ -173,7 +188,7 @@ def build_suite(out_dir: Optional[Path] = None, force: bool = False, seed: int =
                 elif task == "nli":
                     _write_nli(path, split, items)
                 else:
-                    _write_conll(path, items, result[1])
+                    _write_conll(path, items, conll_docs[task])
                 counts.setdefault(task, {})[split] = {"n": len(items), "labels": _label_counts(task, items)}
                 if len(items) < n:
                     logger.warning("%s/%s: %d examples, fewer than the %d requested (not enough source text)", task, split, len(items), n)

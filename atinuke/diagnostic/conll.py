@@ -7,14 +7,17 @@ There is no constituency parse here: the parse bit is a flat ``(TOP* ... *)`` br
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from spacy.tokens import Token
 
 
 @dataclass
 class ConllSentence:
     """One sentence to write: its tokens (spaCy), predicate columns and coreference brackets per word."""
 
-    tokens: list  # spaCy tokens
+    tokens: list[Token]
     predicates: list[int] = field(default_factory=list)  # word indices of predicates (column order)
     srl_columns: list[list[str]] = field(default_factory=list)  # one bracket column per predicate
     coref: Optional[list[str]] = None  # per word: "-", "(3", "3)", "(3)", "(1|(3" ...
@@ -43,7 +46,7 @@ def coref_column(n_words: int, mentions: list[tuple[int, int, int]]) -> list[str
     return ["|".join(p) if p else "-" for p in parts]
 
 
-def _ne_column(tokens: list) -> list[str]:
+def _ne_column(tokens: list[Token]) -> list[str]:
     out = []
     for tok in tokens:
         iob, label = tok.ent_iob_, tok.ent_type_

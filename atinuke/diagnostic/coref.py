@@ -68,15 +68,15 @@ def generate(sentences: list[Sentence], split: str, n: int, rng: random.Random) 
     windows: list[list[Sentence]] = []
     for doc_id, sents in docs.items():
         run: list[Sentence] = []
-        for s in sents + [None]:
-            if s is not None and run and s.index == run[-1].index + 1:
-                run.append(s)
+        for sent in [*sents, None]:  # None ends the last run
+            if sent is not None and run and sent.index == run[-1].index + 1:
+                run.append(sent)
                 continue
             while len(run) >= 2:
                 size = min(len(run), rng.randint(2, 5))
                 windows.append(run[:size])
                 run = run[size:]
-            run = [s] if s is not None else []
+            run = [sent] if sent is not None else []
     rng.shuffle(windows)
     items: list[Item] = []
     out: dict[str, list[ConllSentence]] = {}
@@ -97,7 +97,10 @@ def generate(sentences: list[Sentence], split: str, n: int, rng: random.Random) 
             base_of[s.index] = (s.span.start, len(words))
             words.extend(t.text for t in s.span)
         offsets = word_offsets(words)
-        conll_sents, flat, kinds, distances = [], [], {}, []
+        conll_sents: list[ConllSentence] = []
+        flat: list[tuple[int, int, int]] = []
+        kinds: dict[str, int] = {}
+        distances: list[int] = []
 
         def to_word(tok_i: int) -> int:
             for s in window:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from atinuke.diagnostic.text import Sentence, apply_edits, first_upper, tidy
+
+if TYPE_CHECKING:
+    from spacy.tokens import Span, Token
 
 NEGATIVE_WORDS = frozenset({"not", "n't", "no", "never", "nobody", "nothing", "none", "neither", "nor", "without", "few", "every", "all", "each", "any", "if", "unless", "whether", "only", "hardly", "barely"})
 # Adjectives whose removal does not keep the meaning ("former president" is not a president).
@@ -39,10 +42,10 @@ class Edit:
 
     text: str
     rule: str
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _remove(sent: Sentence, first, last) -> tuple[int, int, str]:
+def _remove(sent: Sentence, first: Token, last: Token) -> tuple[int, int, str]:
     """A deletion covering tokens ``first..last`` (inclusive) and the space before them."""
     start, end = sent.start(first), sent.end(last)
     if start > 0 and sent.text[start - 1] == " ":
@@ -50,7 +53,7 @@ def _remove(sent: Sentence, first, last) -> tuple[int, int, str]:
     return start, end, ""
 
 
-def _contiguous_subtree(token) -> Optional[tuple]:
+def _contiguous_subtree(token: Token) -> Optional[tuple[Token, Token]]:
     toks = list(token.subtree)
     if toks[-1].i - toks[0].i + 1 != len(toks):
         return None
@@ -166,7 +169,7 @@ def _other_number(text: str, rng: random.Random) -> Optional[str]:
 
 def replace_entity(sent: Sentence, rng: random.Random, pool: dict[str, list[str]]) -> Optional[Edit]:
     """Replace a named entity by another of the same type from the corpus, or a number by another number."""
-    options = []
+    options: list[tuple[str, Span, Optional[Token]]] = []  # (kind, entity, the number token in it)
     for ent in sent.span.ents:
         if ent.label_ in ("CARDINAL", "DATE", "MONEY", "PERCENT", "QUANTITY"):
             for tok in ent:
@@ -177,17 +180,19 @@ def replace_entity(sent: Sentence, rng: random.Random, pool: dict[str, list[str]
             options.append(("entity", ent, None))
     if not options:
         return None
-    kind, ent, tok = options[rng.randrange(len(options))]
+    kind, chosen, number = options[rng.randrange(len(options))]
     if kind == "number":
-        new = _other_number(tok.text, rng)
-        start, end, old = sent.start(tok), sent.end(tok), tok.text
+        assert number is not None  # a "number" option carries its token
+        new = _other_number(number.text, rng)
+        assert new is not None  # the token was chosen because it reads as a number
+        start, end, old = sent.start(number), sent.end(number), number.text
     else:
-        candidates = [e for e in pool[ent.label_] if e.lower() not in sent.text.lower() and ent.text.lower() not in e.lower()]
+        candidates = [e for e in pool[chosen.label_] if e.lower() not in sent.text.lower() and chosen.text.lower() not in e.lower()]
         if not candidates:
             return None
         new = candidates[rng.randrange(len(candidates))]
-        start, end, old = ent.start_char - sent.span.start_char, ent.end_char - sent.span.start_char, ent.text
-    return Edit(apply_edits(sent.text, [(start, end, new)]), f"replace_{kind}", {"entity_type": ent.label_, "old": old, "new": new})
+        start, end, old = chosen.start_char - sent.span.start_char, chosen.end_char - sent.span.start_char, chosen.text
+    return Edit(apply_edits(sent.text, [(start, end, new)]), f"replace_{kind}", {"entity_type": chosen.label_, "old": old, "new": new})
 
 
 def swap_arguments(sent: Sentence) -> Optional[Edit]:

@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+if TYPE_CHECKING:
+    from atinuke.diagnostic.text import Sentence
+
+# A class label (int/str), a similarity score (float), BIO tags (SRL) or clusters of inclusive word spans (coref).
+Label = Union[int, float, str, list[str], list[list[tuple[int, int]]], None]
 
 
 @dataclass
@@ -10,7 +16,8 @@ class Item:
     """One generated example.
 
     Attributes:
-        label: class label (int/str) or similarity score (float).
+        label: class label (int/str), similarity score (float), BIO tags (SRL: list of str) or clusters of
+            inclusive ``(start, end)`` word spans (coreference).
         texts: the example's text segments (segment 0 first, then segment 1).
         rationale: ``(segment, char_start, char_end)`` spans of the evidence that decides the label.
         sentence: the source :class:`~atinuke.diagnostic.text.Sentence` (None for multi-sentence items).
@@ -18,10 +25,10 @@ class Item:
         extra: format-specific fields (e.g. the source ids written in a TSV).
     """
 
-    label: Union[int, float, str, None]
+    label: Label
     texts: tuple[str, ...]
     rationale: list[tuple[int, int, int]]
-    sentence: Optional[Any] = None
+    sentence: Optional[Sentence] = None
     meta: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -45,12 +52,13 @@ def word_overlap(a: str, b: str) -> float:
 
 def balance(items: list[Item]) -> list[Item]:
     """Drop the latest items of over-represented labels so every label has the same count (order kept)."""
-    counts: dict = {}
+    counts: dict[Label, int] = {}
     for it in items:
         counts[it.label] = counts.get(it.label, 0) + 1
     if not counts:
         return items
-    keep, seen = min(counts.values()), {}
+    keep = min(counts.values())
+    seen: dict[Label, int] = {}
     out = []
     for it in items:
         seen[it.label] = seen.get(it.label, 0) + 1

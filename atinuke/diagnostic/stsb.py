@@ -73,10 +73,9 @@ def _apply(recipe: str, sent: Sentence, rng: random.Random, pool: dict, own: lis
             if not neg or neg.meta["target"] not in text:
                 return None
             old, new = made.meta["old"], made.meta["new"]
-            text = neg.text.replace(old, new, 1) if old in neg.text else None
-            if text is None:
+            if old not in neg.text:
                 return None
-            return (text, 1, True)
+            return (neg.text.replace(old, new, 1), 1, True)
         return (text, 1, False)
     if recipe == "negate":
         made = edits.negate(sent)

@@ -14,10 +14,13 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from atinuke import corpus
 from atinuke.io import atomic_path
+
+if TYPE_CHECKING:  # spaCy is imported only when parsing (it is slow to import)
+    from spacy.tokens import Doc, Span, Token
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +50,17 @@ class Sentence:
     source: str
     split: str
     index: int  # index among all sentences of its document
-    span: object  # spacy.tokens.Span
+    span: Span
 
     @property
     def text(self) -> str:
         return self.span.text
 
-    def start(self, token) -> int:
+    def start(self, token: Token) -> int:
         """Character offset of ``token`` within the sentence text."""
         return token.idx - self.span.start_char
 
-    def end(self, token) -> int:
+    def end(self, token: Token) -> int:
         return token.idx - self.span.start_char + len(token.text)
 
 
@@ -110,7 +113,7 @@ def select_documents(max_words: int) -> list[SourceDoc]:
     return chosen
 
 
-def parse_documents(docs: list[SourceDoc], cache_dir: Path) -> list:
+def parse_documents(docs: list[SourceDoc], cache_dir: Path) -> list[Doc]:
     """spaCy parses of ``docs`` (in order), from the DocBin cache when present, else parsed and cached."""
     import spacy
     from spacy.tokens import DocBin
@@ -137,7 +140,7 @@ def parse_documents(docs: list[SourceDoc], cache_dir: Path) -> list:
     return list(DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
 
 
-def _usable(span) -> bool:
+def _usable(span: Span) -> bool:
     text = span.text
     if not text or not text[0].isupper() or text[-1] not in ".!?" or any(c in _BAD_CHARS for c in text):
         return False
@@ -147,11 +150,11 @@ def _usable(span) -> bool:
     return 6 <= n_words and len(span) <= 40
 
 
-def _loose(span) -> bool:
+def _loose(span: Span) -> bool:
     return 3 <= len(span) <= 60 and not any(t.is_space or "\ufffd" in t.text for t in span)
 
 
-def extract_sentences(docs: list[SourceDoc], parsed: list, loose: bool = False) -> list[Sentence]:
+def extract_sentences(docs: list[SourceDoc], parsed: list[Doc], loose: bool = False) -> list[Sentence]:
     """Usable sentences (6+ words, at most 40 tokens, clean characters), each sentence text once.
 
     With ``loose`` (coreference windows, which need consecutive sentences and are written as CoNLL, not
@@ -160,7 +163,7 @@ def extract_sentences(docs: list[SourceDoc], parsed: list, loose: bool = False) 
     A sentence text seen in a dev document is never used in train (and duplicates within a split are
     dropped), so no sentence appears in both splits.
     """
-    dev_texts = set()
+    dev_texts: set[str] = set()
     for doc, pdoc in zip(docs, parsed):
         if doc.split == "dev":
             dev_texts.update(s.text for s in pdoc.sents)

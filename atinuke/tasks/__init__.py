@@ -1,8 +1,9 @@
 """The benchmark task registry: what each task is, where its data lives, and how to load it.
 
-``TASKS`` maps a command-line name to a :class:`TaskSpec`; :func:`load_task_data` reads either the offline
-diagnostic suite (``data="diag"``, silver data derived from real text, written in the official formats by
-``atinuke prepare-data``) or a user's files in the official layout (``data=PATH``), with the loaders of
+``TASKS`` maps a command-line name to a :class:`TaskSpec` (defined in :mod:`atinuke.tasks.registry`, with
+:func:`get_task`, and re-exported here); :func:`load_task_data` reads either the offline diagnostic suite
+(``data="diag"``, silver data derived from real text, written in the official formats by ``atinuke
+prepare-data``) or a user's files in the official layout (``data=PATH``), with the loaders of
 :mod:`atinuke.tasks.squad`, :mod:`~atinuke.tasks.glue`, :mod:`~atinuke.tasks.nli`,
 :mod:`~atinuke.tasks.conll2012` and :mod:`~atinuke.tasks.conll2005`. Metrics: :mod:`atinuke.tasks.metrics`.
 
@@ -34,32 +35,9 @@ from atinuke.tasks.base import (
     TaskSpec,
 )
 from atinuke.tasks.metrics import per_example_correct, per_example_f1, score_task
+from atinuke.tasks.registry import TASKS, get_task
 
 logger = logging.getLogger(__name__)
-
-_NLI = ("entailment", "neutral", "contradiction")
-_BINARY = ("0", "1")
-_QNLI = ("entailment", "not_entailment")
-
-TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    TaskSpec("squad", "squad", "span_qa", (), "f1", pair=True),
-    TaskSpec("squad2", "squad", "span_qa", (), "f1", pair=True),
-    TaskSpec("cola", "glue", "classification", _BINARY, "mcc"),
-    TaskSpec("sst2", "glue", "classification", _BINARY, "accuracy"),
-    TaskSpec("mrpc", "glue", "classification", _BINARY, "f1", pair=True),
-    TaskSpec("qqp", "glue", "classification", _BINARY, "f1", pair=True),
-    TaskSpec("stsb", "glue", "regression", (), "pearson", pair=True),
-    TaskSpec("mnli", "glue", "classification", _NLI, "accuracy", pair=True),
-    TaskSpec("qnli", "glue", "classification", _QNLI, "accuracy", pair=True),
-    TaskSpec("rte", "glue", "classification", _QNLI, "accuracy", pair=True),
-    TaskSpec("wnli", "glue", "classification", _BINARY, "accuracy", pair=True),
-    # GLUE scores the AX diagnostic with R3, the multi-class Matthews correlation (Gorodkin, 2004).
-    TaskSpec("ax", "glue", "classification", _NLI, "mcc", pair=True),
-    TaskSpec("snli", "nli", "classification", _NLI, "accuracy", pair=True),
-    TaskSpec("srl", "srl", "tagging", conll2012.SRL_TAGS, "f1"),
-    TaskSpec("srl2005", "srl", "tagging", conll2005.SRL_TAGS, "f1"),
-    TaskSpec("coref", "coref", "coref", (), "conll_f1"),
-)}
 
 # Tasks with a diagnostic (silver, derived) version: registry name -> (directory, file extension).
 _DIAG_LAYOUT: dict[str, tuple[str, str]] = {
@@ -95,18 +73,6 @@ class TaskData:
     path: Path
     provenance: str
     skipped: dict[str, int] = field(default_factory=dict)
-
-
-def get_task(name: str) -> TaskSpec:
-    """The registry entry of ``name``.
-
-    Raises:
-        UserInputError: for an unknown name, listing the known ones.
-    """
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UserInputError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
 
 
 def diagnostic_path(name: str, split: str = "train") -> Path:

@@ -21,11 +21,11 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
 from atinuke.errors import UserInputError, where
 from atinuke.tasks._common import LoadedData, check_unique_ids, open_text
-from atinuke.tasks.base import CorefDocument, SRLExample
+from atinuke.tasks.base import CorefDocument, Example, SRLExample
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def conll_files(path: str | Path, split: str = "train") -> list[Path]:
     return gold or files
 
 
-def other_view(examples: Sequence[Union[SRLExample, CorefDocument]], kind: str) -> Callable[[str], bool]:
+def other_view(examples: Sequence[Example], kind: str) -> Callable[[str], bool]:
     """Recognise sidecar ids of the other task read from the same file: coreference ids ``doc:part`` when
     reading SRL, SRL ids ``doc:part:sentence:predicate`` when reading coreference (see ``attach_sidecar``)."""
     if kind == "coref":

@@ -7,7 +7,8 @@ All values are fractions in [0, 1] (the official SQuAD scripts print them multip
   HasAns_/NoAns_ breakdowns where "" is the no-answer prediction (Rajpurkar et al., 2016 and 2018).
 * GLUE (Wang et al., 2019): CoLA Matthews correlation (``mcc``); MRPC/QQP F1 of class "1" and accuracy;
   STS-B Pearson and Spearman; AX the multi-class Matthews correlation R3 (Gorodkin, 2004); accuracy for the
-  rest; MNLI also ``accuracy_matched`` / ``accuracy_mismatched`` by the examples' ``meta["split"]``.
+  rest; MNLI also ``accuracy_matched`` / ``accuracy_mismatched`` by the examples' ``meta["split"]``. The
+  classification metrics are scikit-learn's, the correlations SciPy's.
 * Coreference: MUC (Vilain et al., 1995), B-cubed (Bagga and Baldwin, 1998), entity-based CEAF-e (Luo, 2005)
   with the Hungarian assignment, and their CoNLL average, summed over documents as in the reference scorer
   (Pradhan et al., 2014, "Scoring Coreference Partitions of Predicted Mentions: A Reference Implementation").
@@ -18,18 +19,19 @@ All values are fractions in [0, 1] (the official SQuAD scripts print them multip
 from __future__ import annotations
 
 import collections
-import math
 import re
 import string
-from typing import Any, Sequence
+from typing import Any, Hashable, Iterable, Sequence, TypeGuard, TypeVar
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from atinuke.errors import UserInputError
 from atinuke.tasks.base import ClassificationExample, CorefDocument, Example, QAExample, SRLExample, TaskSpec
+from atinuke.tasks.registry import get_task
 
 Cluster = Sequence[tuple[int, int]]
+_Clusters = list[list[tuple[int, ...]]]  # clusters as :func:`_dedupe` returns them
 Argument = tuple[str, tuple[tuple[int, int], ...]]  # (label, ((start, end), ...)) with inclusive word spans
 
 # --------------------------------------------------------------------------------------------------- SQuAD
@@ -103,62 +105,78 @@ def _mean(values: Sequence[float]) -> float:
     return float(sum(values) / len(values)) if len(values) else 0.0
 
 
+def _label_codes(gold: Iterable[Hashable], predicted: Iterable[Hashable]
+                 ) -> tuple[np.ndarray, np.ndarray, dict[Hashable, int]]:
+    """Aligned gold and predicted labels as integer codes, and the code of each label.
+
+    Pairs beyond the shorter side are ignored (as ``zip``). scikit-learn compares labels as numpy arrays and
+    rejects mixed or real-valued labels; codes keep plain Python equality, whatever the labels' type.
+    """
+    index: dict[Hashable, int] = {}
+    codes = [(index.setdefault(g, len(index)), index.setdefault(p, len(index))) for g, p in zip(gold, predicted)]
+    pairs = np.array(codes, dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1], index
+
+
 def accuracy(gold: Sequence[Any], predicted: Sequence[Any]) -> float:
-    """Fraction of equal pairs."""
-    return _mean([float(g == p) for g, p in zip(gold, predicted)])
+    """Fraction of equal pairs (0.0 when there are none)."""
+    from sklearn.metrics import accuracy_score  # imported on use: scikit-learn is slow to import
+
+    gold_codes, predicted_codes, _ = _label_codes(gold, predicted)
+    return float(accuracy_score(gold_codes, predicted_codes)) if len(gold_codes) else 0.0
 
 
-def binary_f1(gold: Sequence[str], predicted: Sequence[str], positive: str = "1") -> float:
+def binary_f1(gold: Sequence[Hashable], predicted: Sequence[Hashable], positive: str = "1") -> float:
     """F1 of the positive class (0.0 when it is never predicted nor gold)."""
-    tp = sum(g == positive and p == positive for g, p in zip(gold, predicted))
-    fp = sum(g != positive and p == positive for g, p in zip(gold, predicted))
-    fn = sum(g == positive and p != positive for g, p in zip(gold, predicted))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    from sklearn.metrics import f1_score
+
+    gold_codes, predicted_codes, index = _label_codes(gold, predicted)
+    if not len(gold_codes):
+        return 0.0
+    positive_code = index.get(positive, len(index))  # a code no pair has when the class never occurs
+    scores = f1_score(gold_codes, predicted_codes, labels=[positive_code], average=None, zero_division=0.0)
+    return float(scores[0])
 
 
-def matthews_corr(gold: Sequence[str], predicted: Sequence[str]) -> float:
+def matthews_corr(gold: Sequence[Hashable], predicted: Sequence[Hashable]) -> float:
     """Matthews correlation, multi-class form R_K (Gorodkin, 2004; equal to the binary MCC for two classes).
 
     With confusion matrix C, t_k = row sums (gold), p_k = column sums (predicted), c = trace, s = total:
-    ``(c*s - t.p) / sqrt((s^2 - p.p)(s^2 - t.t))``; 0.0 when a denominator factor is 0.
+    ``(c*s - t.p) / sqrt((s^2 - p.p)(s^2 - t.t))``, scikit-learn's ``matthews_corrcoef``; 0.0 when a
+    denominator factor is 0 (a constant side, or no pairs).
     """
-    labels = sorted(set(gold) | set(predicted))
-    index = {label: i for i, label in enumerate(labels)}
-    confusion = np.zeros((len(labels), len(labels)), dtype=np.float64)
-    for g, p in zip(gold, predicted):
-        confusion[index[g], index[p]] += 1
-    t, p = confusion.sum(axis=1), confusion.sum(axis=0)
-    c, s = np.trace(confusion), confusion.sum()
-    denominator = math.sqrt((s * s - p @ p) * (s * s - t @ t))
-    return float((c * s - t @ p) / denominator) if denominator else 0.0
+    from sklearn.metrics import matthews_corrcoef
+
+    gold_codes, predicted_codes, index = _label_codes(gold, predicted)
+    if len(index) < 2:  # no pairs, or one label only: both denominator factors are 0
+        return 0.0
+    return float(matthews_corrcoef(gold_codes, predicted_codes))
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether a correlation with ``values`` is undefined: fewer than two values, or all equal."""
+    return len(values) < 2 or bool(np.all(values == values[0]))
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation; 0.0 when either side is constant (undefined)."""
+    """Pearson correlation (SciPy's ``pearsonr``); 0.0 when either side is constant (undefined)."""
+    from scipy.stats import pearsonr  # imported on use: scipy.stats is slow to import
+
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    denominator = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b / denominator) if denominator else 0.0
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
+    if _constant(a) or _constant(b):
+        return 0.0
+    return float(pearsonr(a, b).statistic)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation: Pearson of average ranks."""
-    return pearson(_average_ranks(np.asarray(x, dtype=np.float64)), _average_ranks(np.asarray(y, dtype=np.float64)))
+    """Spearman rank correlation (SciPy's ``spearmanr``: Pearson of average ranks); 0.0 when either side is
+    constant (undefined)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if _constant(a) or _constant(b):
+        return 0.0
+    return float(spearmanr(a, b).statistic)
 
 
 # ------------------------------------------------------------------------------------------------------- SRL
@@ -212,7 +230,12 @@ def _prf(correct: float, predicted: float, gold: float) -> tuple[float, float, f
 
 def srl_example_f1(example: SRLExample, predicted_tags: Sequence[str]) -> float:
     """Argument F1 of one predicate (1.0 when neither side has arguments)."""
-    correct, predicted, gold = srl_counts(example.tags, predicted_tags)
+    return srl_tags_f1(example.tags, predicted_tags)
+
+
+def srl_tags_f1(gold_tags: Sequence[str], predicted_tags: Sequence[str]) -> float:
+    """Argument F1 of one predicate's BIO tags (1.0 when neither side has arguments)."""
+    correct, predicted, gold = srl_counts(gold_tags, predicted_tags)
     return 1.0 if predicted == gold == 0 else _prf(correct, predicted, gold)[2]
 
 
@@ -230,18 +253,17 @@ def srl_scores(examples: Sequence[SRLExample], predictions: Sequence[Sequence[st
 
 # ------------------------------------------------------------------------------------------------ coreference
 
-def _mention_map(clusters: Sequence[Cluster], what: str) -> dict[tuple[int, int], int]:
-    mapping: dict[tuple[int, int], int] = {}
+def _mention_map(clusters: _Clusters, what: str) -> dict[tuple[int, ...], int]:
+    mapping: dict[tuple[int, ...], int] = {}
     for index, cluster in enumerate(clusters):
         for mention in cluster:
-            mention = tuple(mention)
             if mention in mapping and mapping[mention] != index:
                 raise UserInputError(f"{what} mention {mention} is in two clusters")
             mapping[mention] = index
     return mapping
 
 
-def _dedupe(clusters: Sequence[Cluster]) -> list[list[tuple[int, int]]]:
+def _dedupe(clusters: Sequence[Cluster]) -> _Clusters:
     result = []
     for cluster in clusters:
         mentions = list(dict.fromkeys(tuple(m) for m in cluster))
@@ -256,7 +278,7 @@ def muc_counts(key: Sequence[Cluster], response: Sequence[Cluster]) -> tuple[flo
     Recall = sum over key clusters K of (|K| - |partition of K by the response|) / sum (|K| - 1); a key mention
     absent from the response is its own part. Precision swaps key and response.
     """
-    def one_side(a: list, b_map: dict) -> tuple[float, float]:
+    def one_side(a: _Clusters, b_map: dict[tuple[int, ...], int]) -> tuple[float, float]:
         numerator = denominator = 0.0
         for cluster in a:
             parts = {b_map.get(m, ("missing", m)) for m in cluster}
@@ -264,32 +286,32 @@ def muc_counts(key: Sequence[Cluster], response: Sequence[Cluster]) -> tuple[flo
             denominator += len(cluster) - 1
         return numerator, denominator
 
-    key, response = _dedupe(key), _dedupe(response)
-    return (*one_side(key, _mention_map(response, "predicted")), *one_side(response, _mention_map(key, "gold")))
+    keys, responses = _dedupe(key), _dedupe(response)
+    return (*one_side(keys, _mention_map(responses, "predicted")), *one_side(responses, _mention_map(keys, "gold")))
 
 
 def b_cubed_counts(key: Sequence[Cluster], response: Sequence[Cluster]) -> tuple[float, float, float, float]:
     """B-cubed (Bagga and Baldwin, 1998) as in the reference scorer: recall = sum_K sum_R |K∩R|^2 / |K| over
     the number of key mentions; precision swaps key and response."""
-    def one_side(a: list, b: list) -> tuple[float, float]:
+    def one_side(a: _Clusters, b: _Clusters) -> tuple[float, float]:
         b_sets = [set(cluster) for cluster in b]
         numerator = sum(len(set(cluster) & other) ** 2 / len(cluster) for cluster in a for other in b_sets)
         return numerator, float(sum(len(cluster) for cluster in a))
 
-    key, response = _dedupe(key), _dedupe(response)
-    return (*one_side(key, response), *one_side(response, key))
+    keys, responses = _dedupe(key), _dedupe(response)
+    return (*one_side(keys, responses), *one_side(responses, keys))
 
 
 def ceafe_counts(key: Sequence[Cluster], response: Sequence[Cluster]) -> tuple[float, float, float, float]:
     """Entity-based CEAF (Luo, 2005) with phi4(K, R) = 2|K∩R| / (|K| + |R|) and the best one-to-one alignment
     (Hungarian algorithm): recall = similarity / #key entities, precision = similarity / #response entities."""
-    key, response = _dedupe(key), _dedupe(response)
-    if not key or not response:
-        return 0.0, float(len(key)), 0.0, float(len(response))
-    similarity = np.array([[2 * len(set(k) & set(r)) / (len(k) + len(r)) for r in response] for k in key])
+    keys, responses = _dedupe(key), _dedupe(response)
+    if not keys or not responses:
+        return 0.0, float(len(keys)), 0.0, float(len(responses))
+    similarity = np.array([[2 * len(set(k) & set(r)) / (len(k) + len(r)) for r in responses] for k in keys])
     rows, cols = linear_sum_assignment(-similarity)
     total = float(similarity[rows, cols].sum())
-    return total, float(len(key)), total, float(len(response))
+    return total, float(len(keys)), total, float(len(responses))
 
 
 _COREF_METRICS = {"muc": muc_counts, "b3": b_cubed_counts, "ceafe": ceafe_counts}
@@ -326,6 +348,19 @@ def coref_example_f1(document: CorefDocument, predicted: Sequence[Cluster]) -> f
 
 # Half a point on the 0-5 STS-B scale: the per-example "correct" of a regression task (slicing only).
 REGRESSION_TOLERANCE = 0.5
+
+_E = TypeVar("_E", ClassificationExample, QAExample, SRLExample, CorefDocument)
+
+
+def _all_of(examples: Sequence[Example], cls: type[_E]) -> TypeGuard[Sequence[_E]]:
+    """Whether every example is a ``cls`` (after :func:`_check_kind`, this only narrows the static type)."""
+    return all(isinstance(example, cls) for example in examples)
+
+
+def _gold_label(example: ClassificationExample) -> str | float:
+    """The gold label of an example that :func:`_check_kind` has found labelled."""
+    assert example.label is not None, f"example {example.id!r} has no gold label"
+    return example.label
 
 
 def _check_kind(spec: TaskSpec, examples: Sequence[Example], predictions: Sequence[Any]) -> None:
@@ -366,20 +401,20 @@ def score_task(name: str, examples: Sequence[Example], predictions: Sequence[Any
     Raises:
         UserInputError: unknown task, misaligned predictions, unlabelled examples, unknown predicted labels.
     """
-    from atinuke.tasks import get_task
-
     spec = get_task(name)
     _check_kind(spec, examples, predictions)
-    if spec.kind == "span_qa":
+    if spec.kind == "span_qa" and _all_of(examples, QAExample):
         return squad_scores(examples, [str(p) for p in predictions], v2=name != "squad")
-    if spec.kind == "tagging":
+    if spec.kind == "tagging" and _all_of(examples, SRLExample):
         return srl_scores(examples, predictions)
-    if spec.kind == "coref":
+    if spec.kind == "coref" and _all_of(examples, CorefDocument):
         return coref_scores([doc.clusters for doc in examples], predictions)
-    gold = [example.label for example in examples]
+    assert _all_of(examples, ClassificationExample)  # checked by _check_kind, like the branches above
+    gold = [_gold_label(example) for example in examples]
     if spec.kind == "regression":
         values = [float(p) for p in predictions]
-        return {"pearson": pearson(gold, values), "spearman": spearman(gold, values)}
+        gold_values = [float(g) for g in gold]
+        return {"pearson": pearson(gold_values, values), "spearman": spearman(gold_values, values)}
     scores = {"accuracy": accuracy(gold, predictions)}
     if name in ("cola", "ax"):
         scores["mcc"] = matthews_corr(gold, predictions)
@@ -399,14 +434,15 @@ def per_example_f1(name: str, example: Example, prediction: Any) -> float:
     QA: token F1 (max over gold answers); SRL: argument F1 of the predicate; coreference: the document's
     CoNLL F1; classification and regression: 1.0 / 0.0 as :func:`per_example_correct`.
     """
-    from atinuke.tasks import get_task
-
     spec = get_task(name)
     if spec.kind == "span_qa":
+        assert isinstance(example, QAExample)  # the task's kind fixes its example type
         return qa_example_scores(example, str(prediction), v2=name != "squad")[1]
     if spec.kind == "tagging":
+        assert isinstance(example, SRLExample)
         return srl_example_f1(example, prediction)
     if spec.kind == "coref":
+        assert isinstance(example, CorefDocument)
         return coref_example_f1(example, prediction)
     return float(per_example_correct(name, example, prediction))
 
@@ -414,19 +450,22 @@ def per_example_f1(name: str, example: Example, prediction: Any) -> float:
 def per_example_correct(name: str, example: Example, prediction: Any) -> bool:
     """Exact correctness: equal label; QA exact match; all tags equal; the same partition of mentions; for
     regression ``|prediction - gold| <= REGRESSION_TOLERANCE`` (a slicing convention, not a GLUE metric)."""
-    from atinuke.tasks import get_task
-
     spec = get_task(name)
     if spec.kind == "span_qa":
+        assert isinstance(example, QAExample)  # the task's kind fixes its example type
         return qa_example_scores(example, str(prediction), v2=name != "squad")[0] == 1.0
     if spec.kind == "tagging":
+        assert isinstance(example, SRLExample)
         return list(prediction) == list(example.tags)
     if spec.kind == "coref":
-        def partition(clusters: Sequence[Cluster]) -> set:
+        assert isinstance(example, CorefDocument)
+
+        def partition(clusters: Sequence[Cluster]) -> set[frozenset[tuple[int, ...]]]:
             return {frozenset(tuple(m) for m in cluster) for cluster in clusters if cluster}
         return partition(prediction) == partition(example.clusters)
+    assert isinstance(example, ClassificationExample)
     if spec.kind == "regression":
-        return abs(float(prediction) - float(example.label)) <= REGRESSION_TOLERANCE
+        return abs(float(prediction) - float(_gold_label(example))) <= REGRESSION_TOLERANCE
     return prediction == example.label
 
 

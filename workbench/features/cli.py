@@ -15,11 +15,17 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_write_json, check_out_dir, write_with
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +99,7 @@ def _subject(model: str, device: str) -> Any:
     return subject
 
 
-def train_run(subject: Any, hook: str, out: Path, train_texts: Sequence[str], held_texts: Sequence[str],
+def train_run(subject: Subject, hook: str, out: Path, train_texts: Sequence[str], held_texts: Sequence[str],
               config: Any, steps: Optional[int], max_tokens: int, shard_tokens: int, max_length: int,
               resume: bool, progress: bool, lm: Any = "auto") -> tuple[dict[str, Any], Any]:
     """Store, train, evaluate and export one SAE into ``out``; returns (metrics and training figures, the SAE)."""
@@ -113,7 +119,11 @@ def train_run(subject: Any, hook: str, out: Path, train_texts: Sequence[str], he
                                                     "tokens_per_s": round(result.tokens_per_s, 1)}}, result.sae
 
 
-def _feature_tables(sae: Any, subject: Any, hook: str, held_texts: Sequence[str], out: Path, max_tokens: int,
+def _write_parquet(frame: pd.DataFrame, tmp: Path) -> None:
+    frame.to_parquet(tmp, index=False)
+
+
+def _feature_tables(sae: Any, subject: Subject, hook: str, held_texts: Sequence[str], out: Path, max_tokens: int,
                     max_length: int, progress: bool, lm: Any) -> None:
     from workbench.features.dashboard import feature_tables, unembedding_of
     from workbench.features.store import build_store
@@ -123,7 +133,7 @@ def _feature_tables(sae: Any, subject: Any, hook: str, held_texts: Sequence[str]
     tables = feature_tables(sae, held, subject.tokenizer, held_texts, unembedding=unembedding_of(lm),
                             max_length=max_length)
     for name, frame in tables.items():
-        write_with(out / f"{name}.parquet", lambda tmp, frame=frame: frame.to_parquet(tmp, index=False))
+        write_with(out / f"{name}.parquet", partial(_write_parquet, frame))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         hook = args.hook or sae.config.hook
         if not hook:
             raise UserInputError(f"{args.sae}: no hook_name in cfg.json; pass --hook")
-        subject._check_names([hook])
+        subject.check_hook_names([hook])
         if sae.config.d_in != subject.d_model:
             raise UserInputError(f"{args.sae}: an SAE of width {sae.config.d_in}, the model's {hook} is {subject.d_model}")
         out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.sae}: L0 {metrics.l0:.1f}, FVE {metrics.fve:.3f}, {metrics.loss_kind} recovered "
               f"{metrics.loss_recovered:.3f}; tables in {out}")
         return 0
-    subject._check_names([args.hook])
+    subject.check_hook_names([args.hook])
     config = SAEConfig(d_in=subject.d_model, width=args.width, kind=args.kind, k=args.k, l1_coefficient=args.l1,
                        lr=args.lr, batch_size=args.batch_size, seed=args.seed, hook=args.hook, model=subject.name)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, cast
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,11 @@ import torch.nn.functional as F
 from atinuke.encoders import Encoder
 from atinuke.errors import UserInputError
 from workbench.features.sae import SparseAutoencoder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ def content_mask(batch: Any, tokenizer: Any) -> torch.Tensor:
 class LanguageModel:
     """The subject's own language-model loss, computed through the subject's modules (so its hooks apply)."""
 
-    def __init__(self, subject: Any, model: nn.Module, causal: bool) -> None:
+    def __init__(self, subject: Subject, model: nn.Module, causal: bool) -> None:
         self.subject, self.model, self.causal = subject, model, causal
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -74,9 +79,10 @@ class LanguageModel:
         (the final norm of a pre-norm stack, the MLM transform if any, the vocabulary projection)."""
         model = self.model
         hidden = self.subject.final_norm(hidden)
+        # The heads are submodules, which nn.Module.__getattr__ types as Tensor | Module.
         if hasattr(model, "lm_head"):  # Atinuke
-            return model.lm_head(model.head_transform(hidden))
-        return model.cls(hidden)  # BERT
+            return cast(nn.Module, model.lm_head)(cast(nn.Module, model.head_transform)(hidden))
+        return cast(nn.Module, model.cls)(hidden)  # BERT
 
     def logits(self, batch: Any) -> torch.Tensor:
         """[batch, pos, vocab] logits of the unmasked input."""
@@ -98,38 +104,24 @@ class LanguageModel:
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
 
 
-def language_model(subject: Any) -> Optional[LanguageModel]:
+def language_model(subject: Subject) -> Optional[LanguageModel]:
     """The subject's LM head around its own encoder modules, when its checkpoint has one; else None."""
     if subject.task_model is not None or subject.path is None:
         return None
     weights = subject.path / "model.safetensors"
     if not weights.is_file():
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(weights), "pt") as handle:
-        keys = set(handle.keys())
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line CLI contract
-    config = subject.encoder.config
-    if subject.kind == "atinuke" and "lm_head.bias" in keys:
-        from atinuke.model import AtinukeForCausalLM, AtinukeForMaskedLM
-
-        causal = bool(getattr(config, "causal", False))
-        head = (AtinukeForCausalLM if causal else AtinukeForMaskedLM).from_pretrained(str(subject.path), use_safetensors=True)
-        head.atinuke = subject.encoder  # the subject's modules: hooks attached to them apply to the LM
-        return LanguageModel(subject, head.eval(), causal)
-    if subject.kind == "hf" and any(k.startswith("cls.predictions") for k in keys):
-        from transformers import BertForMaskedLM
-
-        head = BertForMaskedLM.from_pretrained(str(subject.path), config=copy.deepcopy(config), use_safetensors=True)
-        head.bert = subject.encoder
-        return LanguageModel(subject, head.eval(), False)
-    return None
+    found = subject.adapter.language_model_head(weights)
+    if found is None:
+        return None
+    head, causal = found
+    return LanguageModel(subject, head.eval(), causal)
 
 
-def splice(subject: Any, hook: str, reconstruct: Callable[[torch.Tensor], torch.Tensor], mask: torch.Tensor):
+def splice(subject: Subject, hook: str, reconstruct: Callable[[torch.Tensor], torch.Tensor], mask: torch.Tensor):
     """A hook context that replaces ``hook``'s activation at ``mask`` positions by ``reconstruct(rows)``."""
 
     def replace(activation: torch.Tensor, info: Any) -> torch.Tensor:  # [batch, pos, d]
@@ -140,12 +132,12 @@ def splice(subject: Any, hook: str, reconstruct: Callable[[torch.Tensor], torch.
     return subject.hooks([(hook, replace)])
 
 
-def _final(subject: Any, batch: Any) -> torch.Tensor:
+def _final(subject: Subject, batch: Any) -> torch.Tensor:
     return subject.forward(batch).last_hidden_state  # [batch, pos, d_model]
 
 
 @torch.no_grad()
-def evaluate_sae(sae: SparseAutoencoder, subject: Any, hook: str, texts: Sequence[str], batch_size: int = 16,
+def evaluate_sae(sae: SparseAutoencoder, subject: Subject, hook: str, texts: Sequence[str], batch_size: int = 16,
                  max_length: int = 128, seed: int = 0, lm: Any = "auto") -> SAEMetrics:
     """Every metric of the module docstring on ``texts`` (held out from training).
 
@@ -191,6 +183,7 @@ def evaluate_sae(sae: SparseAutoencoder, subject: Any, hook: str, texts: Sequenc
             with splice(subject, hook, torch.zeros_like, mask):
                 zeroed += float((_final(subject, batch) - reference)[real].pow(2).sum(-1).mean())
         n_batches += 1
+    assert sums is not None and sq_sums is not None  # texts is not empty, so the loop ran
     total_sq = float((sq_sums - sums.pow(2) / n_tokens).sum())
     clean, spliced, zeroed = clean / n_batches, spliced / n_batches, zeroed / n_batches
     # Undefined when zero-ablating the hook does not hurt (a random model can do better without it).
@@ -204,7 +197,7 @@ def evaluate_sae(sae: SparseAutoencoder, subject: Any, hook: str, texts: Sequenc
                       loss_clean=clean, loss_sae=spliced, loss_zero=zeroed, loss_recovered=recovered)
 
 
-def randomized_copy(subject: Any, seed: int = 0, lm: Any = "auto") -> tuple[Any, Optional[LanguageModel]]:
+def randomized_copy(subject: Subject, seed: int = 0, lm: Any = "auto") -> tuple[Any, Optional[LanguageModel]]:
     """The subject's architecture re-initialised by its own initialiser (same tokenizer, same hook names),
     and its LM (a re-initialised LM head around the random encoder) when the subject has one (``lm``: the
     subject's :class:`LanguageModel` if already loaded, "auto" to look for it)."""
@@ -215,11 +208,14 @@ def randomized_copy(subject: Any, seed: int = 0, lm: Any = "auto") -> tuple[Any,
     trained_lm = language_model(subject) if lm == "auto" else lm
     # Offset so the control is never the trained model's own starting point (pretraining seeds are small).
     torch.manual_seed(seed + 1_000_003)
+    head: Optional[nn.Module] = None
+    causal = False
     if trained_lm is not None:
         head = type(trained_lm.model)(copy.deepcopy(trained_lm.model.config)).eval()
-        fresh = head.atinuke if subject.kind == "atinuke" else head.bert
+        causal = trained_lm.causal
+        fresh = cast("PreTrainedModel", head).base_model  # the LM's encoder (its base_model_prefix)
     else:
-        head, fresh = None, type(subject.encoder)(copy.deepcopy(subject.encoder.config)).eval()
-    control = Subject(Encoder(name=f"{subject.name} (random init)", kind=subject.kind, model=fresh,
-                              tokenizer=subject.tokenizer, path=subject.path))
-    return control, (LanguageModel(control, head, trained_lm.causal) if head is not None else None)
+        fresh = type(subject.encoder)(copy.deepcopy(subject.encoder.config)).eval()
+    control = Subject(Encoder(name=f"{subject.name} (random init)", kind=subject.kind,
+                              model=cast("PreTrainedModel", fresh), tokenizer=subject.tokenizer, path=subject.path))
+    return control, (LanguageModel(control, head, causal) if head is not None else None)

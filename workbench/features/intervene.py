@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -22,6 +22,9 @@ import torch
 from atinuke.errors import UserInputError
 from workbench.features.evaluate import content_mask
 from workbench.features.sae import SparseAutoencoder
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 
 def _check(sae: SparseAutoencoder, features: Sequence[int]) -> None:
@@ -31,7 +34,7 @@ def _check(sae: SparseAutoencoder, features: Sequence[int]) -> None:
 
 
 @contextlib.contextmanager
-def edit_features(subject: Any, sae: SparseAutoencoder, hook: str, mask: torch.Tensor,
+def edit_features(subject: Subject, sae: SparseAutoencoder, hook: str, mask: torch.Tensor,
                   ablate: Sequence[int] = (), steer: Optional[Mapping[int, float]] = None) -> Iterator[Any]:
     """Within the block, ``hook``'s activation at ``mask`` positions has the ``ablate`` latents set to 0 and
     each ``steer`` latent increased by its value (in activation units), the SAE error kept.
@@ -72,7 +75,7 @@ class FeatureAttribution:
     residual: pd.DataFrame
 
 
-def feature_attribution(subject: Any, sae: SparseAutoencoder, hook: str, texts: Sequence[str],
+def feature_attribution(subject: Subject, sae: SparseAutoencoder, hook: str, texts: Sequence[str],
                         score: Callable[[Any], torch.Tensor], max_length: int = 128) -> FeatureAttribution:
     """Gradient x activation of ``score(output)`` (a scalar per example, summed) in the SAE's basis.
 

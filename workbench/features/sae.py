@@ -152,6 +152,10 @@ class SparseAutoencoder(nn.Module):
     """A sparse autoencoder; parameters named as SAELens names them (``W_enc`` [d_in, width], ``b_enc``,
     ``W_dec`` [width, d_in], ``b_dec``)."""
 
+    # Buffers registered in __init__ (nn.Module.__getattr__ would type them as Tensor | Module).
+    batch_threshold: torch.Tensor
+    tokens_since_fired: torch.Tensor
+
     def __init__(self, config: SAEConfig) -> None:
         super().__init__()
         self.config = config
@@ -182,6 +186,7 @@ class SparseAutoencoder(nn.Module):
             return pre * (pre > self.batch_threshold)
         if kind == "relu":
             return F.relu(pre)
+        assert self.log_threshold is not None  # kind is jumprelu here, and a jumprelu SAE has one
         threshold = self.log_threshold.exp()  # [width]
         return F.relu(pre) * _JumpStep.apply(pre, threshold, self.config.jump_bandwidth)
 
@@ -229,6 +234,7 @@ class SparseAutoencoder(nn.Module):
                 (``F.embedding_bag``). The encoder's backward pass and the decoder then cost n_active x d_in
                 instead of batch x width x d_in. Output and gradients equal the dense path's up to rounding.
         """
+        active: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | torch.Tensor
         if sparse_decode and self._fast():
             with torch.no_grad():
                 pre = self.pre_activations(x)  # [batch, width], no graph
@@ -250,6 +256,7 @@ class SparseAutoencoder(nn.Module):
         if kind == "relu":
             sparsity = self.config.l1_coefficient * (latents * self.W_dec.norm(dim=1)).sum(-1).mean()
         elif kind == "jumprelu":
+            assert self.log_threshold is not None  # a jumprelu SAE has one
             threshold = self.log_threshold.exp()
             sparsity = self.config.l1_coefficient * _JumpStep.apply(pre, threshold, self.config.jump_bandwidth).sum(-1).mean()
         else:
@@ -307,7 +314,7 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         """Project decoder rows back to unit norm."""
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     @torch.no_grad()
     def initialize_bias(self, sample: torch.Tensor) -> None:

@@ -39,6 +39,7 @@ def export_saelens(sae: SparseAutoencoder, directory: Path, overwrite: bool = Fa
     c = sae.config
     tensors = {name: getattr(sae, name).detach().clone().contiguous() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
     if c.kind == "jumprelu":
+        assert sae.log_threshold is not None  # a jumprelu SAE has one
         tensors["threshold"] = sae.log_threshold.detach().exp().clone()
     elif c.kind == "batchtopk":
         tensors["threshold"] = torch.full((c.width,), max(float(sae.batch_threshold), 0.0))
@@ -108,5 +109,6 @@ def import_saelens(directory: Path) -> SparseAutoencoder:
         if kind == "jumprelu":
             if "threshold" not in tensors:
                 raise UserInputError(f"{weights_path}: a JumpReLU SAE needs a 'threshold' tensor")
+            assert sae.log_threshold is not None  # built with kind="jumprelu" above
             sae.log_threshold.copy_(tensors["threshold"].float().clamp_min(1e-12).log())
     return sae.eval()

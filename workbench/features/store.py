@@ -15,13 +15,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Sequence
 
 import numpy as np
 import torch
 
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ class ActivationStore:
 
     def shard(self, index: int, mmap: bool = True) -> Shard:
         name = self.shards[index]["name"]
-        mode = "r" if mmap else None
+        mode: Optional[Literal["r"]] = "r" if mmap else None
         try:
             return Shard(*(np.load(self.directory / f"{name}.{part}.npy", mmap_mode=mode)
                            for part in ("activations", "doc", "pos", "token")))
@@ -136,7 +139,7 @@ def _gather(data: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def build_store(subject: Any, hook: str, texts: Sequence[str], directory: Path, shard_tokens: int = 65_536,
+def build_store(subject: Subject, hook: str, texts: Sequence[str], directory: Path, shard_tokens: int = 65_536,
                 max_tokens: Optional[int] = None, batch_size: int = 16, max_length: int = 128,
                 progress: bool = False) -> ActivationStore:
     """Stream ``hook``'s activations over ``texts`` into ``directory`` (resuming a partial build).
@@ -168,7 +171,7 @@ def build_store(subject: Any, hook: str, texts: Sequence[str], directory: Path, 
             return ActivationStore(directory)
     else:
         manifest = {"settings": settings, "d_in": None, "shards": [], "next_text": 0, "complete": False}
-    subject._check_names([hook])
+    subject.check_hook_names([hook])
     special = {subject.tokenizer.cls_token_id, subject.tokenizer.sep_token_id, subject.tokenizer.pad_token_id,
                getattr(subject.tokenizer, "bos_token_id", None), getattr(subject.tokenizer, "eos_token_id", None)}
     special.discard(None)

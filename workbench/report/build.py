@@ -91,7 +91,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path, title: str = "Atin
         chosen_models = paired
     inputs = gather(runs).scoped(chosen_models, chosen_tasks)
     doc = Document(data_dir.name)
-    ctx = Context(inputs=inputs, doc=doc, n_boot=n_boot, seed=seed, pair=tuple(paired) if paired else None)
+    ctx = Context(inputs=inputs, doc=doc, n_boot=n_boot, seed=seed, pair=(paired[0], paired[1]) if paired else None)
     sections = [build(ctx) for _, build in SECTIONS]
     provenance_section, provenance, environment = outcomes.provenance(ctx)
     sections.append(provenance_section)

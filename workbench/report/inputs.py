@@ -206,7 +206,8 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
         if not found:
             raise UserInputError(f"{path}: no pretraining run, predictions.parquet, attributions or probe results found")
     known = [r.name for r in inputs.pretrain] + [r.model for r in inputs.finetune]
-    for run in [*inputs.attributions, *inputs.sae, *inputs.mechanisms]:
+    runs: list[AttributionRun | SAERun | MechanismRun] = [*inputs.attributions, *inputs.sae, *inputs.mechanisms]
+    for run in runs:
         run.model = match_model(run.model, known)
     if probe_frames:
         probes = pd.concat(probe_frames, ignore_index=True).drop_duplicates()

@@ -147,7 +147,8 @@ def comparison(ctx: Context) -> Section:
 def provenance(ctx: Context) -> tuple[Section, pd.DataFrame, dict[str, Any]]:
     """Model hashes, data sources, the git commit, seeds, run parameters and package versions."""
     environment = artifacts.environment()
-    table = pd.DataFrame([artifacts.run_provenance(r) for r in [*ctx.inputs.pretrain, *ctx.inputs.finetune]])
+    runs: list[artifacts.PretrainRun | artifacts.FinetuneRun] = [*ctx.inputs.pretrain, *ctx.inputs.finetune]
+    table = pd.DataFrame([artifacts.run_provenance(r) for r in runs])
     ctx.doc.keep("provenance", table)
     section = Section("Provenance")
     section.blocks.append(Paragraph(f"git commit {environment['git_commit']}; packages: "

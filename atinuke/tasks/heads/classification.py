@@ -83,7 +83,9 @@ def encode_classification(tokenizer, config: HeadConfig, examples: Sequence[Clas
     if examples and all(labelled):
         if config.kind == "regression":
             try:
-                head_inputs["labels"] = torch.tensor([float(ex.label) for ex in examples], dtype=torch.float32)
+                # every example is labelled (checked above): the filter only narrows the type for mypy
+                scores = [float(ex.label) for ex in examples if ex.label is not None]
+                head_inputs["labels"] = torch.tensor(scores, dtype=torch.float32)
             except (TypeError, ValueError) as error:
                 raise UserInputError(f"regression labels must be numbers ({error})") from error
         else:
@@ -115,9 +117,11 @@ def encode_classification(tokenizer, config: HeadConfig, examples: Sequence[Clas
 def decode_classification(config: HeadConfig, output: TaskOutput, batch: TaskBatch,
                           n_examples: int) -> list[TaskPrediction]:
     """Class with the highest probability (with every class's probability), or the regression score."""
+    logits = output.logits
+    assert logits is not None, "a sequence head always returns logits"
     if config.kind == "regression":
-        return [TaskPrediction(value=float(v), score=math.nan) for v in output.logits.float().tolist()]
-    probs = output.logits.float().softmax(-1)  # [batch, n_labels]
+        return [TaskPrediction(value=float(v), score=math.nan) for v in logits.float().tolist()]
+    probs = logits.float().softmax(-1)  # [batch, n_labels]
     predictions = []
     for row in probs.tolist():
         best = max(range(len(row)), key=row.__getitem__)

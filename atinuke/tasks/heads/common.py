@@ -134,10 +134,13 @@ class TaskBatch:
 
     def to(self, device: str | torch.device) -> "TaskBatch":
         """A copy with every tensor on ``device``."""
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device)
+
         return dataclasses.replace(
             self, input_ids=move(self.input_ids), attention_mask=move(self.attention_mask),
-            token_type_ids=move(self.token_type_ids), offsets=move(self.offsets), segments=move(self.segments),
+            token_type_ids=None if self.token_type_ids is None else move(self.token_type_ids),
+            offsets=move(self.offsets), segments=move(self.segments),
             head_inputs={k: move(v) for k, v in self.head_inputs.items()})
 
     def __len__(self) -> int:

@@ -177,8 +177,10 @@ def encode_coref(tokenizer, config: HeadConfig, documents: Sequence[CorefDocumen
         UserInputError: an empty document or a gold mention outside the document.
     """
     budget = config.max_len - 2
-    rows, offsets_rows, info = [], [], []
-    first_sub, last_sub = [], []  # per document, per word: (row, position)
+    rows: list[list[int]] = []
+    offsets_rows: list[list[tuple[int, int]]] = []
+    first_sub: list[list[Optional[tuple[int, int]]]] = []  # per document, per word: (row, position)
+    last_sub: list[list[Optional[tuple[int, int]]]] = []
     example_index, n_truncated = [], 0
     for d, doc in enumerate(documents):
         if not doc.words:
@@ -186,7 +188,8 @@ def encode_coref(tokenizer, config: HeadConfig, documents: Sequence[CorefDocumen
         word_ids, word_offsets = tokenize_words(tokenizer, doc.words)
         n_truncated += any(len(ids) > budget for ids in word_ids)
         char_starts = word_char_starts(doc.words)
-        firsts, lasts = [None] * len(doc.words), [None] * len(doc.words)
+        firsts: list[Optional[tuple[int, int]]] = [None] * len(doc.words)
+        lasts: list[Optional[tuple[int, int]]] = [None] * len(doc.words)
         for segment in _segment_words([len(ids) for ids in word_ids], doc.sentence_starts, budget):
             ids, offsets = [tokenizer.cls_token_id], [(0, 0)]
             for w in segment:
@@ -213,7 +216,9 @@ def encode_coref(tokenizer, config: HeadConfig, documents: Sequence[CorefDocumen
                 gold[(int(start), int(end))] = c + 1
         n_unreachable += len(set(gold) - set(spans))
         for i, j in spans:
-            (row_i, pos_i), (row_j, pos_j) = first_sub[d][i], last_sub[d][j]
+            first, last = first_sub[d][i], last_sub[d][j]
+            assert first is not None and last is not None  # every word is in a segment
+            (row_i, pos_i), (row_j, pos_j) = first, last
             starts.append(row_i * width + pos_i)
             ends.append(row_j * width + pos_j)
             widths.append(j - i)
@@ -280,16 +285,20 @@ def decode_coref(config: HeadConfig, output: TaskOutput, batch: TaskBatch,
     starts = batch.head_inputs["span_start_words"].tolist()
     ends = batch.head_inputs["span_end_words"].tolist()
     span_doc = batch.head_inputs["span_doc"].tolist()
-    top = output.top_span_indices.tolist()
-    probs = output.antecedent_scores.float().softmax(-1).max(-1).values.tolist()  # [n_top]
+    top_span_indices, antecedent_indices = output.top_span_indices, output.antecedent_indices
+    antecedent_scores = output.antecedent_scores
+    assert top_span_indices is not None and antecedent_indices is not None and antecedent_scores is not None, \
+        "a coreference head always returns its kept spans and antecedents"
+    top = top_span_indices.tolist()
+    probs = antecedent_scores.float().softmax(-1).max(-1).values.tolist()  # [n_top]
     predictions = []
     for d in range(len(documents)):
         rows = [r for r, s in enumerate(top) if span_doc[s] == d]
         local = {top[r]: k for k, r in enumerate(rows)}
         spans = [(starts[top[r]], ends[top[r]]) for r in rows]
-        antecedents = [[local.get(a, -1) if a >= 0 else -1 for a in output.antecedent_indices[r].tolist()]
+        antecedents = [[local.get(a, -1) if a >= 0 else -1 for a in antecedent_indices[r].tolist()]
                        for r in rows]
-        scores = output.antecedent_scores[rows] if rows else output.antecedent_scores.new_zeros(0, 1)
+        scores = antecedent_scores[rows] if rows else antecedent_scores.new_zeros(0, 1)
         clusters = decode_clusters(spans, antecedents, scores, config.link_threshold)
         confidence = sum(probs[r] for r in rows) / len(rows) if rows else math.nan
         predictions.append(TaskPrediction(value=[[tuple(m) for m in c] for c in clusters], score=confidence))

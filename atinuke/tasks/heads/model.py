@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence, TypeGuard, TypeVar, Union
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,7 +21,15 @@ from torch import nn
 from atinuke.encoders import Encoder, load_encoder
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir, atomic_write_json
-from atinuke.tasks.base import TASK_KINDS, Example, TaskSpec
+from atinuke.tasks.base import (
+    TASK_KINDS,
+    ClassificationExample,
+    CorefDocument,
+    Example,
+    QAExample,
+    SRLExample,
+    TaskSpec,
+)
 from atinuke.tasks.heads.classification import SequenceHead, decode_classification, encode_classification
 from atinuke.tasks.heads.common import HeadConfig, TaskBatch, TaskOutput, TaskPrediction
 from atinuke.tasks.heads.coref import CorefHead, decode_coref, encode_coref
@@ -34,6 +42,14 @@ FORMAT = "atinuke-task-model"
 FORMAT_VERSION = 1
 _EXAMPLE_TYPES = {"classification": "ClassificationExample", "regression": "ClassificationExample",
                   "span_qa": "QAExample", "tagging": "SRLExample", "coref": "CorefDocument"}
+
+TaskHead = Union[SequenceHead, SpanQAHead, TaggingHead, CorefHead]
+_E = TypeVar("_E", ClassificationExample, QAExample, SRLExample, CorefDocument)
+
+
+def _all_named(examples: Sequence[Example], cls: type[_E]) -> TypeGuard[Sequence[_E]]:
+    """Whether every example is a ``cls``, told by class name as :meth:`TaskModel.encode` checks it."""
+    return all(type(ex).__name__ == cls.__name__ for ex in examples)
 
 
 class TaskModel(nn.Module):
@@ -59,12 +75,15 @@ class TaskModel(nn.Module):
         self.encoder_name = encoder.name
         self.encoder_kind = encoder.kind
         d_model = encoder.d_model
+        self.head: TaskHead
         if config.kind in ("classification", "regression"):
             self.head = SequenceHead(d_model, self.config)
         elif config.kind == "span_qa":
             self.head = SpanQAHead(d_model, self.config)
         elif config.kind == "tagging":
-            std = float(self.encoder.get_input_embeddings().weight.detach().float().std())
+            weight = self.encoder.get_input_embeddings().weight
+            assert isinstance(weight, torch.Tensor)  # typed as a submodule attribute, which could be a Module
+            std = float(weight.detach().float().std())
             self.head = TaggingHead(d_model, self.config, embedding_std=std)
         else:
             self.head = CorefHead(d_model, self.config)
@@ -90,12 +109,14 @@ class TaskModel(nn.Module):
                 raise UserInputError(f"task {self.spec.name!r} needs {expected} examples, got {type(ex).__name__}")
         use_types = self.encoder_kind == "hf"
         kind = self.config.kind
-        if kind in ("classification", "regression"):
+        # The checks below narrow the type of ``examples`` for the kind (the loop above has already checked it).
+        if kind in ("classification", "regression") and _all_named(examples, ClassificationExample):
             return encode_classification(self.tokenizer, self.config, examples, use_types)
-        if kind == "span_qa":
+        if kind == "span_qa" and _all_named(examples, QAExample):
             return encode_qa(self.tokenizer, self.config, examples, use_types)
-        if kind == "tagging":
+        if kind == "tagging" and _all_named(examples, SRLExample):
             return encode_tagging(self.tokenizer, self.config, examples)
+        assert _all_named(examples, CorefDocument)
         return encode_coref(self.tokenizer, self.config, examples)
 
     @contextlib.contextmanager
@@ -145,10 +166,12 @@ class TaskModel(nn.Module):
         kind = self.config.kind
         if kind in ("classification", "regression"):
             return decode_classification(self.config, output, batch, len(examples))
-        if kind == "span_qa":
+        # ``examples`` are those given to :meth:`encode`, which checked their type.
+        if kind == "span_qa" and _all_named(examples, QAExample):
             return decode_qa(self.config, output, batch, examples)
-        if kind == "tagging":
+        if kind == "tagging" and _all_named(examples, SRLExample):
             return decode_tagging(self.config, output, batch, examples)
+        assert _all_named(examples, CorefDocument), f"{kind} examples of the wrong type"
         return decode_coref(self.config, output, batch, examples)
 
     @torch.no_grad()

@@ -196,9 +196,11 @@ def decode_qa_example(start_logits: Sequence[torch.Tensor], end_logits: Sequence
 def decode_qa(config: HeadConfig, output: TaskOutput, batch: TaskBatch,
               examples: Sequence[QAExample]) -> list[TaskPrediction]:
     """Group the chunks of each example and decode them with :func:`decode_qa_example`."""
+    start_logits, end_logits = output.start_logits, output.end_logits
+    assert start_logits is not None and end_logits is not None, "a span QA head always returns both logits"
     rows: list[list[int]] = [[] for _ in examples]
     for row, example_pos in enumerate(batch.example_index):
         rows[example_pos].append(row)
-    return [decode_qa_example([output.start_logits[r] for r in chunk], [output.end_logits[r] for r in chunk],
+    return [decode_qa_example([start_logits[r] for r in chunk], [end_logits[r] for r in chunk],
                               [batch.info[r] for r in chunk], ex.context, config)
             for ex, chunk in zip(examples, rows)]

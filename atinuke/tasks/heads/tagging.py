@@ -163,11 +163,13 @@ def viterbi_bio(log_probs: torch.Tensor, labels: Sequence[str]) -> list[int]:
 def decode_tagging(config: HeadConfig, output: TaskOutput, batch: TaskBatch,
                    examples: Sequence[SRLExample]) -> list[TaskPrediction]:
     """BIO tags per word (Viterbi-constrained); words cut off by ``max_len`` get "O"."""
+    tag_logits = output.tag_logits
+    assert tag_logits is not None, "a tagging head always returns tag logits"
     predictions = []
     outside = config.labels.index("O") if "O" in config.labels else None
     for row, info in enumerate(batch.info):
         first = info["first_token"]
-        log_probs = output.tag_logits[row, first].float().log_softmax(-1)  # [n_kept_words, n_tags]
+        log_probs = tag_logits[row, first].float().log_softmax(-1)  # [n_kept_words, n_tags]
         path = viterbi_bio(log_probs, config.labels)
         tags = [config.labels[t] for t in path]
         probs = [float(log_probs[w, t].exp()) for w, t in enumerate(path)]

@@ -36,7 +36,7 @@ def root() -> Path:
     return runs_dir()
 
 
-def _mtime(path: Path) -> float:
+def file_mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
@@ -44,13 +44,13 @@ def _mtime(path: Path) -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _predictions(path: str, mtime: float) -> pd.DataFrame:
+def read_predictions(path: str, mtime: float) -> pd.DataFrame:
     return artifacts.load_predictions(path)
 
 
 def predictions(run: artifacts.FinetuneRun) -> pd.DataFrame:
     """The run's predictions table, cached by path and modification time."""
-    return _predictions(str(run.predictions_path), _mtime(run.predictions_path))
+    return read_predictions(str(run.predictions_path), file_mtime(run.predictions_path))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -60,7 +60,7 @@ def _metrics_csv(path: str, mtime: float) -> Optional[pd.DataFrame]:
 
 def pretrain_metrics(run: artifacts.PretrainRun) -> Optional[pd.DataFrame]:
     path = run.path / "metrics.csv"
-    return _metrics_csv(str(path), _mtime(path))
+    return _metrics_csv(str(path), file_mtime(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -70,7 +70,7 @@ def _probe_results(root_dir: str, stamp: tuple) -> Optional[pd.DataFrame]:
 
 def probe_results() -> Optional[pd.DataFrame]:
     base = root() / "probes"
-    stamp = tuple(sorted((str(p), _mtime(p)) for p in base.rglob("results.*"))) if base.is_dir() else ()
+    stamp = tuple(sorted((str(p), file_mtime(p)) for p in base.rglob("results.*"))) if base.is_dir() else ()
     return _probe_results(str(root()), stamp)
 
 
@@ -96,7 +96,7 @@ def weights_stamp(spec: str) -> float:
     if spec == "minilm":
         return 0.0
     directory = Path(spec) / "model" if (Path(spec) / "model").is_dir() else Path(spec)
-    return max((_mtime(p) for p in directory.glob("*.safetensors")), default=0.0)
+    return max((file_mtime(p) for p in directory.glob("*.safetensors")), default=0.0)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from atinuke.errors import UserInputError
-from workbench.pages import _common
+from ui import common
 
 DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
 FLOW_MAX_UNITS = 24  # attention flow solves one max-flow problem per token pair: keep it interactive
@@ -17,7 +17,7 @@ FLOW_MAX_UNITS = 24  # attention flow solves one max-flow problem per token pair
 def _maps(spec: str, text: str, words: bool, stamp: float) -> dict[str, Any]:
     from workbench.attention import attention_maps
 
-    maps = attention_maps(_common.subject(spec), text)
+    maps = attention_maps(common.subject(spec), text)
     if words:
         maps = maps.to_words()
     return dict(labels=list(maps.tokens), pattern=maps.pattern)
@@ -61,22 +61,22 @@ def _grid(pattern: np.ndarray, title: str) -> Any:
 
 def render() -> None:
     st.title("Attention explorer")
-    _common.page_header()
-    choices = _common.model_choices()
-    examples = _common.example_texts(max_chars=400)
-    source = _common.input_source("attn_source", bool(examples))
+    common.page_header()
+    choices = common.model_choices()
+    examples = common.example_texts(max_chars=400)
+    source = common.input_source("attn_source", bool(examples))
     if source == "Dataset example" and examples:
-        text = examples[_common.linked_choice("selectbox", "Example", list(examples), key="attn_example",
-                                              params=_common.example_param)]
+        text = examples[common.linked_choice("selectbox", "Example", list(examples), key="attn_example",
+                                              params=common.example_param)]
         st.caption(text)
     else:
         if source == "Dataset example":
-            _common.missing("predictions table to pick examples from", "finetune")
+            common.missing("predictions table to pick examples from", "finetune")
         text = st.text_area("Text", DEFAULT_TEXT, key="attn_text", max_chars=None, height=80)
     default = [n for n in choices if n.startswith("Atinuke")][:1] + ["MiniLM (all-MiniLM-L6-v2)"]
-    models = _common.linked_choice("multiselect", "Models (side by side)", list(choices), default=default,
+    models = common.linked_choice("multiselect", "Models (side by side)", list(choices), default=default,
                                    max_selections=2, key="attn_models",
-                                   params=lambda n: {"model": _common.model_param(n, choices)})
+                                   params=lambda n: {"model": common.model_param(n, choices)})
     c1, c2 = st.columns([2, 1])
     view = c1.radio("View", ["Layer × head grid", "Single head", "Rollout", "Flow"], horizontal=True, key="attn_view")
     words = c2.toggle("Aggregate to words", value=True, key="attn_words",
@@ -84,36 +84,36 @@ def render() -> None:
     if not models:
         st.error("Choose at least one model.")
         return
-    with _common.friendly_errors("attention"):
-        text = _common.check_text(text)
+    with common.friendly_errors("attention"):
+        text = common.check_text(text)
         columns = st.columns(len(models))
         for column, name in zip(columns, models):
-            with column, _common.friendly_errors(name):
+            with column, common.friendly_errors(name):
                 st.subheader(name)
-                _common.check_length(choices[name], text)
+                common.check_length(choices[name], text)
                 with st.spinner("Running the model…"):
-                    maps = _maps(choices[name], text, words, _common.weights_stamp(choices[name]))
+                    maps = _maps(choices[name], text, words, common.weights_stamp(choices[name]))
                 pattern, labels = maps["pattern"], maps["labels"]
                 n_layers, n_heads = pattern.shape[:2]
                 if view == "Layer × head grid":
-                    _common.plot(_grid(pattern, f"{n_layers} layers × {n_heads} heads"), key=f"grid_{name}")
+                    common.plot(_grid(pattern, f"{n_layers} layers × {n_heads} heads"), key=f"grid_{name}")
                 elif view == "Single head":
                     layer = st.slider("Layer", 0, n_layers - 1, n_layers - 1, key=f"attn_layer_{name}")
                     head = st.slider("Head", 0, n_heads - 1, 0, key=f"attn_head_{name}")
-                    _common.plot(_heatmap(pattern[layer, head], labels, f"layer {layer}, head {head}"), key=f"chart_head_{name}")
+                    common.plot(_heatmap(pattern[layer, head], labels, f"layer {layer}, head {head}"), key=f"chart_head_{name}")
                 elif view == "Rollout":
                     from workbench.attention import attention_rollout
 
                     rollout = attention_rollout(pattern.mean(axis=1))
-                    _common.plot(_heatmap(rollout[-1], labels, "Attention rollout (Abnar & Zuidema, 2020)"),
+                    common.plot(_heatmap(rollout[-1], labels, "Attention rollout (Abnar & Zuidema, 2020)"),
                                  key=f"rollout_{name}")
                 else:
                     if len(labels) > FLOW_MAX_UNITS:
                         raise UserInputError(f"Attention flow is limited to {FLOW_MAX_UNITS} units here ({len(labels)} "
                                              "given): shorten the text or aggregate to words.")
                     with st.spinner("Solving max-flow problems…"):
-                        flow = _flow(choices[name], text, words, _common.weights_stamp(choices[name]))
-                    _common.plot(_heatmap(flow, labels, "Attention flow (Abnar & Zuidema, 2020)"), key=f"flow_{name}")
+                        flow = _flow(choices[name], text, words, common.weights_stamp(choices[name]))
+                    common.plot(_heatmap(flow, labels, "Attention flow (Abnar & Zuidema, 2020)"), key=f"flow_{name}")
 
 
 render()

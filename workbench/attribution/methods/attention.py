@@ -6,15 +6,19 @@ E_h[(A ⊙ dA)+] (Chefer et al., 2021, arXiv 2103.15679).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from workbench.attention import attention_rollout
-from workbench.attribution_targets import Target, as_index_list
+from workbench.attribution.method import AttributionMethod, MethodCall, MethodOutput
+from workbench.attribution.targets import Target, as_index_list
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 
-def attention_scores(method: str, subject: Any, forward: Callable[..., torch.Tensor], embeds: torch.Tensor,
+def attention_scores(method: str, subject: Subject, forward: Callable[..., torch.Tensor], embeds: torch.Tensor,
                      args: tuple, target: Target, index: torch.Tensor) -> torch.Tensor:
     """[B, T] attention-based token scores read at each row's query position.
 
@@ -56,4 +60,30 @@ def attention_scores(method: str, subject: Any, forward: Callable[..., torch.Ten
     return out
 
 
-__all__ = ["attention_scores"]
+
+class _AttentionMethod(AttributionMethod):
+    family = "attention"
+    row_prunable = False  # every row's pattern is read
+    reads_attention = True
+
+    def scores(self, call: MethodCall) -> MethodOutput:
+        return MethodOutput(attention_scores(self.name, call.subject, call.forward, call.embeds, call.args, call.target,
+                                             call.index))
+
+
+class Attention(_AttentionMethod):
+    """The last layer's pattern, mean over heads, at the target's query row."""
+
+    name = "attention"
+
+
+class Rollout(_AttentionMethod):
+    """Attention rollout (Abnar & Zuidema, 2020, arXiv 2005.00928)."""
+
+    name = "rollout"
+
+
+class AttentionXGradient(_AttentionMethod):
+    """The last layer's E_h[(A ⊙ dA)+] (Chefer et al., 2021, arXiv 2103.15679)."""
+
+    name = "attention_x_gradient"

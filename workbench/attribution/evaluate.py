@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from atinuke.errors import UserInputError
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +85,15 @@ def _texts(inputs: Sequence[Any], text_pairs: Optional[Sequence[Optional[str]]]
            ) -> tuple[list[str], list[Optional[str]]]:
     """(first segments, second segments or None) of texts or task examples (as the attributions saw them)."""
     if len(inputs) and isinstance(inputs[0], str):
-        pairs = list(text_pairs) if text_pairs is not None else [None] * len(inputs)
+        pairs: list[Optional[str]] = list(text_pairs) if text_pairs is not None else [None] * len(inputs)
         return list(inputs), pairs
-    from workbench.attribution_targets import _segment_texts
+    from workbench.attribution.targets import segment_texts
 
-    segments = [_segment_texts(e) for e in inputs]
+    segments = [segment_texts(e) for e in inputs]
     return [s[0] for s in segments], [s[1] if len(s) > 1 else None for s in segments]
 
 
-def _encoder_view(subject: Any) -> Any:
+def _encoder_view(subject: Subject) -> Any:
     """The subject's encoder as a plain-encoder subject (same modules, no copy): attention patterns do not
     depend on the task head, and heads that need extra inputs (predicate masks, spans) are not run."""
     if subject.task_model is None:
@@ -125,7 +128,7 @@ def _indexed(attribution: Any) -> Any:
     return IndexedAttribution(attribution.frame)
 
 
-def _faithfulness(subject: Any, inputs: Any, attribution: Any, target: Any, curves: pd.DataFrame,
+def _faithfulness(subject: Subject, inputs: Any, attribution: Any, target: Any, curves: pd.DataFrame,
                   n_boot: int, seed: int, **kwargs: Any) -> pd.DataFrame:
     """:func:`~workbench.faithfulness.faithfulness_summary`, reusing already computed deletion/insertion curves
     (the same calls in the same order, so the table is identical; tests/test_attribution_eval.py checks it)."""
@@ -195,7 +198,7 @@ def full_agreement(attribution: Any, methods: Sequence[str]) -> pd.DataFrame:
                              else c).reset_index(drop=True)
 
 
-def pooled_head_statistics(subject: Any, texts: Sequence[str], text_pairs: Sequence[Optional[str]]) -> pd.DataFrame:
+def pooled_head_statistics(subject: Subject, texts: Sequence[str], text_pairs: Sequence[Optional[str]]) -> pd.DataFrame:
     """:func:`~workbench.attention.head_statistics` over inputs some of which have a second segment and some
     not: computed per group and pooled by query count (the statistics are means over queries)."""
     from workbench.attention import head_statistics
@@ -206,7 +209,7 @@ def pooled_head_statistics(subject: Any, texts: Sequence[str], text_pairs: Seque
     if single:
         parts.append(head_statistics(subject, [texts[i] for i in single]))
     if paired:
-        parts.append(head_statistics(subject, [texts[i] for i in paired], [text_pairs[i] for i in paired]))
+        parts.append(head_statistics(subject, [texts[i] for i in paired], [str(text_pairs[i]) for i in paired]))
     if len(parts) == 1:
         return parts[0]
     values = ["entropy", "mean_distance", "attn_cls", "attn_sep", "attn_punct"]
@@ -219,7 +222,7 @@ def pooled_head_statistics(subject: Any, texts: Sequence[str], text_pairs: Seque
     return pooled
 
 
-def rollout_table(subject: Any, text: str, text_pair: Optional[str], example_id: str) -> pd.DataFrame:
+def rollout_table(subject: Subject, text: str, text_pair: Optional[str], example_id: str) -> pd.DataFrame:
     """Last-layer attention rollout of one input, heads averaged (Abnar & Zuidema, 2020), as a long table.
 
     Returns:
@@ -237,7 +240,7 @@ def rollout_table(subject: Any, text: str, text_pair: Optional[str], example_id:
                          "query_token": tokens[query], "key_token": tokens[key], "weight": rollout.ravel()})
 
 
-def evaluate_attributions(subject: Any, inputs: Sequence[Any], attribution: Any, *, target: Any = None,
+def evaluate_attributions(subject: Subject, inputs: Sequence[Any], attribution: Any, *, target: Any = None,
                           text_pairs: Optional[Sequence[Optional[str]]] = None,
                           example_ids: Optional[Sequence[str]] = None, n_boot: int = 1000, seed: int = 0,
                           randomization_limit: int = 8, params: Any = None) -> Evaluation:
@@ -265,7 +268,7 @@ def evaluate_attributions(subject: Any, inputs: Sequence[Any], attribution: Any,
         UserInputError: no inputs, a non-positive limit, or attributions that do not match the inputs.
     """
     from workbench.attribution import GRADIENT_METHODS
-    from workbench.attribution_targets import parse_target
+    from workbench.attribution.targets import parse_target
     from workbench.faithfulness import deletion_insertion, randomization_check
 
     if not len(inputs):

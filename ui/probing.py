@@ -3,28 +3,29 @@ from __future__ import annotations
 
 import streamlit as st
 
+from probes.figures import layer_curve_figure
+from ui import common
 from workbench.compare import probe_overlay
-from workbench.figures import figure_probe_overlay
-from workbench.pages import _common
+from workbench.probe_curves import REAL_CONTROLS, layer_selectivity
 
 
 def render() -> None:
     st.title("Probing")
-    _common.page_header()
+    common.page_header()
     st.caption("What each layer makes linearly decodable; control tasks (Hewitt and Liang, 2019) show how much a "
                "probe learns by itself. Selectivity = task accuracy − control accuracy.")
-    results = _common.probe_results()
+    results = common.probe_results()
     if results is None or results.empty:
-        _common.missing("probe results (results.parquet under probes/)", "probes")
+        common.missing("probe results (results.parquet under probes/)", "probes")
         return
-    with _common.friendly_errors("probing"):
+    with common.friendly_errors("probing"):
         tasks = sorted(results["task"].astype(str).unique())
         c1, c2 = st.columns(2)
-        task = _common.linked_choice("selectbox", "Probing task", tasks, container=c1, key="probe_task", params="task")
+        task = common.linked_choice("selectbox", "Probing task", tasks, container=c1, key="probe_task", params="task")
         rows = results[results["task"] == task]
         metric = c2.selectbox("Metric", sorted(rows["metric"].astype(str).unique()), key="probe_metric")
         models = sorted(rows["model"].astype(str).unique())
-        chosen = _common.linked_choice("multiselect", "Models", models, default=models, key="probe_models",
+        chosen = common.linked_choice("multiselect", "Models", models, default=models, key="probe_models",
                                        params="model")
         show_controls = st.checkbox("Show control curves", value=True, key="probe_controls")
         if not chosen:
@@ -32,25 +33,17 @@ def render() -> None:
             return
         overlay = probe_overlay(rows[rows["model"].isin(chosen)], task, metric)
         if not show_controls:
-            overlay = overlay[overlay["control"].isin(["none", "", "real"])]
+            overlay = overlay[overlay["control"].isin(REAL_CONTROLS)]
         if overlay.empty:
             st.info("No rows left with these settings.")
             return
-        try:  # the probes package's own figure (CIs over seeds, dashes per control), when installed
-            from probes.figures import layer_curve_figure
-
-            shown = rows[rows["model"].isin(chosen)]
-            if not show_controls:
-                shown = shown[shown["control"].fillna("none").isin(["none", "", "real"])]
-            figure = layer_curve_figure(shown, metric=metric, title=f"Probe {metric} by layer: {task}")
-        except ImportError:
-            figure = figure_probe_overlay(overlay)
-        _common.plot(figure, key="probe_curve")
-        real = overlay[overlay["control"].isin(["none", "", "real"])]
-        control = overlay[~overlay["control"].isin(["none", "", "real"])]
-        if not real.empty and not control.empty:
-            merged = real.merge(control, on=["model", "layer"], suffixes=("", "_control"))
-            merged["selectivity"] = merged["mean"] - merged["mean_control"]
+        # The probes package's own figure: CIs over seeds, dashes per control.
+        shown = rows[rows["model"].isin(chosen)]
+        if not show_controls:
+            shown = shown[shown["control"].fillna("none").isin(REAL_CONTROLS)]
+        common.plot(layer_curve_figure(shown, metric=metric, title=f"Probe {metric} by layer: {task}"), key="probe_curve")
+        merged = layer_selectivity(overlay, controls=None)
+        if not merged.empty:
             st.subheader("Selectivity per layer")
             st.dataframe(merged[["model", "layer", "depth", "mean", "control_control", "mean_control", "selectivity"]]
                          .rename(columns={"control_control": "control"}), hide_index=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ui import common
 from workbench import artifacts
 from workbench.figures import figure_training_curve
-from workbench.pages import _common
 
 
 @st.cache_data(show_spinner=False)
@@ -34,15 +34,15 @@ def _minilm_facts() -> dict:
 
 def render() -> None:
     st.title("Models and training")
-    _common.page_header()
-    runs = artifacts.find_pretrain_runs(_common.root())
+    common.page_header()
+    runs = artifacts.find_pretrain_runs(common.root())
     if not runs:
-        _common.missing("pretraining run", "pretrain")
+        common.missing("pretraining run", "pretrain")
     else:
         names = [r.name for r in runs]
-        chosen = _common.linked_choice("selectbox", "Pretraining run", names, key="models_run", params="model")
+        chosen = common.linked_choice("selectbox", "Pretraining run", names, key="models_run", params="model")
         run = runs[names.index(chosen)]
-        with _common.friendly_errors(f"run {run.name}"):
+        with common.friendly_errors(f"run {run.name}"):
             summary = run.summary
             params = summary.get("parameters", {})
             cols = st.columns(4)
@@ -57,14 +57,14 @@ def render() -> None:
                         f"(`{artifacts.HOW_TO_CREATE['pretrain']}`).")
             if summary.get("perplexity_kind"):
                 st.caption(f"Perplexity kind: {summary['perplexity_kind']}.")
-            metrics = _common.pretrain_metrics(run)
+            metrics = common.pretrain_metrics(run)
             if metrics is None or metrics.empty or "loss" not in metrics:
                 st.info(f"No metrics.csv in `{run.path}` yet.")
             else:
                 scale = st.radio("Perplexity axis", ["log", "linear"], horizontal=True, key="models_scale")
                 fig = figure_training_curve(metrics, summary.get("val_unigram_ppl"))
                 fig.update_yaxes(type=scale, secondary_y=True)
-                _common.plot(fig, key="training_curve")
+                common.plot(fig, key="training_curve")
             left, right = st.columns(2)
             with left:
                 st.subheader("Model config")
@@ -76,11 +76,11 @@ def render() -> None:
                 settings = summary.get("config", {})
                 st.dataframe(pd.DataFrame({"setting": list(settings), "value": [str(v) for v in settings.values()]}),
                              hide_index=True, height=min(300, 35 * (len(settings) + 1) + 3))
-                hash_ = _common.weights_hash(run.model_dir) if run.finished else None
+                hash_ = common.weights_hash(run.model_dir) if run.finished else None
                 st.caption(f"Weights sha256: `{hash_ or 'not saved yet'}`")
     st.divider()
     st.subheader("Baseline: MiniLM (all-MiniLM-L6-v2)")
-    with _common.friendly_errors("MiniLM"):
+    with common.friendly_errors("MiniLM"):
         facts = _minilm_facts()
         config = facts["config"]
         cols = st.columns(4)

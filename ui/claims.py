@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ui import common
 from workbench import claims as claims_lib
-from workbench.pages import _common
 
 BADGES = {claims_lib.SUPPORTED: ":green[supported]", claims_lib.CONTRADICTED: ":red[contradicted]",
           claims_lib.INCONCLUSIVE: ":orange[inconclusive]", claims_lib.FLOOR: ":gray[not measurable at this budget]"}
@@ -19,11 +19,11 @@ def _claims(root: str, stamp: tuple) -> pd.DataFrame:
 
 
 def _stamp() -> tuple:
-    base = _common.root()
+    base = common.root()
     files = [p for pattern in ("experiment/**/predictions.parquet", "experiment/**/summary.json", "experiment.json",
                                "**/seed*/finetune/*/predictions.parquet", "pretrain/*/summary.json", "probes/**/results.*")
              for p in base.glob(pattern)]
-    return tuple(sorted((str(p), _common._mtime(p)) for p in files))
+    return tuple(sorted((str(p), common.file_mtime(p)) for p in files))
 
 
 def _score(value) -> str:
@@ -32,16 +32,16 @@ def _score(value) -> str:
 
 def render() -> None:
     st.title("The paper's claims, checked")
-    _common.page_header()
+    common.page_header()
     st.markdown("*Engineering A Large Language Model From Scratch* (arXiv 2401.16736) claims gains on SQuAD, GLUE, "
                 "SNLI, coreference and SRL, and interpretability, without evidence. Benchmark verdicts here come only "
                 "from the controlled experiment (`atinuke experiment`): Atinuke against a BERT encoder of the same "
                 "size, trained on the same tokens with the same recipe, over seeds and examples (hierarchical paired "
                 "bootstrap, Holm-corrected across claims). A model that does not clear its task's trivial baseline "
                 "makes the claim *not measurable at this budget*. MiniLM is shown as a pretrained reference only.")
-    with _common.friendly_errors("claims"):
+    with common.friendly_errors("claims"):
         with st.spinner("Computing paired tests from the predictions tables…"):
-            claims = _claims(str(_common.root()), _stamp())
+            claims = _claims(str(common.root()), _stamp())
         only_open = st.checkbox("Only claims with evidence", value=False, key="claims_filter")
         shown = claims[claims["verdict"] != claims_lib.NO_EVIDENCE] if only_open else claims
         if shown.empty:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from atinuke.errors import UserInputError
+from ui import common
 from workbench import compare
 from workbench.figures import figure_cka, figure_outcomes, figure_probe_overlay
-from workbench.pages import _common
 
 DEFAULT_TEXTS = ("The committee approved the budget after a long debate.",
                  "She did not expect the train to arrive so early.",
@@ -15,7 +15,7 @@ DEFAULT_TEXTS = ("The committee approved the budget after a long debate.",
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _views(spec: str, texts: tuple[str, ...], stamp: float) -> list[compare.WordView]:
-    subject = _common.subject(spec)
+    subject = common.subject(spec)
     progress = st.progress(0.0, text=f"Encoding {len(texts)} texts…")
     views = []
     for i, text in enumerate(texts):
@@ -26,24 +26,24 @@ def _views(spec: str, texts: tuple[str, ...], stamp: float) -> list[compare.Word
 
 
 def _runs_section() -> None:
-    runs = _common.finetune_runs()
+    runs = common.finetune_runs()
     tasks = sorted({r.task for r in runs if sum(o.task == r.task for o in runs) >= 2})
     if not tasks:
-        _common.missing("pair of fine-tuning runs on the same task", "minilm-finetune")
+        common.missing("pair of fine-tuning runs on the same task", "minilm-finetune")
         return
-    task = _common.linked_choice("selectbox", "Task", tasks, key="cmp_task", params="task")
+    task = common.linked_choice("selectbox", "Task", tasks, key="cmp_task", params="task")
     group = [r for r in runs if r.task == task]
     models = [r.model for r in group]
     c1, c2 = st.columns(2)
-    model_a = _common.linked_choice("selectbox", "Model A", models, container=c1, key="cmp_a", params="model",
+    model_a = common.linked_choice("selectbox", "Model A", models, container=c1, key="cmp_a", params="model",
                                     index=models.index("minilm") if "minilm" in models else 0)
-    model_b = _common.linked_choice("selectbox", "Model B", models, container=c2, key="cmp_b", params="model_b",
+    model_b = common.linked_choice("selectbox", "Model B", models, container=c2, key="cmp_b", params="model_b",
                                     index=next((i for i, m in enumerate(models) if m != model_a), 0))
     if model_a == model_b:
         st.error("Choose two different models.")
         return
     run_a, run_b = group[models.index(model_a)], group[models.index(model_b)]
-    result = compare.compare_runs(_common.predictions(run_a), _common.predictions(run_b), n_boot=500)
+    result = compare.compare_runs(common.predictions(run_a), common.predictions(run_b), n_boot=500)
     st.dataframe(result.metrics, hide_index=True)
     for metric, test in result.bootstrap.items():
         verdict = "significant" if test.significant else "not significant"
@@ -54,7 +54,7 @@ def _runs_section() -> None:
                 f"{m.p_value:.3g}, χ² (corrected) = {m.statistic_corrected:.3f}.")
     if result.n_only_a or result.n_only_b:
         st.caption(f"{result.n_only_a} ids only in A and {result.n_only_b} only in B were left out.")
-    _common.plot(figure_outcomes(result.outcome_counts(), model_a, model_b), key="cmp_outcomes")
+    common.plot(figure_outcomes(result.outcome_counts(), model_a, model_b), key="cmp_outcomes")
     names = {"A wins": f"{model_a} right, {model_b} wrong", "B wins": f"{model_b} right, {model_a} wrong"}
     outcome = st.selectbox("Show examples", ["A wins", "B wins", "both wrong", "disagreements"], key="cmp_outcome",
                            format_func=lambda o: names.get(o, o))
@@ -65,7 +65,7 @@ def _runs_section() -> None:
 
 
 def _representations_section() -> None:
-    choices = _common.model_choices()
+    choices = common.model_choices()
     names = list(choices)
     c1, c2 = st.columns(2)
     name_a = c1.selectbox("Representations of", names, key="cka_a")
@@ -76,38 +76,38 @@ def _representations_section() -> None:
         st.caption("Layer-wise linear CKA (Kornblith et al., 2019) over word vectors, and a one-to-one matching of "
                    "heads by word-level attention similarity (Hungarian algorithm).")
         return
-    lines = tuple(_common.check_text(line, "line") for line in texts.splitlines() if line.strip())
+    lines = tuple(common.check_text(line, "line") for line in texts.splitlines() if line.strip())
     if not lines:
         raise UserInputError("Type at least one text.")
-    views_a = _views(choices[name_a], lines, _common.weights_stamp(choices[name_a]))
-    views_b = _views(choices[name_b], lines, _common.weights_stamp(choices[name_b]))
+    views_a = _views(choices[name_a], lines, common.weights_stamp(choices[name_a]))
+    views_b = _views(choices[name_b], lines, common.weights_stamp(choices[name_b]))
     if sum(len(v.words) for v in views_a) < 3:
         raise UserInputError("CKA needs at least 3 words in total.")
-    _common.plot(figure_cka(compare.layerwise_cka(views_a, views_b), name_a, name_b), key="cka_heatmap")
+    common.plot(figure_cka(compare.layerwise_cka(views_a, views_b), name_a, name_b), key="cka_heatmap")
     matches = compare.match_heads(views_a, views_b)
     st.subheader("Matched heads")
     st.dataframe(matches, hide_index=True)
 
 
 def _probes_section() -> None:
-    results = _common.probe_results()
+    results = common.probe_results()
     if results is None or results.empty:
-        _common.missing("probe results", "probes")
+        common.missing("probe results", "probes")
         return
     task = st.selectbox("Probing task", sorted(results["task"].astype(str).unique()), key="cmp_probe_task")
     overlay = compare.probe_overlay(results, task)
-    _common.plot(figure_probe_overlay(overlay), key="cmp_probe_curve")
+    common.plot(figure_probe_overlay(overlay), key="cmp_probe_curve")
 
 
 def render() -> None:
     st.title("Model comparison")
-    _common.page_header()
+    common.page_header()
     tabs = st.tabs(["Task metrics", "Representations (CKA, heads)", "Probe curves"])
-    with tabs[0], _common.friendly_errors("task comparison"):
+    with tabs[0], common.friendly_errors("task comparison"):
         _runs_section()
-    with tabs[1], _common.friendly_errors("representations"):
+    with tabs[1], common.friendly_errors("representations"):
         _representations_section()
-    with tabs[2], _common.friendly_errors("probe curves"):
+    with tabs[2], common.friendly_errors("probe curves"):
         _probes_section()
 
 

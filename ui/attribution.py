@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from ui import common
 from workbench import artifacts
-from workbench.pages import _common
 
 DEFAULT_TEXT = "The film was not good, but the acting was wonderful."
 DEFAULT_METHODS = ["integrated_gradients", "saliency", "attention"]
@@ -18,10 +18,10 @@ SLOW_METHODS = ("lime", "kernel_shap", "gradient_shap")
 def _attribution_choices() -> dict[str, str]:
     """Fine-tuned task models first (their predicted class is explained), then the base encoders."""
     choices = {}
-    for run in artifacts.find_finetune_runs(_common.root()):
+    for run in artifacts.find_finetune_runs(common.root()):
         if (run.path / "model" / "config.json").is_file():
             choices[f"Fine-tuned: {run.label}"] = str(run.path)
-    return choices | _common.model_choices()
+    return choices | common.model_choices()
 
 
 def _link_params(choices: dict[str, str]):
@@ -31,13 +31,13 @@ def _link_params(choices: dict[str, str]):
         if name.startswith("Fine-tuned: "):
             path = Path(choices[name])
             return {"model": f"{path.parent.name}/{path.name}"}
-        return {"model": _common.model_param(name, choices)}
+        return {"model": common.model_param(name, choices)}
 
     return params
 
 
 def _attribute(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int) -> pd.DataFrame:
-    return _common.attribution_frame(spec, text, methods, baseline, n_steps, _common.weights_stamp(spec))
+    return common.attribution_frame(spec, text, methods, baseline, n_steps, common.weights_stamp(spec))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -47,7 +47,7 @@ def _faithfulness(spec: str, text: str, methods: tuple[str, ...], baseline: str,
     from workbench.faithfulness import aopc, eraser
 
     attribution = Attribution(_attribute(spec, text, methods, baseline, n_steps))
-    table = eraser(_common.subject(spec), [text], attribution, ks=(10, 20, 50), example_ids=["input"])
+    table = eraser(common.subject(spec), [text], attribution, ks=(10, 20, 50), example_ids=["input"])
     return aopc(table)
 
 
@@ -73,46 +73,43 @@ def _stored(path: str, mtime: float) -> pd.DataFrame:
 
 def _precomputed() -> None:
     """Attribution tables written by ``workbench attribute``: per-example heatmaps and method agreement."""
-    runs = artifacts.find_attribution_runs(_common.root())
+    runs = artifacts.find_attribution_runs(common.root())
     if not runs:
-        _common.missing("precomputed attribution table (attributions.parquet)", "attribute")
+        common.missing("precomputed attribution table (attributions.parquet)", "attribute")
         return
-    labels = [str(p.relative_to(_common.root())) for p in runs]
+    labels = [str(p.relative_to(common.root())) for p in runs]
     chosen = runs[labels.index(st.selectbox("Attribution run", labels, key="attr_run"))]
     from workbench.attribution import Attribution
     from workbench.figures import agreement_figure, token_heatmap
 
-    attribution = Attribution(_stored(str(chosen), _common._mtime(chosen / "attributions.parquet")))
+    attribution = Attribution(_stored(str(chosen), common.file_mtime(chosen / "attributions.parquet")))
     example = st.selectbox("Example", attribution.example_ids, key="attr_stored_example")
-    _common.plot(token_heatmap(attribution, example), key="attr_stored_heatmap")
+    common.plot(token_heatmap(attribution, example), key="attr_stored_heatmap")
     methods = list(dict.fromkeys(attribution.frame["method"]))
     if len(methods) >= 2:
         from workbench.faithfulness import agreement_matrix
 
         matrix = agreement_matrix(attribution, methods)
-        _common.plot(agreement_figure(matrix), key="attr_stored_agreement")
+        common.plot(agreement_figure(matrix), key="attr_stored_agreement")
         st.dataframe(matrix, hide_index=True)
 
 
 def render() -> None:
     st.title("Attribution")
-    _common.page_header()
+    common.page_header()
     if st.radio("Source", ["Compute now", "Precomputed runs"], horizontal=True, key="attr_mode") == "Precomputed runs":
-        with _common.friendly_errors("precomputed attributions"):
+        with common.friendly_errors("precomputed attributions"):
             _precomputed()
         return
-    try:
-        from workbench.attribution import BASELINES, METHODS
-    except ImportError:
-        st.info("The attribution engine (workbench.attribution) is not installed in this checkout.")
-        return
+    from workbench.attribution import BASELINES, METHODS
+
     choices = _attribution_choices()
-    examples = _common.example_texts(max_chars=600)
-    name = _common.linked_choice("selectbox", "Model", list(choices), key="attr_model", params=_link_params(choices))
-    source = _common.input_source("attr_source", bool(examples))
+    examples = common.example_texts(max_chars=600)
+    name = common.linked_choice("selectbox", "Model", list(choices), key="attr_model", params=_link_params(choices))
+    source = common.input_source("attr_source", bool(examples))
     if source == "Dataset example" and examples:
-        text = examples[_common.linked_choice("selectbox", "Example", list(examples), key="attr_example",
-                                              params=_common.example_param)]
+        text = examples[common.linked_choice("selectbox", "Example", list(examples), key="attr_example",
+                                              params=common.example_param)]
         st.caption(text)
     else:
         text = st.text_area("Text", DEFAULT_TEXT, key="attr_text", height=80)
@@ -126,9 +123,9 @@ def render() -> None:
     if not methods:
         st.error("Choose at least one method.")
         return
-    with _common.friendly_errors("attribution"):
-        text = _common.check_text(text)
-        _common.check_length(choices[name], text)
+    with common.friendly_errors("attribution"):
+        text = common.check_text(text)
+        common.check_length(choices[name], text)
         with st.spinner(f"Attributing with {len(methods)} method(s)…"):
             frame = _attribute(choices[name], text, tuple(methods), baseline, n_steps)
         from workbench.attribution import Attribution
@@ -138,7 +135,7 @@ def render() -> None:
         target = ", ".join(sorted(frame["target"].astype(str).unique()))
         st.caption(f"Explained target: {target}" + ("" if name.startswith("Fine-tuned") else
                    " (a plain encoder has no prediction: the norm of the [CLS] state is explained)"))
-        _common.plot(_heatmap(words), key="attr_heatmap")
+        common.plot(_heatmap(words), key="attr_heatmap")
         deltas = frame.dropna(subset=["delta"]).drop_duplicates(["method"])[["method", "delta"]]
         if not deltas.empty:
             st.caption("IG convergence delta: " + ", ".join(f"{r.method} {r.delta:+.2e}" for r in deltas.itertuples()))
@@ -154,7 +151,7 @@ def render() -> None:
         if st.checkbox("Faithfulness (ERASER comprehensiveness / sufficiency)", key="attr_faith"):
             with st.spinner("Erasing tokens and re-running the model…"):
                 faith = _faithfulness(choices[name], text, tuple(methods), baseline, n_steps,
-                                      _common.weights_stamp(choices[name]))
+                                      common.weights_stamp(choices[name]))
             import plotly.express as px
 
             value_columns = [c for c in faith.columns if c in ("comprehensiveness", "sufficiency")]
@@ -162,7 +159,7 @@ def render() -> None:
                                 var_name="measure", value_name="AOPC")
             fig = px.bar(melted, x="method", y="AOPC", color="measure", barmode="group",
                          title="ERASER AOPC (DeYoung et al., 2020): comprehensiveness high and sufficiency low is better")
-            _common.plot(fig, key="attr_faith_fig")
+            common.plot(fig, key="attr_faith_fig")
             st.dataframe(faith, hide_index=True)
 
 

@@ -6,28 +6,28 @@ from typing import Any, Optional
 import pandas as pd
 import streamlit as st
 
+from ui import common
 from workbench import errors
 from workbench.figures import figure_cohorts, figure_confusion, figure_reliability, figure_slices
-from workbench.pages import _common
 
 SIGNAL_LIMIT = 300  # examples whose internal signals are computed on demand (the tree then sees these rows)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _slices(path: str, mtime: float, n_bins: int, metric: str) -> pd.DataFrame:
-    return errors.slice_metrics(_common._predictions(path, mtime), n_bins=n_bins, metric=metric, n_boot=300)
+    return errors.slice_metrics(common.read_predictions(path, mtime), n_bins=n_bins, metric=metric, n_boot=300)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _signals(spec: str, path: str, mtime: float, limit: int, with_attribution: bool, stamp: float) -> pd.DataFrame:
     """Internal signals per example (attention entropy; IG concentration and delta), computed on demand."""
-    table = _common._predictions(path, mtime).head(limit)
+    table = common.read_predictions(path, mtime).head(limit)
     progress = st.progress(0.0, text="Computing internal signals per example…")
 
     def report(done: int, total: int) -> None:
         progress.progress(done / total, text=f"Computing internal signals… {done}/{total}")
 
-    signals = errors.internal_signals(_common.subject(spec), table, attribution=with_attribution, progress=report)
+    signals = errors.internal_signals(common.subject(spec), table, attribution=with_attribution, progress=report)
     progress.empty()
     return signals
 
@@ -36,7 +36,7 @@ def _model_spec_for(run_model: str) -> Optional[str]:
     """The base encoder behind a fine-tuning run's model name (MiniLM or a pretraining run), if present."""
     if run_model == "minilm":
         return "minilm"
-    candidate = _common.root() / "pretrain" / run_model
+    candidate = common.root() / "pretrain" / run_model
     return str(candidate) if (candidate / "model" / "config.json").is_file() else None
 
 
@@ -46,12 +46,12 @@ def _drill_down(run: Any, row: pd.Series) -> None:
     st.text(str(row["text"]) + (f"\n\n{row['text_pair']}" if isinstance(row.get("text_pair"), str) and row.get("text_pair") else ""))
     spec = _model_spec_for(run.model)
     if spec is None:
-        st.info(f"The encoder of '{run.model}' is not under {_common.root() / 'pretrain'}; no attention view.")
+        st.info(f"The encoder of '{run.model}' is not under {common.root() / 'pretrain'}; no attention view.")
         return
     from workbench.attention import attention_maps, attention_rollout
 
     pair = row["text_pair"] if isinstance(row.get("text_pair"), str) and row.get("text_pair") else None
-    maps = attention_maps(_common.subject(spec), str(row["text"])[:2000], pair).to_words()
+    maps = attention_maps(common.subject(spec), str(row["text"])[:2000], pair).to_words()
     rollout = attention_rollout(maps.head_mean())[-1]  # [units, units]
     import plotly.graph_objects as go
 
@@ -59,38 +59,35 @@ def _drill_down(run: Any, row: pd.Series) -> None:
     fig = go.Figure(go.Bar(x=maps.tokens, y=rollout[first]))
     fig.update_layout(title="Attention rollout from [CLS] to each word (last layer)", height=300,
                       xaxis=dict(type="category", tickangle=-60), margin=dict(t=50, b=10))
-    _common.plot(fig, key="drill_rollout")
-    try:
-        from workbench.attribution import Attribution
-        from workbench.figures import token_heatmap
-    except ImportError:
-        st.caption("Attribution for this example appears here once workbench.attribution is installed.")
-        return
+    common.plot(fig, key="drill_rollout")
+    from workbench.attribution import Attribution
+    from workbench.figures import token_heatmap
+
     # The fine-tuned model explains its own prediction; without one, the encoder's [CLS] norm is explained.
     task_dir = run.path if (run.path / "model" / "config.json").is_file() else None
     explained = str(task_dir) if task_dir is not None else spec
     with st.spinner("Integrated gradients and saliency for this example…"):
-        frame = _common.attribution_frame(explained, str(row["text"])[:2000], ("integrated_gradients", "saliency"),
-                                          "pad", 32, _common.weights_stamp(explained), pair)
+        frame = common.attribution_frame(explained, str(row["text"])[:2000], ("integrated_gradients", "saliency"),
+                                          "pad", 32, common.weights_stamp(explained), pair)
     target = ", ".join(sorted(frame["target"].astype(str).unique()))
-    _common.plot(token_heatmap(Attribution(frame), "input", title=f"Token attributions (target {target})"),
+    common.plot(token_heatmap(Attribution(frame), "input", title=f"Token attributions (target {target})"),
                  key="drill_attribution")
 
 
 def render() -> None:
     st.title("Error analysis")
-    _common.page_header()
-    runs = _common.finetune_runs()
+    common.page_header()
+    runs = common.finetune_runs()
     if not runs:
-        _common.missing("fine-tuning run with predictions.parquet", "finetune")
+        common.missing("fine-tuning run with predictions.parquet", "finetune")
         return
     by_label = {r.label: r for r in runs}
-    run = by_label[_common.linked_choice("selectbox", "Run (model / task)", list(by_label), key="err_run",
+    run = by_label[common.linked_choice("selectbox", "Run (model / task)", list(by_label), key="err_run",
                                          params=lambda label: {"model": by_label[label].model,
                                                                "task": by_label[label].task})]
-    with _common.friendly_errors(run.label):
-        table = _common.predictions(run)
-        path, mtime = str(run.predictions_path), _common._mtime(run.predictions_path)
+    with common.friendly_errors(run.label):
+        table = common.predictions(run)
+        path, mtime = str(run.predictions_path), common.file_mtime(run.predictions_path)
         accuracy = errors.bootstrap_ci(table["correct"].astype(float).to_numpy(), n_boot=300)
         provenance = ", ".join(sorted(table["provenance"].dropna().astype(str).unique())) if "provenance" in table else "?"
         cols = st.columns(3)
@@ -111,7 +108,7 @@ def render() -> None:
                 n_bins = c2.slider("Quantile bins (numeric)", 2, 8, 4, key="err_bins")
                 metric = c3.selectbox("Metric", [m for m in ("correct", "example_f1") if m in table], key="err_metric")
                 slices = _slices(path, mtime, n_bins, metric)
-                _common.plot(figure_slices(slices, float(table[metric].astype(float).mean()), feature), key="slices")
+                common.plot(figure_slices(slices, float(table[metric].astype(float).mean()), feature), key="slices")
                 st.dataframe(slices[slices["feature"] == feature], hide_index=True)
         with tabs[1]:
             depth = st.slider("Tree depth", 1, 5, 3, key="err_depth")
@@ -123,22 +120,22 @@ def render() -> None:
             if use_signals:
                 spec = _model_spec_for(run.model)
                 if spec is None:
-                    st.info(f"No encoder for '{run.model}' under {_common.root() / 'pretrain'}; meta features only.")
+                    st.info(f"No encoder for '{run.model}' under {common.root() / 'pretrain'}; meta features only.")
                 else:
-                    signals = _signals(spec, path, mtime, SIGNAL_LIMIT, with_ig, _common.weights_stamp(spec))
+                    signals = _signals(spec, path, mtime, SIGNAL_LIMIT, with_ig, common.weights_stamp(spec))
             if table["correct"].all() or not table["correct"].any():
                 st.info("Every prediction is right (or every one wrong): there are no error cohorts to find.")
             else:
                 subset = table.head(SIGNAL_LIMIT) if signals is not None else table
                 tree = errors.error_cohorts(subset, signals=signals, max_depth=depth)
-                _common.plot(figure_cohorts(tree.nodes), key="cohort_tree")
+                common.plot(figure_cohorts(tree.nodes), key="cohort_tree")
                 st.dataframe(tree.cohorts()[["path", "n", "coverage", "error_rate", "error_coverage"]], hide_index=True)
                 st.caption(f"Tree features: {', '.join(tree.features)}.")
                 st.caption("Cohorts: leaves of a decision tree predicting failure (Nushi et al., 2018); error_coverage "
                            "is the share of all errors in the cohort.")
         with tabs[2]:
             if errors.is_classification(table):
-                _common.plot(figure_confusion(errors.confusion_matrix(table)), key="confusion")
+                common.plot(figure_confusion(errors.confusion_matrix(table)), key="confusion")
             else:
                 st.info(f"{run.task} is not a classification task: see slices and worst examples instead.")
         with tabs[3]:
@@ -149,7 +146,7 @@ def render() -> None:
             else:
                 result = errors.calibration(scores.to_numpy(), table["correct"].to_numpy(), n_bins=n_bins)
                 st.metric("Expected calibration error", f"{result.ece:.4f}", help=f"maximum calibration error {result.mce:.4f}")
-                _common.plot(figure_reliability(result.bins, result.ece), key="reliability")
+                common.plot(figure_reliability(result.bins, result.ece), key="reliability")
         with tabs[4]:
             k = st.slider("How many", 1, 50, 10, key="err_k")
             worst = errors.worst_examples(table, k)
@@ -158,7 +155,7 @@ def render() -> None:
             else:
                 st.dataframe(worst[[c for c in ("id", "text", "text_pair", "gold", "prediction", "score") if c in worst]],
                              hide_index=True)
-                chosen = _common.linked_choice("selectbox", "Drill down into", list(worst["id"]), key="err_drill",
+                chosen = common.linked_choice("selectbox", "Drill down into", list(worst["id"]), key="err_drill",
                                                params="example")
                 _drill_down(run, worst[worst["id"] == chosen].iloc[0])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 from scipy.stats import spearmanr
 
+from ui import common
 from workbench.figures import lens_figure, patching_heatmap, task_lens_figure
-from workbench.pages import _common
 
 CLEAN = "The market fell sharply on Monday after the report."
 CORRUPTED = "The market rose sharply on Monday after the report."
@@ -15,7 +15,7 @@ CORRUPTED = "The market rose sharply on Monday after the report."
 def _lens(spec: str, text: str, stamp: float):
     from workbench.lens import evaluate_lens
 
-    result = evaluate_lens(_common.subject(spec), [text])
+    result = evaluate_lens(common.subject(spec), [text])
     return result.layers, result.tokens
 
 
@@ -32,7 +32,7 @@ def _task_model_runs() -> dict[str, str]:
     import json
 
     found = {}
-    for run in _common.finetune_runs():
+    for run in common.finetune_runs():
         for directory in (run.path / "model", run.path):
             config = directory / "task_model.json"
             if config.is_file():
@@ -51,10 +51,10 @@ def _task_lens_section() -> None:
         return
     label = st.selectbox("Fine-tuned model", list(runs), key="mech_task_model")
     c1, c2 = st.columns(2)
-    text = _common.check_text(c1.text_input("Text", "A man is playing a guitar on stage.", key="mech_task_text"))
+    text = common.check_text(c1.text_input("Text", "A man is playing a guitar on stage.", key="mech_task_text"))
     pair = c2.text_input("Second segment (pair tasks)", "A man is playing music.", key="mech_task_pair")
-    table = _task_lens(runs[label], text, pair, _common.weights_stamp(runs[label]))
-    _common.plot(task_lens_figure(table), key="mech_task_lens")
+    table = _task_lens(runs[label], text, pair, common.weights_stamp(runs[label]))
+    common.plot(task_lens_figure(table), key="mech_task_lens")
     st.caption("The task head applied to each layer's residual stream; the last layer is the model's prediction.")
 
 
@@ -63,7 +63,7 @@ def _patch(spec: str, clean: str, corrupted: str, component: str, stamp: float):
     from atinuke.errors import UserInputError
     from workbench.patching import attribution_patching, default_metric, exact_patching
 
-    subject = _common.subject(spec)
+    subject = common.subject(spec)
     a, b = subject.tokenize([clean]), subject.tokenize([corrupted])
     if a["input_ids"].shape != b["input_ids"].shape:
         raise UserInputError(f"the clean text has {a['input_ids'].shape[1]} tokens and the corrupted one "
@@ -75,31 +75,31 @@ def _patch(spec: str, clean: str, corrupted: str, component: str, stamp: float):
 
 def render() -> None:
     st.title("Mechanisms")
-    _common.page_header()
+    common.page_header()
     st.caption("The logit lens (nostalgebraist, 2020) reads every layer through the model's own output path; "
                "activation patching (Meng et al., 2022) restores one component of a clean run inside a corrupted "
                "one; attribution patching (Nanda, 2023) estimates all of them from one backward pass.")
-    choices = _common.model_choices()
-    with _common.friendly_errors("mechanisms"):
-        name = _common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model")
+    choices = common.model_choices()
+    with common.friendly_errors("mechanisms"):
+        name = common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model")
         spec = choices[name]
-        stamp = _common.weights_stamp(spec)
+        stamp = common.weights_stamp(spec)
         st.subheader("Logit lens")
-        text = _common.check_text(st.text_input("Text", CLEAN, key="mech_text"))
+        text = common.check_text(st.text_input("Text", CLEAN, key="mech_text"))
         if "MiniLM" in name:
             st.info("MiniLM ships without its language-model head: the lens needs an MLM/CLM model "
                     "(an Atinuke or BERT pretraining run).")
         else:
             layers, tokens = _lens(spec, text, stamp)
-            _common.plot(lens_figure(layers), key="mech_lens")
+            common.plot(lens_figure(layers), key="mech_lens")
             grid = tokens.pivot(index="layer", columns="position", values="top_tokens")
             grid.columns = [f"{p}:{t}" for p, t in zip(grid.columns, tokens[tokens["layer"] == 0]["token"])]
             st.caption("Each layer's top predictions per position (0 = embeddings; the last row is the model's output).")
             st.dataframe(grid, width="stretch")
         st.subheader("Patching")
         c1, c2 = st.columns(2)
-        clean = _common.check_text(c1.text_input("Clean text", CLEAN, key="mech_clean"), "clean text")
-        corrupted = _common.check_text(c2.text_input("Corrupted text (same length)", CORRUPTED, key="mech_corrupted"),
+        clean = common.check_text(c1.text_input("Clean text", CLEAN, key="mech_clean"), "clean text")
+        corrupted = common.check_text(c2.text_input("Corrupted text (same length)", CORRUPTED, key="mech_corrupted"),
                                        "corrupted text")
         component = st.radio("Components", ["heads", "positions", "mlp"], horizontal=True, key="mech_component")
         exact, estimate, description = _patch(spec, clean, corrupted, component, stamp)
@@ -110,12 +110,12 @@ def render() -> None:
         else:
             left, right = st.columns(2)
             with left:
-                _common.plot(patching_heatmap(exact, "Exact activation patching"), key="mech_exact")
+                common.plot(patching_heatmap(exact, "Exact activation patching"), key="mech_exact")
             with right:
-                _common.plot(patching_heatmap(estimate, "Attribution patching"), key="mech_attribution")
+                common.plot(patching_heatmap(estimate, "Attribution patching"), key="mech_attribution")
         rho = spearmanr(exact["effect"], estimate["effect"])[0]
         st.caption(f"Rank correlation of the estimate with exact patching: Spearman {rho:.3f}.")
-    with _common.friendly_errors("task-head lens"):
+    with common.friendly_errors("task-head lens"):
         _task_lens_section()
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import common
 from workbench import artifacts
-from workbench.pages import _common
 from workbench.report import build_report, find_chromium, gather
 
 
@@ -24,22 +24,22 @@ def _zip(directory: Path) -> bytes:
 
 def render() -> None:
     st.title("Reports")
-    _common.page_header()
+    common.page_header()
     st.caption("One HTML file that opens offline (plotly embedded): the claims' verdicts first, a summary per model, "
                "then attention, attribution and faithfulness, probing, error analysis, comparison and provenance, "
                "with its data as CSV/parquet. Command line: `workbench report --runs runs --out report.html "
                "[--models A,B] [--tasks snli] [--compare A,B]`.")
-    root = _common.root()
+    root = common.root()
     candidates = {f"pretrain / {r.name}": r.path for r in artifacts.find_pretrain_runs(root)}
     candidates |= {f"finetune / {r.label}": r.path for r in artifacts.find_finetune_runs(root)}
     if (root / "probes").is_dir():
         candidates["probe results"] = root / "probes"
     if not candidates:
-        _common.missing("run to report on", "pretrain")
+        common.missing("run to report on", "pretrain")
         return
     chosen = st.multiselect("Runs", list(candidates), default=list(candidates), key="report_runs")
     found = None
-    with _common.friendly_errors("report"):
+    with common.friendly_errors("report"):
         found = gather([candidates[c] for c in chosen]) if chosen else None
     models = st.multiselect("Models (none chosen: all)", found.models() if found else [], key="report_models")
     tasks = st.multiselect("Tasks (none chosen: all)", found.tasks() if found else [], key="report_tasks")
@@ -52,7 +52,7 @@ def render() -> None:
         if not chosen:
             st.error("Choose at least one run.")
             return
-        with _common.friendly_errors("report"):
+        with common.friendly_errors("report"):
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
             out = root / "reports" / f"report-{stamp}.html"
             with st.spinner("Analysing runs and writing the report…"):

@@ -20,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from atinuke.errors import UserInputError
+
+if TYPE_CHECKING:  # annotations only
+    from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +67,19 @@ class Rows:
         """The rows at ``indices``, trimmed to their longest real length (less padding per batch)."""
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         width = max(int(self.attention_mask[idx].sum(1).max()), 1)
-        cut = lambda t: None if t is None else t[idx][:, :width]  # noqa: E731
+        def cut(t: torch.Tensor) -> torch.Tensor:
+            return t[idx][:, :width]
+
         heads = {k: (v[idx][:, :width] if v.dim() >= 2 and v.shape[1] == self.input_ids.shape[1] else v[idx])
                  for k, v in self.head_inputs.items()}
         return Rows([self.example_ids[i] for i in indices], [self.texts[i] for i in indices], cut(self.input_ids),
-                    cut(self.attention_mask), cut(self.token_type_ids), heads, cut(self.offsets),
+                    cut(self.attention_mask), None if self.token_type_ids is None else cut(self.token_type_ids),
+                    heads, cut(self.offsets),
                     cut(self.segments), None if self.examples is None else [self.examples[i] for i in indices],
                     [self.info[i] for i in indices] if self.info else [])
 
 
-def rows_from_texts(subject: Any, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
+def rows_from_texts(subject: Subject, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
                     example_ids: Optional[Sequence[str]] = None) -> Rows:
     """Tokenise plain texts (and optional pairs) for a plain encoder subject."""
     texts = list(texts)
@@ -82,6 +88,7 @@ def rows_from_texts(subject: Any, texts: Sequence[str], text_pairs: Optional[Seq
         raise UserInputError("example ids must be unique")
     batch = subject.tokenize(texts, text_pairs)
     segments = torch.full_like(batch["input_ids"], -1)
+    assert batch.encodings is not None  # a fast tokenizer's output
     for row, encoding in enumerate(batch.encodings):
         for t, sequence in enumerate(encoding.sequence_ids):
             if sequence is not None and not batch["special_tokens_mask"][row, t]:
@@ -92,7 +99,8 @@ def rows_from_texts(subject: Any, texts: Sequence[str], text_pairs: Optional[Seq
                 batch["offset_mapping"], segments)
 
 
-def _segment_texts(example: Any) -> list[str]:
+def segment_texts(example: Any) -> list[str]:
+    """The texts of an example in segment order, as the tokenizer receives them."""
     if hasattr(example, "context"):  # QA: segment 0 the context, 1 the question
         return [example.context, example.question]
     if hasattr(example, "words"):
@@ -103,7 +111,7 @@ def _segment_texts(example: Any) -> list[str]:
 _TARGET_KEYS = ("labels", "start_positions", "end_positions", "tag_labels", "gold_cluster_ids")
 
 
-def rows_from_examples(subject: Any, examples: Sequence[Any]) -> Rows:
+def rows_from_examples(subject: Subject, examples: Sequence[Any]) -> Rows:
     """Encode task examples with the subject's task model; an example split into several features (long QA
     contexts) is explained on its first feature. Coreference documents are encoded one by one and must fit
     one segment; their span tensors (not row-aligned) go to ``info[r]["fixed_head_inputs"]``."""
@@ -130,13 +138,13 @@ def rows_from_examples(subject: Any, examples: Sequence[Any]) -> Rows:
     skipped = [k for k, v in batch.head_inputs.items() if k not in _TARGET_KEYS and k not in heads]
     if skipped:
         logger.warning("head inputs %s are not row-aligned and are left out of batched attribution", skipped)
-    return Rows(ids, [_segment_texts(e) for e in examples], batch.input_ids[idx], batch.attention_mask[idx],
+    return Rows(ids, [segment_texts(e) for e in examples], batch.input_ids[idx], batch.attention_mask[idx],
                 None if batch.token_type_ids is None else batch.token_type_ids[idx], heads,
                 batch.offsets[idx], batch.segments[idx], examples,
                 [batch.info[r] for r in rows] if batch.info else [{} for _ in rows])
 
 
-def _coref_rows(subject: Any, documents: list[Any], ids: list[str]) -> Rows:
+def _coref_rows(subject: Subject, documents: list[Any], ids: list[str]) -> Rows:
     """One row per document: the real tokens of all its segments in order ([CLS] a [SEP] [CLS] b [SEP] ...).
 
     ``info[r]["layout"]`` keeps the segment tensors ([R, T]) and where each real token sits in them, so a
@@ -159,7 +167,7 @@ def _coref_rows(subject: Any, documents: list[Any], ids: list[str]) -> Rows:
     attention_mask = torch.stack([pad(torch.ones(len(t), dtype=torch.long), 0) for t in flat_ids])
     segments = torch.stack([pad(t, -1) for t in flat_segments])
     offsets = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[0])) for t in flat_offsets])
-    return Rows(ids, [_segment_texts(d) for d in documents], input_ids, attention_mask, None, {}, offsets, segments,
+    return Rows(ids, [segment_texts(d) for d in documents], input_ids, attention_mask, None, {}, offsets, segments,
                 documents, info)
 
 
@@ -185,6 +193,8 @@ def unflatten_document(layout: dict[str, torch.Tensor], input_ids: torch.Tensor,
     mask = layout["attention_mask"].to(input_ids.device)
     if embeds is None:
         return ids, mask, None
+    if embedding is None:
+        raise ValueError("unflatten_document needs the embedding module to place embeddings")
     with torch.no_grad():
         full = embedding(ids).reshape(-1, embeds.shape[-1])  # [R * T, d_model]
     full = full.index_put((positions,), embeds[0, :n])  # differentiable in embeds
@@ -198,7 +208,7 @@ class Target:
     capture: Optional[str] = None  # hook name whose activation ``select`` needs
     position_columns: tuple[int, ...] = ()  # index columns that are token positions (kept when erasing)
 
-    def resolve(self, subject: Any, rows: Rows, output: Any, captured: dict[str, torch.Tensor]) -> torch.Tensor:
+    def resolve(self, subject: Subject, rows: Rows, output: Any, captured: dict[str, torch.Tensor]) -> torch.Tensor:
         """Returns: [N, k] long indices fixed for the rest of the run."""
         return torch.zeros(len(rows), 1, dtype=torch.long)
 
@@ -206,7 +216,7 @@ class Target:
         """Returns: [batch] scalars (differentiable)."""
         raise NotImplementedError
 
-    def label(self, subject: Any, index: Sequence[int]) -> str:
+    def label(self, subject: Subject, index: Sequence[int]) -> str:
         """The ``target`` column for a row with these indices."""
         return self.spec
 
@@ -214,7 +224,7 @@ class Target:
         """The token whose attention row attention-based methods read."""
         return 0
 
-    def read_positions(self, subject: Any, index: torch.Tensor) -> Optional[torch.Tensor]:
+    def read_positions(self, subject: Subject, index: torch.Tensor) -> Optional[torch.Tensor]:
         """The positions of the encoder's last hidden state that ``select`` depends on, long [batch, m], or
         None when it may read any (then the last block cannot be pruned: see ``workbench.pruned_forward``).
 
@@ -223,12 +233,12 @@ class Target:
         """
         return None
 
-    def context(self, subject: Any, index: torch.Tensor) -> Any:
+    def context(self, subject: Subject, index: torch.Tensor) -> Any:
         """A context manager active while the resolved target is evaluated on perturbed inputs."""
         return contextlib.nullcontext()
 
 
-def _require(output: Any, field_name: str, target: str, subject: Any) -> torch.Tensor:
+def _require(output: Any, field_name: str, target: str, subject: Subject) -> torch.Tensor:
     value = getattr(output, field_name, None)
     if value is None:
         kind = getattr(subject.task, "kind", "plain encoder") if subject is not None else "this model"
@@ -500,14 +510,14 @@ class FunctionTarget(Target):
         return value
 
 
-def default_target(subject: Any) -> Target:
+def default_target(subject: Subject) -> Target:
     """The natural target of a subject: its task head's prediction, or the [CLS] state norm of an encoder."""
-    kind = getattr(subject.task, "kind", None)
+    kind = getattr(subject.task, "kind", None) or ""
     return {"classification": ClassTarget, "regression": ClassTarget, "span_qa": SpanTarget,
             "tagging": TagTarget, "coref": AntecedentTarget}.get(kind, HiddenNormTarget)()
 
 
-def parse_target(spec: Optional[str], subject: Any) -> Target:
+def parse_target(spec: Optional[str], subject: Subject) -> Target:
     """Parse a command-line target.
 
     Forms: ``predicted`` (default), ``class=NAME``, ``start`` | ``end`` | ``span``, ``tag@WORD`` or

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ui import common
 from workbench import artifacts
 from workbench.features.dashboard import context_html
 from workbench.figures import feature_histogram
-from workbench.pages import _common
 
 METRICS = ("l0", "fve", "loss_recovered", "dead_fraction", "dense_fraction", "loss_clean", "loss_sae", "loss_zero",
            "n_tokens")
@@ -27,17 +27,17 @@ def _tables(run: str, stamp: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
 
 def render() -> None:
     st.title("Features")
-    _common.page_header()
+    common.page_header()
     st.caption("Sparse autoencoder latents at one hook (Bricken et al., 2023; Gao et al., 2024). The same SAE "
                "trained on a randomly re-initialised copy of the model is the control: metrics that are as good "
                "there say little about what the trained model learnt (Heap et al., 2025).")
-    runs = artifacts.find_sae_runs(_common.root())
+    runs = artifacts.find_sae_runs(common.root())
     if not runs:
-        _common.missing("SAE runs (metrics.json and features.parquet under sae/)", "sae")
+        common.missing("SAE runs (metrics.json and features.parquet under sae/)", "sae")
         return
-    with _common.friendly_errors("features"):
+    with common.friendly_errors("features"):
         names = {p.name: p for p in runs}
-        chosen = _common.linked_choice("selectbox", "SAE run", list(names), key="sae_run", params="sae")
+        chosen = common.linked_choice("selectbox", "SAE run", list(names), key="sae_run", params="sae")
         path = names[chosen]
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
         config = metrics.get("config", {})
@@ -95,7 +95,7 @@ def render() -> None:
             st.html(f'<div style="font-family:monospace;font-size:.9em;margin:.2em 0">'
                     f'<b>{item.activation:.3f}</b> &nbsp; '
                     f'{context_html(json.loads(item.tokens), json.loads(item.activations), int(item.center), scale)}</div>')
-        _common.plot(feature_histogram(histograms, feature), key="sae_histogram")
+        common.plot(feature_histogram(histograms, feature), key="sae_histogram")
 
 
 render()

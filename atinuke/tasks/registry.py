@@ -1,0 +1,50 @@
+"""The task registry: ``TASKS`` maps a command-line name to its :class:`~atinuke.tasks.base.TaskSpec`.
+
+It lives apart from the loaders in :mod:`atinuke.tasks` so that :mod:`atinuke.tasks.metrics` can look tasks up
+without importing the package that imports it; both names are re-exported from :mod:`atinuke.tasks`.
+"""
+from __future__ import annotations
+
+from atinuke.errors import UserInputError
+from atinuke.tasks.base import TaskSpec
+from atinuke.tasks.conll2005 import SRL_TAGS as _SRL2005_TAGS
+from atinuke.tasks.conll2012 import SRL_TAGS as _SRL2012_TAGS
+
+_NLI = ("entailment", "neutral", "contradiction")
+_BINARY = ("0", "1")
+_QNLI = ("entailment", "not_entailment")
+
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
+    TaskSpec("squad", "squad", "span_qa", (), "f1", pair=True),
+    TaskSpec("squad2", "squad", "span_qa", (), "f1", pair=True),
+    TaskSpec("cola", "glue", "classification", _BINARY, "mcc"),
+    TaskSpec("sst2", "glue", "classification", _BINARY, "accuracy"),
+    TaskSpec("mrpc", "glue", "classification", _BINARY, "f1", pair=True),
+    TaskSpec("qqp", "glue", "classification", _BINARY, "f1", pair=True),
+    TaskSpec("stsb", "glue", "regression", (), "pearson", pair=True),
+    TaskSpec("mnli", "glue", "classification", _NLI, "accuracy", pair=True),
+    TaskSpec("qnli", "glue", "classification", _QNLI, "accuracy", pair=True),
+    TaskSpec("rte", "glue", "classification", _QNLI, "accuracy", pair=True),
+    TaskSpec("wnli", "glue", "classification", _BINARY, "accuracy", pair=True),
+    # GLUE scores the AX diagnostic with R3, the multi-class Matthews correlation (Gorodkin, 2004).
+    TaskSpec("ax", "glue", "classification", _NLI, "mcc", pair=True),
+    TaskSpec("snli", "nli", "classification", _NLI, "accuracy", pair=True),
+    TaskSpec("srl", "srl", "tagging", _SRL2012_TAGS, "f1"),
+    TaskSpec("srl2005", "srl", "tagging", _SRL2005_TAGS, "f1"),
+    TaskSpec("coref", "coref", "coref", (), "conll_f1"),
+)}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The registry entry of ``name``.
+
+    Raises:
+        UserInputError: for an unknown name, listing the known ones.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UserInputError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
+
+
+__all__ = ["TASKS", "get_task"]

@@ -1,0 +1,108 @@
+"""The contract between :class:`~workbench.subject.Subject` and a model family.
+
+A family's adapter knows the family's module tree; nothing else in the workbench does (``tests/test_layout.py``
+greps for module paths outside ``workbench/models/``). It maps the workbench's hook names, TransformerLens
+style (Nanda & Bloom 2022), onto the family's modules, and names the modules that other analyses take apart
+(the embedding layer, the blocks).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from workbench.models.rows import RowSlot
+
+# Per-block hook names of a post-norm encoder block (Atinuke and the BERT family), in forward order.
+HOOK_NAMES_PER_BLOCK = (
+    "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_attn_scores",
+    "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post",
+    "hook_mlp_out", "hook_resid_post",
+)
+
+
+@dataclass(frozen=True)
+class HookInfo:
+    """What a hook function is told about the activation it receives.
+
+    Attributes:
+        name: the hook name, e.g. ``blocks.1.attn.hook_pattern``.
+        layer: the block index, or None for ``embed.*`` and ``ln_final.*``.
+    """
+
+    name: str
+    layer: Optional[int]
+
+
+HookFn = Callable[[torch.Tensor, HookInfo], Optional[torch.Tensor]]
+Undo = Callable[[], None]
+# The inputs of the forward pass that is running (None outside one); some hooks need its batch size or mask.
+CurrentInputs = Callable[[], Optional[Mapping[str, torch.Tensor]]]
+
+
+def layer_of(name: str) -> Optional[int]:
+    """The block index in a ``blocks.{i}.*`` hook name, None for the others."""
+    return int(name.split(".")[1]) if name.startswith("blocks.") else None
+
+
+class ModelAdapter(ABC):
+    """One model family's module tree behind the workbench's hook vocabulary.
+
+    Attributes:
+        family: the family's name as errors and tables show it ("atinuke", "bert").
+        kind: "atinuke" for this repository's models, "hf" for Hugging Face ones (decides the inputs passed).
+        model_inputs: the tokenizer outputs the model's forward takes.
+    """
+
+    family: str = ""
+    kind: str = "hf"
+    model_inputs: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+
+    def __init__(self, model: nn.Module, n_heads: int, d_head: int) -> None:
+        self.model = model
+        self.n_heads = n_heads
+        self.d_head = d_head
+
+    @abstractmethod
+    def hook_names(self) -> list[str]:
+        """Every hook name this model has, in forward order."""
+
+    @abstractmethod
+    def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
+        """Make ``fn`` see (and optionally replace) the activation at ``name``; returns what removes it."""
+
+    @abstractmethod
+    def embedding_module(self) -> nn.Module:
+        """The module that turns token ids into the residual stream (token, position and type embeddings)."""
+
+    @abstractmethod
+    def blocks(self) -> list[nn.Module]:
+        """The transformer blocks, input side first."""
+
+    def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The family's last step on the residual stream after the blocks (identity for post-norm blocks,
+        which already end in a layer norm). [..., d_model]."""
+        return hidden
+
+    def hooks_inside(self, block: nn.Module) -> bool:
+        """Whether a hook that is not a torch module hook (e.g. an attention callback) is attached in ``block``."""
+        return False
+
+    def prune_refusal(self, block: nn.Module) -> Optional[str]:
+        """Why this family's ``block`` cannot compute only some rows (None when :meth:`pruned_forward` can)."""
+        return f"row pruning is not written for the {self.family} family"
+
+    def pruned_forward(self, block: nn.Module, slot: RowSlot) -> Callable[..., object]:
+        """A replacement for ``block.forward`` that computes only ``slot.rows`` when they are set (exact: the
+        same operations as the block on those rows; :mod:`workbench.pruned_forward`)."""
+        raise NotImplementedError(f"row pruning is not written for the {self.family} family")
+
+    def language_model_head(self, weights: Path) -> Optional[tuple[nn.Module, bool]]:
+        """The family's LM head from a checkpoint's ``weights`` file, wrapped around this adapter's own model
+        (so hooks on it apply to the LM), and whether it is causal; None when the checkpoint has no LM head."""
+        return None
