@@ -105,8 +105,10 @@ def resolve_model_path(spec: str | Path) -> Path:
     raise UserInputError(f"unknown model {str(spec)!r}: expected 'minilm' or a directory with config.json")
 
 
-# Weights a base encoder may leave unused (a pretraining head) or may lack (BERT's pooler, which no head here reads).
-UNUSED_HEAD_PREFIXES = ("lm_head.", "head_transform.", "cls.")
+# Weights a base encoder may leave unused (a pretraining head: Atinuke's and BERT's lm_head./head_transform./cls.,
+# DistilBERT's vocab_*, ELECTRA's discriminator and generator heads) or may lack (BERT's pooler, which no head reads).
+UNUSED_HEAD_PREFIXES = ("lm_head.", "head_transform.", "cls.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.",
+                        "discriminator_predictions.", "generator_predictions.", "generator_lm_head.")
 OPTIONAL_PREFIXES = ("pooler.",)
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
 

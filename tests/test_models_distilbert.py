@@ -229,3 +229,22 @@ def test_chunked_ffn_refuses_the_mlp_bridges(subjects):
         assert len(subject.run_with_cache(TEXTS[0], names=["blocks.0.hook_mlp_out"])) == 1  # the whole FFN output
     finally:
         ffn.chunk_size_feed_forward = 0
+
+
+@pytest.mark.parametrize("head", ["distilbert_mlm", "electra_discriminator"])
+def test_checkpoints_with_a_pretraining_head_load_as_encoders(tmp_path, tiny_tokenizer, head):
+    """Released DistilBERT and ELECTRA checkpoints carry their pretraining head; the encoder loads without it
+    and computes what the head model's own encoder computes."""
+    from transformers import DistilBertForMaskedLM, ElectraForPreTraining
+
+    torch.manual_seed(0)
+    base = _model("distilbert" if head == "distilbert_mlm" else "electra", len(tiny_tokenizer))
+    model = (DistilBertForMaskedLM if head == "distilbert_mlm" else ElectraForPreTraining)(copy.deepcopy(base.config)).eval()
+    model.save_pretrained(tmp_path / "model")
+    save_tokenizer(tiny_tokenizer, tmp_path / "model")
+    subject = load_subject(tmp_path / "model")
+    batch = subject.tokenize(TEXTS)
+    with torch.no_grad():
+        expected = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        cached = subject.run_with_cache(batch, ["ln_final.hook_normalized"])["ln_final.hook_normalized"]
+    assert torch.allclose(cached, expected, atol=1e-6)

@@ -186,3 +186,17 @@ def test_hook_can_replace_an_activation(atinuke_subject):
     with atinuke_subject.hooks([("blocks.0.attn.hook_pattern", zero)]):
         cache = atinuke_subject.run_with_cache(TEXTS[0], names=["blocks.0.attn.hook_z"])
     assert cache["blocks.0.attn.hook_z"].abs().max().item() == 0.0
+
+
+def test_a_family_without_an_adapter_is_refused_by_name(tmp_path, tiny_tokenizer):
+    from transformers import GPTNeoXConfig, GPTNeoXModel
+
+    from atinuke.errors import UserInputError
+    from atinuke.tokenizer import save_tokenizer
+
+    GPTNeoXModel(GPTNeoXConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=4, intermediate_size=64)).save_pretrained(tmp_path / "neox")
+    save_tokenizer(tiny_tokenizer, tmp_path / "neox")
+    with pytest.raises(UserInputError, match=r"'gpt_neox' \(GPTNeoXModel\) has no adapter.*supported: .*gpt2") as error:
+        load_subject(tmp_path / "neox")
+    assert "\n" not in str(error.value)

@@ -13,6 +13,7 @@ from workbench.models.atinuke import AtinukeAdapter
 from workbench.models.base import HOOK_NAMES_PER_BLOCK, HookFn, HookInfo, ModelAdapter, layer_of
 from workbench.models.bert import BertAdapter
 from workbench.models.distilbert import DistilBertAdapter
+from workbench.models.gpt2 import GPT2Adapter
 
 # config.model_type -> the adapter of its family.
 ADAPTERS: dict[str, type[ModelAdapter]] = {
@@ -23,6 +24,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "camembert": BertAdapter,
     "electra": BertAdapter,
     "distilbert": DistilBertAdapter,
+    "gpt2": GPT2Adapter,
 }
 
 
