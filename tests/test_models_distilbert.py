@@ -11,7 +11,8 @@ from transformers import DistilBertConfig, DistilBertModel, ElectraConfig, Elect
 
 from atinuke.encoders import load_encoder
 from atinuke.tokenizer import save_tokenizer
-from workbench.models.bert import ATTN_CALLBACKS, BertAdapter
+from workbench.models.bert import BertAdapter
+from workbench.models.bridges import ATTN_CALLBACKS
 from workbench.models.distilbert import DistilBertAdapter
 from workbench.subject import load_subject
 

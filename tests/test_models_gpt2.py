@@ -14,7 +14,7 @@ from transformers import AutoModel, GPT2Config
 from atinuke.encoders import Encoder, load_encoder
 from atinuke.errors import UserInputError
 from atinuke.tokenizer import save_tokenizer
-from workbench.models.bert import ATTN_CALLBACKS
+from workbench.models.bridges import ATTN_CALLBACKS
 from workbench.models.gpt2 import GPT2Adapter
 from workbench.subject import Subject, load_subject
 

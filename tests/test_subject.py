@@ -8,7 +8,7 @@ import torch
 
 from atinuke.encoders import load_encoder
 from atinuke.errors import UserInputError
-from workbench.models.bert import ATTN_CALLBACKS
+from workbench.models.bridges import ATTN_CALLBACKS
 from workbench.subject import HOOK_NAMES_PER_BLOCK, ActivationCache, load_subject
 
 TEXTS = ["The market fell sharply on Monday.", "Shares rose."]

@@ -171,7 +171,6 @@ def _compute(subject: Subject, rows: Rows, method: AttributionMethod, target: Ta
                  and can_prune(subject))
         with target.context(subject, index), (pruned_forward(subject) if prune else contextlib.nullcontext()) as rows_slot:
             forward.row_slot = rows_slot
-            method.check(subject)
             result = method.scores(MethodCall(subject, forward, embeds, base, args, target, index, lengths, params))
     scores, deltas = result.scores.detach().float().cpu(), result.deltas
     extras = result.extras or [{} for _ in lengths]
@@ -289,6 +288,8 @@ def attribute(subject: Subject, inputs: Union[Sequence[str], Sequence[Any], Rows
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"{method}", unit="ex")
+    if todo:
+        chosen.check(subject)  # once, before any work
     try:
         with subject.frozen():
             lengths = [int(rows.attention_mask[r].sum()) for r in todo]

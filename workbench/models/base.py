@@ -45,6 +45,13 @@ Undo = Callable[[], None]
 CurrentInputs = Callable[[], Optional[Mapping[str, torch.Tensor]]]
 
 
+def block_hook_names(n_layers: int, per_block: tuple[str, ...] = HOOK_NAMES_PER_BLOCK) -> list[str]:
+    """The embedding names, ``per_block`` for every block, then the final norm's: a family's hook names in
+    forward order."""
+    return (["embed.hook_embed", "embed.hook_pos_embed"]
+            + [f"blocks.{i}.{n}" for i in range(n_layers) for n in per_block] + ["ln_final.hook_normalized"])
+
+
 def layer_of(name: str) -> Optional[int]:
     """The block index in a ``blocks.{i}.*`` hook name, None for the others."""
     return int(name.split(".")[1]) if name.startswith("blocks.") else None

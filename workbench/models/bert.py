@@ -25,7 +25,6 @@ BERT's eager attention, in the same order, with the hook callbacks in between. W
 from __future__ import annotations
 
 import copy
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
@@ -34,15 +33,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from atinuke.errors import UserInputError
-from workbench.models.base import HOOK_NAMES_PER_BLOCK, CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo
+from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo, block_hook_names
+from workbench.models.bridges import (
+    ATTN_CALLBACKS,
+    attention_callback,
+    first_input_hook,
+    last_hidden_state_hook,
+    output_hook,
+    position_hook,
+    register_attention,
+    run_callbacks,
+    split_heads,
+)
 from workbench.models.rows import RowSlot, gather_rows, scatter_rows
 
 if TYPE_CHECKING:
     from transformers.models.bert.modeling_bert import BertLayer, BertModel
 
 ATTN_IMPLEMENTATION = "workbench_eager"
-# BertSelfAttention module -> {"scores": [callbacks], "pattern": [callbacks]}; filled only while hooks are on.
-ATTN_CALLBACKS: "weakref.WeakKeyDictionary[nn.Module, dict[str, list[Callable]]]" = weakref.WeakKeyDictionary()
 
 
 def hooked_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -55,22 +63,12 @@ def hooked_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Te
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # [batch, n_heads, query_pos, key_pos]
     if attention_mask is not None:
         weights = weights + attention_mask
-    for callback in callbacks.get("scores", ()):
-        weights = callback(weights)
+    weights = run_callbacks(callbacks, "scores", weights)
     weights = nn.functional.softmax(weights, dim=-1)  # [batch, n_heads, query_pos, key_pos]
-    for callback in callbacks.get("pattern", ()):
-        weights = callback(weights)
+    weights = run_callbacks(callbacks, "pattern", weights)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # [batch, pos, n_heads, d_head]
     return output, weights
-
-
-def _register_attention_implementation() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
-
-    AttentionInterface.register(ATTN_IMPLEMENTATION, hooked_eager_attention)
-    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
 
 
 class BertAdapter(ModelAdapter):
@@ -87,9 +85,7 @@ class BertAdapter(ModelAdapter):
         self.layers: list[Any] = list(model.get_submodule("encoder.layer").children())
 
     def hook_names(self) -> list[str]:
-        return (["embed.hook_embed", "embed.hook_pos_embed"]
-                + [f"blocks.{i}.{n}" for i in range(len(self.layers)) for n in HOOK_NAMES_PER_BLOCK]
-                + ["ln_final.hook_normalized"])
+        return block_hook_names(len(self.layers))
 
     def embedding_module(self) -> nn.Module:
         return self.embeddings
@@ -126,74 +122,34 @@ class BertAdapter(ModelAdapter):
 
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
-            return [self.embeddings.word_embeddings.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
+            return [self.embeddings.word_embeddings.register_forward_hook(output_hook(fn, info)).remove]
         if name == "embed.hook_pos_embed":
-            def pos_hook(module, args, out):  # out: [1, pos, d_model] shared over the batch
-                inputs = current()
-                batch = inputs["input_ids"].shape[0] if inputs else out.shape[0]
-                return fn(out.expand(batch, -1, -1), info)
-            return [self.embeddings.position_embeddings.register_forward_hook(pos_hook).remove]
+            return [self.embeddings.position_embeddings.register_forward_hook(position_hook(fn, info, current)).remove]
         if name == "ln_final.hook_normalized":
-            def final_hook(module, args, out):
-                new = fn(out.last_hidden_state, info)
-                if new is not None:
-                    out.last_hidden_state = new
-                return out
-            return [self.model.get_submodule("encoder").register_forward_hook(final_hook).remove]
+            return [self.model.get_submodule("encoder").register_forward_hook(last_hidden_state_hook(fn, info)).remove]
         assert info.layer is not None, name
         layer = self.layers[info.layer]
         suffix = name.split(".", 2)[2]
-        heads = (self.n_heads, self.d_head)
         if suffix == "hook_resid_pre":
-            def pre_hook(module, args, kwargs):
-                hidden = args[0] if args else kwargs["hidden_states"]
-                new = fn(hidden, info)
-                if new is None:
-                    return None
-                if args:
-                    return (new, *args[1:]), kwargs
-                return args, {**kwargs, "hidden_states": new}
-            return [layer.register_forward_pre_hook(pre_hook, with_kwargs=True).remove]
+            return [layer.register_forward_pre_hook(first_input_hook(fn, info, "hidden_states"), with_kwargs=True).remove]
         if suffix in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
             linear = getattr(layer.attention.self, {"q": "query", "k": "key", "v": "value"}[suffix[-1]])
-
-            def qkv_hook(module, args, out):  # out: [batch, pos, d_model]
-                new = fn(out.view(*out.shape[:-1], *heads), info)  # [batch, pos, n_heads, d_head]
-                return None if new is None else new.reshape(out.shape)
-            return [linear.register_forward_hook(qkv_hook).remove]
+            return [linear.register_forward_hook(output_hook(split_heads(fn, self.n_heads, self.d_head), info)).remove]
         if suffix in ("attn.hook_attn_scores", "attn.hook_pattern"):
-            return [self._attention_callback(layer, "scores" if suffix.endswith("scores") else "pattern", fn, info)]
+            register_attention(ATTN_IMPLEMENTATION, hooked_eager_attention)
+            key = "scores" if suffix.endswith("scores") else "pattern"
+            return [attention_callback(self.model, self.self_attention(layer), key, fn, info, ATTN_IMPLEMENTATION)]
         if suffix == "attn.hook_z":
+            per_head = split_heads(fn, self.n_heads, self.d_head)
+
             def z_hook(module, args, out):  # out: (z [batch, pos, d_model], weights)
-                z = out[0]
-                new = fn(z.view(*z.shape[:-1], *heads), info)  # [batch, pos, n_heads, d_head]
-                return None if new is None else (new.reshape(z.shape), *out[1:])
+                new = per_head(out[0], info)
+                return None if new is None else (new, *out[1:])
             return [layer.attention.self.register_forward_hook(z_hook).remove]
         module = {"hook_attn_out": layer.attention.output.dense, "hook_resid_mid": layer.attention.output,
                   "mlp.hook_pre": layer.intermediate.dense, "mlp.hook_post": layer.intermediate,
                   "hook_mlp_out": layer.output.dense, "hook_resid_post": layer.output}[suffix]
-        return [module.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
-
-    def _attention_callback(self, layer: Any, key: str, fn: HookFn, info: HookInfo) -> Undo:
-        """Switch the model to the hooked eager attention while ``fn`` is attached to ``layer``'s scores/pattern."""
-        _register_attention_implementation()
-        attention = self.self_attention(layer)
-
-        def callback(tensor: torch.Tensor) -> torch.Tensor:
-            new = fn(tensor, info)
-            return tensor if new is None else new
-        ATTN_CALLBACKS.setdefault(attention, {}).setdefault(key, []).append(callback)
-        config: Any = self.model.config
-        previous = config._attn_implementation
-        config._attn_implementation = ATTN_IMPLEMENTATION
-
-        def remove() -> None:
-            config._attn_implementation = previous
-            entry = ATTN_CALLBACKS.get(attention, {})
-            entry.get(key, []).remove(callback)
-            if not any(entry.values()):
-                ATTN_CALLBACKS.pop(attention, None)
-        return remove
+        return [module.register_forward_hook(output_hook(fn, info)).remove]
 
 
 def pruned_layer_forward(layer: BertLayer, slot: RowSlot) -> Callable[..., torch.Tensor]:

@@ -34,14 +34,23 @@ head are not written for this family (the base class refuses them).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-import torch
 from torch import nn
 
 from atinuke.errors import UserInputError
-from workbench.models.base import HOOK_NAMES_PER_BLOCK, CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo
-from workbench.models.bert import ATTN_CALLBACKS, ATTN_IMPLEMENTATION, hooked_eager_attention
+from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo, block_hook_names
+from workbench.models.bert import ATTN_IMPLEMENTATION, hooked_eager_attention
+from workbench.models.bridges import (
+    ATTN_CALLBACKS,
+    attention_callback,
+    first_input_hook,
+    last_hidden_state_hook,
+    output_hook,
+    position_hook,
+    register_attention,
+    split_heads,
+)
 
 
 class DistilBertAdapter(ModelAdapter):
@@ -59,9 +68,7 @@ class DistilBertAdapter(ModelAdapter):
         self.layers: list[Any] = list(model.get_submodule("transformer.layer").children())
 
     def hook_names(self) -> list[str]:
-        return (["embed.hook_embed", "embed.hook_pos_embed"]
-                + [f"blocks.{i}.{n}" for i in range(len(self.layers)) for n in HOOK_NAMES_PER_BLOCK]
-                + ["ln_final.hook_normalized"])
+        return block_hook_names(len(self.layers))
 
     def embedding_module(self) -> nn.Module:
         return self.embeddings
@@ -78,94 +85,33 @@ class DistilBertAdapter(ModelAdapter):
 
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
-            return [self.embeddings.word_embeddings.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
+            return [self.embeddings.word_embeddings.register_forward_hook(output_hook(fn, info)).remove]
         if name == "embed.hook_pos_embed":
-            def pos_hook(module, args, out):  # out: [1, pos, d_model] shared over the batch
-                inputs = current()
-                batch = inputs["input_ids"].shape[0] if inputs else out.shape[0]
-                return fn(out.expand(batch, -1, -1), info)
-            return [self.embeddings.position_embeddings.register_forward_hook(pos_hook).remove]
+            return [self.embeddings.position_embeddings.register_forward_hook(position_hook(fn, info, current)).remove]
         if name == "ln_final.hook_normalized":
-            def final_hook(module, args, out):
-                new = fn(out.last_hidden_state, info)
-                if new is not None:
-                    out.last_hidden_state = new
-                return out
-            return [self.model.get_submodule("transformer").register_forward_hook(final_hook).remove]
+            return [self.model.get_submodule("transformer").register_forward_hook(last_hidden_state_hook(fn, info)).remove]
         assert info.layer is not None, name
         layer = self.layers[info.layer]
         suffix = name.split(".", 2)[2]
-        heads = (self.n_heads, self.d_head)
         if suffix == "hook_resid_pre":
-            return [layer.register_forward_pre_hook(_first_input_hook(fn, info, "hidden_states"),
-                                                    with_kwargs=True).remove]
+            return [layer.register_forward_pre_hook(first_input_hook(fn, info, "hidden_states"), with_kwargs=True).remove]
         if suffix in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
             linear = getattr(layer.attention, f"{suffix[-1]}_lin")
-
-            def qkv_hook(module, args, out):  # out: [batch, pos, d_model]
-                new = fn(out.view(*out.shape[:-1], *heads), info)  # [batch, pos, n_heads, d_head]
-                return None if new is None else new.reshape(out.shape)
-            return [linear.register_forward_hook(qkv_hook).remove]
+            return [linear.register_forward_hook(output_hook(split_heads(fn, self.n_heads, self.d_head), info)).remove]
         if suffix in ("attn.hook_attn_scores", "attn.hook_pattern"):
-            return [self._attention_callback(layer, "scores" if suffix.endswith("scores") else "pattern", fn, info)]
-        if suffix == "attn.hook_z":
-            def z_fn(z: torch.Tensor, hook: HookInfo) -> torch.Tensor | None:  # z: [batch, pos, d_model]
-                new = fn(z.view(*z.shape[:-1], *heads), hook)  # [batch, pos, n_heads, d_head]
-                return None if new is None else new.reshape(z.shape)
-            return [layer.attention.out_lin.register_forward_pre_hook(_first_input_hook(z_fn, info, "input"),
-                                                                      with_kwargs=True).remove]
+            # DistilBERT's eager attention is BERT's, so BERT's hooked copy serves it.
+            register_attention(ATTN_IMPLEMENTATION, hooked_eager_attention)
+            key = "scores" if suffix.endswith("scores") else "pattern"
+            return [attention_callback(self.model, self.self_attention(layer), key, fn, info, ATTN_IMPLEMENTATION)]
+        if suffix == "attn.hook_z":  # z [batch, pos, d_model] is the input of out_lin
+            z_hook = first_input_hook(split_heads(fn, self.n_heads, self.d_head), info, "input")
+            return [layer.attention.out_lin.register_forward_pre_hook(z_hook, with_kwargs=True).remove]
         if suffix in ("mlp.hook_pre", "mlp.hook_post") and layer.ffn.chunk_size_feed_forward:
             raise UserInputError(f"{name}: the FFN runs in chunks (chunk_size_feed_forward="
                                  f"{layer.ffn.chunk_size_feed_forward}), so this activation is never whole")
         if suffix == "mlp.hook_post":
-            return [layer.ffn.lin2.register_forward_pre_hook(_first_input_hook(fn, info, "input"),
-                                                             with_kwargs=True).remove]
+            return [layer.ffn.lin2.register_forward_pre_hook(first_input_hook(fn, info, "input"), with_kwargs=True).remove]
         module = {"hook_attn_out": layer.attention.out_lin, "hook_resid_mid": layer.sa_layer_norm,
                   "mlp.hook_pre": layer.ffn.lin1, "hook_mlp_out": layer.ffn,
                   "hook_resid_post": layer.output_layer_norm}[suffix]
-        return [module.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
-
-    def _attention_callback(self, layer: Any, key: str, fn: HookFn, info: HookInfo) -> Undo:
-        """Switch the model to the hooked eager attention while ``fn`` is attached to ``layer``'s scores/pattern."""
-        _register_attention_implementation()
-        attention = self.self_attention(layer)
-
-        def callback(tensor: torch.Tensor) -> torch.Tensor:
-            new = fn(tensor, info)
-            return tensor if new is None else new
-        ATTN_CALLBACKS.setdefault(attention, {}).setdefault(key, []).append(callback)
-        config: Any = self.model.config
-        previous = config._attn_implementation
-        config._attn_implementation = ATTN_IMPLEMENTATION
-
-        def remove() -> None:
-            config._attn_implementation = previous
-            entry = ATTN_CALLBACKS.get(attention, {})
-            entry.get(key, []).remove(callback)
-            if not any(entry.values()):
-                ATTN_CALLBACKS.pop(attention, None)
-        return remove
-
-
-def _register_attention_implementation() -> None:
-    """Register BERT's hooked eager attention (the same function, under the same name: idempotent, whichever
-    family registers it first) and the eager mask that goes with it."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
-
-    AttentionInterface.register(ATTN_IMPLEMENTATION, hooked_eager_attention)
-    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
-
-
-def _first_input_hook(fn: HookFn, info: HookInfo, keyword: str) -> Callable[..., Any]:
-    """A forward pre-hook (``with_kwargs=True``) that shows ``fn`` a module's first input, positional or
-    passed as ``keyword``, and substitutes what ``fn`` returns."""
-    def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
-        tensor = args[0] if args else kwargs[keyword]
-        new = fn(tensor, info)
-        if new is None:
-            return None
-        if args:
-            return (new, *args[1:]), kwargs
-        return args, {**kwargs, keyword: new}
-    return pre_hook
+        return [module.register_forward_hook(output_hook(fn, info)).remove]

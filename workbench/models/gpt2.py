@@ -52,15 +52,24 @@ heads only).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from atinuke.errors import UserInputError
-from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo
-from workbench.models.bert import ATTN_CALLBACKS
+from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo, block_hook_names
+from workbench.models.bridges import (
+    ATTN_CALLBACKS,
+    attention_callback,
+    first_input_hook,
+    output_hook,
+    position_hook,
+    register_attention,
+    run_callbacks,
+    split_heads,
+)
 
 ATTN_IMPLEMENTATION = "workbench_eager_gpt2"
 
@@ -70,12 +79,6 @@ HOOK_NAMES_PER_BLOCK = (
     "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid", "ln2.hook_normalized", "mlp.hook_pre",
     "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
 )
-
-
-def _run(callbacks: dict[str, list[Callable]], key: str, tensor: torch.Tensor) -> torch.Tensor:
-    for callback in callbacks.get(key, ()):
-        tensor = callback(tensor)
-    return tensor
 
 
 def hooked_gpt2_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -104,9 +107,9 @@ def hooked_gpt2_attention(module: nn.Module, query: torch.Tensor, key: torch.Ten
             weights = weights.reshape(bsz, num_heads, q_seq_len, k_seq_len)
         if attention_mask is not None:
             weights = weights + attention_mask
-        weights = _run(callbacks, "scores", weights)
+        weights = run_callbacks(callbacks, "scores", weights)
         weights = nn.functional.softmax(weights, dim=-1)
-        weights = _run(callbacks, "pattern", weights)
+        weights = run_callbacks(callbacks, "pattern", weights)
         weights = weights.type(value.dtype)
         weights = module.get_submodule("attn_dropout")(weights)
     else:
@@ -115,35 +118,13 @@ def hooked_gpt2_attention(module: nn.Module, query: torch.Tensor, key: torch.Ten
         weights = torch.matmul(query, key.transpose(-1, -2)) * scaling  # [batch, n_heads, query_pos, key_pos]
         if attention_mask is not None:
             weights = weights + attention_mask
-        weights = _run(callbacks, "scores", weights)
+        weights = run_callbacks(callbacks, "scores", weights)
         weights = nn.functional.softmax(weights, dim=-1)
-        weights = _run(callbacks, "pattern", weights)
+        weights = run_callbacks(callbacks, "pattern", weights)
         weights = weights.type(value.dtype)
         weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2)  # [batch, pos, n_heads, d_head]
     return output, weights
-
-
-def _register_attention_implementation() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
-
-    AttentionInterface.register(ATTN_IMPLEMENTATION, hooked_gpt2_attention)
-    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
-
-
-def _first_input_hook(fn: HookFn, info: HookInfo, keyword: str) -> Callable[..., Any]:
-    """A forward pre-hook (``with_kwargs=True``) that shows ``fn`` a module's first input, positional (as GPT-2
-    passes it) or passed as ``keyword``, and substitutes what ``fn`` returns."""
-    def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> Any:
-        tensor = args[0] if args else kwargs[keyword]
-        new = fn(tensor, info)
-        if new is None:
-            return None
-        if args:
-            return (new, *args[1:]), kwargs
-        return args, {**kwargs, keyword: new}
-    return pre_hook
 
 
 class GPT2Adapter(ModelAdapter):
@@ -165,9 +146,7 @@ class GPT2Adapter(ModelAdapter):
         self.embeddings = nn.ModuleList([self.wte, self.wpe])
 
     def hook_names(self) -> list[str]:
-        return (["embed.hook_embed", "embed.hook_pos_embed"]
-                + [f"blocks.{i}.{n}" for i in range(len(self.layers)) for n in HOOK_NAMES_PER_BLOCK]
-                + ["ln_final.hook_normalized"])
+        return block_hook_names(len(self.layers), HOOK_NAMES_PER_BLOCK)
 
     def embedding_module(self) -> nn.Module:
         """``wte`` and ``wpe`` in one container (for their parameters; GPT-2 adds them in its forward)."""
@@ -191,22 +170,18 @@ class GPT2Adapter(ModelAdapter):
 
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
-            return [self.wte.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
+            return [self.wte.register_forward_hook(output_hook(fn, info)).remove]
         if name == "embed.hook_pos_embed":
-            def pos_hook(module, args, out):  # out: [1, pos, d_model] shared over the batch
-                inputs = current()
-                batch = inputs["input_ids"].shape[0] if inputs else out.shape[0]
-                return fn(out.expand(batch, -1, -1), info)
-            return [self.wpe.register_forward_hook(pos_hook).remove]
+            return [self.wpe.register_forward_hook(position_hook(fn, info, current)).remove]
         if name == "ln_final.hook_normalized":
-            return [self.ln_f.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
+            return [self.ln_f.register_forward_hook(output_hook(fn, info)).remove]
         assert info.layer is not None, name
         block = self.layers[info.layer]
         attn, mlp = block.attn, block.mlp
         suffix = name.split(".", 2)[2]
         heads = (self.n_heads, self.d_head)
         if suffix == "hook_resid_pre":
-            return [block.register_forward_pre_hook(_first_input_hook(fn, info, "hidden_states"),
+            return [block.register_forward_pre_hook(first_input_hook(fn, info, "hidden_states"),
                                                     with_kwargs=True).remove]
         if suffix in ("attn.hook_q", "attn.hook_k", "attn.hook_v"):
             third = "qkv".index(suffix[-1])
@@ -221,12 +196,12 @@ class GPT2Adapter(ModelAdapter):
                 return torch.cat(parts, dim=2)
             return [attn.c_attn.register_forward_hook(qkv_hook).remove]
         if suffix in ("attn.hook_attn_scores", "attn.hook_pattern"):
-            return [self._attention_callback(block, "scores" if suffix.endswith("scores") else "pattern", fn, info)]
-        if suffix == "attn.hook_z":
-            def z_fn(z: torch.Tensor, hook: HookInfo) -> Optional[torch.Tensor]:  # z: [batch, pos, d_model]
-                new = fn(z.view(*z.shape[:-1], *heads), hook)  # [batch, pos, n_heads, d_head]
-                return None if new is None else new.reshape(z.shape)
-            return [attn.c_proj.register_forward_pre_hook(_first_input_hook(z_fn, info, "x"), with_kwargs=True).remove]
+            register_attention(ATTN_IMPLEMENTATION, hooked_gpt2_attention)
+            key = "scores" if suffix.endswith("scores") else "pattern"
+            return [attention_callback(self.model, self.self_attention(block), key, fn, info, ATTN_IMPLEMENTATION)]
+        if suffix == "attn.hook_z":  # z [batch, pos, d_model] is the input of c_proj
+            z_hook = first_input_hook(split_heads(fn, self.n_heads, self.d_head), info, "x")
+            return [attn.c_proj.register_forward_pre_hook(z_hook, with_kwargs=True).remove]
         if suffix == "hook_resid_mid":
             def mid_hook(module, args, kwargs):
                 hidden = args[0] if args else kwargs["input"]  # resid_mid, also the residual the MLP adds to
@@ -239,28 +214,7 @@ class GPT2Adapter(ModelAdapter):
                 return None
             return [block.ln_2.register_forward_pre_hook(mid_hook, with_kwargs=True).remove]
         if suffix == "mlp.hook_post":
-            return [mlp.c_proj.register_forward_pre_hook(_first_input_hook(fn, info, "x"), with_kwargs=True).remove]
+            return [mlp.c_proj.register_forward_pre_hook(first_input_hook(fn, info, "x"), with_kwargs=True).remove]
         module = {"ln1.hook_normalized": block.ln_1, "hook_attn_out": attn.c_proj, "ln2.hook_normalized": block.ln_2,
                   "mlp.hook_pre": mlp.c_fc, "hook_mlp_out": mlp.c_proj, "hook_resid_post": block}[suffix]
-        return [module.register_forward_hook(lambda m, a, out: fn(out, info)).remove]
-
-    def _attention_callback(self, block: Any, key: str, fn: HookFn, info: HookInfo) -> Undo:
-        """Switch the model to the hooked eager attention while ``fn`` is attached to ``block``'s scores/pattern."""
-        _register_attention_implementation()
-        attention = self.self_attention(block)
-
-        def callback(tensor: torch.Tensor) -> torch.Tensor:
-            new = fn(tensor, info)
-            return tensor if new is None else new
-        ATTN_CALLBACKS.setdefault(attention, {}).setdefault(key, []).append(callback)
-        config: Any = self.model.config
-        previous = config._attn_implementation
-        config._attn_implementation = ATTN_IMPLEMENTATION
-
-        def remove() -> None:
-            config._attn_implementation = previous
-            entry = ATTN_CALLBACKS.get(attention, {})
-            entry.get(key, []).remove(callback)
-            if not any(entry.values()):
-                ATTN_CALLBACKS.pop(attention, None)
-        return remove
+        return [module.register_forward_hook(output_hook(fn, info)).remove]
