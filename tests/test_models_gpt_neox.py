@@ -364,3 +364,80 @@ def test_gradient_reaches_a_replaced_residual_stream(subject):
         total = subject.forward(TEXTS[0]).last_hidden_state.pow(2).sum()
         (gradient,) = torch.autograd.grad(total, captured["x"])
     assert gradient.shape == captured["x"].shape and gradient.abs().max().item() > 0
+
+
+def _neox_tokenizer():
+    """GPT-NeoX's own tokenizer class (byte-level BPE, ``<|padding|>`` = id 1 as in Pythia's vocabulary), its
+    merges trained on real text (PTB valid) with the ``tokenizers`` library."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPTNeoXTokenizer
+
+    from atinuke.corpus import load_texts
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(load_texts("ptb", "valid")[:1000], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|padding|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return GPTNeoXTokenizer(vocab=model["vocab"], merges=merges)
+
+
+@pytest.fixture(scope="module")
+def pythia_dir(tmp_path_factory) -> Path:
+    """A checkpoint laid out as Pythia's are: ``GPTNeoXForCausalLM`` (base model under ``gpt_neox.``, LM head
+    ``embed_out``), with the legacy ``attention.bias``/``masked_bias`` buffers older checkpoints carry, and the
+    family's own tokenizer."""
+    from safetensors.torch import load_file, save_file
+
+    tokenizer = _neox_tokenizer()
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=128, max_position_embeddings=128, rotary_pct=0.25,
+                           use_parallel_residual=True, dtype="float32")
+    path = tmp_path_factory.mktemp("pythia") / "model"
+    GPTNeoXForCausalLM(config).eval().save_pretrained(path)
+    weights = load_file(path / "model.safetensors")
+    for i in range(2):
+        weights[f"gpt_neox.layers.{i}.attention.bias"] = torch.ones(1, 1, 128, 128, dtype=torch.bool).tril()
+        weights[f"gpt_neox.layers.{i}.attention.masked_bias"] = torch.tensor(-1e9)
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_pythia_layout_checkpoint_loads_end_to_end(pythia_dir):
+    """load_subject on a causal-LM checkpoint with the family's tokenizer: the base model is loaded (the LM head
+    ``embed_out`` left unused, the legacy buffers ignored), padding is on the right with ``<|padding|>``, and the
+    subject's output is the causal LM's own final hidden state."""
+    subject = load_subject(pythia_dir)
+    assert subject.hook_names == golden(True)
+    assert subject.tokenizer.pad_token == "<|padding|>" and subject.tokenizer.padding_side == "right"
+    batch = subject.tokenize(TEXTS)
+    mask = batch["attention_mask"]
+    n_real = int(mask[1].sum())
+    assert (mask[1, n_real:] == 0).all() and n_real < mask.shape[1]  # right padding
+    assert (batch["input_ids"][1, n_real:] == subject.tokenizer.pad_token_id).all()
+    lm = GPTNeoXForCausalLM.from_pretrained(pythia_dir, attn_implementation="eager").eval()
+    with torch.no_grad():
+        own = lm(**subject.as_inputs(batch), output_hidden_states=True)
+        cache = subject.run_with_cache(batch)
+        alone = subject.forward(TEXTS[1]).last_hidden_state
+    assert _max_diff(cache["ln_final.hook_normalized"], own.hidden_states[-1]) <= 1e-6
+    assert _max_diff(cache["blocks.0.hook_resid_post"], own.hidden_states[1]) <= 1e-6
+    assert _max_diff(cache.output.last_hidden_state[1, :n_real], alone[0]) <= 1e-5
+    # the checkpoint's missing tensors are still refused (only the LM head may be left unused)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(pythia_dir / "model.safetensors")
+    del weights["gpt_neox.layers.1.mlp.dense_4h_to_h.weight"]
+    broken = pythia_dir.parent / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((pythia_dir / name).read_bytes())
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(UserInputError, match="missing layers.1.mlp.dense_4h_to_h.weight"):
+        load_subject(broken)
