@@ -441,3 +441,26 @@ def test_a_pythia_layout_checkpoint_loads_end_to_end(pythia_dir):
     save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(UserInputError, match="missing layers.1.mlp.dense_4h_to_h.weight"):
         load_subject(broken)
+
+
+@pytest.mark.parametrize("dtype, implementation", [(torch.bfloat16, "eager"), (torch.float32, "sdpa")])
+def test_hooked_attention_is_the_eager_attention_op_for_op(tiny_tokenizer, subject, dtype, implementation):
+    """In bfloat16 a change of operation or order shows (scaling q before the product, say, fails here): the fully
+    hooked forward (every name, the registered attention) equals the plain eager forward bit for bit. A model
+    loaded with SDPA runs the hooked eager attention while a score or pattern hook is on, then SDPA again."""
+    config = copy.deepcopy(subject.encoder.config)
+    torch.manual_seed(2)
+    model = AutoModel.from_config(config, attn_implementation=implementation, dtype=dtype).eval()
+    eager = copy.deepcopy(model)
+    eager.config._attn_implementation = "eager"
+    other = Subject(Encoder(name="neox-other", kind="hf", model=model, tokenizer=subject.tokenizer, path=Path(".")))
+    inputs = other.as_inputs(other.tokenize(TEXTS))
+    with torch.no_grad():
+        plain = eager(**inputs, output_attentions=True)
+        cache = other.run_with_cache(inputs)
+    assert cache["blocks.0.hook_resid_pre"].dtype == dtype
+    assert torch.equal(cache.output.last_hidden_state, plain.last_hidden_state)
+    for i in range(2):
+        assert torch.equal(cache[f"blocks.{i}.attn.hook_pattern"], plain.attentions[i])
+    assert model.config._attn_implementation == implementation
+    assert len(ATTN_CALLBACKS) == 0
