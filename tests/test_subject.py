@@ -189,14 +189,14 @@ def test_hook_can_replace_an_activation(atinuke_subject):
 
 
 def test_a_family_without_an_adapter_is_refused_by_name(tmp_path, tiny_tokenizer):
-    from transformers import GPTNeoXConfig, GPTNeoXModel
+    from transformers import FalconConfig, FalconModel
 
     from atinuke.errors import UserInputError
     from atinuke.tokenizer import save_tokenizer
 
-    GPTNeoXModel(GPTNeoXConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=4, intermediate_size=64)).save_pretrained(tmp_path / "neox")
-    save_tokenizer(tiny_tokenizer, tmp_path / "neox")
-    with pytest.raises(UserInputError, match=r"'gpt_neox' \(GPTNeoXModel\) has no adapter.*supported: .*gpt2") as error:
-        load_subject(tmp_path / "neox")
+    FalconModel(FalconConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                             num_attention_heads=4)).save_pretrained(tmp_path / "falcon")
+    save_tokenizer(tiny_tokenizer, tmp_path / "falcon")
+    with pytest.raises(UserInputError, match=r"'falcon' \(FalconModel\) has no adapter.*supported: .*gpt2.*gpt_neox") as error:
+        load_subject(tmp_path / "falcon")
     assert "\n" not in str(error.value)
