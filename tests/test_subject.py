@@ -40,6 +40,17 @@ def test_same_hook_names_for_both_families(which, request):
     assert subject.hook_names == _expected_names(subject.n_layers)
 
 
+@pytest.mark.parametrize("which,family", [("atinuke_subject", "atinuke"), ("minilm_subject", "bert")])
+def test_unknown_hook_name_names_the_family_and_the_closest_names(which, family, request):
+    subject = request.getfixturevalue(which)
+    with pytest.raises(UserInputError) as error:
+        subject.run_with_cache(subject.tokenize(TEXTS), names=["blocks.0.attn.hook_patern"])
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"'blocks.0.attn.hook_patern' for the {family} family" in message
+    assert "close matches: blocks.0.attn.hook_pattern" in message
+
+
 @pytest.mark.parametrize("which", ["atinuke_subject", "minilm_subject"])
 def test_cached_forward_equals_plain_forward(which, request):
     subject = request.getfixturevalue(which)

@@ -297,7 +297,7 @@ class Subject:
         for name in names:
             if name not in known:
                 close = difflib.get_close_matches(name, self.hook_names, n=3)
-                raise UserInputError(f"unknown hook name {name!r}" +
+                raise UserInputError(f"unknown hook name {name!r} for the {self.adapter.family} family" +
                                      (f"; close matches: {', '.join(close)}" if close else
                                       f"; names look like {self.hook_names[2]!r}"))
 
