@@ -14,6 +14,7 @@ from workbench.models.base import HOOK_NAMES_PER_BLOCK, HookFn, HookInfo, ModelA
 from workbench.models.bert import BertAdapter
 from workbench.models.distilbert import DistilBertAdapter
 from workbench.models.gpt2 import GPT2Adapter
+from workbench.models.modernbert import ModernBertAdapter
 
 # config.model_type -> the adapter of its family.
 ADAPTERS: dict[str, type[ModelAdapter]] = {
@@ -25,6 +26,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "electra": BertAdapter,
     "distilbert": DistilBertAdapter,
     "gpt2": GPT2Adapter,
+    "modernbert": ModernBertAdapter,
 }
 
 
