@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, ModernBertConfig
 
-from atinuke.encoders import load_encoder
+from atinuke.encoders import Encoder, load_encoder
 from atinuke.errors import UserInputError
 from atinuke.tokenizer import save_tokenizer
 from workbench.models.bridges import ATTN_CALLBACKS
 from workbench.models.modernbert import ModernBertAdapter
+from workbench.pruned_forward import can_prune, pruned_forward
 from workbench.subject import Subject, load_subject
 
 TEXTS = ["The market fell sharply on Monday.", "Shares rose."]  # different lengths: the second is padded
@@ -36,9 +37,9 @@ GOLDEN = (["embed.hook_embed"] + [f"blocks.{i}.{n}" for i in range(N_LAYERS) for
           + ["ln_final.hook_normalized"])
 
 
-def _config(vocab_size: int) -> ModernBertConfig:
+def _config(vocab_size: int, n_layers: int = N_LAYERS) -> ModernBertConfig:
     return ModernBertConfig(vocab_size=vocab_size, hidden_size=D_MODEL, intermediate_size=D_FF,
-                            num_hidden_layers=N_LAYERS, num_attention_heads=N_HEADS, global_attn_every_n_layers=2,
+                            num_hidden_layers=n_layers, num_attention_heads=N_HEADS, global_attn_every_n_layers=2,
                             local_attention=2 * WINDOW, max_position_embeddings=128, pad_token_id=0, bos_token_id=2,
                             eos_token_id=3, cls_token_id=2, sep_token_id=3, torch_dtype="float32")
 
@@ -109,7 +110,7 @@ def test_golden_hook_names_and_adapter(subject):
     assert batch["input_ids"][0, 0].item() == subject.tokenizer.cls_token_id
     assert len(subject.adapter.blocks()) == N_LAYERS
     assert subject.input_embeddings in list(subject.adapter.embedding_module().children())
-    assert subject.adapter.prune_refusal(subject.adapter.blocks()[-1]) is not None
+    assert subject.adapter.prune_refusal(subject.adapter.blocks()[-1]) is None  # eager: row pruning written
     for wrong, close in [("embed.hook_pos_embed", "embed.hook_embed"), ("blocks.1.attn.hook_rot_v", "hook_rot_")]:
         with pytest.raises(UserInputError, match=f"unknown hook name '{wrong}'.*{close}") as error:
             subject.run_with_cache(TEXTS, names=[wrong])
@@ -380,3 +381,81 @@ def test_an_sdpa_model_is_hooked_through_the_eager_path(subject, model_dir):
     real = cache.attention_mask.bool()  # [batch, pos]
     assert _max_diff(cache.output.last_hidden_state[real], fast[real]) <= 1e-5
     assert torch.equal(cache["blocks.1.attn.hook_pattern"], eager["blocks.1.attn.hook_pattern"])
+
+
+# 11 and 10 tokens: one padding row, within the window of a real token. (A padding query whose window holds only
+# padding keys is fully masked, and in float64 ModernBERT's own eager pass gives it NaNs, which the next global layer
+# spreads through the padding keys.)
+PRUNE_TEXTS = ["The market fell sharply on Monday.", "Shares rose sharply on Monday."]
+
+
+def _pruned_values_and_gradient(subject: Subject, rows, read=((0, 3), (2, 4))):
+    """Last hidden state at fixed positions and d(sum of squares)/d(token embeddings), with the last block
+    pruned to ``rows`` (None: the full forward pass)."""
+    inputs = subject.as_inputs(subject.tokenize(PRUNE_TEXTS))
+    assert (inputs["attention_mask"] == 0).any()
+    embeds = subject.input_embeddings(inputs["input_ids"]).detach().requires_grad_(True)
+    handle = subject.input_embeddings.register_forward_hook(lambda module, args, output: embeds)
+    try:
+        with pruned_forward(subject) as slot:
+            slot.rows = rows
+            hidden = subject.encoder(**inputs).last_hidden_state  # [batch, pos, d_model]
+    finally:
+        handle.remove()
+    index = torch.tensor(read)
+    values = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+    (gradient,) = torch.autograd.grad(values.pow(2).sum(), embeds)
+    return values.detach(), gradient
+
+
+@pytest.mark.parametrize("n_layers, implementation", [(3, "eager"), (2, "eager"), (2, "sdpa")],
+                         ids=["global-last", "local-last", "local-last-sdpa"])
+def test_pruned_last_block_is_exact(subject, n_layers, implementation):
+    """The last block at the target's rows only (queries, MLP, norms) is the same function, in float64, whether
+    the last layer attends globally or through its window."""
+    torch.manual_seed(0)
+    model = AutoModel.from_config(_config(len(subject.tokenizer), n_layers), attn_implementation=implementation)
+    pruned = Subject(Encoder(f"modernbert{n_layers}", "hf", model.double().eval(), subject.tokenizer, Path(".")))
+    assert pruned.encoder.config.layer_types[-1] == ("full_attention" if n_layers == 3 else "sliding_attention")
+    assert can_prune(pruned)
+    full_values, full_gradient = _pruned_values_and_gradient(pruned, None)
+    values, gradient = _pruned_values_and_gradient(pruned, torch.tensor([[3, 0], [4, 2]]))  # any order
+    torch.testing.assert_close(values, full_values, atol=1e-12, rtol=0)
+    torch.testing.assert_close(gradient, full_gradient, atol=1e-11, rtol=0)
+    assert "forward" not in vars(pruned.adapter.blocks()[-1])  # the class's forward is back
+    with pruned.hooks([(f"blocks.{n_layers - 1}.attn.hook_rot_q", lambda act, hook: None)]):
+        assert not can_prune(pruned)  # a hook inside the last block would be skipped
+    pruned.encoder.config._attn_implementation = "flex_attention"  # its block mask has no rows to gather
+    assert "eager and SDPA" in str(pruned.adapter.prune_refusal(pruned.adapter.blocks()[-1]))
+
+
+def test_attribution_on_a_task_model_is_the_same_with_and_without_pruning(model_dir, monkeypatch):
+    """Integrated gradients through a classifier on the ModernBERT encoder ([CLS] pooling): the engine prunes the
+    last block to the [CLS] row, and the scores equal the full pass's."""
+    import numpy as np
+
+    from atinuke.tasks import get_task
+    from atinuke.tasks.base import ClassificationExample
+    from atinuke.tasks.heads import build_task_model
+    from workbench.attribution import AttributionParams, attribute
+    from workbench.attribution import engine as attribution_engine
+
+    torch.manual_seed(0)
+    task = load_subject(build_task_model(load_encoder(model_dir), get_task("sst2"), dropout=0.0).eval())
+    assert isinstance(task.adapter, ModernBertAdapter)
+    entered = []
+
+    def spy(subject):
+        entered.append(subject)
+        return pruned_forward(subject)
+
+    monkeypatch.setattr(attribution_engine, "pruned_forward", spy)
+    examples = [ClassificationExample("a", "the market fell last week .", None, "0"),
+                ClassificationExample("b", "prices rose .", None, "1")]
+    on = attribute(task, examples, "integrated_gradients", "class=1", AttributionParams(n_steps=8))
+    assert entered
+    off = attribute(task, examples, "integrated_gradients", "class=1",
+                    AttributionParams(n_steps=8, final_block_rows=False))
+    assert on.frame["target"].tolist() == off.frame["target"].tolist()
+    np.testing.assert_allclose(on.frame["score"], off.frame["score"], atol=1e-5, rtol=1e-5)
+    assert on.frame["score"].abs().max() > 0

@@ -58,8 +58,12 @@ training mode the names sit where the table says (hook_attn_out and hook_mlp_out
 Replacing ``hook_resid_mid``: the layer adds the MLP's output to the very tensor it passes to ``mlp_norm``, so the
 bridge (a pre-hook on ``mlp_norm``) writes the replacement into that tensor in place, and both uses see it, exactly,
 as in :mod:`workbench.models.gpt2`. ``mlp.hook_pre`` and ``mlp.hook_pre_linear`` are two views of one ``Wi`` output:
-each bridge re-splits what the previous hook returned, so hooks at both names compose. Row pruning and the
-masked-LM head are not written for this family (the base class refuses them).
+each bridge re-splits what the previous hook returned, so hooks at both names compose.
+
+Row pruning (:mod:`workbench.pruned_forward`) is written for the eager and SDPA paths: the last layer computes
+the attention output, MLP and norms at the target's rows only (the fused Q/K/V projection and the keys' rotary
+embedding at every row, with ``transformers``' own rotary function; the mask's rows gathered, so a local last
+layer keeps its window). The masked-LM head is not written for this family (the base class refuses it).
 """
 from __future__ import annotations
 
@@ -80,6 +84,7 @@ from workbench.models.bridges import (
     run_callbacks,
     split_heads,
 )
+from workbench.models.rows import RowSlot, gather_rows, scatter_rows
 
 ATTN_IMPLEMENTATION = "workbench_eager_modernbert"
 
@@ -185,6 +190,15 @@ class ModernBertAdapter(ModelAdapter):
     def hooks_inside(self, block: nn.Module) -> bool:
         return bool(ATTN_CALLBACKS.get(self.self_attention(block)))
 
+    def prune_refusal(self, block: nn.Module) -> Optional[str]:
+        implementation = getattr(self.model.config, "_attn_implementation", None)
+        if implementation not in ("eager", "sdpa", ATTN_IMPLEMENTATION):
+            return f"row pruning supports ModernBERT's eager and SDPA attention, not {implementation!r}"
+        return None
+
+    def pruned_forward(self, block: nn.Module, slot: RowSlot) -> Callable[..., object]:
+        return pruned_layer_forward(block, slot, self.n_heads, self.d_head)
+
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
             return [self.embeddings.tok_embeddings.register_forward_hook(output_hook(fn, info)).remove]
@@ -243,3 +257,45 @@ def in_place_input_hook(fn: HookFn, info: HookInfo, name: str) -> Callable[..., 
             hidden.copy_(new)  # in place: mlp_norm and the residual connection both read this tensor
         return None
     return pre_hook
+
+
+def pruned_layer_forward(layer: Any, slot: RowSlot, n_heads: int, d_head: int) -> Callable[..., torch.Tensor]:
+    """``ModernBertEncoderLayer.forward`` computing only ``slot.rows`` (keys and values at every row)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb, eager_attention_forward
+
+    original = layer.forward
+    attn = layer.attn
+
+    def forward(hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                position_embeddings: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                **kwargs: Any) -> torch.Tensor:
+        rows = slot.rows
+        if rows is None or position_embeddings is None:
+            return original(hidden_states, attention_mask=attention_mask, position_embeddings=position_embeddings,
+                            **kwargs)
+        batch, n_pos, d_model = hidden_states.shape
+        k = rows.shape[1]
+        normed = layer.attn_norm(hidden_states)  # [batch, pos, d_model]: every row's key and value need it
+        # The fused projection at every row, as the full layer computes it: the rotary embedding rounds q and k
+        # to float32, which would turn a split product's last-bit differences into visible ones.
+        qkv = attn.Wqkv(normed)  # [batch, pos, 3 * d_model]
+        q = gather_rows(qkv[..., :d_model], rows).view(batch, k, n_heads, d_head).transpose(1, 2)  # [b, h, k, d]
+        keys, values = (t.transpose(1, 2) for t in qkv[..., d_model:].view(batch, n_pos, 2, n_heads, d_head).unbind(2))
+        cos, sin = position_embeddings  # [1 or batch, pos, d_head]
+        cos_rows, sin_rows = (gather_rows(t.expand(batch, -1, -1), rows) for t in (cos, sin))  # [batch, k, d_head]
+        q, _ = apply_rotary_pos_emb(q, q, cos_rows, sin_rows, unsqueeze_dim=1)
+        _, keys = apply_rotary_pos_emb(keys, keys, cos, sin, unsqueeze_dim=1)
+        mask = attention_mask  # additive float or bool, [batch, 1, query_pos, key_pos], or None
+        if mask is not None and mask.dim() == 4 and mask.shape[2] == n_pos and n_pos > 1:
+            mask = mask.expand(batch, -1, -1, -1).gather(
+                2, rows[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[3]))
+        # The layer's own attention function (eager: softmax in float32, as the full pass; or SDPA) on the rows.
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
+        z, _ = attention(attn, q, keys, values, mask, dropout=0.0, scaling=d_head ** -0.5,
+                         sliding_window=attn.sliding_window)  # z: [batch, k, n_heads, d_head]
+        mid = gather_rows(hidden_states, rows) + attn.out_drop(attn.Wo(z.reshape(batch, k, d_model)))
+        out = mid + layer.mlp(layer.mlp_norm(mid))  # [batch, k, d_model]
+        return scatter_rows(hidden_states, rows, out)  # [batch, pos, d_model]
+
+    return forward
