@@ -459,3 +459,37 @@ def test_attribution_on_a_task_model_is_the_same_with_and_without_pruning(model_
     assert on.frame["target"].tolist() == off.frame["target"].tolist()
     np.testing.assert_allclose(on.frame["score"], off.frame["score"], atol=1e-5, rtol=1e-5)
     assert on.frame["score"].abs().max() > 0
+
+
+def test_head_output_weights_split_attn_out_into_heads(subject):
+    """Each head's slice of the output projection: the heads' writes z_h W[h] sum to hook_attn_out."""
+    names = [f"blocks.{i}.{n}" for i in range(N_LAYERS) for n in ("attn.hook_z", "hook_attn_out")]
+    with torch.no_grad():
+        cache = subject.run_with_cache(TEXTS, names=names)
+    for i in range(N_LAYERS):
+        weights = subject.adapter.head_output_weights(i)
+        assert weights is not None and weights.shape == (N_HEADS, D_HEAD, D_MODEL)
+        writes = torch.einsum("bphd,hdm->bphm", cache[f"blocks.{i}.attn.hook_z"], weights)  # [batch, pos, heads, d]
+        assert _max_diff(writes.sum(2), cache[f"blocks.{i}.hook_attn_out"]) <= 1e-6
+        assert writes.abs().amax((0, 1, 3)).min().item() > 0  # every head writes something
+
+
+def test_a_masked_lm_checkpoint_loads_as_the_encoder_and_a_classifier_is_refused(subject, tmp_path):
+    """Real ModernBERT checkpoints are ModernBertForMaskedLM: their MLM head (head.*, decoder.*) is left unused and
+    the encoder is the same function; a fine-tuned classifier's extra weights are still refused by name."""
+    from transformers import ModernBertForMaskedLM, ModernBertForSequenceClassification
+
+    torch.manual_seed(0)
+    mlm = ModernBertForMaskedLM(_config(len(subject.tokenizer))).eval()
+    mlm.save_pretrained(tmp_path / "mlm")
+    save_tokenizer(subject.tokenizer, tmp_path / "mlm")
+    loaded = load_subject(tmp_path / "mlm")
+    assert isinstance(loaded.adapter, ModernBertAdapter) and loaded.hook_names == GOLDEN
+    inputs = loaded.as_inputs(loaded.tokenize(TEXTS))
+    real = inputs["attention_mask"].bool()  # the in-memory MLM runs SDPA: fully masked padding rows differ
+    with torch.no_grad():
+        assert _max_diff(loaded.forward(inputs).last_hidden_state[real], mlm.model(**inputs).last_hidden_state[real]) <= 1e-6
+    ModernBertForSequenceClassification(_config(len(subject.tokenizer))).save_pretrained(tmp_path / "classifier")
+    save_tokenizer(subject.tokenizer, tmp_path / "classifier")
+    with pytest.raises(UserInputError, match="unexpected classifier"):
+        load_subject(tmp_path / "classifier")

@@ -63,7 +63,10 @@ each bridge re-splits what the previous hook returned, so hooks at both names co
 Row pruning (:mod:`workbench.pruned_forward`) is written for the eager and SDPA paths: the last layer computes
 the attention output, MLP and norms at the target's rows only (the fused Q/K/V projection and the keys' rotary
 embedding at every row, with ``transformers``' own rotary function; the mask's rows gathered, so a local last
-layer keeps its window). The masked-LM head is not written for this family (the base class refuses it).
+layer keeps its window). :meth:`ModernBertAdapter.head_output_weights` splits ``attn.Wo`` per head (what head h
+writes into the residual stream). A ``ModernBertForMaskedLM`` checkpoint, the form in which ModernBERT is
+published, loads as its encoder (:data:`atinuke.encoders.UNUSED_HEAD_PREFIXES` leaves ``head.`` and ``decoder.``
+unused); the masked-LM head itself is not wired to the workbench's LM read-out (the base class refuses it).
 """
 from __future__ import annotations
 
@@ -189,6 +192,13 @@ class ModernBertAdapter(ModelAdapter):
 
     def hooks_inside(self, block: nn.Module) -> bool:
         return bool(ATTN_CALLBACKS.get(self.self_attention(block)))
+
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """``attn.Wo`` split per head, [n_heads, d_head, d_model]: head h writes ``z[..., h, :] @ W[h]`` into the
+        residual stream (pre-norm: the stream is the sum of the component outputs; ``Wo``'s bias, when a config
+        has one, is not any head's)."""
+        weight = self.layers[layer].attn.Wo.weight  # [d_model, n_heads * d_head]
+        return weight.T.reshape(self.n_heads, self.d_head, weight.shape[0])
 
     def prune_refusal(self, block: nn.Module) -> Optional[str]:
         implementation = getattr(self.model.config, "_attn_implementation", None)
