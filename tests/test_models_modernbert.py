@@ -493,3 +493,21 @@ def test_a_masked_lm_checkpoint_loads_as_the_encoder_and_a_classifier_is_refused
     save_tokenizer(subject.tokenizer, tmp_path / "classifier")
     with pytest.raises(UserInputError, match="unexpected classifier"):
         load_subject(tmp_path / "classifier")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_the_hooked_attention_is_modernberts_eager_attention_op_for_op(subject, dtype):
+    """Without callbacks the registered implementation returns exactly what ModernBERT's eager attention returns
+    (bit for bit, including its float32 softmax for half precision and float64)."""
+    from transformers.models.modernbert.modeling_modernbert import eager_attention_forward
+
+    from workbench.models.modernbert import hooked_modernbert_attention
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, N_HEADS, 7, D_HEAD, generator=generator).to(dtype) for _ in range(3))
+    mask = torch.zeros(2, 1, 7, 7, dtype=dtype)
+    mask[1, :, :, 5:] = torch.finfo(dtype).min  # padding keys of the second row
+    module = subject.adapter.self_attention(subject.adapter.blocks()[1])
+    ours = hooked_modernbert_attention(module, q, k, v, mask, scaling=D_HEAD ** -0.5, sliding_window=3)
+    theirs = eager_attention_forward(module, q, k, v, mask, scaling=D_HEAD ** -0.5, sliding_window=3)
+    assert all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(ours, theirs))
