@@ -15,6 +15,7 @@ from workbench.models.bert import BertAdapter
 from workbench.models.distilbert import DistilBertAdapter
 from workbench.models.gpt2 import GPT2Adapter
 from workbench.models.gpt_neox import GPTNeoXAdapter
+from workbench.models.modernbert import ModernBertAdapter
 
 # config.model_type -> the adapter of its family.
 ADAPTERS: dict[str, type[ModelAdapter]] = {
@@ -27,6 +28,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "distilbert": DistilBertAdapter,
     "gpt2": GPT2Adapter,
     "gpt_neox": GPTNeoXAdapter,
+    "modernbert": ModernBertAdapter,
 }
 
 
