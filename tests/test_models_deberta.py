@@ -314,3 +314,24 @@ def test_row_pruning_is_refused(subject):
 
     assert "deberta-v2" in (subject.adapter.prune_refusal(subject.adapter.blocks()[-1]) or "")
     assert not can_prune(subject)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_a_masked_lm_checkpoint_loads_as_an_encoder(tmp_path, tiny_tokenizer, legacy):
+    """DeBERTa-v3's released checkpoints carry the MLM head (``lm_predictions``, or ``cls`` for a legacy
+    config); the encoder loads without it and computes what the head model's own encoder computes."""
+    from transformers import DebertaV2ForMaskedLM
+
+    torch.manual_seed(0)
+    config = copy.deepcopy(_model("v3", len(tiny_tokenizer)).config)
+    config.legacy = legacy
+    model = DebertaV2ForMaskedLM(config).eval()
+    model.save_pretrained(tmp_path / "model")
+    save_tokenizer(tiny_tokenizer, tmp_path / "model")
+    subject = load_subject(tmp_path / "model")
+    assert isinstance(subject.adapter, DebertaV2Adapter)
+    batch = subject.tokenize(TEXTS)
+    with torch.no_grad():
+        expected = model.deberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        cached = subject.run_with_cache(batch, ["ln_final.hook_normalized"])["ln_final.hook_normalized"]
+    assert torch.equal(cached, expected)
