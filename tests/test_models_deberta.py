@@ -322,6 +322,8 @@ def test_a_masked_lm_checkpoint_loads_as_an_encoder(tmp_path, tiny_tokenizer, le
     config); the encoder loads without it and computes what the head model's own encoder computes."""
     from transformers import DebertaV2ForMaskedLM
 
+    from workbench.features.evaluate import language_model
+
     torch.manual_seed(0)
     config = copy.deepcopy(_model("v3", len(tiny_tokenizer)).config)
     config.legacy = legacy
@@ -335,3 +337,22 @@ def test_a_masked_lm_checkpoint_loads_as_an_encoder(tmp_path, tiny_tokenizer, le
         expected = model.deberta(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         cached = subject.run_with_cache(batch, ["ln_final.hook_normalized"])["ln_final.hook_normalized"]
     assert torch.equal(cached, expected)
+    # the LM head around the subject's own modules: the checkpoint's logits, and hooks on the subject apply
+    head, causal = subject.adapter.language_model_head(tmp_path / "model" / "model.safetensors")
+    assert not causal and head.deberta is subject.encoder
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        logits = head(**inputs).logits  # [batch, pos, vocab]
+        assert _max_diff(logits, model(**inputs).logits) <= 1e-5
+        with subject.hooks([("blocks.1.hook_mlp_out", lambda act, hook: torch.zeros_like(act))]):
+            assert _max_diff(head(**inputs).logits, logits) > 1e-3
+        # the workbench's LM read-out (logit lens, SAE loss recovered) of the last residual state is the logits
+        lm = language_model(subject)
+        assert lm is not None and not lm.causal
+        final = subject.run_with_cache(batch, ["ln_final.hook_normalized"])["ln_final.hook_normalized"]
+        assert _max_diff(lm.unembed(final), logits) <= 1e-5
+
+
+def test_a_checkpoint_without_an_lm_head_has_none(subjects, model_dirs):
+    subject = subjects["v3"]
+    assert subject.adapter.language_model_head(model_dirs["v3"] / "model.safetensors") is None

@@ -55,12 +55,17 @@ embeddings.) What each name means:
 ``ln_final.hook_normalized``       the model's ``last_hidden_state`` (post-norm: no extra LayerNorm)
 =================================  ===================================================================
 
-Row pruning of the last block (which would have to gather the relative-position terms by row) and the masked-LM
-head are not written for this family (the base class refuses them).
+The masked-LM head of a checkpoint that has one (``lm_predictions``, or ``cls`` for a legacy config) is built
+around the subject's own modules (:meth:`DebertaV2Adapter.language_model_head`); a non-legacy head is also
+reachable as ``cls(hidden)`` (:class:`MaskedLMReadout`), the read-out the logit lens and SAE evaluation call. Row pruning of the last block
+(which would have to gather the relative-position terms by row) is not written for this family (the base class
+refuses it).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import torch
 from torch import nn
@@ -76,6 +81,9 @@ from workbench.models.bridges import (
     run_callbacks,
     split_heads,
 )
+
+if TYPE_CHECKING:
+    from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Model
 
 # Hook names inside DisentangledSelfAttention -> the callback key the replacement forward runs them under.
 INSIDE_ATTENTION = {"attn.hook_q": "q", "attn.hook_k": "k", "attn.hook_v": "v", "attn.hook_c2p": "c2p",
@@ -227,6 +235,20 @@ def attention_callback(attention: nn.Module, key: str, fn: HookFn, info: HookInf
     return remove
 
 
+class MaskedLMReadout(nn.Module):
+    """A non-legacy DeBERTa-v2 MLM head (``lm_predictions``, which takes the word embeddings as a second
+    argument) as a one-argument module: hidden [..., d_model] -> logits [..., vocab]. It holds the head's and the
+    encoder's own modules (shared, not copied)."""
+
+    def __init__(self, lm_predictions: nn.Module, word_embeddings: nn.Module) -> None:
+        super().__init__()
+        self.lm_predictions = lm_predictions
+        self.word_embeddings = word_embeddings
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_predictions(hidden, self.word_embeddings)
+
+
 class DebertaV2Adapter(ModelAdapter):
     family = "deberta-v2"
     kind = "hf"
@@ -265,6 +287,22 @@ class DebertaV2Adapter(ModelAdapter):
 
     def hooks_inside(self, block: nn.Module) -> bool:
         return bool(ATTN_CALLBACKS.get(self.self_attention(block)))
+
+    def language_model_head(self, weights: Path) -> Optional[tuple[nn.Module, bool]]:
+        from safetensors import safe_open
+        from transformers import DebertaV2ForMaskedLM
+
+        with safe_open(str(weights), "pt") as handle:
+            if not any(k.startswith(("lm_predictions.", "cls.predictions.")) for k in handle.keys()):
+                return None
+        config: Any = self.model.config
+        head = DebertaV2ForMaskedLM.from_pretrained(str(weights.parent), config=copy.deepcopy(config),
+                                                    use_safetensors=True)
+        head.deberta = cast("DebertaV2Model", self.model)  # the subject's modules: hooks attached to them apply
+        if not config.legacy:  # the workbench's LM read-out calls ``cls(hidden)``, as BERT's head has it
+            loaded: Any = head  # its ``cls`` attribute is typed as the legacy head
+            loaded.cls = MaskedLMReadout(loaded.lm_predictions, loaded.get_input_embeddings())
+        return head, False
 
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
