@@ -43,9 +43,9 @@ CONFIGS = {
 }
 
 
-def _model(family: str, vocab_size: int) -> DebertaV2Model:
+def _model(family: str, vocab_size: int, n_layers: int = 2) -> DebertaV2Model:
     model = DebertaV2Model(DebertaV2Config(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=N_HEADS,
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=n_layers, num_attention_heads=N_HEADS,
         intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0, pad_token_id=0, **CONFIGS[family],
         initializer_range=0.2))  # the default 0.02 would leave every attention score near 0 (c2p ~1e-4)
@@ -309,11 +309,52 @@ def test_zeroing_the_relative_terms_leaves_content_attention(subject):
     assert z.abs().max().item() == 0.0
 
 
-def test_row_pruning_is_refused(subject):
+def _rows_and_gradient(subject, rows, read=((0, 3), (2, 4))):
+    """Last hidden state at fixed positions and d(random projection)/d(token embeddings), with the last block
+    pruned to ``rows`` (None: the full forward pass)."""
+    from workbench.pruned_forward import pruned_forward
+
+    inputs = subject.as_inputs(TEXTS)
+    embeds = subject.input_embeddings(inputs["input_ids"]).detach().requires_grad_(True)
+    handle = subject.input_embeddings.register_forward_hook(lambda module, args, output: embeds)
+    try:
+        with pruned_forward(subject) as slot:
+            slot.rows = rows
+            hidden = subject.encoder(**inputs).last_hidden_state  # [batch, pos, d_model]
+    finally:
+        handle.remove()
+    read = torch.tensor(read)
+    values = hidden.gather(1, read[..., None].expand(-1, -1, hidden.shape[-1]))
+    weights = torch.randn(values.shape, generator=torch.Generator().manual_seed(0), dtype=values.dtype)
+    (gradient,) = torch.autograd.grad((values * weights).sum(), embeds)  # not |values|^2: fixed by the LayerNorm
+    return values.detach(), gradient, hidden[0, 1].detach()  # (the last: a row no one reads)
+
+
+@pytest.mark.parametrize("n_layers", [2, 1])
+def test_pruned_last_block_is_exact(model_dirs, family, n_layers, tmp_path, tiny_tokenizer):
+    """The last block at the target's rows only (float64) gives the same values and input gradients; with one
+    layer the last block is block 0, followed by the ConvLayer in biased_conv. Rows in any order; the second
+    text's row 4 is padding."""
     from workbench.pruned_forward import can_prune
 
-    assert "deberta-v2" in (subject.adapter.prune_refusal(subject.adapter.blocks()[-1]) or "")
-    assert not can_prune(subject)
+    path = model_dirs[family]
+    if n_layers == 1:
+        torch.manual_seed(0)
+        path = tmp_path / "model"
+        _model(family, len(tiny_tokenizer), n_layers=1).save_pretrained(path)
+        save_tokenizer(tiny_tokenizer, path)
+    subject = load_subject(path)
+    subject.encoder.double()
+    assert subject.n_layers == n_layers and can_prune(subject)
+    full_values, full_gradient, full_unread = _rows_and_gradient(subject, None)
+    values, gradient, unread = _rows_and_gradient(subject, torch.tensor([[3, 0], [4, 2]]))
+    assert _max_diff(unread, full_unread) > 0.1  # the pruned block ran: it did not compute that row
+    torch.testing.assert_close(values, full_values, atol=1e-12, rtol=0)
+    torch.testing.assert_close(gradient, full_gradient, atol=1e-11, rtol=0)
+    assert full_gradient.abs().max() > 1e-3
+    assert "forward" not in vars(subject.adapter.blocks()[-1])  # the class's forward is back
+    with subject.hooks([("blocks.0.attn.hook_c2p", lambda act, hook: None)]):
+        assert can_prune(subject) == (n_layers == 2)  # a callback inside the last block blocks pruning
 
 
 @pytest.mark.parametrize("legacy", [True, False])

@@ -57,9 +57,9 @@ embeddings.) What each name means:
 
 The masked-LM head of a checkpoint that has one (``lm_predictions``, or ``cls`` for a legacy config) is built
 around the subject's own modules (:meth:`DebertaV2Adapter.language_model_head`); a non-legacy head is also
-reachable as ``cls(hidden)`` (:class:`MaskedLMReadout`), the read-out the logit lens and SAE evaluation call. Row pruning of the last block
-(which would have to gather the relative-position terms by row) is not written for this family (the base class
-refuses it).
+reachable as ``cls(hidden)`` (:class:`MaskedLMReadout`), the read-out the logit lens and SAE evaluation call.
+Row pruning of the last block (:func:`pruned_layer_forward`) computes the queries of the target's rows only, with
+c2p and p2c gathered at them.
 """
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ from workbench.models.bridges import (
     run_callbacks,
     split_heads,
 )
+from workbench.models.rows import RowSlot, gather_rows, scatter_rows
 
 if TYPE_CHECKING:
     from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Model
@@ -288,6 +289,12 @@ class DebertaV2Adapter(ModelAdapter):
     def hooks_inside(self, block: nn.Module) -> bool:
         return bool(ATTN_CALLBACKS.get(self.self_attention(block)))
 
+    def prune_refusal(self, block: nn.Module) -> Optional[str]:
+        return None
+
+    def pruned_forward(self, block: nn.Module, slot: RowSlot) -> Callable[..., object]:
+        return pruned_layer_forward(block, slot)
+
     def language_model_head(self, weights: Path) -> Optional[tuple[nn.Module, bool]]:
         from safetensors import safe_open
         from transformers import DebertaV2ForMaskedLM
@@ -335,3 +342,66 @@ class DebertaV2Adapter(ModelAdapter):
                   "mlp.hook_pre": layer.intermediate.dense, "mlp.hook_post": layer.intermediate,
                   "hook_mlp_out": layer.output.dense, "hook_resid_post": layer.output}[suffix]
         return [module.register_forward_hook(output_hook(fn, info)).remove]
+
+
+def pruned_layer_forward(layer: Any, slot: RowSlot) -> Callable[..., tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """``DebertaV2Layer.forward`` computing only ``slot.rows`` [batch, k]: their queries against every key, with
+    the c2p and p2c terms gathered at those query rows (the same operations as the layer, on those rows; float
+    summation order aside). Other rows of the output are 0. The layer's own forward runs when no rows are set
+    or for the cases the workbench never uses (``query_states``, attention weights requested)."""
+    from transformers.models.deberta_v2.modeling_deberta_v2 import build_relative_position, scaled_size_sqrt
+
+    original = layer.forward
+    attention = layer.attention.self
+    n_heads, d_head = attention.num_attention_heads, attention.attention_head_size
+
+    def heads(x: torch.Tensor) -> torch.Tensor:  # [batch, pos, n_heads * d_head] -> [batch, n_heads, pos, d_head]
+        return x.view(*x.shape[:-1], n_heads, d_head).transpose(-3, -2)
+
+    def forward(hidden_states: torch.Tensor, attention_mask: torch.Tensor, query_states: Optional[torch.Tensor] = None,
+                relative_pos: Optional[torch.Tensor] = None, rel_embeddings: Optional[torch.Tensor] = None,
+                output_attentions: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        rows = slot.rows
+        if rows is None or query_states is not None or output_attentions:
+            return original(hidden_states, attention_mask, query_states=query_states, relative_pos=relative_pos,
+                            rel_embeddings=rel_embeddings, output_attentions=output_attentions)
+        batch, n_pos, _ = hidden_states.shape
+        k = rows.shape[1]
+        rows_in = gather_rows(hidden_states, rows)  # [batch, k, d_model]
+        q = heads(attention.query_proj(rows_in))  # [batch, n_heads, k, d_head]
+        keys = heads(attention.key_proj(hidden_states))  # [batch, n_heads, pos, d_head]
+        values = heads(attention.value_proj(hidden_states))
+        scale_factor = 1 + ("c2p" in attention.pos_att_type) + ("p2c" in attention.pos_att_type)
+        # sqrt(d_head * scale_factor) computed as DeBERTa does (in float32, then cast), so the values agree
+        scale = scaled_size_sqrt(q, scale_factor).to(dtype=q.dtype)
+        scores = q @ (keys.transpose(-1, -2) / scale)  # [batch, n_heads, k, pos]
+        if attention.relative_attention:
+            if relative_pos is None:
+                relative_pos = build_relative_position(hidden_states, hidden_states, bucket_size=attention.position_buckets,
+                                                       max_position=attention.max_relative_positions)
+            distance = relative_pos.reshape(n_pos, n_pos).to(hidden_states.device)  # [q, k]: bucketed q - k
+            span = attention.pos_ebd_size
+            table = attention.pos_dropout(rel_embeddings)[: 2 * span]  # [2 span, d_model]
+            bias = torch.zeros_like(scores)
+            if "c2p" in attention.pos_att_type:
+                pos_keys = heads((attention.key_proj if attention.share_att_key else attention.pos_key_proj)(table))
+                index = (distance[rows] + span).clamp(0, 2 * span - 1)  # [batch, k, pos]
+                c2p = (q @ pos_keys.transpose(-1, -2)).gather(-1, index[:, None].expand(-1, n_heads, -1, -1))
+                bias = bias + c2p / scale  # [batch, n_heads, k, pos]
+            if "p2c" in attention.pos_att_type:
+                pos_queries = heads((attention.query_proj if attention.share_att_key else attention.pos_query_proj)(table))
+                index = (-distance.T[rows] + span).clamp(0, 2 * span - 1)  # [batch, k, pos]: from key j to row i
+                p2c = (keys @ pos_queries.transpose(-1, -2)).gather(
+                    -1, index.transpose(1, 2)[:, None].expand(-1, n_heads, -1, -1))  # [batch, n_heads, pos, k]
+                bias = bias + p2c.transpose(-1, -2) / scale
+            scores = scores + bias
+        mask = attention_mask.bool()  # [batch, 1, pos, pos]
+        mask = mask.gather(2, rows[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[3]))  # [batch, 1, k, pos]
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        probs = attention.dropout(nn.functional.softmax(scores, dim=-1))  # [batch, n_heads, k, pos]
+        z = (probs @ values).transpose(1, 2).reshape(batch, k, n_heads * d_head)  # [batch, k, d_model]
+        attention_output = layer.attention.output(z, rows_in)
+        layer_output = layer.output(layer.intermediate(attention_output), attention_output)  # [batch, k, d_model]
+        return scatter_rows(hidden_states, rows, layer_output), None  # [batch, pos, d_model]
+
+    return forward
