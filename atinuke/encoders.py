@@ -110,8 +110,9 @@ def resolve_model_path(spec: str | Path) -> Path:
 # (BERT's pooler, which no head reads).
 UNUSED_HEAD_PREFIXES = ("lm_head.", "head_transform.", "cls.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.",
                         "discriminator_predictions.", "generator_predictions.", "generator_lm_head.",
-                        "embed_out.",
-                        "head.", "decoder.")  # the last two: ModernBERT's MLM head (its decoder.weight is tied)
+                        "embed_out.",  # GPT-NeoX's (Pythia's) LM head
+                        "head.", "decoder.",  # ModernBERT's MLM head (its decoder.weight is tied)
+                        "lm_predictions.", "mask_predictions.")  # DeBERTa-v2/v3's MLM and RTD heads
 OPTIONAL_PREFIXES = ("pooler.",)
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
 

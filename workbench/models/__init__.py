@@ -12,6 +12,7 @@ from atinuke.errors import UserInputError
 from workbench.models.atinuke import AtinukeAdapter
 from workbench.models.base import HOOK_NAMES_PER_BLOCK, HookFn, HookInfo, ModelAdapter, layer_of
 from workbench.models.bert import BertAdapter
+from workbench.models.deberta import DebertaV2Adapter
 from workbench.models.distilbert import DistilBertAdapter
 from workbench.models.gpt2 import GPT2Adapter
 from workbench.models.gpt_neox import GPTNeoXAdapter
@@ -29,6 +30,7 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "gpt2": GPT2Adapter,
     "gpt_neox": GPTNeoXAdapter,
     "modernbert": ModernBertAdapter,
+    "deberta-v2": DebertaV2Adapter,
 }
 
 
