@@ -211,3 +211,19 @@ def test_a_family_without_an_adapter_is_refused_by_name(tmp_path, tiny_tokenizer
     with pytest.raises(UserInputError, match=r"'falcon' \(FalconModel\) has no adapter.*supported: .*gpt2.*gpt_neox") as error:
         load_subject(tmp_path / "falcon")
     assert "\n" not in str(error.value)
+
+
+def test_a_family_that_only_shares_berts_top_level_tree_is_refused_by_name(tmp_path, tiny_tokenizer):
+    """DeBERTa v1 has .embeddings and .encoder.layer like BERT, but fused attention: the BERT adapter, which
+    every unlisted family is tried with, refuses it at load time in one line instead of failing at a hook."""
+    from transformers import DebertaConfig, DebertaModel
+
+    from atinuke.errors import UserInputError
+    from atinuke.tokenizer import save_tokenizer
+
+    DebertaModel(DebertaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=4, intermediate_size=64)).save_pretrained(tmp_path / "deberta")
+    save_tokenizer(tiny_tokenizer, tmp_path / "deberta")
+    with pytest.raises(UserInputError, match=r"'deberta' \(DebertaModel\) has no adapter.*supported: .*deberta-v2") as error:
+        load_subject(tmp_path / "deberta")
+    assert "\n" not in str(error.value)
