@@ -174,7 +174,9 @@ def test_a_planted_word_is_learned_attributed_and_sliced(tiny_atinuke_dir, tmp_p
     """Label = whether the review contains "profit": the fine-tuned tiny Atinuke beats the majority class,
     integrated gradients put the largest attribution on "profit", and error analysis slices by ``source``."""
     from atinuke.tasks.heads import load_task_model
+    from workbench.artifacts import finetune_run_from_dir, provenance_kind
     from workbench.cli import main as workbench_main
+    from workbench.compare import compare_runs
     from workbench.errors import analyze
 
     rng = random.Random(0)
@@ -226,6 +228,13 @@ def test_a_planted_word_is_learned_attributed_and_sliced(tiny_atinuke_dir, tmp_p
     slices = analyze(predictions, n_boot=50).slices
     sources = slices[slices["feature"] == "meta_source"]
     assert set(sources["slice"]) == {"web", "mail"} and sources["n"].sum() == len(dev_rows)
+
+    # comparison pairs the run with its re-evaluation by the ids of the user's rows; the app shows the data
+    comparison = compare_runs(predictions, pd.read_parquet(tmp_path / "eval" / "predictions.parquet"), n_boot=50)
+    assert comparison.n == len(dev_rows) and comparison.bootstrap["accuracy"].delta == 0.0
+    found = finetune_run_from_dir(run)
+    assert found.data_note == f"your data: {train} [text=review,label=trend], dev: dev split {dev}"
+    assert provenance_kind(metrics["provenance"]) == "user"
 
 
 def test_parse_columns_refuses_what_no_kind_uses():

@@ -103,6 +103,28 @@ class FinetuneRun:
         """The predictions table, validated (see :func:`load_predictions`)."""
         return load_predictions(self.predictions_path)
 
+    @property
+    def user_data(self) -> Optional[dict[str, Any]]:
+        """For a run on the user's own data (``atinuke finetune --columns``): what ``finetune_config.json``
+        recorded of it (``data``, ``dev_data``, ``columns``, ``kind``, ``split``, ``labels``), else None."""
+        path = self.path / "finetune_config.json"
+        if not path.is_file():
+            return None
+        try:
+            record = read_json(path).get("user_data")
+        except UserInputError as error:
+            logger.warning("%s", error)
+            return None
+        return record if isinstance(record, dict) else None
+
+    @property
+    def data_note(self) -> str:
+        """One line on the run's data: "your data: <file> [<mapping>], dev: <split rule>", or ""."""
+        record = self.user_data
+        if record is None:
+            return ""
+        return f"your data: {record.get('data')} [{record.get('columns')}], dev: {record.get('split')}"
+
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object; a malformed file raises UserInputError naming ``file:line``."""
@@ -248,9 +270,11 @@ def family_tasks(family: str) -> list[str]:
 
 
 def provenance_kind(provenance: str) -> str:
-    """"silver" for the derived diagnostic data, "gold" for official files, else "unknown"."""
+    """"silver" for the derived diagnostic data, "gold" for official files, "user" for the user's own data
+    (``atinuke.tasks.userdata``), else "unknown"."""
     text = str(provenance).lower()
-    return "silver" if text.startswith("silver") else "gold" if text.startswith("gold") else "unknown"
+    kinds = {"silver": "silver", "gold": "gold", "user": "user"}
+    return next((kind for prefix, kind in kinds.items() if text.startswith(prefix)), "unknown")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -306,7 +330,7 @@ def run_provenance(run: PretrainRun | FinetuneRun) -> dict[str, Any]:
 
     Returns:
         A flat dict: ``run``, ``kind``, ``path``, ``model_hash``, ``seed``, ``parameters`` (JSON text of the
-        run's settings), ``data``, ``data_kind`` ("silver"/"gold"/"unknown").
+        run's settings), ``data``, ``data_kind`` ("silver"/"gold"/"user"/"unknown").
     """
     if isinstance(run, PretrainRun):
         settings = run.summary.get("config", {})
