@@ -244,3 +244,28 @@ def test_parse_columns_refuses_what_no_kind_uses():
         parse_columns("text=review")
     with pytest.raises(UserInputError, match="not ROLE=COLUMN"):
         parse_columns("text review")
+
+
+@pytest.mark.parametrize("content, columns, message", [
+    ("t,g\na b,O X\n", "tokens=t,tags=g", "f.csv:2: tag 'X' in column 'g' is not BIO (O, B-X, I-X)"),
+    ("t,g\na b,O\n", "tokens=t,tags=g", "f.csv:2: 1 tags for 2 tokens"),
+    ("q,c,a,s\nwho?,Ada ran,Ada,2\n", "question=q,context=c,answer_text=a,answer_start=s",
+     "f.csv:2: answer 'Ada' is not at character 2 of the context (found 'a r')"),
+    ("q,c,a\nwho?,Ada ran,Bo\n", "question=q,context=c,answer_text=a", "f.csv:2: answer 'Bo' does not occur"),
+    ("k,x,y\n1,a,p\n1,b,q\n", "id=k,text=x,label=y", "f.csv:3: duplicate id '1' (first at "),
+    ("x,y\na,p,extra\n", "text=x,label=y", "f.csv:2: 3 fields, but the header has 2"),
+])
+def test_malformed_rows_name_their_line(tmp_path, content, columns, message):
+    path = tmp_path / "f.csv"
+    path.write_text(content)
+    kind, mapping = parse_columns(columns)
+    with pytest.raises(UserInputError) as caught:
+        to_examples(read_tables(str(path))[""], kind, mapping)
+    assert str(caught.value).startswith(f"{tmp_path}/") and message in str(caught.value)
+
+
+def test_a_jsonl_row_without_the_field_names_the_fields_it_has(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_text('{"x": "a", "y": "p"}\n\n{"x": "b", "z": "q"}\n')
+    with pytest.raises(UserInputError, match=r"f.jsonl:3: no column 'y' \(for label=\); the columns are x, z"):
+        to_examples(read_tables(str(path))[""], *parse_columns("text=x,label=y"))
