@@ -269,3 +269,21 @@ def test_a_jsonl_row_without_the_field_names_the_fields_it_has(tmp_path):
     path.write_text('{"x": "a", "y": "p"}\n\n{"x": "b", "z": "q"}\n')
     with pytest.raises(UserInputError, match=r"f.jsonl:3: no column 'y' \(for label=\); the columns are x, z"):
         to_examples(read_tables(str(path))[""], *parse_columns("text=x,label=y"))
+
+
+def test_a_tagger_without_predicate_learns_the_users_tags(tiny_atinuke_dir, tmp_path):
+    """Tagging data has no predicate: the head's indicator stays off (index -1) and the user's BIO types are
+    learned and scored (a name always first, a place always fourth)."""
+    rng = random.Random(0)
+    rows = [{"toks": [rng.choice(["Ada", "Bo", "Chen"]), "went", "to", rng.choice(["Lagos", "Paris"]), "."],
+             "ner": ["B-PER", "O", "O", "B-LOC", "O"], "src": rng.choice("ab")} for _ in range(60)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "ner.parquet")
+    run = tmp_path / "ner"
+    assert atinuke_main(["finetune", "--model", str(tiny_atinuke_dir), "--data", str(tmp_path / "ner.parquet"),
+                         "--columns", "tokens=toks,tags=ner", "--out", str(run), "--epochs", "2",
+                         "--batch-size", "16", "--max-len", "16", "--lr", "3e-3"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_examples"] == 12 and metrics["f1"] >= 0.9  # 12 = the held-out 0.2 of 60 rows
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    assert set(predictions["gold"]) == {json.dumps(["B-PER", "O", "O", "B-LOC", "O"])}
+    assert set(predictions["meta_src"]) <= {"a", "b"}
