@@ -27,6 +27,17 @@ DEV = pd.DataFrame({"review": ["great cast", "weak ending"], "stars": ["good", "
 COLUMNS = "text=review,label=stars"
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Loading user data registers its task; leave the registry as other tests expect it."""
+    from atinuke.tasks.registry import TASKS
+
+    saved = dict(TASKS)
+    yield
+    TASKS.clear()
+    TASKS.update(saved)
+
+
 def _view(examples):
     """What must survive every format: texts, labels and the extra columns (ids name the file's lines)."""
     return [(ex.text, ex.text_pair, ex.label, ex.meta) for ex in examples]
@@ -264,11 +275,14 @@ def test_malformed_rows_name_their_line(tmp_path, content, columns, message):
     assert str(caught.value).startswith(f"{tmp_path}/") and message in str(caught.value)
 
 
-def test_a_jsonl_row_without_the_field_names_the_fields_it_has(tmp_path):
+def test_a_missing_column_names_the_columns_there_are(tmp_path):
     path = tmp_path / "f.jsonl"
     path.write_text('{"x": "a", "y": "p"}\n\n{"x": "b", "z": "q"}\n')
     with pytest.raises(UserInputError, match=r"f.jsonl:3: no column 'y' \(for label=\); the columns are x, z"):
         to_examples(read_tables(str(path))[""], *parse_columns("text=x,label=y"))
+    pd.DataFrame({"x": ["a"], "w": ["p"]}).to_parquet(tmp_path / "f.parquet")
+    with pytest.raises(UserInputError, match=r"f.parquet: no column 'y' \(for label=\); the columns are x, w$"):
+        to_examples(read_tables(str(tmp_path / "f.parquet"))[""], *parse_columns("text=x,label=y"))
 
 
 def test_a_tagger_without_predicate_learns_the_users_tags(tiny_atinuke_dir, tmp_path):

@@ -296,15 +296,18 @@ def _from_datasets(source: str, loaded: Any) -> dict[str, Table]:
 # ------------------------------------------------------------------------------------------------ examples
 
 def _require_columns(table: Table, mapping: dict[str, str]) -> None:
-    first = table.rows[0][0] if table.rows else table.source
+    """Every mapped column exists: named at the header line (CSV/TSV), the first row without it (JSONL, whose
+    rows may differ), or the source (parquet, datasets: one schema)."""
     for role, column in mapping.items():
-        if table.rows and all(column in record for _, record in table.rows):
+        location, record = next(((loc, rec) for loc, rec in table.rows if column not in rec), ("", {}))
+        if not location:
             continue
-        location, record = next(((loc, rec) for loc, rec in table.rows if column not in rec), (first, {}))
-        existing = list(record) or table.columns
-        if table.source.endswith((".csv", ".tsv")):
+        if table.text_cells:
             location = f"{table.source}:1"  # the header line
-        raise UserInputError(f"{location}: no column {column!r} (for {role}=); the columns are {', '.join(existing)}")
+        elif not table.source.endswith(".jsonl"):
+            location = table.source
+        raise UserInputError(f"{location}: no column {column!r} (for {role}=); the columns are "
+                             f"{', '.join(list(record) or table.columns)}")
 
 
 def _text(location: str, record: dict[str, Any], column: str, allow_empty: bool = False) -> str:
