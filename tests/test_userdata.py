@@ -225,8 +225,8 @@ def test_a_planted_word_is_learned_attributed_and_sliced(tiny_atinuke_dir, tmp_p
     assert load_task_data("reviews", dev, "dev")[0].text == dev_rows[0][0]
 
     attr = tmp_path / "attr"
-    assert workbench_main(["attribute", "--model", str(run), "--data", dev, "--out", str(attr), "--no-store",
-                           "--no-progress", "--n-steps", "8"]) == 0
+    assert workbench_main(["attribute", "--model", str(run), "--data", dev, "--columns", "text=review,label=trend",
+                           "--out", str(attr), "--no-store", "--no-progress", "--n-steps", "8"]) == 0
     table = pd.read_parquet(attr / "attributions.parquet")
     with_word = table.groupby("example_id").filter(lambda g: (g["token"] == "profit").any())
     top = with_word.loc[with_word.groupby("example_id")["score"].apply(lambda s: s.abs().idxmax())]
