@@ -185,7 +185,9 @@ def test_a_planted_word_is_learned_attributed_and_sliced(tiny_atinuke_dir, tmp_p
     """Label = whether the review contains "profit": the fine-tuned tiny Atinuke beats the majority class,
     integrated gradients put the largest attribution on "profit", and error analysis slices by ``source``."""
     from atinuke.tasks.heads import load_task_model
+    from atinuke.tasks.registry import TASKS
     from workbench.artifacts import finetune_run_from_dir, provenance_kind
+    from workbench.claims import trivial_example_scores
     from workbench.cli import main as workbench_main
     from workbench.compare import compare_runs
     from workbench.errors import analyze
@@ -243,7 +245,10 @@ def test_a_planted_word_is_learned_attributed_and_sliced(tiny_atinuke_dir, tmp_p
     # comparison pairs the run with its re-evaluation by the ids of the user's rows; the app shows the data
     comparison = compare_runs(predictions, pd.read_parquet(tmp_path / "eval" / "predictions.parquet"), n_boot=50)
     assert comparison.n == len(dev_rows) and comparison.bootstrap["accuracy"].delta == 0.0
+    TASKS.pop("reviews")  # as in a fresh process that reads the run's files only (the report, the app)
     found = finetune_run_from_dir(run)
+    assert get_task("reviews").labels == ("flat", "up")  # the run brought its task back
+    assert trivial_example_scores("reviews", predictions["gold"]).mean() == majority
     assert found.data_note == f"your data: {train} [text=review,label=trend], dev: dev split {dev}"
     assert provenance_kind(metrics["provenance"]) == "user"
 

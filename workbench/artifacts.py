@@ -208,7 +208,25 @@ def find_finetune_runs(root: Optional[Path] = None) -> list[FinetuneRun]:
             except UserInputError as error:
                 logger.warning("%s", error)
         runs.append(FinetuneRun(model=model, task=path.name, path=path, metrics=metrics))
+        register_run_task(path)
     return runs
+
+
+def register_run_task(path: Path) -> None:
+    """Make a run on the user's own data known to ``atinuke.tasks.get_task`` (metrics, trivial baselines, the
+    report), from the spec its ``model/task_model.json`` saved; benchmark runs need nothing."""
+    from atinuke.tasks.registry import TASKS, register_task, spec_from_dict
+
+    manifest = Path(path) / "model" / "task_model.json"
+    if not manifest.is_file():
+        return
+    try:
+        spec = spec_from_dict(read_json(manifest)["spec"])
+    except (UserInputError, KeyError, TypeError) as error:
+        logger.warning("%s: no task spec (%s)", manifest, error)
+        return
+    if spec.family == "user" and TASKS.get(spec.name) != spec:
+        register_task(spec)
 
 
 def finetune_run_from_dir(path: Path) -> FinetuneRun:
@@ -216,6 +234,7 @@ def finetune_run_from_dir(path: Path) -> FinetuneRun:
     if not (path / "predictions.parquet").is_file():
         raise UserInputError(f"{path}: no predictions.parquet here")
     metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    register_run_task(path)
     return FinetuneRun(model=str(metrics.get("model", path.parent.name)), task=str(metrics.get("task", path.name)),
                        path=path, metrics=metrics)
 

@@ -61,4 +61,16 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
-__all__ = ["TASKS", "get_task", "register_task"]
+def spec_from_dict(fields: dict) -> TaskSpec:
+    """The :class:`TaskSpec` saved as ``dataclasses.asdict`` (a task model's ``task_model.json`` "spec").
+
+    Raises:
+        TypeError, KeyError: the fields are not a task spec's.
+    """
+    fields = dict(fields)
+    fields["labels"] = tuple(fields["labels"])
+    fields["columns"] = tuple((str(role), str(column)) for role, column in fields.get("columns", ()))
+    return TaskSpec(**fields)
+
+
+__all__ = ["TASKS", "get_task", "register_task", "spec_from_dict"]

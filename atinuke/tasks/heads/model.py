@@ -35,7 +35,7 @@ from atinuke.tasks.heads.common import HeadConfig, TaskBatch, TaskOutput, TaskPr
 from atinuke.tasks.heads.coref import CorefHead, decode_coref, encode_coref
 from atinuke.tasks.heads.qa import SpanQAHead, decode_qa, encode_qa
 from atinuke.tasks.heads.tagging import TaggingHead, decode_tagging, encode_tagging
-from atinuke.tasks.registry import TASKS, register_task
+from atinuke.tasks.registry import TASKS, register_task, spec_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -258,10 +258,7 @@ def load_task_model(directory: str | Path, device: str | torch.device = "cpu") -
             raise ValueError(f"format is {manifest.get('format')!r}, not {FORMAT!r}")
         if manifest.get("version") != FORMAT_VERSION:
             raise ValueError(f"version {manifest.get('version')!r} is not supported (expected {FORMAT_VERSION})")
-        spec_fields = dict(manifest["spec"])
-        spec_fields["labels"] = tuple(spec_fields["labels"])
-        spec_fields["columns"] = tuple((str(role), str(column)) for role, column in spec_fields.get("columns", ()))
-        spec = TaskSpec(**spec_fields)
+        spec = spec_from_dict(manifest["spec"])
         config = HeadConfig.from_dict(manifest["head"])
         encoder_info = manifest["encoder"]
     except (ValueError, KeyError, TypeError) as error:
