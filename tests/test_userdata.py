@@ -306,3 +306,22 @@ def test_a_tagger_without_predicate_learns_the_users_tags(tiny_atinuke_dir, tmp_
     predictions = pd.read_parquet(run / "predictions.parquet")
     assert set(predictions["gold"]) == {json.dumps(["B-PER", "O", "O", "B-LOC", "O"])}
     assert set(predictions["meta_src"]) <= {"a", "b"}
+
+
+def test_hub_configs_and_usual_column_names_need_no_mapping(tmp_path):
+    """``<config>/<split>/*.parquet`` is read per split, ``ClassLabel`` names come from the parquet metadata and
+    ``sentence``/``label`` columns map themselves; dev is the validation split."""
+    import datasets
+
+    features = datasets.Features({"sentence": datasets.Value("string"), "idx": datasets.Value("int64"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    for split, rows in (("train", [("good", 1), ("bad", 0), ("fine", 1)]), ("validation", [("awful", 0)])):
+        part = datasets.Dataset.from_dict({"sentence": [t for t, _ in rows], "idx": list(range(len(rows))),
+                                           "label": [y for _, y in rows]}, features=features)
+        (tmp_path / "repo" / "sst2" / split).mkdir(parents=True)
+        part.to_parquet(str(tmp_path / "repo" / "sst2" / split / "0000.parquet"))
+    user = load_user_data(str(tmp_path / "repo" / "sst2"), None)
+    assert user.record["columns"] == "text=sentence,label=label,id=idx"
+    assert user.spec.labels == ("negative", "positive") and user.spec.name == "user-sst2"  # not the benchmark's
+    assert [(ex.text, ex.label) for ex in user.dev] == [("awful", "negative")]
+    assert user.record["split"].startswith("dev split ") and len(user.train) == 3

@@ -475,7 +475,7 @@ def held_out(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     return [i for i in range(n) if i not in chosen], dev
 
 
-def _pick_split(tables: dict[str, Table], split: str, source: str) -> Optional[Table]:
+def _pick_split(tables: dict[str, Table], split: str) -> Optional[Table]:
     """The table of ``split`` ("train", "dev"; dev also "validation"/"valid"/"test"), or None."""
     if "" in tables:
         return tables[""]
@@ -518,13 +518,13 @@ def load_user_data(data: str, columns: Optional[str], dev_data: Optional[str] = 
         raise UserInputError(f"--dev-fraction must be in (0, 1), got {dev_fraction}")
     name = task_name(data, name)  # a benchmark's name is refused before any file is read
     tables = read_tables(data)
-    train_table = _pick_split(tables, "train", data)
+    train_table = _pick_split(tables, "train")
     if train_table is None:
         raise UserInputError(f"{data}: no train split (splits: {', '.join(tables)})")
     kind, mapping = parse_columns(columns or guess_columns(train_table), kind)
     train, train_locations = to_examples(train_table, kind, mapping)
-    dev_table = (_pick_split(read_tables(dev_data), "dev", dev_data) if dev_data
-                 else None if "" in tables else _pick_split({k: v for k, v in tables.items() if k != "train"}, "dev", data))
+    dev_table = (_pick_split(read_tables(dev_data), "dev") if dev_data
+                 else None if "" in tables else _pick_split({k: v for k, v in tables.items() if k != "train"}, "dev"))
     mapped = format_columns(mapping)
     if dev_table is not None:
         dev, dev_locations = to_examples(dev_table, kind, mapping)
@@ -562,7 +562,7 @@ def load_user_split(spec: TaskSpec, data: str, split: str = "dev",
     if not mapping:
         raise UserInputError(f"task {spec.name!r} records no column mapping; give --columns")
     tables = read_tables(data)
-    table = _pick_split(tables, split, data)
+    table = _pick_split(tables, split)
     if table is None:
         raise UserInputError(f"{data}: no {split} split (splits: {', '.join(tables)})")
     examples, locations = to_examples(table, kind, mapping)
@@ -571,7 +571,7 @@ def load_user_split(spec: TaskSpec, data: str, split: str = "dev",
 
 
 __all__ = [
-    "FILE_SUFFIXES", "ROLES", "USER_FAMILY", "Table", "UserData", "check_labels", "format_columns", "guess_columns", "held_out",
-    "is_user_source", "label_set", "load_user_data", "load_user_split", "parse_columns", "read_tables",
+    "FILE_SUFFIXES", "ROLES", "USER_FAMILY", "Table", "UserData", "check_labels", "format_columns", "guess_columns",
+    "held_out", "is_user_source", "label_set", "load_user_data", "load_user_split", "parse_columns", "read_tables",
     "sorted_labels", "task_name", "to_examples",
 ]
