@@ -378,7 +378,9 @@ def run(args: argparse.Namespace) -> int:
                             freeze_layers=args.freeze_layers, head=head, overwrite=args.overwrite,
                             strict_max_len=True, calibrate=args.calibrate, columns=args.columns,
                             dev_data=args.dev_data, kind=args.kind, dev_fraction=args.dev_fraction)
-    if not config.task and not config.columns and not config.data.startswith("hf:"):
+    from atinuke.tasks.userdata import is_user_source
+
+    if not config.task and not config.columns and not is_user_source(config.data):
         raise UserInputError("give --task (a benchmark task) or --columns (your data's column mapping)")
     finetune(config)
     return 0

@@ -161,11 +161,12 @@ def bad_files(tmp_path):
                        "--columns", COLUMNS], "d.csv:3: label 'meh' was not seen in training (known: bad, good)"),
         "hf_uncached": (["hf:no_such_dataset_here/cfg"], "hf:no_such_dataset_here/cfg: cannot load the dataset"),
         "benchmark_name": ([good, "--columns", COLUMNS, "--task", "sst2"], "--task 'sst2' is a benchmark task"),
+        "no_mapping": ([good], "give --task (a benchmark task) or --columns (your data's column mapping)"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "number", "json", "utf8", "dev_label", "hf_uncached",
-                                  "benchmark_name"])
+                                  "benchmark_name", "no_mapping"])
 def test_bad_rows_are_one_line_file_line_errors_with_exit_2(case, bad_files, tiny_atinuke_dir, tmp_path, capsys,
                                                              monkeypatch):
     import datasets
