@@ -411,3 +411,48 @@ def test_integrated_gradients_complete_and_causal(tmp_path_factory, tiny_tokeniz
     assert (result["score"].to_numpy()[position + 1:] == 0).all()
     default = attribute(subject, [text], "integrated_gradients", params=params).frame
     assert default["target"].iloc[0] == "norm@0" and (default["score"] == 0).all()
+
+
+def test_a_head_dim_apart_from_d_model_over_n_heads(tmp_path_factory, tiny_tokenizer):
+    """Llama-family configs may set head_dim apart from hidden_size / n_heads (Mistral-Nemo: 128, not 160): the
+    subject's d_head and every per-head view follow the config, and head ablation stays exact."""
+    config = _config("llama", len(tiny_tokenizer))
+    config.head_dim = 16  # 4 heads x 16 = 64 != hidden 32
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("head_dim") / "model"
+    AutoModel.from_config(copy.deepcopy(config)).eval().save_pretrained(path)
+    save_tokenizer(tiny_tokenizer, path)
+    subject = load_subject(path)
+    assert (subject.d_model, subject.n_heads, subject.d_head) == (32, N_HEADS, 16)
+    with torch.no_grad():
+        plain = subject.forward(TEXTS).last_hidden_state
+        cache = subject.run_with_cache(TEXTS)
+        with subject.ablate_heads({1: [3]}):
+            ablated = subject.run_with_cache(TEXTS, names=["blocks.1.attn.hook_z"])
+    assert _max_diff(cache.output.last_hidden_state, plain) <= 1e-5
+    n_pos = plain.shape[1]
+    assert cache["blocks.0.attn.hook_q"].shape == (2, n_pos, N_HEADS, 16)
+    assert cache["blocks.0.attn.hook_rot_k"].shape == (2, n_pos, N_KV_HEADS, 16)
+    assert cache["blocks.1.attn.hook_z"].shape == (2, n_pos, N_HEADS, 16)
+    assert ablated["blocks.1.attn.hook_z"][:, :, 3].abs().max().item() == 0.0
+    assert torch.equal(ablated["blocks.1.attn.hook_z"][:, :, :3], cache["blocks.1.attn.hook_z"][:, :, :3])
+
+
+def test_position_patching_is_causal(subject):
+    """workbench.patching on a decoder: restoring one position's residual stream can move a metric read at
+    position m only from positions <= m (exactly 0 after it), and at block 0 only where the two texts' tokens
+    differ (identical tokens have identical block-0 inputs)."""
+    from workbench.patching import exact_patching
+
+    clean, corrupted = subject.as_inputs(CLEAN), subject.as_inputs(CORRUPTED)
+    differ = (clean["input_ids"][0] != corrupted["input_ids"][0]).nonzero().flatten().tolist()
+    read = differ[0] + 2  # a position after the first difference, before the end
+
+    def metric(output):
+        return output.last_hidden_state[0, read].norm()
+
+    frame = exact_patching(subject, clean, corrupted, metric, component="positions")
+    effects = frame.pivot(index="layer", columns="position", values="effect").to_numpy()  # [layer, pos]
+    assert (effects[:, read + 1:] == 0).all()
+    assert all(effects[0, p] == 0 for p in range(read + 1) if p not in differ)
+    assert abs(effects[0, differ[0]]) > 1e-4 and abs(effects[1, read]) > 1e-4
