@@ -132,7 +132,7 @@ def test_golden_hook_names_and_adapter(subject, family):
     assert "token_type_ids" not in subject.as_inputs(TEXTS)
     assert len(subject.adapter.blocks()) == 2
     assert subject.adapter.embedding_module() is subject.input_embeddings
-    assert subject.adapter.prune_refusal(subject.adapter.blocks()[-1]) is not None
+    assert subject.adapter.prune_refusal(subject.adapter.blocks()[-1]) is None  # row pruning is written
 
 
 def test_unknown_hook_names_are_one_line_errors_naming_the_family(subject, family):
@@ -456,3 +456,45 @@ def test_position_patching_is_causal(subject):
     assert (effects[:, read + 1:] == 0).all()
     assert all(effects[0, p] == 0 for p in range(read + 1) if p not in differ)
     assert abs(effects[0, differ[0]]) > 1e-4 and abs(effects[1, read]) > 1e-4
+
+
+@pytest.mark.parametrize("family_name, implementation", [("llama", "eager"), ("mistral", "eager"),
+                                                          ("qwen2", "eager"), ("llama", "sdpa")])
+def test_pruned_last_block_is_exact(family_name, implementation, tiny_tokenizer):
+    """workbench.pruned_forward: the last block computing only the target's rows gives the full pass's final
+    states at those rows and the same gradient with respect to the token embeddings (the additive eager mask,
+    sliding windows included, and sdpa's boolean one), to float32 rounding. (float32: the family's RMSNorm and
+    softmax compute in float32 whatever the model's dtype, and a float64 eager model's fully masked padded rows
+    overflow to -inf there and give NaN, pruned or not.)"""
+    from workbench.pruned_forward import can_prune, pruned_forward
+
+    torch.manual_seed(0)
+    config = copy.deepcopy(_config(family_name, len(tiny_tokenizer)))
+    model = AutoModel.from_config(config, attn_implementation=implementation).eval()
+    subject = Subject(Encoder(name=family_name, kind="hf", model=model, tokenizer=tiny_tokenizer, path=Path(".")))
+    inputs = subject.as_inputs(subject.tokenize(TEXTS))
+    read = torch.tensor([[5, 2], [int(inputs["attention_mask"][1].sum()) - 1, 0]])  # [batch, k], any order
+    assert can_prune(subject)
+    direction = torch.randn(2, 2, 32)  # [batch, k, d_model]
+
+    def values_and_gradient(rows):
+        embeds = subject.input_embeddings(inputs["input_ids"]).detach().requires_grad_(True)
+        handle = subject.input_embeddings.register_forward_hook(lambda module, args, output: embeds)
+        try:
+            with pruned_forward(subject) as slot:
+                slot.rows = rows
+                hidden = subject.encoder(**inputs).last_hidden_state  # [batch, pos, d_model]
+        finally:
+            handle.remove()
+        values = hidden.gather(1, read[..., None].expand(-1, -1, hidden.shape[-1]))
+        # a fixed random direction (a sum of squares would be ~constant after the final RMSNorm: no gradient)
+        (gradient,) = torch.autograd.grad((values * direction).sum(), embeds)
+        return values.detach(), gradient
+
+    full_values, full_gradient = values_and_gradient(None)
+    values, gradient = values_and_gradient(read)
+    torch.testing.assert_close(values, full_values, atol=1e-5, rtol=0)
+    assert _max_diff(gradient, full_gradient) <= 1e-5 * full_gradient.abs().max().item()
+    assert all("forward" not in vars(block) for block in subject.adapter.blocks())  # the class's forward is back
+    with subject.hooks([("blocks.1.attn.hook_pattern", lambda act, hook: None)]):
+        assert not can_prune(subject)  # a hook inside the last block would be skipped

@@ -65,7 +65,9 @@ alone. Replacing ``hook_resid_mid``: the block adds the MLP's output to the very
 ``post_attention_layernorm``, so the bridge writes the replacement into that tensor in place and both uses see it,
 exactly (as for GPT-2). Replacing ``attn.hook_rot_k`` changes what attention reads in this forward, not the keys a
 KV cache stored (the workbench runs whole sequences; generation with a cache under such a hook would see the
-original keys). Row pruning and the LM head are left to the base class.
+original keys). The LM head is left to the base class. Row pruning (:mod:`workbench.pruned_forward`) is written:
+the last block computes every position's keys and values but only the target's rows' queries, attention, MLP and
+norms (:func:`pruned_block_forward`).
 """
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
-from transformers.models.llama.modeling_llama import repeat_kv
+from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
 from atinuke.errors import UserInputError
 from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo
@@ -87,6 +89,7 @@ from workbench.models.bridges import (
     run_callbacks,
     split_heads,
 )
+from workbench.models.rows import RowSlot, gather_rows, scatter_rows
 
 ATTN_IMPLEMENTATION = "workbench_eager_llama"
 
@@ -184,6 +187,50 @@ def hooked_llama_attention(module: nn.Module, query: torch.Tensor, key: torch.Te
     return output, weights
 
 
+def pruned_block_forward(block: nn.Module, slot: RowSlot) -> Callable[..., torch.Tensor]:
+    """The decoder layer's forward computing only ``slot.rows`` (the full forward when they are unset): the same
+    operations as the layer and its eager attention on those rows, every position's keys and values.
+
+    Returns a function of the layer's arguments returning [batch, pos, d_model]: the block's output at the rows,
+    zeros elsewhere (:mod:`workbench.pruned_forward`).
+    """
+    original = block.forward
+    attn: Any = block.get_submodule("self_attn")
+    ln1: Any = block.get_submodule("input_layernorm")
+    ln2: Any = block.get_submodule("post_attention_layernorm")
+    mlp: Any = block.get_submodule("mlp")
+
+    def forward(hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, *args: Any,
+                **kwargs: Any) -> torch.Tensor:
+        rows = slot.rows
+        batch, n_pos, _ = hidden_states.shape
+        mask = attention_mask  # [batch, 1, query_pos, key_pos]: additive (eager) or boolean (sdpa), or None
+        if rows is None or mask is None or mask.dim() != 4 or mask.shape[2:] != (n_pos, n_pos):
+            # no rows; or no mask (sdpa's implicit causal one) or past keys (a cache): the full forward
+            return original(hidden_states, attention_mask, *args, **kwargs)
+        if mask.dtype == torch.bool:  # True = may attend, as sdpa reads it; eager's additive form
+            mask = torch.zeros((), dtype=hidden_states.dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(hidden_states.dtype).min)
+        k = rows.shape[1]
+        normed = ln1(hidden_states)  # [batch, pos, d_model]: every key and value needs it
+        query = attn.q_proj(gather_rows(normed, rows)).view(batch, k, -1, attn.head_dim).transpose(1, 2)
+        keys = attn.k_proj(normed).view(batch, n_pos, -1, attn.head_dim).transpose(1, 2)  # [batch, n_kv, pos, d]
+        values = attn.v_proj(normed).view(batch, n_pos, -1, attn.head_dim).transpose(1, 2)
+        cos, sin = kwargs["position_embeddings"]  # [batch or 1, pos, d_head]
+        cos_rows, sin_rows = (gather_rows(t.expand(batch, -1, -1), rows) for t in (cos, sin))  # [batch, k, d_head]
+        query = query * cos_rows.unsqueeze(1) + rotate_half(query) * sin_rows.unsqueeze(1)  # [batch, n_heads, k, d]
+        keys = keys * cos.unsqueeze(1) + rotate_half(keys) * sin.unsqueeze(1)
+        keys, values = repeat_kv(keys, attn.num_key_value_groups), repeat_kv(values, attn.num_key_value_groups)
+        weights = torch.matmul(query, keys.transpose(2, 3)) * attn.scaling  # [batch, n_heads, k, pos]
+        weights = weights + mask.gather(2, rows[:, None, :, None].expand(-1, mask.shape[1], -1, n_pos))
+        weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+        z = torch.matmul(weights, values).transpose(1, 2).reshape(batch, k, -1)  # [batch, k, n_heads * d_head]
+        mid = gather_rows(hidden_states, rows) + attn.o_proj(z)  # [batch, k, d_model]
+        return scatter_rows(hidden_states, rows, mid + mlp(ln2(mid)))  # [batch, pos, d_model]
+
+    return forward
+
+
 class LlamaAdapter(ModelAdapter):
     """Llama, Mistral and Qwen2 base models (``family`` is the checkpoint's ``model_type``)."""
 
@@ -229,6 +276,12 @@ class LlamaAdapter(ModelAdapter):
     def hooks_inside(self, block: nn.Module) -> bool:
         norms = (block.get_submodule("input_layernorm"), block.get_submodule("post_attention_layernorm"))
         return bool(ATTN_CALLBACKS.get(self.self_attention(block))) or any(n in NORM_CALLBACKS for n in norms)
+
+    def prune_refusal(self, block: nn.Module) -> Optional[str]:
+        return None
+
+    def pruned_forward(self, block: nn.Module, slot: RowSlot) -> Callable[..., object]:
+        return pruned_block_forward(block, slot)
 
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
