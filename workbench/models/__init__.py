@@ -16,6 +16,7 @@ from workbench.models.deberta import DebertaV2Adapter
 from workbench.models.distilbert import DistilBertAdapter
 from workbench.models.gpt2 import GPT2Adapter
 from workbench.models.gpt_neox import GPTNeoXAdapter
+from workbench.models.llama import LlamaAdapter
 from workbench.models.modernbert import ModernBertAdapter
 
 # config.model_type -> the adapter of its family.
@@ -31,6 +32,9 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "gpt_neox": GPTNeoXAdapter,
     "modernbert": ModernBertAdapter,
     "deberta-v2": DebertaV2Adapter,
+    "llama": LlamaAdapter,
+    "mistral": LlamaAdapter,
+    "qwen2": LlamaAdapter,
 }
 
 
