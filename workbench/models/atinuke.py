@@ -41,6 +41,14 @@ class AtinukeAdapter(ModelAdapter):
         final = getattr(self.model, "ln_final", None)
         return final.norm(hidden) if final is not None else hidden
 
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """W_O split per head for a pre-norm Atinuke; None for the paper's post-norm blocks."""
+        block = cast(AtinukeBlock, self.blocks()[layer])
+        if not block.pre_norm:
+            return None
+        weight = block.attn.W_O.weight  # [d_model, n_heads * d_head]
+        return weight.T.reshape(self.n_heads, self.d_head, weight.shape[0])  # [n_heads, d_head, d_model]
+
     def prune_refusal(self, block: nn.Module) -> Optional[str]:
         return None
 

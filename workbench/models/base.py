@@ -96,6 +96,13 @@ class ModelAdapter(ABC):
         which already end in a layer norm). [..., d_model]."""
         return hidden
 
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """Each head's slice of block ``layer``'s attention output projection, [n_heads, d_head, d_model], so that
+        head h writes ``z[..., h, :] @ W[h]`` into the residual stream; None unless the residual stream is a sum
+        of component outputs (pre-norm blocks; a post-norm block's layer norm sits on the stream itself).
+        Edge attribution and direct logit attribution need it (``workbench.edges``, ``workbench.decompose``)."""
+        return None
+
     def hooks_inside(self, block: nn.Module) -> bool:
         """Whether a hook that is not a torch module hook (e.g. an attention callback) is attached in ``block``."""
         return False
