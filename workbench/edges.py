@@ -259,6 +259,7 @@ def edge_attribution(subject: Subject, clean: Any, corrupted: Any, metric: Calla
     clean, corrupted = _prepare(subject, clean, corrupted)
     with torch.no_grad():
         clean_m, corrupted_m = float(metric(subject.forward(clean))), float(metric(subject.forward(corrupted)))
+        _scored(graph, torch.zeros(len(graph.upstream), len(graph.downstream)), clean_m, corrupted_m)  # span check
         embeds = [subject.run_with_cache(x, ["embed.hook_embed"])["embed.hook_embed"] for x in (clean, corrupted)]
     diff = node_outputs(subject, graph, clean) - node_outputs(subject, graph, corrupted)  # [U, batch, pos, d]
     steps = [1.0] if method == "eap" else [k / n_steps for k in range(1, n_steps + 1)]
