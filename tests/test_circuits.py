@@ -117,18 +117,35 @@ def _random_subject(tokenizer, n_layers: int, seed: int = 0):
                                 tokenizer=tokenizer, path=Path(".")))
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-layer", "2-layer"])
-def random_setup(request, tiny_tokenizer):
-    subject = _random_subject(tiny_tokenizer, request.param)
+def _random_gpt2(tokenizer, directory: Path):
+    from transformers import AutoModel, GPT2Config
+
+    from atinuke.tokenizer import save_tokenizer
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0)
+    AutoModel.from_config(config).eval().save_pretrained(directory)
+    save_tokenizer(tokenizer, directory)
+    return load_subject(directory)
+
+
+@pytest.fixture(scope="module", params=[1, 2, "gpt2"], ids=["1-layer", "2-layer", "gpt2"])
+def random_setup(request, tiny_tokenizer, tmp_path_factory):
+    subject = (_random_gpt2(tiny_tokenizer, tmp_path_factory.mktemp("gpt2") / "model") if request.param == "gpt2"
+               else _random_subject(tiny_tokenizer, request.param))
     clean = subject.as_inputs(subject.tokenize(["the cat sat on the mat", "stocks fell on monday again"]))
     corrupted = {k: v.clone() for k, v in clean.items()}
     corrupted["input_ids"][:, 2] = clean["input_ids"][:, 4]
+    # the read position: [CLS] for the encoders, the last real token for the causal GPT-2
+    read = (clean["attention_mask"].sum(1) - 1 if request.param == "gpt2" else torch.zeros(2, dtype=torch.long),
+            torch.arange(2))[::-1]
     with torch.no_grad():
-        direction = (subject.forward(clean).last_hidden_state[:, 0]
-                     - subject.forward(corrupted).last_hidden_state[:, 0]).mean(0)
+        direction = (subject.forward(clean).last_hidden_state[read]
+                     - subject.forward(corrupted).last_hidden_state[read]).mean(0)
 
     def metric(output):
-        return (output.last_hidden_state[:, 0] @ direction).mean()
+        return (output.last_hidden_state[read] @ direction).mean()
 
     return subject, clean, corrupted, metric
 
@@ -184,10 +201,12 @@ def test_patching_every_edge_into_a_node_is_patching_that_node(random_setup):
 
 def test_eap_is_the_first_order_term_of_exact_edge_patching(random_setup):
     subject, clean, corrupted, metric = random_setup
-    # A corrupted run that differs from the clean one only slightly: the same tokens, embeddings nudged by 1e-2.
+    # A corrupted run that differs from the clean one only slightly: the same tokens, embeddings nudged by 1% of their scale.
     graph = edge_graph(subject)
     torch.manual_seed(1)
-    noise = 1e-2 * torch.randn(*clean["input_ids"].shape, subject.d_model)
+    with torch.no_grad():
+        scale = float(subject.run_with_cache(clean, ["embed.hook_embed"])["embed.hook_embed"].std())
+    noise = 1e-2 * scale * torch.randn(*clean["input_ids"].shape, subject.d_model)
     nudged_hooks = [("embed.hook_embed", lambda e, info: e + noise)]
     with subject.hooks(nudged_hooks):
         reference = edge_lib.reference_outputs(subject, graph, clean, clean)

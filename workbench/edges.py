@@ -125,7 +125,7 @@ class EdgeGraph:
 def edge_graph(subject: Subject) -> EdgeGraph:
     """The subject's graph, after checking that its residual stream decomposes into component outputs."""
     for layer in range(subject.n_layers):
-        if subject.adapter.head_output_weights(layer) is None:
+        if not subject.adapter.residual_is_sum or subject.adapter.head_output_weights(layer) is None:
             raise UserInputError(
                 f"{subject.name}: edge patching needs a residual stream that is a sum of component outputs "
                 f"(pre-norm blocks); the {subject.adapter.family} blocks here are post-norm, so use node patching "
