@@ -248,7 +248,7 @@ def test_bad_edge_and_circuit_inputs_are_one_line_errors(planted):
         edge_attribution(subject, clean, clean, metric, method="eap")
 
 
-def test_circuit_cli_writes_tidy_tables_and_refuses_a_full_out(tmp_path, capsys):
+def test_circuit_cli_writes_tidy_tables_and_refuses_a_full_out(tmp_path, capsys, tiny_atinuke_dir):
     import pandas as pd
 
     from workbench.cli import main
@@ -268,3 +268,7 @@ def test_circuit_cli_writes_tidy_tables_and_refuses_a_full_out(tmp_path, capsys)
     assert main(argv) == 2 and "already holds files" in capsys.readouterr().err
     assert main(argv[:-1] + [str(tmp_path / "f"), "--fraction", "0"]) == 2
     assert "--fraction" in capsys.readouterr().err
+    post_norm = ["circuit", "--model", str(tiny_atinuke_dir), "--clean", "the cat sat", "--corrupted", "the dog sat",
+                 "--out", str(tmp_path / "post")]
+    assert main(post_norm) == 2 and "post-norm" in capsys.readouterr().err
+    assert not (tmp_path / "post").exists()  # refused before any work
