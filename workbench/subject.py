@@ -153,6 +153,11 @@ class Subject:
         """The token-embedding table; attribution methods work on its output [batch, pos, d_model]."""
         return self.encoder.get_input_embeddings()
 
+    @property
+    def causal(self) -> bool:
+        """Whether the encoder is a decoder: a position attends to itself and earlier positions only."""
+        return self.adapter.is_causal()
+
     def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
         """The encoder's last step on the residual stream: a pre-norm Atinuke's final layer norm; identity for
         post-norm Atinuke and BERT-family encoders, whose blocks already end in one. [..., d_model]."""
