@@ -57,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="integrated_gradients", choices=None,
                         help=f"one of: {', '.join(METHODS)} (comma-separated for several)")
     parser.add_argument("--target", default=None, help="predicted (default), class=NAME, start|end|span, "
-                                                      "tag@WORD, antecedent, norm@POS[:layer=L]")
+                                                      "tag@WORD, antecedent, norm@POS[:layer=L]; decoders: "
+                                                      "next[=TOKEN][@POS] (default), logitdiff=A,B[@POS], "
+                                                      "continuation=TEXT, generate=N")
     parser.add_argument("--baseline", default="pad", help=f"one of: {', '.join(BASELINES)}")
     parser.add_argument("--n-steps", type=int, default=32, help="integrated-gradients steps")
     parser.add_argument("--tolerance", type=float, default=None, help="adaptive IG: raise steps until |delta| < this")

@@ -208,6 +208,10 @@ class Target:
     capture: Optional[str] = None  # hook name whose activation ``select`` needs
     position_columns: tuple[int, ...] = ()  # index columns that are token positions (kept when erasing)
 
+    def prepare_rows(self, subject: Subject, rows: Rows) -> Rows:
+        """The rows to attribute, given the inputs' rows (a decoder target may append or multiply them)."""
+        return rows
+
     def resolve(self, subject: Subject, rows: Rows, output: Any, captured: dict[str, torch.Tensor]) -> torch.Tensor:
         """Returns: [N, k] long indices fixed for the rest of the run."""
         return torch.zeros(len(rows), 1, dtype=torch.long)
@@ -511,8 +515,15 @@ class FunctionTarget(Target):
 
 
 def default_target(subject: Subject) -> Target:
-    """The natural target of a subject: its task head's prediction, or the [CLS] state norm of an encoder."""
+    """The natural target of a subject: its task head's prediction, the predicted next token of a decoder with
+    its LM head, or the [CLS] state norm of an encoder."""
     kind = getattr(subject.task, "kind", None) or ""
+    if not kind and subject.causal:
+        from workbench.attribution.lm_targets import NextTokenTarget
+        from workbench.lm import language_model
+
+        if language_model(subject) is not None:
+            return NextTokenTarget()
     return {"classification": ClassTarget, "regression": ClassTarget, "span_qa": SpanTarget,
             "tagging": TagTarget, "coref": AntecedentTarget}.get(kind, HiddenNormTarget)()
 
@@ -521,7 +532,8 @@ def parse_target(spec: Optional[str], subject: Subject) -> Target:
     """Parse a command-line target.
 
     Forms: ``predicted`` (default), ``class=NAME``, ``start`` | ``end`` | ``span``, ``tag@WORD`` or
-    ``tag=TAG@WORD``, ``antecedent``, ``norm@POS`` or ``norm@POS:layer=L``.
+    ``tag=TAG@WORD``, ``antecedent``, ``norm@POS`` or ``norm@POS:layer=L``; for a decoder also ``next[=TOKEN][@POS]``,
+    ``logitdiff=A,B[@POS]``, ``continuation=TEXT``, ``generate=N`` (:mod:`workbench.attribution.lm_targets`).
 
     Raises:
         UserInputError: unknown form, or one that does not exist for the subject's task.
@@ -532,6 +544,12 @@ def parse_target(spec: Optional[str], subject: Subject) -> Target:
     allowed = {"classification": ("class",), "regression": ("class",), "span_qa": ("start", "end", "span"),
                "tagging": ("tag",), "coref": ("antecedent",), None: ("norm",)}[kind]
     head = spec.split("=")[0].split("@")[0]
+    if kind is None and subject.causal:
+        from workbench.attribution.lm_targets import LM_TARGETS, parse_lm_target
+
+        if head in LM_TARGETS:
+            return parse_lm_target(spec)
+        allowed = allowed + LM_TARGETS
     if head not in allowed:
         raise UserInputError(f"target {spec!r} does not exist for {kind or 'a plain encoder'}; "
                              f"use {' / '.join(allowed)}")
