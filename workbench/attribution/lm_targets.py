@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import torch
 
 from atinuke.errors import UserInputError
-from workbench.attribution.targets import Rows, Target
+from workbench.attribution.target_base import Rows, Target
 from workbench.lm import LanguageModel, require_language_model
 
 if TYPE_CHECKING:  # annotations only
