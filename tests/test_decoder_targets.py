@@ -18,6 +18,7 @@ from workbench.attribution.lm_targets import (
     last_content_position,
 )
 from workbench.attribution.targets import HiddenNormTarget, parse_target, rows_from_texts
+from workbench.faithfulness import eraser
 from workbench.lm import language_model
 from workbench.subject import load_subject
 
@@ -113,8 +114,9 @@ def test_continuation_log_prob_equals_hand_sum_of_log_softmax(which, request):
     values = {}
     for r in range(len(rows)):
         n = int(rows.attention_mask[r].sum())
-        start = last_content_position(rows, r) - 1
+        start = last_content_position(rows, r) + 1  # the continuation's tokens are fixed (segment -1)
         assert rows.input_ids[r, start:start + 2].tolist() == cont and int(index[r, 0]) == start
+        assert (rows.segments[r, start:start + 2] == -1).all()
         def logprob(ids: torch.Tensor) -> float:
             logp = _plain_logits(lm.model, ids).float().log_softmax(-1)  # [pos, vocab]
             return float(logp[start - 1, cont[0]] + logp[start, cont[1]])
@@ -122,8 +124,14 @@ def test_continuation_log_prob_equals_hand_sum_of_log_softmax(which, request):
         assert abs(float(value[r]) - by_hand) <= 1e-5 and by_hand < 0
         values[str(r)] = (by_hand, logprob(_baseline(subject, rows, r)))
     result = attribute(subject, TEXTS, "integrated_gradients", target, IG)
-    assert set(result.frame["word"]) >= {"on", "friday"}  # the continuation's tokens are in the table
+    starts = result.frame["example_id"].map({str(r): int(index[r, 0]) for r in range(len(rows))})
+    scored = result.frame[(result.frame["token_index"] >= starts) & (result.frame["token_index"] < starts + 2)]
+    assert scored["token"].tolist() == ["on", "friday"] * len(rows)
+    assert (scored["score"] == 0).all()  # in the table, fixed: not attributed
     _completeness(result, values)
+    faith = eraser(subject, TEXTS, result, target=parse_target("continuation=on friday", subject), ks=(50,))
+    assert set(faith["example_id"]) == {"0", "1"} and faith["full"].round(5).tolist() == \
+        [round(values[e][0], 5) for e in faith["example_id"]]  # erasure keeps the continuation it scores
 
 
 def test_greedy_generation_equals_transformers_generate_and_attributes_each_token(gpt2):

@@ -77,7 +77,7 @@ def hidden_at(output: Any, positions: torch.Tensor) -> torch.Tensor:
 
 
 def append_tokens(subject: Subject, rows: Rows, r: int, ids: Sequence[int], text: Optional[str] = None,
-                  offsets: Optional[Sequence[tuple[int, int]]] = None) -> dict[str, Any]:
+                  offsets: Optional[Sequence[tuple[int, int]]] = None, fixed: bool = False) -> dict[str, Any]:
     """Row ``r`` with ``ids`` inserted after its last real token (a trailing [SEP] stays after them, where a
     causal model never reads it): its unpadded fields, for :func:`stack_rows`.
 
@@ -85,6 +85,8 @@ def append_tokens(subject: Subject, rows: Rows, r: int, ids: Sequence[int], text
         text: the characters the tokens spell, appended to the row's first segment (default: each token decoded,
             space-separated, so each appended token is its own word).
         offsets: each token's (start, end) in ``text`` (default: those of the decoded pieces).
+        fixed: mark the tokens as not attributable (segment -1, like special tokens): they keep their own
+            embedding in every baseline and are never erased by the faithfulness measures.
     """
     last = last_content_position(rows, r)
     n = int(rows.attention_mask[r].sum())
@@ -106,7 +108,8 @@ def append_tokens(subject: Subject, rows: Rows, r: int, ids: Sequence[int], text
     types = None if rows.token_type_ids is None else splice(
         rows.token_type_ids, rows.token_type_ids[r, last].repeat(len(new)))
     return {"input_ids": splice(rows.input_ids, new), "token_type_ids": types,
-            "segments": splice(rows.segments, torch.zeros_like(new) + rows.segments[r, last]),
+            "segments": splice(rows.segments, torch.full_like(new, -1) if fixed
+                               else torch.zeros_like(new) + rows.segments[r, last]),
             "offsets": splice(rows.offsets, shifted), "texts": [first + text] + list(rows.texts[r][1:])}
 
 
@@ -209,8 +212,9 @@ class LogitDiffTarget(NextTokenTarget):
 @dataclass
 class ContinuationTarget(Target):
     """log p(``text`` | prompt) = sum over the continuation's tokens c_k of log_softmax(logits at the position
-    before c_k)[c_k], teacher-forced: the continuation is appended to every input (tokenised on its own) and the
-    whole sequence is attributed. Index column: the position of the continuation's first token."""
+    before c_k)[c_k], teacher-forced: the continuation is appended to every input (tokenised on its own) as fixed
+    tokens (what is scored, not evidence: they keep their embeddings in the baseline and are never erased), so the
+    log-probability is attributed to the prompt. Index column: the position of the continuation's first token."""
 
     text: str = ""
     spec: str = "continuation"
@@ -226,7 +230,8 @@ class ContinuationTarget(Target):
             raise UserInputError(f"continuation {self.text!r} has no tokens")
         offsets = [(int(o[0]), int(o[1])) for o in encoded["offset_mapping"]]
         parts: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = [
-            (r, rows.example_ids[r], append_tokens(subject, rows, r, self.ids, self.text, offsets), {})
+            (r, rows.example_ids[r], append_tokens(subject, rows, r, self.ids, self.text, offsets, fixed=True),
+             {"continuation_start": last_content_position(rows, r) + 1})
             for r in range(len(rows))]
         return stack_rows(subject, rows, parts)
 
@@ -234,7 +239,7 @@ class ContinuationTarget(Target):
         self.lm = causal_lm(subject, self.spec)
         if not self.ids:
             raise UserInputError("continuation targets need their rows prepared (prepare_rows)")
-        starts = [last_content_position(rows, r) - len(self.ids) + 1 for r in range(len(rows))]
+        starts = [int(rows.info[r].get("continuation_start", -1)) if rows.info else -1 for r in range(len(rows))]
         for r, start in enumerate(starts):
             if start < 1 or rows.input_ids[r, start:start + len(self.ids)].tolist() != self.ids:
                 raise UserInputError(f"example {rows.example_ids[r]} does not end in the continuation {self.text!r}")
