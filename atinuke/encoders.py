@@ -280,6 +280,13 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         if bars_were_on:
             hf_logging.enable_progress_bar()
     tokenizer = load_tokenizer(path)
+    # The workbench pads on the right (rows are trimmed to their real length there; a decoder's positions stay
+    # those of the unpadded text), and a decoder's tokenizer often has no pad token (GPT-2): its end-of-text
+    # token pads, which the attention mask hides.
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("%s: no pad token; padding with the end-of-sequence token %r", path, tokenizer.eos_token)
     # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
     # unbound function that wants the model as its first argument.
     if isinstance(device, str):

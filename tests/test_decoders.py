@@ -76,3 +76,20 @@ def test_generic_causal_head_on_gpt2(tmp_path, tiny_tokenizer, head, tied):
 def test_untied_base_only_checkpoint_has_no_head(tmp_path, tiny_tokenizer):
     subject = load_subject(gpt2_dir(tmp_path, tiny_tokenizer, head=False, tied=False))
     assert language_model(subject) is None
+
+
+def test_a_tokenizer_without_pad_token_pads_right_with_eos(tmp_path, tiny_tokenizer):
+    import copy
+
+    path = gpt2_dir(tmp_path, tiny_tokenizer)
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.pad_token, tokenizer.eos_token, tokenizer.padding_side = None, "[SEP]", "left"  # as GPT-2's has none
+    tokenizer.save_pretrained(str(path))
+    subject = load_subject(path)
+    assert subject.tokenizer.pad_token == "[SEP]" and subject.tokenizer.padding_side == "right"
+    batch = subject.tokenize(TEXTS)  # two lengths: the short one is padded, on the right
+    assert batch["attention_mask"][1].tolist() == sorted(batch["attention_mask"][1].tolist(), reverse=True)
+    with torch.no_grad():
+        padded = subject.forward(batch).last_hidden_state[1]
+        alone = subject.forward(TEXTS[1]).last_hidden_state[0]
+    assert (padded[:len(alone)] - alone).abs().max().item() <= 1e-5
