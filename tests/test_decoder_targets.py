@@ -190,3 +190,23 @@ def test_target_forms_and_one_line_errors(gpt2, tiny_atinuke_dir):
     assert not encoder.causal and isinstance(parse_target(None, encoder), HiddenNormTarget)
     with pytest.raises(UserInputError, match="does not exist"):
         parse_target("next", encoder)
+
+
+def test_attribute_cli_generates_and_attributes_in_bfloat16(gpt2, tmp_path):
+    import pandas as pd
+
+    from workbench.cli import main
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "o"
+    argv = ["attribute", "--model", str(gpt2[0].path), "--data", str(texts), "--method", "saliency",
+            "--target", "generate=2", "--out", str(out), "--no-store", "--no-progress", "--device", "cpu",
+            "--dtype", "bfloat16"]
+    assert main(argv) == 0
+    frame = pd.read_parquet(out / "attributions.parquet")
+    examples = list(dict.fromkeys(frame["example_id"]))
+    assert examples == ["0#0", "0#1", "1#0", "1#1"]  # one row per generated token (neither text hits the eos)
+    assert frame.groupby("example_id")["target"].nunique().eq(1).all() and frame["target"].str.startswith("next=").all()
+    lengths = frame.groupby("example_id", sort=False).size().tolist()
+    assert lengths[1] == lengths[0] + 1 and lengths[3] == lengths[2] + 1  # each later row adds the generated token
