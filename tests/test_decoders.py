@@ -93,3 +93,13 @@ def test_a_tokenizer_without_pad_token_pads_right_with_eos(tmp_path, tiny_tokeni
         padded = subject.forward(batch).last_hidden_state[1]
         alone = subject.forward(TEXTS[1]).last_hidden_state[0]
     assert (padded[:len(alone)] - alone).abs().max().item() <= 1e-5
+
+
+def test_logit_lens_reads_a_gpt2_through_the_generic_head(tmp_path, tiny_tokenizer):
+    from workbench.lens import evaluate_lens
+
+    subject = load_subject(gpt2_dir(tmp_path, tiny_tokenizer, tied=False))
+    result = evaluate_lens(subject, TEXTS)
+    last = result.layers.iloc[-1]  # ln_f then the projection of the last residual stream: the model's own logits
+    assert last["kl_logit_lens"] == pytest.approx(0.0, abs=1e-6) and last["top1_logit_lens"] == 1.0
+    assert result.layers.iloc[0]["kl_logit_lens"] > 1e-3  # the embeddings alone are not the output
