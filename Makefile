@@ -68,13 +68,24 @@ runs/patch/%-seed0-snli/patching.parquet: | $(MINILM_RUN)/finetune/snli/metrics.
 	  --clean-pair "A man is playing music." --corrupted "A man is playing a guitar on stage." \
 	  --corrupted-pair "A man is not playing." --out runs/patch/$*-seed0-snli
 
+# A decoder on show: a tiny causal Atinuke (`--objective clm`), the tiny recipe cut to 120 steps and a 16-block
+# evaluation (137 s of CPU time, about 2 minutes on 2 cores; PTB valid ppl 439 against unigram 801): the app's
+# attention and attribution pages on a decoder. A CLM step projects every position onto the vocabulary, ~6x an
+# MLM step here.
+CLM_RUN := runs/pretrain/atinuke-clm
+
+$(CLM_RUN)/model/config.json: | data
+	.venv/bin/atinuke pretrain --objective clm --preset tiny --steps 120 --warmup 20 --eval-every 120 \
+	  --checkpoint-every 120 --eval-max-blocks 16 --seed 0 --out $(CLM_RUN)
+
 # Everything the app shows, in the order a visitor needs it.
 models: data experiment runs/probes/atinuke-seed0/pos/results.parquet runs/probes/bert-seed0/pos/results.parquet \
 	runs/probes/minilm/pos/results.parquet \
 	runs/attributions/atinuke-snli/attributions.parquet runs/attributions/minilm-snli/attributions.parquet \
 	runs/sae/atinuke-seed0-resid1/metrics.json runs/sae/minilm-resid3/metrics.json \
 	runs/lens/atinuke-seed0/lens_layers.parquet runs/lens/bert-seed0/lens_layers.parquet \
-	runs/patch/atinuke-seed0-snli/patching.parquet runs/patch/minilm-seed0-snli/patching.parquet
+	runs/patch/atinuke-seed0-snli/patching.parquet runs/patch/minilm-seed0-snli/patching.parquet \
+	$(CLM_RUN)/model/config.json
 
 app:
 	.venv/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true

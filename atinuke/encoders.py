@@ -20,6 +20,7 @@ import atinuke  # noqa: F401  (registers the Atinuke classes with the Auto* fact
 from atinuke.errors import UserInputError
 from atinuke.model import AtinukeModel
 from atinuke.tokenizer import load_tokenizer
+from atinuke.validation import check_dtype, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,63 @@ def resolve_model_path(spec: str | Path) -> Path:
         return path / "model"
     if (path / "config.json").is_file():
         return path
+    if not path.exists() and looks_like_hub_id(str(spec)):
+        return hub_snapshot(str(spec))
     raise UserInputError(f"unknown model {str(spec)!r}: expected 'minilm' or a directory with config.json")
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """``name`` or ``owner/name`` as the Hugging Face Hub spells model ids (no other path separators)."""
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", spec) is not None and not spec.endswith(".")
+
+
+# What a model needs from the Hub: config, safetensors weights and tokenizer files (never pickles).
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+
+
+def hub_snapshot(model_id: str) -> Path:
+    """The local directory of a Hugging Face Hub model: from the cache (always tried first, no network), else
+    downloaded (config, safetensors and tokenizer files only) unless ``HF_HUB_OFFLINE`` is set.
+
+    Raises:
+        UserInputError: not cached and offline (or no network), or no such model.
+    """
+    import os
+
+    from huggingface_hub import snapshot_download
+
+    cache = os.environ.get("HF_HUB_CACHE") or None
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=HUB_FILES, cache_dir=cache, local_files_only=True))
+    except Exception:  # LocalEntryNotFoundError and friends: not (completely) cached
+        pass
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+    where = f"unknown model {model_id!r}: not a local directory, and not in {cache or 'the Hugging Face cache'}"
+    if offline or not hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else "huggingface.co cannot be reached"
+        raise UserInputError(f"{where} ({why}); download it once where there is network "
+                             f"(`hf download {model_id}`), or give a model directory")
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=HUB_FILES, cache_dir=cache))
+    except Exception as error:  # no such repository, gated, interrupted...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"{where}, and the download failed ({first})") from error
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether this machine can open a connection to the Hub (a quick check, so no download hangs offline)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 # Weights a base encoder may leave unused (a pretraining head: Atinuke's and BERT's lm_head./head_transform./cls.,
@@ -178,13 +235,15 @@ def encoder_name(spec: str | Path) -> str:
     return path.name
 
 
-def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: str | torch.device = "cpu") -> Encoder:
+def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype = "float32") -> Encoder:
     """Load a base encoder and its tokenizer, in eval mode.
 
     Args:
         spec: "minilm", or a directory (pretraining run, saved model, or any HF BERT-family encoder).
         attn_implementation: for HF models; "eager" returns attention weights, "sdpa" is faster.
-        device: where to put the model.
+        device: where to put the model ("auto": CUDA when available).
+        dtype: the parameters' dtype (float32, bfloat16, float16; ``atinuke.validation.check_dtype``).
 
     Returns:
         An :class:`Encoder`.
@@ -225,7 +284,18 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         if bars_were_on:
             hf_logging.enable_progress_bar()
     tokenizer = load_tokenizer(path)
+    # The workbench pads on the right (rows are trimmed to their real length there; a decoder's positions stay
+    # those of the unpadded text), and a decoder's tokenizer often has no pad token (GPT-2): its end-of-text
+    # token pads, which the attention mask hides.
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("%s: no pad token; padding with the end-of-sequence token %r", path, tokenizer.eos_token)
     # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
     # unbound function that wants the model as its first argument.
-    return Encoder(name=name, kind=kind, model=model.to(device).eval(),  # type: ignore[arg-type]
+    if isinstance(device, str):
+        device = resolve_device(device)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, check_dtype(dtype, str(device)))
+    return Encoder(name=name, kind=kind, model=model.to(device, dtype).eval(),  # type: ignore[arg-type]
                    tokenizer=tokenizer, path=path)

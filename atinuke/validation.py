@@ -1,8 +1,9 @@
 """One validation layer for every command-line option, applied by ``atinuke.cli.run_cli`` before a command runs.
 
 Options are validated by their ``argparse`` destination name, so the same rule holds in every CLI
-(``atinuke``, ``workbench``, ``probes``): ``--batch-size 0`` or ``--device tpu`` fail the same way everywhere,
-with one line naming the option and the value, before any work is done or any file is written.
+(``atinuke``, ``workbench``, ``probes``): ``--batch-size 0``, ``--device tpu`` or ``--dtype float16`` on a CPU fail
+the same way everywhere, with one line naming the option and the value, before any work is done or any file is
+written.
 """
 from __future__ import annotations
 
@@ -55,6 +56,37 @@ def check_device(spec: str) -> str:
     raise UserInputError(f"--device {text!r}: unknown device; choose auto, cpu, cuda, cuda:N or mps")
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_device(spec: str) -> str:
+    """The device a ``--device`` value names on this machine: "auto" is "cuda" when CUDA is available, else "cpu".
+
+    Raises:
+        UserInputError: as :func:`check_device`.
+    """
+    import torch
+
+    text = check_device(spec)
+    return ("cuda" if torch.cuda.is_available() else "cpu") if text == "auto" else text
+
+
+def check_dtype(spec: str, device: str = "cpu") -> str:
+    """``spec`` if a model can run in it on ``device``: float32 anywhere, bfloat16 anywhere (CPUs have bfloat16
+    kernels), float16 on a GPU only.
+
+    Raises:
+        UserInputError: an unknown dtype, or float16 on the CPU.
+    """
+    text = str(spec).strip()
+    if text not in DTYPES:
+        raise UserInputError(f"--dtype {text!r}: unknown dtype; choose {', '.join(DTYPES)}")
+    if text == "float16" and resolve_device(device) == "cpu":
+        raise UserInputError("--dtype float16 on the CPU: half-precision kernels are GPU-only; use bfloat16 or "
+                             "float32 on the CPU (or --device cuda)")
+    return text
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -71,6 +103,9 @@ def check_args(args: argparse.Namespace) -> None:
             continue
         if name == "device":
             check_device(value)
+            continue
+        if name == "dtype":
+            check_dtype(value, values.get("device") or "auto")
             continue
         if isinstance(value, list) and not value:
             # argparse (3.11-3.13) turns ``--flag=--`` into an empty list instead of refusing it.

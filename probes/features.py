@@ -7,12 +7,15 @@ words through the tokenizer's offset mappings (a token belongs to every word its
 the mean, the first and the last sub-token. Spans are rebuilt exactly from these at read time: the
 token-mean of a span is the token-count-weighted mean of its words' means, and the endpoint representation
 is ``[first token of the first word; last token of the last word]`` (Tenney et al., 2019, arXiv 1905.06316,
-pool spans, concatenate pairs). A sentence vector is the mean over its non-special tokens.
+pool spans, concatenate pairs). A sentence vector is the mean over its non-special tokens; for a decoder
+(``subject.causal``), whose earlier positions have not read the rest of the sentence, it is the state of the last
+non-special token, the one position that has read it all.
 
 On-disk layout (written atomically as one directory; float16 ``.npy`` files opened as memory maps, so a
 probe reads one layer at a time and memory stays bounded):
 
-    meta.json                 model, kind, model_hash, n_layers (stored layers = model layers + 1), d_model, pools
+    meta.json                 model, kind, model_hash, n_layers (stored layers = model layers + 1), d_model, pools,
+                              sentence_pool (mean, or last for a decoder)
     words.parquet             one row per word: sentence, word, char_start, char_end, n_tokens
     sentences.parquet         id, n_words, word_offset (index of the sentence's first word row)
     layer_{l}.{pool}.npy      [n_words, d_model] for pool in mean/first/last
@@ -205,7 +208,8 @@ def extract_features(subject, sentences: Sequence[ProbeSentence], out: Union[str
             with torch.inference_mode():
                 cache = subject.run_with_cache(encoded, names=names)
                 hidden = torch.stack([cache[n] for n in names]).float()  # [n_layers, batch, pos, d_model]
-                _pool_batch(hidden, encoded, batch, begin, word_offsets, n_tokens, arrays, pools)
+                _pool_batch(hidden, encoded, batch, begin, word_offsets, n_tokens, arrays, pools,
+                            causal=bool(getattr(subject, "causal", False)))
             bar.update(len(batch))
         bar.close()
         for array in arrays.values():
@@ -224,6 +228,7 @@ def extract_features(subject, sentences: Sequence[ProbeSentence], out: Union[str
         atomic_write_json(tmp / "meta.json", {
             "format": _FORMAT, "model": subject.name, "kind": subject.kind, "model_hash": subject.model_hash(),
             "n_layers": n_layers, "d_model": d_model, "pools": list(pools), "hook_names": names,
+            "sentence_pool": "last" if getattr(subject, "causal", False) else "mean",
             "n_words": int(word_offsets[-1]), "n_sentences": len(sentences),
             "sentences_sha256": sentences_fingerprint(sentences), "dtype": "float16",
         })
@@ -235,8 +240,9 @@ def extract_features(subject, sentences: Sequence[ProbeSentence], out: Union[str
 
 
 def _pool_batch(hidden: torch.Tensor, encoded, batch: Sequence[ProbeSentence], begin: int, word_offsets: np.ndarray,
-                n_tokens: np.ndarray, arrays: dict, pools: Sequence[str]) -> None:
-    """Pool one batch's hidden states into word and sentence vectors and write them to the memmaps."""
+                n_tokens: np.ndarray, arrays: dict, pools: Sequence[str], causal: bool = False) -> None:
+    """Pool one batch's hidden states into word and sentence vectors and write them to the memmaps (``causal``:
+    the sentence vector is the last non-special token's state)."""
     n_layers, n_batch, n_pos, d_model = hidden.shape
     offsets = encoded["offset_mapping"].numpy()  # [batch, pos, 2]
     mask = encoded["attention_mask"].numpy().astype(bool)  # [batch, pos]
@@ -269,7 +275,11 @@ def _pool_batch(hidden: torch.Tensor, encoded, batch: Sequence[ProbeSentence], b
     special = encoded.get("special_tokens_mask")
     keep = torch.from_numpy(mask) if special is None else torch.from_numpy(mask) & (special == 0)
     keep = keep.to(hidden.device).float()  # [batch, pos]
-    sentence = (hidden * keep[None, :, :, None]).sum(2) / keep.sum(1).clamp(min=1)[None, :, None]  # [n_layers, batch, d]
+    if causal:
+        last = (keep * torch.arange(1, n_pos + 1, device=keep.device)).argmax(1)  # [batch] last kept position
+        sentence = hidden[:, torch.arange(n_batch, device=hidden.device), last]  # [n_layers, batch, d]
+    else:
+        sentence = (hidden * keep[None, :, :, None]).sum(2) / keep.sum(1).clamp(min=1)[None, :, None]  # [n_layers, batch, d]
     sentence_half = sentence.half().cpu().numpy()
     pooled_half = {pool: value.half().cpu().numpy() for pool, value in pooled.items()}
     for layer in range(n_layers):

@@ -387,3 +387,42 @@ def test_mechanisms_page_draws_a_discovered_circuit(app_env, tmp_path, monkeypat
     at.selectbox(key="mech_circuit_source").set_value("circuit/p").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [c["layout"]["title"]["text"] for c in _charts(at)][-1] == "Circuit: planted/planted"
+
+
+@pytest.fixture()
+def decoder_env(tmp_path, tiny_tokenizer, monkeypatch):
+    """A runs directory holding one pretraining run of a tiny causal Atinuke (``--objective clm``)."""
+    from tests.decoders import clm_atinuke_dir
+
+    clm_atinuke_dir(tmp_path / "pretrain" / "atinuke-clm", tiny_tokenizer)
+    monkeypatch.setenv("ATINUKE_RUNS", str(tmp_path))
+    return tmp_path
+
+
+def test_attention_page_draws_a_decoder_causally(decoder_env):
+    at = _run("attention")
+    at.multiselect(key="attn_models").set_value(["Atinuke: atinuke-clm"]).run()
+    assert not at.exception and any("upper triangle" in c.value for c in at.caption)
+    at.radio(key="attn_view").set_value("Single head").run()
+    z = _charts(at)[0]["data"][0]["z"]  # query x key, plotly's typed array or nested lists (null = NaN)
+    if isinstance(z, dict):
+        import base64
+
+        shape = [int(n) for n in str(z["shape"]).split(",")]
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    z = np.array(z, dtype=float)
+    above = np.triu(np.ones(z.shape, dtype=bool), k=1)
+    assert np.isnan(z[above]).all() and not np.isnan(z[~above]).any()  # blank above the diagonal only
+    assert np.allclose(np.nansum(z, 1), 1, atol=1e-4)  # each query's row still sums to one
+
+
+def test_attribution_page_explains_a_decoders_next_token(decoder_env):
+    at = _run("attribution")
+    at.multiselect(key="attr_methods").set_value(["saliency", "input_x_gradient"]).run()
+    assert not at.exception and at.text_input(key="attr_target").value == "next"
+    assert any("Explained target: next=" in c.value and "decoder" in c.value for c in at.caption)
+    at.text_input(key="attr_target").set_value("generate=2").run()
+    assert not at.exception and len(_charts(at)) == 2  # one heatmap per generated token
+    assert sum("Generated token" in c.value for c in at.caption) == 2
+    at.text_input(key="attr_target").set_value("logitdiff=qqqzz xx,the").run()
+    assert not at.exception and any("not one token" in e.value for e in at.error)

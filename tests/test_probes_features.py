@@ -116,3 +116,19 @@ def test_tokenizer_without_offsets_is_a_clear_error(tiny_atinuke_dir, tmp_path):
     with pytest.raises(UserInputError, match="no offset"):
         extract_features(subject, _sentences(), tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_decoders_sentence_vector_is_its_last_real_token(tiny_tokenizer, tmp_path):
+    from tests.decoders import clm_atinuke_dir
+    from workbench.subject import load_subject
+
+    subject = load_subject(clm_atinuke_dir(tmp_path, tiny_tokenizer))
+    store = extract_features(subject, _sentences(), tmp_path / "features", batch_size=2, progress=False)
+    assert store.meta["sentence_pool"] == "last"
+    for i, sentence in enumerate(_sentences()):
+        encoded = subject.tokenize([sentence.text])  # alone: no padding
+        cache = subject.run_with_cache(encoded, names=layer_hook_names(subject.n_layers))
+        last = int((~encoded["special_tokens_mask"][0].bool()).nonzero().max())  # before the trailing [SEP]
+        for layer, name in enumerate(layer_hook_names(subject.n_layers)):
+            np.testing.assert_allclose(store.sentence_layer(layer)[i], cache[name][0, last].numpy(), rtol=2e-2,
+                                       atol=2e-2)

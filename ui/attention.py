@@ -17,10 +17,20 @@ FLOW_MAX_UNITS = 24  # attention flow solves one max-flow problem per token pair
 def _maps(spec: str, text: str, words: bool, stamp: float) -> dict[str, Any]:
     from workbench.attention import attention_maps
 
-    maps = attention_maps(common.subject(spec), text)
+    subject = common.subject(spec)
+    maps = attention_maps(subject, text)
     if words:
         maps = maps.to_words()
-    return dict(labels=list(maps.tokens), pattern=maps.pattern)
+    pattern = maps.pattern
+    if subject.causal:  # a decoder never attends to later positions: draw that half blank, not as zeros
+        pattern = causal_blank(pattern)
+    return dict(labels=list(maps.tokens), pattern=pattern, causal=subject.causal)
+
+
+def causal_blank(pattern: np.ndarray) -> np.ndarray:
+    """[..., query, key] with the cells above the diagonal (keys after the query) set to NaN."""
+    above = np.triu(np.ones(pattern.shape[-2:], dtype=bool), k=1)
+    return np.where(above, np.nan, pattern)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -28,7 +38,8 @@ def _flow(spec: str, text: str, words: bool, stamp: float) -> np.ndarray:
     from workbench.attention import attention_flow
 
     maps = _maps(spec, text, words, stamp)
-    return attention_flow(maps["pattern"].mean(axis=1))
+    flow = attention_flow(np.nan_to_num(maps["pattern"]).mean(axis=1))
+    return causal_blank(flow) if maps["causal"] else flow
 
 
 def _heatmap(matrix: np.ndarray, labels: list[str], title: str) -> Any:
@@ -95,6 +106,9 @@ def render() -> None:
                     maps = _maps(choices[name], text, words, common.weights_stamp(choices[name]))
                 pattern, labels = maps["pattern"], maps["labels"]
                 n_layers, n_heads = pattern.shape[:2]
+                if maps["causal"]:
+                    st.caption("A decoder: each position attends only to itself and earlier positions (the blank "
+                               "upper triangle).")
                 if view == "Layer × head grid":
                     common.plot(_grid(pattern, f"{n_layers} layers × {n_heads} heads"), key=f"grid_{name}")
                 elif view == "Single head":
@@ -104,7 +118,9 @@ def render() -> None:
                 elif view == "Rollout":
                     from workbench.attention import attention_rollout
 
-                    rollout = attention_rollout(pattern.mean(axis=1))
+                    rollout = attention_rollout(np.nan_to_num(pattern).mean(axis=1))
+                    if maps["causal"]:
+                        rollout = causal_blank(rollout)
                     common.plot(_heatmap(rollout[-1], labels, "Attention rollout (Abnar & Zuidema, 2020)"),
                                  key=f"rollout_{name}")
                 else:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 import streamlit as st
@@ -37,19 +37,34 @@ def _link_params(choices: dict[str, str]):
     return params
 
 
-def _attribute(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int) -> pd.DataFrame:
-    return common.attribution_frame(spec, text, methods, baseline, n_steps, common.weights_stamp(spec))
+def _attribute(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int,
+               target: Optional[str] = None) -> pd.DataFrame:
+    return common.attribution_frame(spec, text, methods, baseline, n_steps, common.weights_stamp(spec),
+                                    target=target)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _faithfulness(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int,
-                  stamp: float) -> pd.DataFrame:
+                  stamp: float, target: Optional[str] = None) -> pd.DataFrame:
     from workbench.attribution import Attribution
     from workbench.faithfulness import aopc, eraser
 
-    attribution = Attribution(_attribute(spec, text, methods, baseline, n_steps))
-    table = eraser(common.subject(spec), [text], attribution, ks=(10, 20, 50), example_ids=["input"])
+    attribution = Attribution(_attribute(spec, text, methods, baseline, n_steps, target))
+    table = eraser(common.subject(spec), [text], attribution, target=target, ks=(10, 20, 50), example_ids=["input"])
     return aopc(table)
+
+
+def _decoder_target(spec: str) -> Optional[str]:
+    """For a decoder (a causal LM with its head), the target to explain, chosen on the page; None otherwise."""
+    if not common.subject(spec).causal:
+        return None
+    from workbench.lm import language_model
+
+    if language_model(common.subject(spec)) is None:
+        return None
+    return st.text_input("Target (decoder)", "next", key="attr_target",
+                         help="next (the predicted next token's logit), next=TOKEN, logitdiff=A,B, "
+                              "continuation=TEXT (its log-probability), generate=N (one row per generated token)")
 
 
 def _heatmap(words: pd.DataFrame) -> Any:
@@ -127,16 +142,24 @@ def render() -> None:
     with common.friendly_errors("attribution"):
         text = common.check_text(text)
         common.check_length(choices[name], text)
+        target = None if name.startswith("Fine-tuned") else _decoder_target(choices[name])
         with st.spinner(f"Attributing with {len(methods)} method(s)…"):
-            frame = _attribute(choices[name], text, tuple(methods), baseline, n_steps)
+            frame = _attribute(choices[name], text, tuple(methods), baseline, n_steps, target)
         from workbench.attribution import Attribution
 
         attribution = Attribution(frame)
+        explained = ", ".join(sorted(frame["target"].astype(str).unique()))
+        note = ("" if name.startswith("Fine-tuned") else
+                " (a decoder: what it says next, read through its own LM head; a token is explained only by itself "
+                "and earlier tokens)" if target is not None else
+                " (a plain encoder has no prediction: the norm of the [CLS] state is explained)")
+        st.caption(f"Explained target: {explained}" + note)
+        for example in attribution.example_ids:  # generate=N: one row per generated token
+            one = frame[frame["example_id"] == example]
+            if len(attribution.example_ids) > 1:
+                st.caption(f"Generated token {example.rpartition('#')[2]}: {one['target'].iloc[0]}")
+            common.plot(_heatmap(Attribution(one).word_scores()), key=f"attr_heatmap_{example}")
         words = attribution.word_scores()
-        target = ", ".join(sorted(frame["target"].astype(str).unique()))
-        st.caption(f"Explained target: {target}" + ("" if name.startswith("Fine-tuned") else
-                   " (a plain encoder has no prediction: the norm of the [CLS] state is explained)"))
-        common.plot(_heatmap(words), key="attr_heatmap")
         deltas = frame.dropna(subset=["delta"]).drop_duplicates(["method"])[["method", "delta"]]
         if not deltas.empty:
             st.caption("IG convergence delta: " + ", ".join(f"{r.method} {r.delta:+.2e}" for r in deltas.itertuples()))
@@ -152,7 +175,7 @@ def render() -> None:
         if st.checkbox("Faithfulness (ERASER comprehensiveness / sufficiency)", key="attr_faith"):
             with st.spinner("Erasing tokens and re-running the model…"):
                 faith = _faithfulness(choices[name], text, tuple(methods), baseline, n_steps,
-                                      common.weights_stamp(choices[name]))
+                                      common.weights_stamp(choices[name]), target)
             import plotly.express as px
 
             value_columns = [c for c in faith.columns if c in ("comprehensiveness", "sufficiency")]

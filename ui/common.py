@@ -101,12 +101,13 @@ def weights_stamp(spec: str) -> float:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def attribution_frame(spec: str, text: str, methods: tuple[str, ...], baseline: str, n_steps: int,
-                      stamp: float, text_pair: Optional[str] = None) -> pd.DataFrame:
-    """The tidy attribution table (workbench.attribution) of one input, cached by every setting and the weights."""
+                      stamp: float, text_pair: Optional[str] = None, target: Optional[str] = None) -> pd.DataFrame:
+    """The tidy attribution table (workbench.attribution) of one input, cached by every setting and the weights
+    (``target``: a ``--target`` form, None for the subject's default)."""
     from workbench.attribution import AttributionParams, attribute_many
 
     params = AttributionParams(baseline=baseline, n_steps=n_steps, n_samples=32)
-    return attribute_many(subject(spec), [text], list(methods), params=params, example_ids=["input"],
+    return attribute_many(subject(spec), [text], list(methods), target, params=params, example_ids=["input"],
                           text_pairs=None if text_pair is None else [text_pair]).frame
 
 

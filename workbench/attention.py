@@ -288,7 +288,8 @@ def head_statistics(subject: Subject, texts: Sequence[str], text_pairs: Optional
     Returns:
         DataFrame, one row per (layer, head), columns: ``layer``, ``head``, ``entropy`` (nats, mean per
         query), ``mean_distance`` (sum_k p_qk |q - k|, mean per query), ``attn_cls``, ``attn_sep``,
-        ``attn_punct`` (mean attention mass a query puts on [CLS] / [SEP] / punctuation tokens), ``n_queries``.
+        ``attn_punct`` (mean attention mass a query puts on [CLS] / [SEP] / punctuation tokens; NaN for a
+        tokenizer without that token), ``n_queries``.
     """
     sums = np.zeros((subject.n_layers, subject.n_heads, 5))
     n_queries = 0
@@ -321,6 +322,10 @@ def head_statistics(subject: Subject, texts: Sequence[str], text_pairs: Optional
             sums[..., 4] += p[..., is_punct].sum(-1).sum(-1)
             n_queries += n_tokens
     means = sums / max(n_queries, 1)
+    # A tokenizer without [CLS] / [SEP] (GPT-2's) has no such statistic: NaN, not a misleading 0.
+    for column, token in ((2, tokenizer.cls_token_id), (3, tokenizer.sep_token_id)):
+        if token is None:
+            means[..., column] = np.nan
     rows = [dict(layer=layer, head=head, entropy=means[layer, head, 0], mean_distance=means[layer, head, 1],
                  attn_cls=means[layer, head, 2], attn_sep=means[layer, head, 3], attn_punct=means[layer, head, 4],
                  n_queries=n_queries)

@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="integrated_gradients", choices=None,
                         help=f"one of: {', '.join(METHODS)} (comma-separated for several)")
     parser.add_argument("--target", default=None, help="predicted (default), class=NAME, start|end|span, "
-                                                      "tag@WORD, antecedent, norm@POS[:layer=L]")
+                                                      "tag@WORD, antecedent, norm@POS[:layer=L]; decoders: "
+                                                      "next[=TOKEN][@POS] (default), logitdiff=A,B[@POS], "
+                                                      "continuation=TEXT, generate=N")
     parser.add_argument("--baseline", default="pad", help=f"one of: {', '.join(BASELINES)}")
     parser.add_argument("--n-steps", type=int, default=32, help="integrated-gradients steps")
     parser.add_argument("--tolerance", type=float, default=None, help="adaptive IG: raise steps until |delta| < this")
@@ -75,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace attributions.parquet, summary.json and the evaluation tables in a non-empty --out")
     parser.add_argument("--store", default=None, help="store directory (default: <cache>/attribution_store)")
     parser.add_argument("--no-store", action="store_true", help="do not read or write the store")
-    parser.add_argument("--device", default="cpu")
+    add_device_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--evaluate", action="store_true",
                         help="also write the faithfulness, agreement, randomization and attention tables to --out")
@@ -84,22 +86,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="with --evaluate: bootstrap resamples of the CIs")
 
 
-def resolve_subject(model: str, task: Optional[str], device: str) -> Any:
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype`` of a command that loads a model (validated in ``atinuke.validation``)."""
+    parser.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", default="float32",
+                        help="float32 (default), bfloat16 (also on the CPU) or float16 (GPU only)")
+
+
+def resolve_subject(model: str, task: Optional[str], device: str, dtype: str = "float32") -> Any:
     """The subject ``model`` names, and only that: a fine-tuned task model when the directory holds one
-    (``task_model.json``), else the encoder. A path that does not load is an error, never another run."""
+    (``task_model.json``), else the encoder (a directory, "minilm", or a Hugging Face model id, read from the local
+    cache first). A path that does not load is an error, never another run."""
+    from atinuke.encoders import looks_like_hub_id
     from workbench.subject import load_subject
 
     path = Path(model)
-    if model != "minilm" and not path.is_dir():
+    if model != "minilm" and not path.is_dir() and (path.exists() or not looks_like_hub_id(model)):
         raise UserInputError(f"--model {model}: no such model directory")
     if (path / "task_model.json").is_file() or (path / "model" / "task_model.json").is_file():
-        from atinuke.tasks.heads import load_task_model
-
-        task_model = load_task_model(path, device=device)
-        if task is not None and task_model.spec.name != task:
-            raise UserInputError(f"{path}: a {task_model.spec.name!r} model, not {task!r}")
-        return load_subject(task_model)
-    subject = load_subject(model, device=device)
+        subject = load_subject(path, device=device, dtype=dtype)
+        if task is not None and subject.task.name != task:
+            raise UserInputError(f"{path}: a {subject.task.name!r} model, not {task!r}")
+        return subject
+    subject = load_subject(model, device=device, dtype=dtype)
     if task is not None:
         logger.warning("no fine-tuned %r head in %s; explaining the encoder's [CLS] state norm on the task's texts",
                        task, model)
@@ -164,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line error contract
     rank, world = _distributed()
-    subject = resolve_subject(args.model, args.task, args.device)
+    subject = resolve_subject(args.model, args.task, args.device, args.dtype)
     task = args.task
     if task is None and subject.task_model is not None and subject.task_model.spec.family == "user":
         task = subject.task_model.spec.name  # a run on the user's data reads --data with its column mapping

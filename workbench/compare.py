@@ -222,7 +222,10 @@ def word_view(encoder: Any, text: str) -> WordView:
     max_len = int(getattr(encoder, "max_len", 512))
     if batch["input_ids"].shape[1] > max_len:
         raise UserInputError(f"text is {batch['input_ids'].shape[1]} tokens long; the model takes at most {max_len}")
-    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    # Only the inputs the family's forward takes: GPT-2 would add wte(token_type_ids) to every position.
+    accepted = getattr(getattr(encoder, "adapter", None), "model_inputs", ("input_ids", "attention_mask",
+                                                                            "token_type_ids"))
+    inputs = {k: v for k, v in batch.items() if k in accepted}
     if getattr(encoder, "kind", "hf") == "atinuke":
         inputs.pop("token_type_ids", None)
     with torch.no_grad():

@@ -76,6 +76,8 @@ def _prepare(subject: Subject, inputs: Any, target: Any, text_pairs=None, exampl
     else:
         rows = rows_from_examples(subject, inputs)
     target = parse_target(target, subject) if target is None or isinstance(target, str) else target
+    if not isinstance(inputs, Rows):
+        rows = target.prepare_rows(subject, rows)  # as attribute() prepared them (decoder targets)
     return rows, target
 
 

@@ -226,20 +226,24 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true")
+    from workbench.cli import add_device_arguments
+
+    add_device_arguments(parser)
 
 
 def run(args: Any) -> int:
     """Write ``lens_layers.parquet``, ``lens_tokens.parquet`` and (with steps) ``tuned_lens.safetensors``."""
     from atinuke.io import atomic_write_json, check_out_dir, write_with
     from workbench.features.cli import corpus_split
-    from workbench.subject import load_subject
 
     if args.steps < 0:
         raise UserInputError(f"--steps must be >= 0, got {args.steps}")
     out = check_out_dir(args.out, overwrite=args.overwrite)
-    if not Path(args.model).is_dir():
-        raise UserInputError(f"--model {args.model}: no such model directory")
-    subject = load_subject(args.model)
+    from workbench.cli import resolve_subject
+
+    subject = resolve_subject(args.model, None, args.device, args.dtype)
+    if subject.task_model is not None:
+        raise UserInputError(f"--model {args.model}: a fine-tuned task model; give a pretraining run or LM checkpoint")
     train, held = corpus_split(args.corpus, args.eval_texts)
     tuned = None
     out.mkdir(parents=True, exist_ok=True)

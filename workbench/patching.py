@@ -207,6 +207,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--n-steps", type=int, default=8, help="EAP-IG interpolation steps")
     parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true")
+    from workbench.cli import add_device_arguments
+
+    add_device_arguments(parser)
 
 
 def run(args: Any) -> int:
@@ -215,7 +218,7 @@ def run(args: Any) -> int:
     from workbench.cli import resolve_subject
 
     out = check_out_dir(args.out, overwrite=args.overwrite)
-    subject = resolve_subject(args.model, None, "cpu")
+    subject = resolve_subject(args.model, None, args.device, args.dtype)
     for text, flag in ((args.clean, "--clean"), (args.corrupted, "--corrupted")):
         if not text.strip():
             raise UserInputError(f"{flag}: empty text")

@@ -157,6 +157,11 @@ class Subject:
         """The token-embedding table; attribution methods work on its output [batch, pos, d_model]."""
         return self.encoder.get_input_embeddings()
 
+    @property
+    def causal(self) -> bool:
+        """Whether the encoder is a decoder: a position attends to itself and earlier positions only."""
+        return self.adapter.is_causal()
+
     def final_norm(self, hidden: torch.Tensor) -> torch.Tensor:
         """The encoder's last step on the residual stream: a pre-norm Atinuke's final layer norm; identity for
         post-norm Atinuke and BERT-family encoders, whose blocks already end in one. [..., d_model]."""
@@ -447,13 +452,15 @@ def _is_task_model(obj: Any) -> bool:
     return hasattr(obj, "spec") and hasattr(obj, "encoder") and hasattr(obj, "forward")
 
 
-def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.device] = "cpu") -> Subject:
+def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.device] = "cpu",
+                 dtype: Union[str, torch.dtype] = "float32") -> Subject:
     """Load a model for inspection.
 
     Args:
         spec: "minilm", a model/run directory (a fine-tuning run with a task head becomes a task subject),
             an :class:`~atinuke.encoders.Encoder`, or a task model from ``atinuke.tasks.heads``.
-        device: where to put a model loaded from disk.
+        device: where to put a model loaded from disk ("auto": CUDA when available).
+        dtype: the dtype of a model loaded from disk: float32, bfloat16 (also on the CPU), float16 (GPU only).
 
     Returns:
         A :class:`Subject`.
@@ -470,9 +477,12 @@ def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.
     path = Path(str(spec))
     if str(spec) != "minilm" and path.is_dir() and _looks_like_task_dir(path):
         from atinuke.tasks.heads import load_task_model
+        from atinuke.validation import check_dtype, resolve_device
 
-        return task_subject(load_task_model(path))
-    return Subject(load_encoder(spec, device=device))
+        where = resolve_device(device) if isinstance(device, str) else device
+        cast_to = getattr(torch, check_dtype(dtype, str(where))) if isinstance(dtype, str) else dtype
+        return task_subject(load_task_model(path, device=where).to(cast_to))
+    return Subject(load_encoder(spec, device=device, dtype=dtype))
 
 
 def _looks_like_task_dir(path: Path) -> bool:

@@ -267,6 +267,7 @@ def attribute(subject: Subject, inputs: Union[Sequence[str], Sequence[Any], Rows
         raise UserInputError("no inputs to attribute")
     target = parse_target(target, subject) if target is None or isinstance(target, str) else target
     target_spec = target.spec if isinstance(target, Target) else str(target)
+    rows = target.prepare_rows(subject, rows)  # a continuation appended, or one row per generated token
     params_json = json.dumps(chosen.settings(params), sort_keys=True)
     if target.spec == "antecedent":
         params = dataclasses.replace(params, batch_size=1)  # one document per forward pass

@@ -19,64 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from atinuke.errors import UserInputError
+from workbench.attribution.target_base import Rows, Target
 
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Rows:
-    """Tokenised inputs of an attribution run, one row per example (padded).
-
-    Attributes:
-        example_ids: [N] ids.
-        texts: [N] segment texts of each row (words joined by spaces for CoNLL examples).
-        input_ids, attention_mask: [N, T].
-        token_type_ids: [N, T] or None.
-        head_inputs: extra task-head tensors, first dimension N.
-        offsets: [N, T, 2] character offsets within each token's segment.
-        segments: [N, T] segment of each token (-1 for special tokens and padding).
-        examples: the source examples (task runs) or None.
-        info: per-row decoding info from the task batch.
-    """
-
-    example_ids: list[str]
-    texts: list[list[str]]
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    token_type_ids: Optional[torch.Tensor]
-    head_inputs: dict[str, torch.Tensor]
-    offsets: torch.Tensor
-    segments: torch.Tensor
-    examples: Optional[list[Any]] = None
-    info: list[dict[str, Any]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.example_ids)
-
-    def select(self, indices: Sequence[int]) -> "Rows":
-        """The rows at ``indices``, trimmed to their longest real length (less padding per batch)."""
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        width = max(int(self.attention_mask[idx].sum(1).max()), 1)
-        def cut(t: torch.Tensor) -> torch.Tensor:
-            return t[idx][:, :width]
-
-        heads = {k: (v[idx][:, :width] if v.dim() >= 2 and v.shape[1] == self.input_ids.shape[1] else v[idx])
-                 for k, v in self.head_inputs.items()}
-        return Rows([self.example_ids[i] for i in indices], [self.texts[i] for i in indices], cut(self.input_ids),
-                    cut(self.attention_mask), None if self.token_type_ids is None else cut(self.token_type_ids),
-                    heads, cut(self.offsets),
-                    cut(self.segments), None if self.examples is None else [self.examples[i] for i in indices],
-                    [self.info[i] for i in indices] if self.info else [])
 
 
 def rows_from_texts(subject: Subject, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
@@ -199,43 +154,6 @@ def unflatten_document(layout: dict[str, torch.Tensor], input_ids: torch.Tensor,
         full = embedding(ids).reshape(-1, embeds.shape[-1])  # [R * T, d_model]
     full = full.index_put((positions,), embeds[0, :n])  # differentiable in embeds
     return ids, mask, full.view(*ids.shape, embeds.shape[-1])
-
-
-class Target:
-    """Base class: ``resolve`` per-row indices on the clean input, then ``select`` one scalar per row."""
-
-    spec: str = "target"
-    capture: Optional[str] = None  # hook name whose activation ``select`` needs
-    position_columns: tuple[int, ...] = ()  # index columns that are token positions (kept when erasing)
-
-    def resolve(self, subject: Subject, rows: Rows, output: Any, captured: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Returns: [N, k] long indices fixed for the rest of the run."""
-        return torch.zeros(len(rows), 1, dtype=torch.long)
-
-    def select(self, output: Any, index: torch.Tensor, captured: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Returns: [batch] scalars (differentiable)."""
-        raise NotImplementedError
-
-    def label(self, subject: Subject, index: Sequence[int]) -> str:
-        """The ``target`` column for a row with these indices."""
-        return self.spec
-
-    def query_position(self, index: Sequence[int]) -> int:
-        """The token whose attention row attention-based methods read."""
-        return 0
-
-    def read_positions(self, subject: Subject, index: torch.Tensor) -> Optional[torch.Tensor]:
-        """The positions of the encoder's last hidden state that ``select`` depends on, long [batch, m], or
-        None when it may read any (then the last block cannot be pruned: see ``workbench.pruned_forward``).
-
-        Args:
-            index: [batch, k] resolved indices, as passed to ``select``.
-        """
-        return None
-
-    def context(self, subject: Subject, index: torch.Tensor) -> Any:
-        """A context manager active while the resolved target is evaluated on perturbed inputs."""
-        return contextlib.nullcontext()
 
 
 def _require(output: Any, field_name: str, target: str, subject: Subject) -> torch.Tensor:
@@ -511,8 +429,15 @@ class FunctionTarget(Target):
 
 
 def default_target(subject: Subject) -> Target:
-    """The natural target of a subject: its task head's prediction, or the [CLS] state norm of an encoder."""
+    """The natural target of a subject: its task head's prediction, the predicted next token of a decoder with
+    its LM head, or the [CLS] state norm of an encoder."""
     kind = getattr(subject.task, "kind", None) or ""
+    if not kind and subject.causal:
+        from workbench.attribution.lm_targets import NextTokenTarget
+        from workbench.lm import language_model
+
+        if language_model(subject) is not None:
+            return NextTokenTarget()
     return {"classification": ClassTarget, "regression": ClassTarget, "span_qa": SpanTarget,
             "tagging": TagTarget, "coref": AntecedentTarget}.get(kind, HiddenNormTarget)()
 
@@ -521,7 +446,8 @@ def parse_target(spec: Optional[str], subject: Subject) -> Target:
     """Parse a command-line target.
 
     Forms: ``predicted`` (default), ``class=NAME``, ``start`` | ``end`` | ``span``, ``tag@WORD`` or
-    ``tag=TAG@WORD``, ``antecedent``, ``norm@POS`` or ``norm@POS:layer=L``.
+    ``tag=TAG@WORD``, ``antecedent``, ``norm@POS`` or ``norm@POS:layer=L``; for a decoder also ``next[=TOKEN][@POS]``,
+    ``logitdiff=A,B[@POS]``, ``continuation=TEXT``, ``generate=N`` (:mod:`workbench.attribution.lm_targets`).
 
     Raises:
         UserInputError: unknown form, or one that does not exist for the subject's task.
@@ -532,6 +458,12 @@ def parse_target(spec: Optional[str], subject: Subject) -> Target:
     allowed = {"classification": ("class",), "regression": ("class",), "span_qa": ("start", "end", "span"),
                "tagging": ("tag",), "coref": ("antecedent",), None: ("norm",)}[kind]
     head = spec.split("=")[0].split("@")[0]
+    if kind is None and subject.causal:
+        from workbench.attribution.lm_targets import LM_TARGETS, parse_lm_target
+
+        if head in LM_TARGETS:
+            return parse_lm_target(spec)
+        allowed = allowed + LM_TARGETS
     if head not in allowed:
         raise UserInputError(f"target {spec!r} does not exist for {kind or 'a plain encoder'}; "
                              f"use {' / '.join(allowed)}")

@@ -55,7 +55,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", default="ptb", help="ptb (default), wiki, lee, or a UTF-8 text file")
     parser.add_argument("--eval-texts", type=int, default=200, help="held-out texts for the metrics")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text")
-    parser.add_argument("--device", default="cpu")
+    from workbench.cli import add_device_arguments
+
+    add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="output directory (empty or new, unless --resume/--overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace what this command writes in --out")
     parser.add_argument("--no-progress", action="store_true")
@@ -88,12 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inspect.add_argument("--max-tokens", type=int, default=20_000, help="held-out tokens for the feature tables")
 
 
-def _subject(model: str, device: str) -> Any:
-    from workbench.subject import load_subject
+def _subject(model: str, device: str, dtype: str = "float32") -> Any:
+    from workbench.cli import resolve_subject
 
-    if model != "minilm" and not Path(model).is_dir():
-        raise UserInputError(f"--model {model}: no such model directory")
-    subject = load_subject(model, device=device)
+    subject = resolve_subject(model, None, device, dtype)
     if subject.task_model is not None:
         raise UserInputError(f"--model {model}: a fine-tuned task model; give its encoder or a pretraining run")
     return subject
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     out = check_out_dir(args.out, resume=getattr(args, "resume", False), overwrite=args.overwrite)
-    subject = _subject(args.model, args.device)
+    subject = _subject(args.model, args.device, args.dtype)
     train_texts, held_texts = corpus_split(args.corpus, args.eval_texts)
     progress = not args.no_progress
     lm = language_model(subject)

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, cast
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from atinuke.encoders import Encoder
 from atinuke.errors import UserInputError
 from workbench.features.sae import SparseAutoencoder
+from workbench.lm import LanguageModel, content_mask, language_model, special_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["LanguageModel", "SAEMetrics", "content_mask", "evaluate_sae", "language_model", "randomized_copy",
+           "special_ids", "splice"]
+
 DENSE_FRACTION = 0.1
-MASK_RATE = 0.15
 
 
 @dataclass
@@ -55,70 +57,6 @@ class SAEMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def special_ids(tokenizer: Any) -> torch.Tensor:
-    ids = {getattr(tokenizer, f"{name}_token_id", None) for name in ("cls", "sep", "pad", "bos", "eos")}
-    ids.discard(None)
-    return torch.tensor(sorted(ids))
-
-
-def content_mask(batch: Any, tokenizer: Any) -> torch.Tensor:
-    """[batch, pos] True at real, non-special tokens: the positions an SAE reads and is spliced into."""
-    return batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special_ids(tokenizer))
-
-
-class LanguageModel:
-    """The subject's own language-model loss, computed through the subject's modules (so its hooks apply)."""
-
-    def __init__(self, subject: Subject, model: nn.Module, causal: bool) -> None:
-        self.subject, self.model, self.causal = subject, model, causal
-
-    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        """[..., d_model] residual-stream states -> [..., vocab] logits through the model's own output path
-        (the final norm of a pre-norm stack, the MLM transform if any, the vocabulary projection)."""
-        model = self.model
-        hidden = self.subject.final_norm(hidden)
-        # The heads are submodules, which nn.Module.__getattr__ types as Tensor | Module.
-        if hasattr(model, "lm_head"):  # Atinuke
-            return cast(nn.Module, model.lm_head)(cast(nn.Module, model.head_transform)(hidden))
-        return cast(nn.Module, model.cls)(hidden)  # BERT
-
-    def logits(self, batch: Any) -> torch.Tensor:
-        """[batch, pos, vocab] logits of the unmasked input."""
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-
-    def loss(self, batch: Any, seed: int = 0) -> torch.Tensor:
-        ids, attention = batch["input_ids"], batch["attention_mask"]
-        mask_id = self.subject.tokenizer.mask_token_id
-        if self.causal:
-            labels = ids.masked_fill(~attention.bool(), -100)
-            logits = self.model(input_ids=ids, attention_mask=attention).logits  # [batch, pos, vocab]
-            return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
-        generator = torch.Generator().manual_seed(seed)
-        chosen = (torch.rand(ids.shape, generator=generator) < MASK_RATE) & content_mask(batch, self.subject.tokenizer)
-        if not chosen.any():
-            chosen = content_mask(batch, self.subject.tokenizer)
-        labels = ids.masked_fill(~chosen, -100)
-        logits = self.model(input_ids=ids.masked_fill(chosen, mask_id), attention_mask=attention).logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-
-
-def language_model(subject: Subject) -> Optional[LanguageModel]:
-    """The subject's LM head around its own encoder modules, when its checkpoint has one; else None."""
-    if subject.task_model is not None or subject.path is None:
-        return None
-    weights = subject.path / "model.safetensors"
-    if not weights.is_file():
-        return None
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line CLI contract
-    found = subject.adapter.language_model_head(weights)
-    if found is None:
-        return None
-    head, causal = found
-    return LanguageModel(subject, head.eval(), causal)
 
 
 def splice(subject: Subject, hook: str, reconstruct: Callable[[torch.Tensor], torch.Tensor], mask: torch.Tensor):

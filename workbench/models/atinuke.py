@@ -63,6 +63,10 @@ class AtinukeAdapter(ModelAdapter):
     def prune_refusal(self, block: nn.Module) -> Optional[str]:
         return None
 
+    def is_causal(self) -> bool:
+        """``config.causal``: pretrained with ``--objective clm``."""
+        return bool(getattr(self.model.config, "causal", False))
+
     def language_model_head(self, weights: Path) -> Optional[tuple[nn.Module, bool]]:
         from safetensors import safe_open
 
@@ -76,6 +80,10 @@ class AtinukeAdapter(ModelAdapter):
                                                                                       use_safetensors=True)
         head.atinuke = cast(AtinukeModel, self.model)  # the subject's modules: hooks attached to them apply
         return head, causal
+
+    def readout(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """The MLM transform (identity unless ``config.mlm_transform``) then the vocabulary projection."""
+        return cast(nn.Module, head.lm_head)(cast(nn.Module, head.head_transform)(hidden))
 
     def pruned_forward(self, block: nn.Module, slot: RowSlot) -> Callable[..., object]:
         return pruned_block_forward(cast(AtinukeBlock, block), slot)

@@ -110,6 +110,19 @@ class ModelAdapter(ABC):
         """(weight, bias, eps) of the layer norm ``blocks.{i}.ln1``, ``blocks.{i}.ln2`` or ``ln_final``; None
         where there is none (a post-norm model's final norm) or the family does not say."""
         return None
+    def is_causal(self) -> bool:
+        """Whether the model is a decoder (each position attends to itself and earlier ones only): a model type
+        ``transformers`` has a causal-LM class for and no masked-LM class (GPT-2, Llama, Mistral, Qwen2,
+        GPT-NeoX...), or a config marked ``is_decoder``. A family that knows better overrides it."""
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        )
+
+        config = getattr(self.model, "config", None)
+        model_type = getattr(config, "model_type", None)
+        return bool(getattr(config, "is_decoder", False)) or (
+            model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
     def hooks_inside(self, block: nn.Module) -> bool:
         """Whether a hook that is not a torch module hook (e.g. an attention callback) is attached in ``block``."""
@@ -126,5 +139,19 @@ class ModelAdapter(ABC):
 
     def language_model_head(self, weights: Path) -> Optional[tuple[nn.Module, bool]]:
         """The family's LM head from a checkpoint's ``weights`` file, wrapped around this adapter's own model
-        (so hooks on it apply to the LM), and whether it is causal; None when the checkpoint has no LM head."""
-        return None
+        (so hooks on it apply to the LM), and whether it is causal; None when the checkpoint has no LM head.
+
+        The default serves every decoder family that ``transformers`` maps to a ``*ForCausalLM`` class whose
+        logits are the output projection of the base model's last hidden state (GPT-2, Llama, Mistral, Qwen2,
+        GPT-NeoX...): :func:`workbench.models.causal_head.causal_lm_head`. Encoder families override it.
+        """
+        from workbench.models.causal_head import causal_lm_head
+
+        return causal_lm_head(self.model, weights)
+
+    def readout(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [..., vocab] from the base model's last hidden state [..., d_model] (its final norm already
+        applied) through ``head`` (what :meth:`language_model_head` returned): the output projection of a
+        ``*ForCausalLM``; a family with a transform before it (an MLM head) overrides this."""
+        output = head.get_output_embeddings()  # type: ignore[operator]
+        return output(hidden)

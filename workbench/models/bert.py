@@ -141,6 +141,10 @@ class BertAdapter(ModelAdapter):
         head.bert = cast("BertModel", self.model)  # the subject's modules: hooks attached to them apply
         return head, False
 
+    def readout(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """BERT's MLM head (transform, layer norm, tied decoder)."""
+        return cast(nn.Module, head.cls)(hidden)
+
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
             return [self.embeddings.word_embeddings.register_forward_hook(output_hook(fn, info)).remove]

@@ -46,9 +46,9 @@ The tensor given to ``ln_2`` is resid_mid only while no ``encoder_hidden_states`
 Every name is had exactly; nothing is left out. ``embed.hook_embed`` would also see the token-type embeddings,
 which GPT-2 looks up in ``wte``, but the family's inputs are ``input_ids`` and ``attention_mask`` only.
 :meth:`GPT2Adapter.embedding_module` is a container of ``wte`` and ``wpe`` (no one GPT-2 module computes the
-embedding): it holds the embedding parameters, it is not a hook point. Row pruning and the LM head are not
-written for this family (the base class refuses them; the workbench's LM evaluation knows the Atinuke and BERT
-heads only).
+embedding): it holds the embedding parameters, it is not a hook point. Row pruning is not written for this
+family (the base class refuses it); the LM head is the base class's generic one (``GPT2LMHeadModel`` around this
+model, its projection tied to ``wte`` or read from the checkpoint: :mod:`workbench.models.causal_head`).
 """
 from __future__ import annotations
 
