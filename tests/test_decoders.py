@@ -103,3 +103,39 @@ def test_logit_lens_reads_a_gpt2_through_the_generic_head(tmp_path, tiny_tokeniz
     last = result.layers.iloc[-1]  # ln_f then the projection of the last residual stream: the model's own logits
     assert last["kl_logit_lens"] == pytest.approx(0.0, abs=1e-6) and last["top1_logit_lens"] == 1.0
     assert result.layers.iloc[0]["kl_logit_lens"] > 1e-3  # the embeddings alone are not the output
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "gpt_neox"])
+def test_generic_causal_head_on_the_other_decoder_families(tmp_path, tiny_tokenizer, family):
+    """The families whose adapters write no LM code get theirs from the base adapter: a ``*ForCausalLM`` saved with
+    an untied head reads out exactly as ``AutoModelForCausalLM`` does, around the subject's own modules."""
+    import copy
+
+    import transformers as tf
+
+    from atinuke.tokenizer import save_tokenizer
+
+    ids = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=False)
+    sizes = dict(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=64, max_position_embeddings=128, **ids)
+    config = {"llama": lambda: tf.LlamaConfig(num_key_value_heads=2, **sizes),
+              "mistral": lambda: tf.MistralConfig(num_key_value_heads=2, **sizes),
+              "qwen2": lambda: tf.Qwen2Config(num_key_value_heads=2, **sizes),
+              "gpt_neox": lambda: tf.GPTNeoXConfig(**sizes)}[family]()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(copy.deepcopy(config)).eval()
+    path = tmp_path / "model"
+    model.save_pretrained(path)
+    save_tokenizer(tiny_tokenizer, path)
+    subject = load_subject(path)
+    lm = language_model(subject)
+    assert lm is not None and lm.causal and subject.causal
+    assert lm.model.base_model is subject.encoder
+    batch = subject.tokenize(TEXTS)
+    with torch.no_grad():
+        reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = lm.logits(batch)
+        assert not torch.equal(lm.model.get_output_embeddings().weight, subject.input_embeddings.weight)
+        real = batch["attention_mask"].bool()
+        assert (logits[real] - reference[real]).abs().max().item() <= 1e-5
+        assert torch.equal(lm.readout(subject.forward(batch).last_hidden_state), logits)

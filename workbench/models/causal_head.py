@@ -48,6 +48,22 @@ def read_tensor(where: tuple[Path, str]) -> torch.Tensor:
         return handle.get_tensor(where[1])
 
 
+def checkpoint_renamed(class_name: str, name: str) -> str:
+    """A checkpoint tensor's name as the module tree of ``class_name`` names it: ``transformers`` 5 keeps legacy
+    names in saved files (GPT-NeoX's ``embed_out.weight``) and renames them on loading (to ``lm_head.weight``)
+    through its checkpoint conversion mapping; the plain renamings of that mapping are applied here."""
+    import re
+
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+    from transformers.core_model_loading import WeightRenaming
+
+    for rule in get_checkpoint_conversion_mapping(class_name) or []:
+        if type(rule) is WeightRenaming:
+            for source, target in zip(rule.source_patterns, rule.target_patterns):
+                name = re.sub(source, target, name)
+    return name
+
+
 def causal_lm_head(base: nn.Module, weights: Path) -> Optional[tuple[nn.Module, bool]]:
     """The ``*ForCausalLM`` of ``base``'s family wrapped around ``base`` itself, and True (it is causal).
 
@@ -73,6 +89,8 @@ def causal_lm_head(base: nn.Module, weights: Path) -> Optional[tuple[nn.Module, 
     prefix = head.base_model_prefix
     setattr(head, prefix, base)  # the subject's modules: hooks attached to them apply to the LM
     available = checkpoint_tensors(weights)
+    available.update({renamed: where for name, where in available.items()
+                      for renamed in [checkpoint_renamed(type(head).__name__, name)] if renamed != name})
     tied = bool(getattr(config, "tie_word_embeddings", False))
     for name, tensor in list(head.named_parameters()) + list(head.named_buffers()):
         if name.startswith(prefix + ".") or tensor.device.type != "meta":
