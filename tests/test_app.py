@@ -387,3 +387,14 @@ def test_mechanisms_page_draws_a_discovered_circuit(app_env, tmp_path, monkeypat
     at.selectbox(key="mech_circuit_source").set_value("circuit/p").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [c["layout"]["title"]["text"] for c in _charts(at)][-1] == "Circuit: planted/planted"
+
+
+def test_mechanisms_page_draws_a_node_circuit(app_env):
+    at = _run("mechanisms")
+    at.toggle(key="mech_circuit").set_value(True).run()
+    at.radio(key="mech_circuit_level").set_value("nodes").run()
+    assert not at.exception, [e.value for e in at.exception]
+    grids = [c for c in _charts(at) if c["layout"]["title"]["text"].startswith("Node circuit")]
+    assert len(grids) == 1
+    kept = next(d for d in grids[0]["data"] if d.get("mode") == "markers")
+    assert set(zip(kept["x"], kept["y"])) == {("H2", "L1"), ("H0", "embed")}  # the planted head + its input

@@ -253,3 +253,28 @@ def test_circuit_cli_levels(tmp_path, capsys, gpt2, tiny_atinuke_dir):
     assert main(["circuit", "--model", str(tiny_atinuke_dir), *common, "--level", "edges",
                  "--out", str(tmp_path / "e")]) == 2
     assert "post-norm" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- drawing
+
+def test_node_circuit_grid_outlines_the_kept_nodes_and_the_report_draws_it(tmp_path):
+    from workbench import report
+    from workbench.cli import main
+    from workbench.figures import circuit_graph
+    from workbench.planted import save_planted
+
+    runs = tmp_path / "runs"
+    assert main(["circuit", "--model", str(save_planted(tmp_path / "planted")), "--clean", "the cat red dog sat",
+                 "--corrupted", "the cat blue dog sat", "--level", "nodes", "--n-steps", "2",
+                 "--out", str(runs / "circuit" / "p")]) == 0
+    nodes = pd.read_parquet(runs / "circuit" / "p" / "nodes.parquet")
+    figure = circuit_graph(nodes, "Node circuit")  # dispatches on the table's level
+    heat, kept = figure.data[0], figure.data[1]
+    z = pd.DataFrame(heat.z, index=heat.y, columns=heat.x)
+    assert z.loc["L1", "H2"] == pytest.approx(1.0, abs=0.05) and z.loc["L0"].abs().max() < 1e-3
+    assert set(zip(kept.x, kept.y)) == {("H2", "L1"), ("H0", "embed")}
+    result = report.build_report([runs], tmp_path / "r.html", pdf=False, n_boot=20)
+    page = result.html.read_text(encoding="utf-8")
+    part = page[page.index('id="mechanisms"'):page.index('id="error-analysis"')]
+    assert "Circuit: planted/planted" in part and part.count("<figure") == 1
+    assert "Node level: 2 of 11 nodes" in part and "<td>L1.H2</td>" in part and "<td>embed</td>" in part
