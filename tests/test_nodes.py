@@ -243,7 +243,15 @@ def test_patch_and_circuit_clis_on_every_head_kind(tmp_path, task, tiny_atinuke_
 def test_circuit_cli_levels(tmp_path, capsys, gpt2, tiny_atinuke_dir):
     from workbench.cli import main
 
-    common = ["--clean", "the cat sat on the mat", "--corrupted", "the dog sat on the mat", "--method", "eap"]
+    common = ["--clean", "the company said the market was up", "--corrupted", "the president said the market was up",
+              "--method", "eap"]
+    assert main(["patch", "--model", str(gpt2), *common[:4], "--component", "positions", "--method", "exact",
+                 "--out", str(tmp_path / "p")]) == 0  # the decoder's next-token metric, through the CLI
+    patch = pd.read_parquet(tmp_path / "p" / "patching.parquet")
+    assert "next-token" in pd.read_json(tmp_path / "p" / "summary.json", typ="series")["metric"]
+    layer0 = patch[patch["layer"] == 0].set_index("position")["normalized"]
+    changed = int(layer0.abs().idxmax())
+    assert layer0[changed] == pytest.approx(1.0, abs=1e-5) and (layer0.drop(changed) == 0.0).all()
     assert main(["circuit", "--model", str(gpt2), *common, "--out", str(tmp_path / "g")]) == 0  # pre-norm: edges
     assert pd.read_json(tmp_path / "g" / "summary.json", typ="series")["level"] == "edges"
     assert (pd.read_parquet(tmp_path / "g" / "edges.parquet")["level"] == "edges").all()
@@ -278,3 +286,15 @@ def test_node_circuit_grid_outlines_the_kept_nodes_and_the_report_draws_it(tmp_p
     part = page[page.index('id="mechanisms"'):page.index('id="error-analysis"')]
     assert "Circuit: planted/planted" in part and part.count("<figure") == 1
     assert "Node level: 2 of 11 nodes" in part and "<td>L1.H2</td>" in part and "<td>embed</td>" in part
+
+
+def test_minilm_node_circuit(minilm):
+    """The real MiniLM (post-norm BERT blocks): every node patched is the corrupted run; the circuit recovers 0.9."""
+    subject = load_subject(minilm)
+    clean = dict(subject.tokenize(["the company said the market was up sharply today"]))
+    corrupted = dict(subject.tokenize(["the president said the market was up sharply today"]))
+    metric, _ = default_metric(subject, clean, corrupted)
+    found = discover_node_circuit(subject, clean, corrupted, metric, fraction=0.9, method="attribution")
+    assert found.summary["metric_ablated"] == pytest.approx(found.summary["metric_corrupted"], abs=1e-4)
+    assert found.summary["faithfulness"] >= 0.9 and found.summary["n_nodes_total"] == 1 + 6 * 13
+    assert found.summary["n_nodes"] < found.summary["n_nodes_total"]
