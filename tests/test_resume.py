@@ -51,12 +51,18 @@ def test_patch_resumes_after_an_interruption(tmp_path, capsys, monkeypatch, tiny
     with pytest.raises(Planted):
         main(argv + [str(tmp_path / "cut")])
     assert not (tmp_path / "cut" / "patching.parquet").exists()
-    assert len(list((tmp_path / "cut" / "parts").glob("*.parquet"))) == 2  # exact, attribution
+    assert len(list((tmp_path / "cut" / "parts").glob("*.parquet"))) == 3  # exact per layer (2), attribution
     monkeypatch.setattr(patching, "attribution_patching", real)
     assert main(argv + [str(tmp_path / "cut")]) == 2 and "already holds files" in capsys.readouterr().err
     assert main(argv + [str(tmp_path / "cut"), "--resume"]) == 0
     _same(tmp_path / "full", tmp_path / "cut", ["patching.parquet"])
-    assert _summary(tmp_path / "cut")["resumed_parts"] == ["exact", "attribution"]
+    assert _summary(tmp_path / "cut")["resumed_parts"] == ["exact-L0", "exact-L1", "attribution"]
+    for part in (tmp_path / "cut" / "parts").glob("*.parquet"):  # killed after the first exact layer
+        if not part.name.startswith("exact-L0-"):
+            part.unlink()
+    assert main(argv + [str(tmp_path / "cut"), "--resume"]) == 0
+    _same(tmp_path / "full", tmp_path / "cut", ["patching.parquet"])
+    assert _summary(tmp_path / "cut")["resumed_parts"] == ["exact-L0"]
     assert _summary(tmp_path / "full")["metric_clean"] == _summary(tmp_path / "cut")["metric_clean"]
     other = ["patch", "--model", str(tiny_atinuke_dir), "--clean", CLEAN, "--corrupted", CORRUPTED,
              "--component", "mlp", "--n-steps", "3", "--out", str(tmp_path / "cut"), "--resume"]

@@ -19,8 +19,9 @@ is cut (replacing an activation by a leaf tensor would drop every path through i
 """
 from __future__ import annotations
 
+import functools
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -105,8 +106,12 @@ def _frame(component: str, effects: torch.Tensor, clean_m: float, corrupted_m: f
 
 @torch.no_grad()
 def exact_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
-                   component: str = "heads", progress: bool = False) -> pd.DataFrame:
+                   component: str = "heads", progress: bool = False,
+                   layers: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """Patch each component from the clean run into the corrupted one, one at a time.
+
+    Args:
+        layers: only these layers' components (default: all); the rows are those of the full table.
 
     Returns:
         DataFrame: ``layer``, ``head`` (or ``position``; nothing for ``mlp``), ``effect`` (m_patched -
@@ -115,12 +120,15 @@ def exact_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callabl
     from tqdm.auto import tqdm
 
     clean, corrupted = _check(subject, clean, corrupted, component)
+    chosen = list(range(subject.n_layers)) if layers is None else sorted(set(layers))
+    if any(not 0 <= layer < subject.n_layers for layer in chosen):
+        raise UserInputError(f"layers {chosen}: the model has layers 0..{subject.n_layers - 1}")
     names = [_hook(component, layer) for layer in range(subject.n_layers)]
-    cache = run_task_with_cache(subject, clean, names)
+    cache = run_task_with_cache(subject, clean, [names[layer] for layer in chosen])
     clean_m, corrupted_m = float(metric(cache.output)), float(metric(run_task(subject, corrupted)))
     width = {"heads": subject.n_heads, "mlp": 1, "positions": corrupted["input_ids"].shape[1]}[component]
     effects = torch.zeros(subject.n_layers, width)
-    for layer in tqdm(range(subject.n_layers), disable=not progress, desc=f"patching {component}"):
+    for layer in tqdm(chosen, disable=not progress, desc=f"patching {component}"):
         source = cache[names[layer]]
         for index in range(width):
             def restore(activation: torch.Tensor, info: Any, index: int = index) -> torch.Tensor:
@@ -135,7 +143,12 @@ def exact_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callabl
 
             with subject.hooks([(names[layer], restore)]):
                 effects[layer, index] = float(metric(run_task(subject, corrupted))) - corrupted_m
-    return _frame(component, effects, clean_m, corrupted_m)
+    frame = _frame(component, effects, clean_m, corrupted_m)
+    if layers is None:
+        return frame
+    part = frame[frame["layer"].isin(chosen)].reset_index(drop=True)
+    part.attrs.update(frame.attrs)
+    return part
 
 
 def attribution_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
@@ -245,7 +258,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite/--resume)")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run in --out (one part per method; same settings only)")
+                        help="continue an interrupted run in --out (a part per exact layer and per method; same settings)")
 
 
 def run(args: Any) -> int:
@@ -268,10 +281,21 @@ def run(args: Any) -> int:
                            resume=args.resume)
     frames = []
     for method in methods:
+        if method == "exact":  # one forward pass per component: one part per layer
+            def layer_part(layer: int) -> pd.DataFrame:
+                return exact_patching(subject, clean, corrupted, metric, args.component,
+                                      layers=[layer]).assign(method="exact")
+
+            layer_frames = [parts.table(f"exact-L{layer}", functools.partial(layer_part, layer))
+                            for layer in range(subject.n_layers)]
+            frame = pd.concat(layer_frames, ignore_index=True)
+            frame.attrs.update(layer_frames[0].attrs)
+            frames.append(frame)
+            continue
+
         def compute(method: str = method) -> pd.DataFrame:
-            frame = (exact_patching(subject, clean, corrupted, metric, args.component) if method == "exact" else
-                     attribution_patching(subject, clean, corrupted, metric, args.component, method, args.n_steps))
-            return frame.assign(method=method)
+            return attribution_patching(subject, clean, corrupted, metric, args.component, method,
+                                        args.n_steps).assign(method=method)
 
         frames.append(parts.table(method, compute))
     table = pd.concat(frames, ignore_index=True)
