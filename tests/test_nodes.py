@@ -258,6 +258,8 @@ def test_circuit_cli_levels(tmp_path, capsys, gpt2, tiny_atinuke_dir):
     assert main(["circuit", "--model", str(gpt2), *common, "--level", "nodes", "--out", str(tmp_path / "n")]) == 0
     summary = pd.read_json(tmp_path / "n" / "summary.json", typ="series")
     assert summary["level"] == "nodes" and summary["faithfulness"] >= 0.9
+    assert main(["circuit", "--model", str(gpt2), *common, "--out", str(tmp_path / "n"), "--overwrite"]) == 0
+    assert (tmp_path / "n" / "edges.parquet").is_file() and not (tmp_path / "n" / "nodes.parquet").exists()
     assert main(["circuit", "--model", str(tiny_atinuke_dir), *common, "--level", "edges",
                  "--out", str(tmp_path / "e")]) == 2
     assert "post-norm" in capsys.readouterr().err

@@ -198,6 +198,10 @@ def run(args: Any) -> int:
     summary = summary | {"metric": description, "clean": args.clean, "corrupted": args.corrupted,
                          "resumed_parts": parts.reused}
     write_with(out / f"{unit}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    stale = out / ("edges.parquet" if unit == "nodes" else "nodes.parquet")
+    if stale.exists():  # an --overwrite of a run at the other level: no table of it is left beside this one
+        logger.info("removing %s of an earlier run at the other level", stale)
+        stale.unlink()
     write_with(out / "curve.parquet", lambda tmp: curve.to_parquet(tmp, index=False))
     flat = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in summary.items()}
     write_with(out / "summary.parquet", lambda tmp: pd.DataFrame([flat]).to_parquet(tmp, index=False))
