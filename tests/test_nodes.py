@@ -236,8 +236,10 @@ def test_patch_and_circuit_clis_on_every_head_kind(tmp_path, task, tiny_atinuke_
     assert summary["level"] == "nodes" and (nodes["level"] == "nodes").all()  # post-norm: nodes
     assert summary["metric_ablated"] == pytest.approx(summary["metric_corrupted"], abs=1e-4)  # all patched
     assert summary["faithfulness"] >= 0.8 and nodes["in_circuit"].sum() == summary["n_nodes"]
-    patch = pd.read_parquet(tmp_path / "patch" / "patching.parquet")
-    assert patch.attrs.get("clean", summary["metric_clean"]) == pytest.approx(summary["metric_clean"], abs=1e-6)
+    patched = pd.read_json(tmp_path / "patch" / "summary.json", typ="series")
+    assert patched["metric"] == summary["metric"]  # the same default metric in both commands
+    assert patched["metric_clean"] == pytest.approx(summary["metric_clean"], abs=1e-6)
+    assert patched["metric_corrupted"] == pytest.approx(summary["metric_corrupted"], abs=1e-6)
 
 
 def test_circuit_cli_levels(tmp_path, capsys, gpt2, tiny_atinuke_dir):
