@@ -133,6 +133,31 @@ def test_decoder_metric_is_the_next_token_logit_difference(gpt2):
     assert (layer0.drop(SWAPPED) == 0.0).all()
 
 
+def test_causal_atinuke_metric_reads_its_own_lm_head(tmp_path, tiny_tokenizer, tiny_config):
+    import dataclasses
+
+    from atinuke.model import AtinukeForCausalLM
+    from atinuke.tokenizer import save_tokenizer
+
+    torch.manual_seed(0)
+    lm = AtinukeForCausalLM(dataclasses.replace(tiny_config, causal=True)).eval()
+    lm.save_pretrained(tmp_path / "lm")
+    save_tokenizer(tiny_tokenizer, tmp_path / "lm")
+    subject = load_subject(tmp_path / "lm")
+    clean, corrupted = _swap(subject)
+    metric, description = default_metric(subject, clean, corrupted)
+    assert "next-token" in description
+    last = int(clean["attention_mask"].sum()) - 1
+    with torch.no_grad():
+        a = lm(input_ids=clean["input_ids"], attention_mask=clean["attention_mask"]).logits[0, last]
+        b = lm(input_ids=corrupted["input_ids"], attention_mask=clean["attention_mask"]).logits[0, last]
+        right, wrong = a.argmax(), b.argmax()
+        if wrong == right:
+            wrong = a.topk(2).indices[1]
+        assert float(metric(subject.forward(task_inputs(subject, clean)))) == pytest.approx(
+            float(a[right] - a[wrong]), abs=1e-4)
+
+
 def test_encoders_are_not_causal(tiny_atinuke_dir):
     from workbench.patch_metrics import is_causal
 
