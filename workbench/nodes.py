@@ -181,9 +181,9 @@ def discover_node_circuit(subject: Subject, clean: Any, corrupted: Any, metric: 
     def faithful(k: int) -> float:
         return (evaluate(k) - none_m) / span
 
-    size = smallest_size(faithful, len(order), fraction)
+    smallest_size(faithful, len(order), fraction)
     bar.close()
-    size = min(k for k in evaluated if faithful(k) >= fraction)
+    size = min(k for k in evaluated if faithful(k) >= fraction)  # the smallest of every size evaluated
     nodes["in_circuit"] = nodes["rank"] <= size
     nodes["level"] = "nodes"
     curve = pd.DataFrame({"n_nodes": sorted(evaluated)})
