@@ -426,3 +426,12 @@ def test_attribution_page_explains_a_decoders_next_token(decoder_env):
     assert sum("Generated token" in c.value for c in at.caption) == 2
     at.text_input(key="attr_target").set_value("logitdiff=qqqzz xx,the").run()
     assert not at.exception and any("not one token" in e.value for e in at.error)
+def test_mechanisms_page_draws_a_node_circuit(app_env):
+    at = _run("mechanisms")
+    at.toggle(key="mech_circuit").set_value(True).run()
+    at.radio(key="mech_circuit_level").set_value("nodes").run()
+    assert not at.exception, [e.value for e in at.exception]
+    grids = [c for c in _charts(at) if c["layout"]["title"]["text"].startswith("Node circuit")]
+    assert len(grids) == 1
+    kept = next(d for d in grids[0]["data"] if d.get("mode") == "markers")
+    assert set(zip(kept["x"], kept["y"])) == {("H2", "L1"), ("H0", "embed")}  # the planted head + its input

@@ -269,6 +269,6 @@ def test_circuit_cli_writes_tidy_tables_and_refuses_a_full_out(tmp_path, capsys,
     assert main(argv[:-1] + [str(tmp_path / "f"), "--fraction", "0"]) == 2
     assert "--fraction" in capsys.readouterr().err
     post_norm = ["circuit", "--model", str(tiny_atinuke_dir), "--clean", "the cat sat", "--corrupted", "the dog sat",
-                 "--out", str(tmp_path / "post")]
+                 "--level", "edges", "--out", str(tmp_path / "post")]  # auto would take nodes (tests/test_nodes.py)
     assert main(post_norm) == 2 and "post-norm" in capsys.readouterr().err
     assert not (tmp_path / "post").exists()  # refused before any work

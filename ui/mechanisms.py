@@ -79,13 +79,17 @@ PLANTED = "planted-circuit model (built here)"
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _planted_circuit(fraction: float):
+def _planted_circuit(fraction: float, level: str = "edges"):
     from workbench.circuits import discover_circuit
+    from workbench.nodes import discover_node_circuit
     from workbench.planted import planted_metric, planted_model, planted_pairs
     from workbench.subject import load_subject
 
     subject = load_subject(planted_model())
     clean, corrupted = (subject.tokenize(texts) for texts in planted_pairs(8))
+    if level == "nodes":
+        found = discover_node_circuit(subject, clean, corrupted, planted_metric(), fraction=fraction)
+        return found.nodes, found.summary
     circuit = discover_circuit(subject, clean, corrupted, planted_metric(), fraction=fraction)
     return circuit.edges, circuit.summary
 
@@ -95,8 +99,8 @@ def _circuit_runs() -> dict[str, str]:
     from atinuke.paths import runs_dir
 
     root = runs_dir()
-    return {str(p.parent.relative_to(root)): str(p.parent) for p in sorted(root.rglob("edges.parquet"))
-            if (p.parent / "summary.json").is_file()}
+    tables = sorted([*root.rglob("edges.parquet"), *root.rglob("nodes.parquet")])  # edge or node level
+    return {str(p.parent.relative_to(root)): str(p) for p in tables if (p.parent / "summary.json").is_file()}
 
 
 def _circuit_section() -> None:
@@ -114,14 +118,21 @@ def _circuit_section() -> None:
     source = st.selectbox("Circuit", [PLANTED, *runs], key="mech_circuit_source")
     if source == PLANTED:
         fraction = st.slider("Fraction of the metric to recover", 0.5, 1.0, 0.9, 0.05, key="mech_circuit_fraction")
-        edges, summary = _planted_circuit(fraction)
+        level = st.radio("Level", ["edges", "nodes"], horizontal=True, key="mech_circuit_level")
+        edges, summary = _planted_circuit(fraction, level)
         st.caption("A model whose weights are set by hand (workbench/planted.py): head L1.H2 copies the token at "
                    "position 3 to [CLS] and alone decides the class; the planted edges are embed → L1.H2 (value) "
                    "and L1.H2 → logits.")
     else:
-        edges = pd.read_parquet(Path(runs[source]) / "edges.parquet")
-        summary = json.loads((Path(runs[source]) / "summary.json").read_text(encoding="utf-8"))
+        edges = pd.read_parquet(runs[source])
+        summary = json.loads((Path(runs[source]).parent / "summary.json").read_text(encoding="utf-8"))
     kept = edges[edges["in_circuit"]]
+    if "node" in edges:  # a node-level circuit: the layer x head grid, kept nodes outlined
+        common.plot(circuit_graph(edges, f"Node circuit: {summary.get('model', source)}"), key="mech_circuit_graph")
+        st.caption(f"{len(kept)} of {len(edges)} nodes recover {float(summary['faithfulness']):.3f} of the metric "
+                   "with every other node patched from the corrupted run; colour = normalised attribution score.")
+        st.dataframe(kept.sort_values("rank")[["rank", "node", "score", "normalized"]], hide_index=True)
+        return
     common.plot(circuit_graph(kept, f"Circuit: {summary.get('model', source)}"), key="mech_circuit_graph")
     st.caption(f"{len(kept)} of {len(edges)} edges recover {float(summary['faithfulness']):.3f} of the metric with "
                "every other edge patched from the corrupted run; line width = normalised EAP-IG score.")

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pandas as pd
 import torch
 
 from atinuke.errors import UserInputError
-from workbench.edges import EDGE_METHODS, edge_attribution, edge_graph, patched_metric, reference_outputs
+from workbench.edges import edge_attribution, edge_graph, patched_metric, reference_outputs
+from workbench.nodes import discover_node_circuit, node_scores, smallest_size
 
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # annotations only
 logger = logging.getLogger(__name__)
 
 ABLATIONS = ("patch", "mean")
-CIRCUIT_FILES = ("edges.parquet", "curve.parquet", "summary.parquet", "summary.json")
+CIRCUIT_FILES = ("edges.parquet", "nodes.parquet", "curve.parquet", "summary.parquet", "summary.json")
 
 
 @dataclass
@@ -53,8 +54,12 @@ class Circuit:
 
 def discover_circuit(subject: Subject, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
                      fraction: float = 0.9, method: str = "eap_ig", n_steps: int = 8, ablation: str = "patch",
-                     progress: bool = False) -> Circuit:
-    """Rank edges by EAP(-IG) and keep the smallest top-k whose exact faithfulness reaches ``fraction``."""
+                     progress: bool = False, scores: Optional[pd.DataFrame] = None) -> Circuit:
+    """Rank edges by EAP(-IG) and keep the smallest top-k whose exact faithfulness reaches ``fraction``.
+
+    Args:
+        scores: an :func:`workbench.edges.edge_attribution` table computed before (a resumed run's).
+    """
     from tqdm.auto import tqdm
 
     if not 0 < fraction <= 1:
@@ -63,7 +68,7 @@ def discover_circuit(subject: Subject, clean: Any, corrupted: Any, metric: Calla
         raise UserInputError(f"unknown ablation {ablation!r}; choose from {', '.join(ABLATIONS)}")
     graph = edge_graph(subject)
     a, b = subject.as_inputs(clean), subject.as_inputs(corrupted)
-    edges = edge_attribution(subject, a, b, metric, method, n_steps)
+    edges = edge_attribution(subject, a, b, metric, method, n_steps) if scores is None else scores.copy()
     edges["rank"] = edges["score"].abs().rank(ascending=False, method="first").astype(int)
     order = edges.sort_values("rank")
     reference = reference_outputs(subject, graph, a, b, ablation)
@@ -90,27 +95,17 @@ def discover_circuit(subject: Subject, clean: Any, corrupted: Any, metric: Calla
     def faithful(k: int) -> float:
         return (evaluate(k) - none_m) / span
 
-    grid = [0] + [2 ** i for i in range(len(order).bit_length()) if 2 ** i < len(order)] + [len(order)]
-    low, high = 0, len(order)
-    for k in grid:
-        if faithful(k) >= fraction:
-            high = k
-            break
-        low = k
-    while high - low > 1:  # bisection between the last size below the target and the first above it
-        middle = (low + high) // 2
-        if faithful(middle) >= fraction:
-            high = middle
-        else:
-            low = middle
+    smallest_size(faithful, len(order), fraction)
     bar.close()
     size = min(k for k in evaluated if faithful(k) >= fraction)
     edges["in_circuit"] = edges["rank"] <= size
+    edges["level"] = "edges"
     curve = pd.DataFrame({"n_edges": sorted(evaluated)})
     curve["metric"] = [evaluated[k] for k in curve["n_edges"]]
     curve["faithfulness"] = [faithful(k) for k in curve["n_edges"]]
+    curve["level"] = "edges"
     kept = edges[edges["in_circuit"]]
-    summary = {"model": subject.name, "method": method, "n_steps": n_steps if method == "eap_ig" else 1,
+    summary = {"model": subject.name, "level": "edges", "method": method, "n_steps": n_steps if method == "eap_ig" else 1,
                "ablation": ablation, "fraction": fraction, "n_edges": int(size), "n_edges_total": len(edges),
                "n_nodes": len(set(kept["upstream"]) | {d.rsplit(".", 1)[0] if d.count(".") == 2 else d
                                                         for d in kept["downstream"]}),
@@ -122,52 +117,98 @@ def discover_circuit(subject: Subject, clean: Any, corrupted: Any, metric: Calla
 
 # --------------------------------------------------------------------------------------------- CLI
 
+LEVELS = ("auto", "nodes", "edges")
+
+
+def circuit_level(subject: Subject, inputs: dict[str, Any], level: str = "auto") -> str:
+    """"edges" where the residual stream is a sum of component outputs (pre-norm blocks, a head's output
+    weights known, no task-head span inputs), else "nodes"; ``level`` "nodes"/"edges" forces one (edges on a
+    post-norm model are refused by :func:`workbench.edges.edge_graph`)."""
+    if level not in LEVELS:
+        raise UserInputError(f"unknown level {level!r}; choose from {', '.join(LEVELS)}")
+    spans = any(k.startswith("span_") for k in inputs)
+    if level == "edges":
+        if spans:
+            raise UserInputError("edge patching runs copies of the batch side by side, which span inputs (a "
+                                 "coreference head's) do not allow; use --level nodes")
+        edge_graph(subject)
+        return "edges"
+    if level == "nodes":
+        return "nodes"
+    decomposes = subject.adapter.residual_is_sum and all(
+        subject.adapter.head_output_weights(layer) is not None for layer in range(subject.n_layers))
+    return "edges" if decomposes and not spans else "nodes"
+
+
 def add_arguments(parser: Any) -> None:
-    """``workbench circuit``: the edges that carry the difference between a clean and a corrupted input."""
-    parser.add_argument("--model", required=True, help="a model directory or a fine-tuning run (pre-norm blocks)")
+    """``workbench circuit``: the nodes or edges that carry the difference between a clean and a corrupted input."""
+    parser.add_argument("--model", required=True, help="a model directory or a fine-tuning run")
     parser.add_argument("--clean", required=True, help="the clean text")
     parser.add_argument("--corrupted", required=True, help="the corrupted text (the same number of tokens)")
     parser.add_argument("--clean-pair", default=None, help="second segment of the clean input (pair tasks)")
     parser.add_argument("--corrupted-pair", default=None, help="second segment of the corrupted input")
     parser.add_argument("--fraction", type=float, default=0.9, help="share of the metric the circuit must recover")
-    parser.add_argument("--method", default="eap_ig", choices=EDGE_METHODS)
+    parser.add_argument("--level", default="auto", choices=LEVELS,
+                        help="edges where the residual stream is a sum of component outputs, nodes otherwise (auto)")
+    parser.add_argument("--method", default="eap_ig", choices=("eap_ig", "eap", "attribution"),
+                        help="ranking: EAP-IG, or first-order (EAP for edges, attribution patching for nodes)")
     parser.add_argument("--n-steps", type=int, default=8, help="EAP-IG interpolation steps")
     parser.add_argument("--ablation", default="patch", choices=ABLATIONS,
-                        help="what edges outside the circuit carry: the corrupted run, or the clean mean")
-    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
+                        help="what edges or nodes outside the circuit carry: the corrupted run, or the clean mean")
+    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite/--resume)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (the ranking is a resumable part; same settings only)")
 
 
 def run(args: Any) -> int:
-    """Write ``edges.parquet``, ``curve.parquet``, ``summary.parquet`` and ``summary.json``."""
+    """Write ``edges.parquet`` (edge level) or ``nodes.parquet`` (node level), ``curve.parquet``,
+    ``summary.parquet`` and ``summary.json``; the ranking is a resumable part (:mod:`workbench.resume`)."""
     from atinuke.io import atomic_write_json, check_out_dir, write_with
     from workbench.cli import resolve_subject
+    from workbench.patch_metrics import pair_inputs
     from workbench.patching import default_metric
+    from workbench.resume import ResumableParts
 
-    out = check_out_dir(args.out, overwrite=args.overwrite)
+    out = check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     if not 0 < args.fraction <= 1:
         raise UserInputError(f"--fraction must be in (0, 1], got {args.fraction}")
-    for text, flag in ((args.clean, "--clean"), (args.corrupted, "--corrupted")):
-        if not text.strip():
-            raise UserInputError(f"{flag}: empty text")
     subject = resolve_subject(args.model, None, "cpu")
-    edge_graph(subject)  # refuse a post-norm model before any work
-    clean = subject.tokenize([args.clean], None if args.clean_pair is None else [args.clean_pair])
-    corrupted = subject.tokenize([args.corrupted], None if args.corrupted_pair is None else [args.corrupted_pair])
-    if clean["input_ids"].shape != corrupted["input_ids"].shape:
-        raise UserInputError(f"--clean has {clean['input_ids'].shape[1]} tokens and --corrupted "
-                             f"{corrupted['input_ids'].shape[1]}; patching needs inputs of the same length")
+    clean, corrupted = pair_inputs(subject, args.clean, args.corrupted, args.clean_pair, args.corrupted_pair)
+    level = circuit_level(subject, clean, args.level)  # refuses edges on a post-norm model before any work
+    method = {"eap": "attribution", "attribution": "attribution"}.get(args.method, "eap_ig") if level == "nodes" \
+        else {"attribution": "eap", "eap": "eap"}.get(args.method, "eap_ig")
     metric, description = default_metric(subject, clean, corrupted)
-    circuit = discover_circuit(subject, clean, corrupted, metric, args.fraction, args.method, args.n_steps,
-                               args.ablation, progress=True)
-    summary = circuit.summary | {"metric": description, "clean": args.clean, "corrupted": args.corrupted}
-    out.mkdir(parents=True, exist_ok=True)
-    write_with(out / "edges.parquet", lambda tmp: circuit.edges.to_parquet(tmp, index=False))
-    write_with(out / "curve.parquet", lambda tmp: circuit.curve.to_parquet(tmp, index=False))
-    write_with(out / "summary.parquet", lambda tmp: pd.DataFrame([summary]).to_parquet(tmp, index=False))
+    parts = ResumableParts(out, {"command": "circuit", "model": subject.model_hash(), "clean": args.clean,
+                                 "corrupted": args.corrupted, "clean_pair": args.clean_pair,
+                                 "corrupted_pair": args.corrupted_pair, "level": level, "method": method,
+                                 "n_steps": args.n_steps, "metric": description}, resume=args.resume)
+    if level == "nodes":
+        scores = parts.table("node_scores", lambda: node_scores(subject, clean, corrupted, metric, method,
+                                                                args.n_steps))
+        found = discover_node_circuit(subject, clean, corrupted, metric, args.fraction, method, args.n_steps,
+                                      args.ablation, scores=scores, progress=True)
+        table, curve, summary, unit = found.nodes, found.curve, found.summary, "nodes"
+    else:
+        a, b = subject.as_inputs(clean), subject.as_inputs(corrupted)
+        scores = parts.table("edge_scores", lambda: edge_attribution(subject, a, b, metric, method, args.n_steps))
+        circuit = discover_circuit(subject, a, b, metric, args.fraction, method, args.n_steps, args.ablation,
+                                   progress=True, scores=scores)
+        table, curve, summary, unit = circuit.edges, circuit.curve, circuit.summary, "edges"
+    summary = summary | {"metric": description, "clean": args.clean, "corrupted": args.corrupted,
+                         "resumed_parts": parts.reused}
+    write_with(out / f"{unit}.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+    stale = out / ("edges.parquet" if unit == "nodes" else "nodes.parquet")
+    if stale.exists():  # an --overwrite of a run at the other level: no table of it is left beside this one
+        logger.info("removing %s of an earlier run at the other level", stale)
+        stale.unlink()
+    write_with(out / "curve.parquet", lambda tmp: curve.to_parquet(tmp, index=False))
+    flat = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in summary.items()}
+    write_with(out / "summary.parquet", lambda tmp: pd.DataFrame([flat]).to_parquet(tmp, index=False))
     atomic_write_json(out / "summary.json", summary)
+    size, total = summary[f"n_{unit}"], summary[f"n_{unit}_total"]
     print(f"{description}: clean {summary['metric_clean']:.4g}, corrupted {summary['metric_corrupted']:.4g}; "
-          f"circuit of {summary['n_edges']}/{summary['n_edges_total']} edges recovers {summary['faithfulness']:.3f}")
-    kept = circuit.edges[circuit.edges["in_circuit"]].sort_values("rank")
-    print(kept[["edge", "score", "normalized"]].head(20).to_string(index=False))
+          f"{level}-level circuit of {size}/{total} {unit} recovers {summary['faithfulness']:.3f}")
+    kept = table[table["in_circuit"]].sort_values("rank")
+    print(kept[["edge" if unit == "edges" else "node", "score", "normalized"]].head(20).to_string(index=False))
     return 0

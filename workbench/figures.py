@@ -369,7 +369,10 @@ def circuit_graph(edges: pd.DataFrame, title: str = "Circuit", max_edges: int = 
     """A discovered circuit as a graph: nodes by depth (embeddings, each layer's heads then its MLP, the
     read-out), one line per edge in the circuit, its width the edge's |normalised score| and its colour the sign
     (red helps the clean behaviour, blue opposes it); hover gives the edge, the input it enters (q, k, v) and
-    its score. Takes ``workbench circuit``'s ``edges.parquet`` (rows with ``in_circuit``; all rows if absent)."""
+    its score. Takes ``workbench circuit``'s ``edges.parquet`` (rows with ``in_circuit``; all rows if absent);
+    a node-level ``nodes.parquet`` is drawn by :func:`node_circuit_grid`."""
+    if "node" in edges and "upstream" not in edges:
+        return node_circuit_grid(edges, title)
     if edges.empty:
         raise UserInputError("no edges to draw")
     kept = edges[edges["in_circuit"]] if "in_circuit" in edges else edges
@@ -398,4 +401,36 @@ def circuit_graph(edges: pd.DataFrame, title: str = "Circuit", max_edges: int = 
     figure.update_layout(title=title, height=380, xaxis=dict(
         title="depth (embeddings, then each layer's heads and MLP, then the read-out)", showgrid=False,
         zeroline=False, showticklabels=False), yaxis=dict(title="head", showgrid=False, zeroline=False))
+    return figure
+
+
+def node_circuit_grid(nodes: pd.DataFrame, title: str = "Node circuit") -> go.Figure:
+    """A node-level circuit on a layer x head grid: one row per layer (the embeddings below), one column per
+    head plus the layer's MLP; colour is the node's normalised score (red helps the clean behaviour, blue
+    opposes it) and the kept nodes are outlined. Takes ``workbench circuit``'s ``nodes.parquet`` (every node,
+    with ``in_circuit``)."""
+    if nodes.empty:
+        raise UserInputError("no nodes to draw")
+    n_layers = int(nodes["layer"].max()) + 1
+    n_heads = int(nodes["head"].max()) + 1
+    columns = [f"H{h}" for h in range(n_heads)] + ["MLP"]
+    rows = ["embed"] + [f"L{layer}" for layer in range(n_layers)]
+    grid = np.full((len(rows), len(columns)), np.nan)
+    labels = np.full(grid.shape, "", dtype=object)
+    kept_x, kept_y = [], []
+    for row in nodes.itertuples():
+        y = 0 if row.kind == "embed" else int(row.layer) + 1
+        x = int(row.head) if row.kind == "head" else (len(columns) - 1 if row.kind == "mlp" else 0)
+        grid[y, x] = float(row.normalized)
+        labels[y, x] = f"{row.node}: normalised score {float(row.normalized):.3f}"
+        if bool(getattr(row, "in_circuit", False)):
+            kept_x.append(columns[x])
+            kept_y.append(rows[y])
+    top = float(np.nanmax(np.abs(grid))) or 1.0
+    figure = go.Figure(go.Heatmap(z=grid, x=columns, y=rows, text=labels, hoverinfo="text", colorscale="RdBu",
+                                  reversescale=True, zmin=-top, zmax=top, colorbar=dict(title="normalised")))
+    figure.add_trace(go.Scatter(x=kept_x, y=kept_y, mode="markers", name="in the circuit",
+                                marker=dict(symbol="square-open", size=26, line=dict(width=3), color="#222")))
+    figure.update_layout(title=title, height=120 + 50 * len(rows), xaxis_title="head (and the layer's MLP)",
+                         yaxis_title="layer (embeddings at the bottom)")
     return figure

@@ -224,37 +224,61 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--eval-texts", type=int, default=200, help="held-out texts")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
+    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite/--resume)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (the tuned lens and each table are parts)")
     from workbench.cli import add_device_arguments
 
     add_device_arguments(parser)
 
 
 def run(args: Any) -> int:
-    """Write ``lens_layers.parquet``, ``lens_tokens.parquet`` and (with steps) ``tuned_lens.safetensors``."""
+    """Write ``lens_layers.parquet``, ``lens_tokens.parquet`` and (with steps) ``tuned_lens.safetensors``; the
+    trained lens and the evaluation are resumable parts (:mod:`workbench.resume`)."""
+    import shutil
+
     from atinuke.io import atomic_write_json, check_out_dir, write_with
+    from workbench.cli import resolve_subject
     from workbench.features.cli import corpus_split
+    from workbench.resume import ResumableParts
 
     if args.steps < 0:
         raise UserInputError(f"--steps must be >= 0, got {args.steps}")
-    out = check_out_dir(args.out, overwrite=args.overwrite)
-    from workbench.cli import resolve_subject
-
+    out = check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     subject = resolve_subject(args.model, None, args.device, args.dtype)
     if subject.task_model is not None:
         raise UserInputError(f"--model {args.model}: a fine-tuned task model; give a pretraining run or LM checkpoint")
+    parts = ResumableParts(out, {"command": "lens", "model": subject.model_hash(), "corpus": args.corpus,
+                                 "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                                 "eval_texts": args.eval_texts, "max_length": args.max_length, "seed": args.seed},
+                           resume=args.resume)
     train, held = corpus_split(args.corpus, args.eval_texts)
     tuned = None
-    out.mkdir(parents=True, exist_ok=True)
     if args.steps:
-        tuned = train_tuned_lens(subject, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                 max_length=args.max_length, seed=args.seed)
-        save_tuned_lens(tuned, out / "tuned_lens.safetensors")
-    result = evaluate_lens(subject, held, tuned=tuned, max_length=args.max_length)
-    for name, frame in (("lens_layers", result.layers), ("lens_tokens", result.tokens)):
+        stored = parts.file("tuned_lens", ".safetensors")
+        if stored.is_file():
+            tuned = load_tuned_lens(stored, subject.n_layers, subject.d_model)
+            parts.reused.append("tuned_lens")
+        else:
+            tuned = train_tuned_lens(subject, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                     max_length=args.max_length, seed=args.seed)
+            save_tuned_lens(tuned, stored)
+        copy: Any = functools.partial(shutil.copyfile, stored)  # returns the path; write_with ignores it
+        write_with(out / "tuned_lens.safetensors", copy)
+    result: dict[str, LensResult] = {}
+
+    def evaluate() -> LensResult:
+        if "result" not in result:
+            result["result"] = evaluate_lens(subject, held, tuned=tuned, max_length=args.max_length)
+        return result["result"]
+
+    layers = parts.table("lens_layers", lambda: evaluate().layers)
+    tokens = parts.table("lens_tokens", lambda: evaluate().tokens)
+    for name, frame in (("lens_layers", layers), ("lens_tokens", tokens)):
         write_with(out / f"{name}.parquet", functools.partial(frame.to_parquet, index=False))
     atomic_write_json(out / "summary.json", {"model": subject.name, "corpus": args.corpus, "steps": args.steps,
-                                             "layers": result.layers.to_dict(orient="records")})
-    print(result.layers.to_string(index=False))
+                                             "layers": layers.to_dict(orient="records"),
+                                             "resumed_parts": parts.reused})
+    print(layers.to_string(index=False))
     return 0

@@ -19,8 +19,9 @@ is cut (replacing an activation by a leaf tensor would drop every path through i
 """
 from __future__ import annotations
 
+import functools
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -49,6 +50,32 @@ def logit_difference(correct: Sequence[int] | int | torch.Tensor, wrong: Sequenc
     return metric
 
 
+TOKENIZER_ONLY = ("offset_mapping", "special_tokens_mask", "token_type_ids", "input_ids", "attention_mask")
+
+
+def task_inputs(subject: Subject, inputs: Any) -> dict[str, torch.Tensor]:
+    """The model's inputs (:meth:`Subject.as_inputs`) plus any task-head tensors the mapping carries (a
+    coreference head's candidate spans, an SRL head's predicate mask), which every patched run passes on."""
+    batch = subject.as_inputs(inputs)
+    if isinstance(inputs, Mapping):
+        batch.update({k: v for k, v in inputs.items() if k not in TOKENIZER_ONLY and isinstance(v, torch.Tensor)})
+    return batch
+
+
+def run_task(subject: Subject, inputs: dict[str, torch.Tensor]) -> Any:
+    """:meth:`Subject.forward` on :func:`task_inputs`, passing the task-head tensors to the head."""
+    model = set(subject.adapter.model_inputs) | {"attention_mask", "input_ids"}
+    head: dict[str, Any] = {k: v for k, v in inputs.items() if k not in model}
+    return subject.forward({k: v for k, v in inputs.items() if k in model}, **head)
+
+
+def run_task_with_cache(subject: Subject, inputs: dict[str, torch.Tensor], names: Sequence[str]) -> Any:
+    """:meth:`Subject.run_with_cache` on :func:`task_inputs`."""
+    model = set(subject.adapter.model_inputs) | {"attention_mask", "input_ids"}
+    head: dict[str, Any] = {k: v for k, v in inputs.items() if k not in model}
+    return subject.run_with_cache({k: v for k, v in inputs.items() if k in model}, names, **head)
+
+
 def _hook(component: str, layer: int) -> str:
     return {"heads": f"blocks.{layer}.attn.hook_z", "mlp": f"blocks.{layer}.hook_mlp_out",
             "positions": f"blocks.{layer}.hook_resid_pre"}[component]
@@ -57,7 +84,7 @@ def _hook(component: str, layer: int) -> str:
 def _check(subject: Subject, clean: Any, corrupted: Any, component: str) -> tuple[dict, dict]:
     if component not in COMPONENTS:
         raise UserInputError(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
-    a, b = subject.as_inputs(clean), subject.as_inputs(corrupted)
+    a, b = task_inputs(subject, clean), task_inputs(subject, corrupted)
     if a["input_ids"].shape != b["input_ids"].shape:
         raise UserInputError(f"clean and corrupted inputs differ in shape: {tuple(a['input_ids'].shape)} vs "
                              f"{tuple(b['input_ids'].shape)}; patching needs aligned tokens")
@@ -79,8 +106,12 @@ def _frame(component: str, effects: torch.Tensor, clean_m: float, corrupted_m: f
 
 @torch.no_grad()
 def exact_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
-                   component: str = "heads", progress: bool = False) -> pd.DataFrame:
+                   component: str = "heads", progress: bool = False,
+                   layers: Optional[Sequence[int]] = None) -> pd.DataFrame:
     """Patch each component from the clean run into the corrupted one, one at a time.
+
+    Args:
+        layers: only these layers' components (default: all); the rows are those of the full table.
 
     Returns:
         DataFrame: ``layer``, ``head`` (or ``position``; nothing for ``mlp``), ``effect`` (m_patched -
@@ -89,12 +120,15 @@ def exact_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callabl
     from tqdm.auto import tqdm
 
     clean, corrupted = _check(subject, clean, corrupted, component)
+    chosen = list(range(subject.n_layers)) if layers is None else sorted(set(layers))
+    if any(not 0 <= layer < subject.n_layers for layer in chosen):
+        raise UserInputError(f"layers {chosen}: the model has layers 0..{subject.n_layers - 1}")
     names = [_hook(component, layer) for layer in range(subject.n_layers)]
-    cache = subject.run_with_cache(clean, names)
-    clean_m, corrupted_m = float(metric(cache.output)), float(metric(subject.forward(corrupted)))
+    cache = run_task_with_cache(subject, clean, [names[layer] for layer in chosen])
+    clean_m, corrupted_m = float(metric(cache.output)), float(metric(run_task(subject, corrupted)))
     width = {"heads": subject.n_heads, "mlp": 1, "positions": corrupted["input_ids"].shape[1]}[component]
     effects = torch.zeros(subject.n_layers, width)
-    for layer in tqdm(range(subject.n_layers), disable=not progress, desc=f"patching {component}"):
+    for layer in tqdm(chosen, disable=not progress, desc=f"patching {component}"):
         source = cache[names[layer]]
         for index in range(width):
             def restore(activation: torch.Tensor, info: Any, index: int = index) -> torch.Tensor:
@@ -108,8 +142,13 @@ def exact_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callabl
                 return out
 
             with subject.hooks([(names[layer], restore)]):
-                effects[layer, index] = float(metric(subject.forward(corrupted))) - corrupted_m
-    return _frame(component, effects, clean_m, corrupted_m)
+                effects[layer, index] = float(metric(run_task(subject, corrupted))) - corrupted_m
+    frame = _frame(component, effects, clean_m, corrupted_m)
+    if layers is None:
+        return frame
+    part = frame[frame["layer"].isin(chosen)].reset_index(drop=True)
+    part.attrs.update(frame.attrs)
+    return part
 
 
 def attribution_patching(subject: Subject, clean: Any, corrupted: Any, metric: Callable[[Any], torch.Tensor],
@@ -122,8 +161,8 @@ def attribution_patching(subject: Subject, clean: Any, corrupted: Any, metric: C
     clean, corrupted = _check(subject, clean, corrupted, component)
     names = [_hook(component, layer) for layer in range(subject.n_layers)]
     with torch.no_grad():
-        clean_cache = subject.run_with_cache(clean, names + ["embed.hook_embed"])
-        corrupted_cache = subject.run_with_cache(corrupted, names + ["embed.hook_embed"])
+        clean_cache = run_task_with_cache(subject, clean, names + ["embed.hook_embed"])
+        corrupted_cache = run_task_with_cache(subject, corrupted, names + ["embed.hook_embed"])
     clean_m, corrupted_m = float(metric(clean_cache.output)), float(metric(corrupted_cache.output))
     steps = [0.0] if method == "attribution" else [(k + 0.5) / n_steps for k in range(n_steps)]
     gradients = {name: torch.zeros_like(corrupted_cache[name]) for name in names}
@@ -142,7 +181,7 @@ def attribution_patching(subject: Subject, clean: Any, corrupted: Any, metric: C
             if alpha > 0:
                 hooks.insert(0, ("embed.hook_embed", interpolate))
             with subject.hooks(hooks):
-                value = metric(subject.forward(corrupted))
+                value = metric(run_task(subject, corrupted))
             grads = torch.autograd.grad(value, [probes[n] for n in names])
             for name, grad in zip(names, grads):
                 gradients[name] += grad / len(steps)
@@ -164,9 +203,20 @@ def default_metric(subject: Subject, clean: Any, corrupted: Any) -> tuple[Callab
 
     Classification: the logit of the clean prediction minus that of the corrupted prediction (or the clean
     runner-up when both agree). Regression: the predicted score. Span QA: the start + end logit of the clean
-    best span. Tagging: the mean logit of the clean predicted tags. A plain encoder: the [CLS] state's
+    best span. Tagging: the mean logit of the clean predicted tags. Coreference: a mention's clean top
+    antecedent score minus its runner-up (:func:`workbench.patch_metrics.coref_metric`; pass inputs built by
+    :func:`workbench.patch_metrics.coref_inputs`). A causal decoder: the next-token logit difference at the
+    last real position (:func:`workbench.patch_metrics.next_token_metric`). A plain encoder: the [CLS] state's
     projection on the clean-minus-corrupted direction.
     """
+    from workbench.patch_metrics import coref_metric, is_causal, next_token_metric
+
+    clean, corrupted = task_inputs(subject, clean), task_inputs(subject, corrupted)
+    if subject.task_model is not None and subject.task_model.config.kind == "coref":
+        with torch.no_grad():
+            return coref_metric(run_task(subject, clean))
+    if is_causal(subject, clean):
+        return next_token_metric(subject, clean, corrupted)
     with torch.no_grad():
         a, b = subject.forward(clean), subject.forward(corrupted)
     logits = getattr(a, "logits", None)
@@ -205,42 +255,60 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--component", default="heads", choices=COMPONENTS)
     parser.add_argument("--method", default="all", choices=("exact", *METHODS, "all"))
     parser.add_argument("--n-steps", type=int, default=8, help="EAP-IG interpolation steps")
-    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
+    parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite/--resume)")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out (a part per exact layer and per method; same settings)")
     from workbench.cli import add_device_arguments
 
     add_device_arguments(parser)
 
 
 def run(args: Any) -> int:
-    """Write ``patching.parquet`` (one row per component and method) and ``summary.json``."""
+    """Write ``patching.parquet`` (one row per component and method) and ``summary.json``; each method's table
+    is a resumable part (:mod:`workbench.resume`)."""
     from atinuke.io import atomic_write_json, check_out_dir, write_with
     from workbench.cli import resolve_subject
+    from workbench.patch_metrics import pair_inputs
+    from workbench.resume import ResumableParts
 
-    out = check_out_dir(args.out, overwrite=args.overwrite)
+    out = check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     subject = resolve_subject(args.model, None, args.device, args.dtype)
-    for text, flag in ((args.clean, "--clean"), (args.corrupted, "--corrupted")):
-        if not text.strip():
-            raise UserInputError(f"{flag}: empty text")
-    clean = subject.tokenize([args.clean], None if args.clean_pair is None else [args.clean_pair])
-    corrupted = subject.tokenize([args.corrupted], None if args.corrupted_pair is None else [args.corrupted_pair])
-    if clean["input_ids"].shape != corrupted["input_ids"].shape:
-        raise UserInputError(f"--clean has {clean['input_ids'].shape[1]} tokens and --corrupted "
-                             f"{corrupted['input_ids'].shape[1]}; patching needs inputs of the same length")
+    clean, corrupted = pair_inputs(subject, args.clean, args.corrupted, args.clean_pair, args.corrupted_pair)
     metric, description = default_metric(subject, clean, corrupted)
     methods = ["exact", *METHODS] if args.method == "all" else [args.method]
+    parts = ResumableParts(out, {"command": "patch", "model": subject.model_hash(), "clean": args.clean,
+                                 "corrupted": args.corrupted, "clean_pair": args.clean_pair,
+                                 "corrupted_pair": args.corrupted_pair, "component": args.component,
+                                 "methods": methods, "n_steps": args.n_steps, "metric": description},
+                           resume=args.resume)
     frames = []
     for method in methods:
-        frame = (exact_patching(subject, clean, corrupted, metric, args.component) if method == "exact" else
-                 attribution_patching(subject, clean, corrupted, metric, args.component, method, args.n_steps))
-        frames.append(frame.assign(method=method))
+        if method == "exact":  # one forward pass per component: one part per layer
+            def layer_part(layer: int) -> pd.DataFrame:
+                return exact_patching(subject, clean, corrupted, metric, args.component,
+                                      layers=[layer]).assign(method="exact")
+
+            layer_frames = [parts.table(f"exact-L{layer}", functools.partial(layer_part, layer))
+                            for layer in range(subject.n_layers)]
+            frame = pd.concat(layer_frames, ignore_index=True)
+            frame.attrs.update(layer_frames[0].attrs)
+            frames.append(frame)
+            continue
+
+        def compute(method: str = method) -> pd.DataFrame:
+            return attribution_patching(subject, clean, corrupted, metric, args.component, method,
+                                        args.n_steps).assign(method=method)
+
+        frames.append(parts.table(method, compute))
     table = pd.concat(frames, ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     write_with(out / "patching.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     atomic_write_json(out / "summary.json", {"model": subject.name, "component": args.component, "metric": description,
                                              "clean": args.clean, "corrupted": args.corrupted, "methods": methods,
                                              "metric_clean": frames[0].attrs["clean"],
-                                             "metric_corrupted": frames[0].attrs["corrupted"]})
+                                             "metric_corrupted": frames[0].attrs["corrupted"],
+                                             "resumed_parts": parts.reused})
     top = table[table["method"] == methods[0]].sort_values("normalized", key=abs, ascending=False).head(5)
     print(f"{description}: clean {frames[0].attrs['clean']:.4g}, corrupted {frames[0].attrs['corrupted']:.4g}")
     print(top.to_string(index=False))

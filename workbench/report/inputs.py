@@ -84,6 +84,7 @@ class SAERun:
 
 
 MECHANISM_TABLES = {"lens": "lens_layers.parquet", "patching": "patching.parquet", "circuit": "edges.parquet"}
+NODE_CIRCUIT_TABLE = "nodes.parquet"  # a node-level ``workbench circuit`` run (kind "circuit" too)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class MechanismRun:
     summary: dict = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
+        if self.kind == "circuit" and (self.path / NODE_CIRCUIT_TABLE).is_file():
+            return pd.read_parquet(self.path / NODE_CIRCUIT_TABLE)
         return pd.read_parquet(self.path / MECHANISM_TABLES[self.kind])
 
 
@@ -168,7 +171,8 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
                 continue  # hidden dirs are atomic writes in progress
             if any((candidate / name).exists() for name in ("predictions.parquet", "attributions.parquet",
                                                             "results.parquet", "results.csv", "lens_layers.parquet",
-                                                            "patching.parquet", "edges.parquet")):
+                                                            "patching.parquet", "edges.parquet",
+                                                            NODE_CIRCUIT_TABLE)):
                 continue  # fine-tuning, attribution and probe runs are found below
             has_summary = (candidate / "summary.json").is_file()
             if not (has_summary or (candidate / "model" / "config.json").is_file()):
@@ -191,7 +195,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
                 metrics = artifacts.read_json(directory / "metrics.json")
                 inputs.sae.append(SAERun(directory, str(metrics.get("model") or directory.name), metrics))
                 found += 1
-        for kind, name in MECHANISM_TABLES.items():
+        for kind, name in [*MECHANISM_TABLES.items(), ("circuit", NODE_CIRCUIT_TABLE)]:
             for table in sorted(path.rglob(name)):
                 directory = table.parent
                 if directory in {r.path for r in inputs.mechanisms}:

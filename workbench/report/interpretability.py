@@ -342,6 +342,23 @@ def _circuit_blocks(ctx: Context, run: MechanismRun, table: pd.DataFrame, key: s
 
     summary = run.summary
     kept = table[table["in_circuit"]].sort_values("rank")
+    if "node" in table:  # a node-level circuit (post-norm models, or --level nodes)
+        ctx.doc.keep(key + "_all", table)
+        return [
+            Paragraph(f"Clean: {summary.get('clean', '?')} / corrupted: {summary.get('corrupted', '?')}. Metric: "
+                      f"{summary.get('metric', '?')}. Node level: {len(kept)} of {len(table)} nodes (heads, MLPs, "
+                      f"embeddings), ranked by {summary.get('method', '?')}, recover "
+                      f"{float(summary.get('faithfulness', float('nan'))):.3f} of the metric (asked: "
+                      f"{summary.get('fraction', '?')}) with every other node "
+                      f"{'mean-ablated' if summary.get('ablation') == 'mean' else 'patched from the corrupted run'}.",
+                      "note"),
+            ctx.doc.figure(circuit_graph(table, f"Node circuit: {run.model}"), (
+                "The discovered node circuit on a layer x head grid (plus each layer's MLP and the embeddings): "
+                "colour is the node's normalised attribution score (the share of the clean-minus-corrupted metric "
+                "it carries, first order), and the kept nodes are outlined. Nodes, not edges: a post-norm block's "
+                "layer norm sits on the residual stream, which is then no sum of component outputs."),
+                width=ctx.width),
+            ctx.doc.table(kept[["rank", "node", "score", "normalized"]], "The circuit's nodes, by rank.", name=key)]
     blocks: list[Block] = [
         Paragraph(f"Clean: {summary.get('clean', '?')} / corrupted: {summary.get('corrupted', '?')}. Metric: "
                   f"{summary.get('metric', '?')}. {len(kept)} of {len(table)} edges, ranked by "
