@@ -48,6 +48,10 @@ def test_a_latent_firing_exactly_on_the_failures_is_the_top_cohort():
     assert worst["path"] == "signal_feature_13_active = True"
     assert worst["error_rate"] == 1.0 and worst["error_coverage"] == 1.0
     assert tree.importances.index[0] == "signal_feature_13_active" and tree.importances.iloc[0] == 1.0
+    numeric = feature_signals(activations, [f"x{i}" for i in range(200)], correct, k=1, values=True)
+    assert list(numeric.columns) == ["id", "feature_13"] and np.array_equal(numeric["feature_13"], activations[:, 13])
+    tree = error_cohorts(_predictions(correct, rng), signals=numeric, max_depth=1, min_samples_leaf=5)
+    assert tree.cohorts().iloc[0]["path"].startswith("signal_feature_13 > ") and tree.cohorts().iloc[0]["error_rate"] == 1.0
 
 
 def test_separating_features_refuses_a_one_sided_group():

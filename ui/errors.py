@@ -91,8 +91,9 @@ def _feature_units(run: Any, table: pd.DataFrame, path: str, mtime: float) -> Op
     st.markdown(f"**Error-predictive latents** of `{chosen.name}` (AUROC of the pooled activation for the failed "
                 "examples; 1 = fires exactly on the failures, 0 = exactly on the successes):")
     st.dataframe(top, hide_index=True)
-    st.caption("The latents are chosen on the same examples the tree is fitted to: a cohort such as "
-               "'feature 123 active' is a hypothesis to check on held-out data.")
+    st.caption(f"Activations of {Path(spec or '').name or spec} at its SAE's hook, pooled ({pool}) over each "
+               f"example's tokens, for the first {len(subset)} examples. The latents are chosen on the same examples "
+               "the tree is fitted to: a cohort such as 'feature 123 active' is a hypothesis to check on held-out data.")
     return feature_signals(activations, subset["id"].tolist(), correct, k=k)
 
 

@@ -147,14 +147,15 @@ def separating_features(activations: np.ndarray, group: Sequence[bool] | np.ndar
 
 
 def feature_signals(activations: np.ndarray, ids: Sequence, correct: Sequence[bool] | np.ndarray, k: int = 5,
-                    threshold: float = 0.0) -> pd.DataFrame:
+                    threshold: float = 0.0, values: bool = False) -> pd.DataFrame:
     """Per-example signals for :func:`workbench.errors.error_cohorts`: for the ``k`` latents that best
     separate the failed examples (:func:`separating_features`), ``feature_<f>_active`` (activation above
-    ``threshold``) as a bool column.
+    ``threshold``) as a bool column, or with ``values`` the pooled activation itself as ``feature_<f>`` (the
+    tree then picks its own threshold).
 
     Returns:
-        DataFrame: ``id`` and one bool column per chosen latent (none when every prediction is right or
-        every one wrong).
+        DataFrame: ``id`` and one column per chosen latent (none when every prediction is right or every
+        one wrong).
     """
     failed = ~np.asarray(correct, dtype=bool)
     table = pd.DataFrame({"id": list(ids)})
@@ -162,7 +163,11 @@ def feature_signals(activations: np.ndarray, ids: Sequence, correct: Sequence[bo
         return table
     chosen = separating_features(activations, failed, k=k)
     for feature in chosen["feature"]:
-        table[f"feature_{int(feature)}_active"] = np.asarray(activations)[:, int(feature)] > threshold
+        column = np.asarray(activations)[:, int(feature)]
+        if values:
+            table[f"feature_{int(feature)}"] = column.astype(float)
+        else:
+            table[f"feature_{int(feature)}_active"] = column > threshold
     return table
 
 
