@@ -206,3 +206,25 @@ def test_a_latent_on_exactly_the_nsubj_tokens_has_dependency_precision_one(subje
     found = label_search(counts, "NSUBJ")
     assert found.loc[0, "feature"] == 0 and found.loc[0, "precision"] == 1.0 and 1 not in set(found["feature"])
     assert label_search(counts, "no-such-label").empty
+
+
+def test_cli_compare_matches_a_dictionary_with_itself_and_refuses_a_full_out(subject, sae, tiny_atinuke_dir,
+                                                                             tmp_path, capsys):
+    import json
+
+    from workbench.cli import main
+    from workbench.features.saelens import export_saelens
+
+    export_saelens(sae, tmp_path / "run" / "sae")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS * 4) + "\n")
+    argv = ["sae", "compare", "--model-a", str(tiny_atinuke_dir), "--sae-a", str(tmp_path / "run"), "--model-b",
+            str(tiny_atinuke_dir), "--sae-b", str(tmp_path / "run" / "sae"), "--corpus", str(corpus),
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["matched_a"] == 1.0 and summary["matched_b"] == 1.0 and summary["only_a"] == []
+    assert summary["hook_a"] == HOOK and summary["n_words"] > 0
+    pairs = pd.read_parquet(tmp_path / "out" / "pairs.parquet")
+    assert len(pairs) == 48 and "have a match" in capsys.readouterr().out
+    assert main(argv) == 2 and "already holds files" in capsys.readouterr().err
