@@ -106,9 +106,13 @@ def resolve_model_path(spec: str | Path) -> Path:
 
 
 # Weights a base encoder may leave unused (a pretraining head: Atinuke's and BERT's lm_head./head_transform./cls.,
-# DistilBERT's vocab_*, ELECTRA's discriminator and generator heads) or may lack (BERT's pooler, which no head reads).
+# DistilBERT's vocab_*, ELECTRA's discriminator and generator heads, GPT-NeoX's (Pythia's) embed_out) or may lack
+# (BERT's pooler, which no head reads).
 UNUSED_HEAD_PREFIXES = ("lm_head.", "head_transform.", "cls.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.",
-                        "discriminator_predictions.", "generator_predictions.", "generator_lm_head.")
+                        "discriminator_predictions.", "generator_predictions.", "generator_lm_head.",
+                        "embed_out.",  # GPT-NeoX's (Pythia's) LM head
+                        "head.", "decoder.",  # ModernBERT's MLM head (its decoder.weight is tied)
+                        "lm_predictions.", "mask_predictions.")  # DeBERTa-v2/v3's MLM and RTD heads
 OPTIONAL_PREFIXES = ("pooler.",)
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
 

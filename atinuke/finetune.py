@@ -43,8 +43,8 @@ class FinetuneConfig:
 
     Attributes:
         model: "minilm" or an Atinuke/HF model or run directory.
-        task: task registry name.
-        data: "diag" or a path in the official format.
+        task: task registry name; with ``columns`` the name given to the user's dataset ("" = its file stem).
+        data: "diag", a path in the official format, or a user dataset (with ``columns``, or ``hf:NAME``).
         out: run directory (default ``runs/finetune/<model>/<task>``).
         epochs: passes over the training set (fractions allowed).
         lr: peak encoder learning rate (default: 5e-5 for HF encoders, 5e-4 for Atinuke, which is small and
@@ -71,6 +71,10 @@ class FinetuneConfig:
         calibrate: after training, tune the QA null threshold / the coreference link threshold on held-out
             training examples (``atinuke.tasks.heads.calibration``); other heads have nothing to tune.
         calibration_limit: at most this many held-out training examples for the calibration.
+        columns: the user dataset's column mapping ("text=review,label=stars"; :mod:`atinuke.tasks.userdata`).
+        dev_data: the user dataset's dev file (else its validation split, else a seeded held-out part).
+        kind: the user task's kind when the mapping does not say it ("regression" for ``label=`` scores).
+        dev_fraction: the part of the user's training rows held out as dev when there is no dev data.
     """
 
     model: str
@@ -98,6 +102,10 @@ class FinetuneConfig:
     strict_max_len: bool = False
     calibrate: bool = True
     calibration_limit: int = 100
+    columns: Optional[str] = None
+    dev_data: Optional[str] = None
+    kind: Optional[str] = None
+    dev_fraction: float = 0.2
 
     def validate(self) -> None:
         """Raise UserInputError for a value no run can use."""
@@ -188,19 +196,33 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     from torch.utils.tensorboard import SummaryWriter
 
     from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
-    from atinuke.tasks import get_task, load_task
+    from atinuke.tasks import TaskData, get_task, load_task
     from atinuke.tasks.base import QAExample
     from atinuke.tasks.heads import build_task_model, save_task_model
     from atinuke.tasks.heads.calibration import calibrate
+    from atinuke.tasks.userdata import is_user_source, load_user_data
 
     config.validate()
     wall_start = time.perf_counter()
+    user = None
+    if config.columns or is_user_source(config.data):
+        user = load_user_data(config.data, config.columns, dev_data=config.dev_data,
+                              kind=config.kind, name=config.task or None, dev_fraction=config.dev_fraction,
+                              seed=config.seed)
+        config = dataclasses.replace(config, task=user.spec.name)
+    elif config.dev_data or config.kind:
+        raise UserInputError("--dev-data and --kind are for a user dataset: give --columns")
     spec = get_task(config.task)
     device = resolve_device(config.device)
     out = check_out_dir(Path(config.out) if config.out else default_out(config.model, config.task),
                         overwrite=config.overwrite)
-    train_data = load_task(config.task, config.data, "train")
-    dev_data = load_task(config.task, config.data, config.eval_split)
+    if user is not None:  # nothing is read twice: both splits came with the spec
+        train_data = TaskData(spec.name, "train", user.train, Path(config.data), user.train_provenance)
+        dev_data = TaskData(spec.name, config.eval_split, user.dev, Path(config.dev_data or config.data),
+                            user.dev_provenance)
+    else:
+        train_data = load_task(config.task, config.data, "train")
+        dev_data = load_task(config.task, config.data, config.eval_split)
     train, train_skips = screen_examples(sample_examples(train_data.examples, config.limit, config.seed))
     dev = sample_examples(dev_data.examples, config.eval_limit or config.limit, config.seed)
     if not train:
@@ -212,7 +234,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         head.setdefault("max_query_len", min(48, config.max_len // 3))
         head.setdefault("doc_stride", min(32, config.max_len // 4))
         # A span_qa task's examples are all QAExamples; the isinstance only tells the type checker so.
-        head.setdefault("allow_null", spec.name != "squad" or any(isinstance(ex, QAExample) and ex.is_impossible
+        head.setdefault("allow_null", (spec.name != "squad" and spec.family != "user") or any(isinstance(ex, QAExample) and ex.is_impossible
                                                                   for ex in train))
     model = build_task_model(config.model, spec, device=device, **head)
     positions = int(getattr(model.encoder.config, "max_len", None) or model.encoder.config.max_position_embeddings)
@@ -236,7 +258,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "finetune_config.json", dataclasses.asdict(config) | {
         "lr": lr, "head_lr": head_lr, "total_steps": total_steps, "n_train": len(train), "n_dev": len(dev),
-        "head_config": model.config.to_dict(), "provenance": train_data.provenance})
+        "head_config": model.config.to_dict(), "provenance": train_data.provenance,
+        "user_data": None if user is None else user.record})
     writer = SummaryWriter(str(out / "tb"))
     rows: list[dict[str, Any]] = []
     generator = torch.Generator().manual_seed(config.seed)
@@ -310,8 +333,19 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``atinuke finetune``."""
     parser.add_argument("--model", required=True, help="'minilm' or an Atinuke/HF model or run directory")
-    parser.add_argument("--task", required=True, help="task registry name (squad2, cola, mrpc, stsb, snli, srl, coref, ...)")
-    parser.add_argument("--data", default="diag", help="'diag' (diagnostic suite, silver) or a path in the official format")
+    parser.add_argument("--task", default="", help="task registry name (squad2, cola, mrpc, stsb, snli, srl, coref, "
+                                                  "...); with --columns the name of your dataset's task")
+    parser.add_argument("--data", default="diag", help="'diag' (diagnostic suite, silver), a path in the official "
+                                                      "format, or your data (CSV/TSV/JSONL/parquet with --columns, "
+                                                      "a saved dataset, hf:NAME[/CONFIG])")
+    parser.add_argument("--columns", default=None, help="your data's column mapping: text=COL,label=COL (pairs "
+                        "text_a=,text_b=; regression score=; QA question=,context=,answer_text=[,answer_start=]; "
+                        "tagging tokens=,tags=; any kind id=)")
+    parser.add_argument("--dev-data", default=None, help="your data's dev file (default: its validation split, else "
+                                                         "a seeded held-out --dev-fraction of the training rows)")
+    parser.add_argument("--dev-fraction", type=float, default=0.2, help="held-out dev part without --dev-data")
+    parser.add_argument("--kind", default=None, choices=("classification", "regression", "span_qa", "tagging"),
+                        help="your data's task kind when --columns does not say it (regression with label=)")
     parser.add_argument("--out", default=None, help="run directory (default runs/finetune/<model>/<task>)")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=None, help="encoder learning rate (default 5e-5 HF, 5e-4 Atinuke)")
@@ -342,6 +376,11 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed, limit=args.limit, eval_limit=args.eval_limit, device=args.device, warmup_ratio=args.warmup_ratio,
                             weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
                             freeze_layers=args.freeze_layers, head=head, overwrite=args.overwrite,
-                            strict_max_len=True, calibrate=args.calibrate)
+                            strict_max_len=True, calibrate=args.calibrate, columns=args.columns,
+                            dev_data=args.dev_data, kind=args.kind, dev_fraction=args.dev_fraction)
+    from atinuke.tasks.userdata import is_user_source
+
+    if not config.task and not config.columns and not is_user_source(config.data):
+        raise UserInputError("give --task (a benchmark task) or --columns (your data's column mapping)")
     finetune(config)
     return 0

@@ -91,7 +91,7 @@ def _skip_reason(ex: Example) -> Optional[str]:
     elif isinstance(ex, SRLExample):
         if not ex.words:
             return "empty sentence"
-        if not 0 <= ex.predicate_index < len(ex.words):
+        if ex.predicate_index != -1 and not 0 <= ex.predicate_index < len(ex.words):  # -1: no predicate
             return "predicate index outside the sentence"
         if len(ex.tags) != len(ex.words):
             return "tag count differs from word count"
@@ -246,8 +246,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``atinuke evaluate``."""
     parser.add_argument("--model", required=True, help="fine-tuning run directory (or its model/)")
     parser.add_argument("--task", default=None, help="task registry name (default: the model's task)")
-    parser.add_argument("--data", default="diag", help="'diag' (diagnostic suite) or a path in the official format")
-    parser.add_argument("--split", default="dev", help="split to evaluate (default dev)")
+    parser.add_argument("--data", default="diag", help="'diag' (diagnostic suite), a path in the official format, "
+                                                      "or, for a run on your data, a file/saved dataset/hf:NAME")
+    parser.add_argument("--columns", default=None, help="your data's column mapping (default: the run's)")
+    parser.add_argument("--split", default="dev", help="split to evaluate (default dev; a file is read whole)")
     parser.add_argument("--out", default=None, help="output directory (default: the run directory)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N examples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (as in finetune)")
@@ -268,7 +270,9 @@ def run(args: argparse.Namespace) -> int:
                              f"predict task {task!r} ({spec.kind})")
     if args.limit is not None and args.limit <= 0:
         raise UserInputError(f"--limit must be positive, got {args.limit}")
-    data = load_task(task, args.data, args.split)
+    if args.columns and spec.family != "user":
+        raise UserInputError(f"--columns is for a run on your own data; {task!r} is a benchmark task")
+    data = load_task(task, args.data, args.split, args.columns)
     examples = sample_examples(data.examples, args.limit, args.seed)
     evaluation = evaluate_model(model, examples, split=args.split, provenance=data.provenance, skipped=data.skipped,
                                 batch_size=args.batch_size, task=task)

@@ -8,7 +8,9 @@ backward for all of them; EAP-IG (Hanna et al. 2024) ``--n-steps`` forward+backw
 
 Final JSON line: exact_s, attribution_s, speedup, spearman (head-level rank correlation of the attribution
 estimate with exact patching, MiniLM), eap_ig_s and spearman_eap_ig, spearman_tiny_atinuke (the shipped
-tiny Atinuke), and spearman_planted (null: no planted-circuit model yet).
+tiny Atinuke), and spearman_planted: the same head-level rank correlation on the planted-circuit model
+(workbench/planted.py: head L1.H2 alone decides the class; effects below 1e-4 of the span count as 0, since the
+seven other heads' true effect is exactly 0 and ranking their float rounding would measure nothing).
 
     python bench/patching.py
 """
@@ -68,11 +70,14 @@ def main() -> None:
     args = parser.parse_args()
     minilm = measure("minilm", args.examples, args.n_steps)
     tiny = measure(str(REPO / "atinuke" / "checkpoints" / "tiny-atinuke-seed0"), args.examples, args.n_steps)
+    from workbench.planted import head_rank_agreement
+
+    planted = head_rank_agreement(args.examples)
     print(json.dumps({"exact_s": round(minilm["exact_s"], 3), "attribution_s": round(minilm["attribution_s"], 3),
                       "speedup": round(minilm["exact_s"] / minilm["attribution_s"], 1),
                       "spearman": round(minilm["spearman"], 4), "eap_ig_s": round(minilm["eap_ig_s"], 3),
                       "spearman_eap_ig": round(minilm["spearman_eap_ig"], 4),
-                      "spearman_tiny_atinuke": round(tiny["spearman"], 4), "spearman_planted": None,
+                      "spearman_tiny_atinuke": round(tiny["spearman"], 4), "spearman_planted": round(planted, 4),
                       "components": minilm["n_components"], "examples": args.examples}))
 
 

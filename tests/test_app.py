@@ -416,3 +416,26 @@ def test_features_page_attributes_an_output_and_searches_dependency_labels(app_e
     assert not at.exception
     found = next(df.value for df in at.dataframe if "precision" in df.value.columns)
     assert (found["label"] == "nsubj").all() and found["precision"].is_monotonic_decreasing
+
+
+def test_mechanisms_page_draws_a_discovered_circuit(app_env, tmp_path, monkeypatch):
+    at = _run("mechanisms")
+    at.toggle(key="mech_circuit").set_value(True).run()  # the planted model, computed on the page
+    assert not at.exception, [e.value for e in at.exception]
+    graphs = [c for c in _charts(at) if c["layout"]["title"]["text"].startswith("Circuit")]
+    assert len(graphs) == 1
+    lines = {d["text"].split(":")[0] for d in graphs[0]["data"] if d.get("mode") == "lines"}
+    assert lines == {"L1.H2 → logits", "embed → L1.H2.v (v)"}  # exactly the planted edges
+    # a `workbench circuit` run under the runs folder is listed and drawn
+    from workbench.cli import main
+    from workbench.planted import save_planted
+
+    runs = tmp_path / "runs"
+    assert main(["circuit", "--model", str(save_planted(tmp_path / "planted")), "--clean", "the cat red dog sat",
+                 "--corrupted", "the cat blue dog sat", "--n-steps", "2", "--out", str(runs / "circuit" / "p")]) == 0
+    monkeypatch.setenv("ATINUKE_RUNS", str(runs))
+    at = _run("mechanisms")
+    at.toggle(key="mech_circuit").set_value(True).run()
+    at.selectbox(key="mech_circuit_source").set_value("circuit/p").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [c["layout"]["title"]["text"] for c in _charts(at)][-1] == "Circuit: planted/planted"

@@ -31,8 +31,10 @@ FAMILY_PATH_HOMES = ("workbench/models/", "atinuke/model.py", "atinuke/baseline.
 FAMILY_ATTRIBUTE_CHAINS = {("encoder", "layer"), ("attention", "self"), ("transformer", "h"), ("model", "layers"),
                            ("encoder", "blocks"), ("encoder", "embed"), ("encoder", "embeddings"),
                            ("embeddings", "word_embeddings"), ("embeddings", "position_embeddings"),
-                           ("gpt_neox", "layers"), ("distilbert", "transformer")}
-FAMILY_PATH_STRINGS = ("encoder.layer", "attention.self", "transformer.h.", "model.layers", "embeddings.word_embeddings")
+                           ("gpt_neox", "layers"), ("distilbert", "transformer"), ("embeddings", "tok_embeddings"),
+                           ("encoder", "rel_embeddings"), ("deberta", "encoder")}
+FAMILY_PATH_STRINGS = ("encoder.layer", "attention.self", "transformer.h.", "model.layers", "embeddings.word_embeddings",
+                       "embeddings.tok_embeddings")
 
 
 def _source_files() -> list[Path]:

@@ -170,4 +170,20 @@ def test_mechanisms_section_shows_lens_and_patching_runs(tiny_atinuke_dir, tmp_p
     part = page[page.index('id="mechanisms"'):page.index('id="error-analysis"')]
     assert "Lens: model" in part or "Lens: tiny" in part
     assert part.count("<figure") == 4  # the lens curve, then exact, attribution and EAP-IG heatmaps
-    assert "Rank correlation with exact patching: attribution" in part and "Create them" not in part
+    assert "Rank correlation with exact patching: attribution" in part
+    assert part.count("Create them") == 1 and "workbench circuit --model" in part  # only the circuit is missing
+
+
+def test_mechanisms_section_draws_a_circuit_run(tmp_path):
+    from workbench.cli import main
+    from workbench.planted import save_planted
+
+    runs = tmp_path / "runs"
+    assert main(["circuit", "--model", str(save_planted(tmp_path / "planted")), "--clean", "the cat red dog sat",
+                 "--corrupted", "the cat blue dog sat", "--n-steps", "2", "--out", str(runs / "circuit" / "p")]) == 0
+    result = report.build_report([runs], tmp_path / "r.html", pdf=False, n_boot=20)
+    page = result.html.read_text(encoding="utf-8")
+    part = page[page.index('id="mechanisms"'):page.index('id="error-analysis"')]
+    assert "Circuit: planted/planted" in part and part.count("<figure") == 1
+    assert "2 of 110 edges" in part and "workbench circuit --model" not in part  # present, so not missing
+    assert "embed-&gt;L1.H2.v" in part or "embed->L1.H2.v" in part  # the edge table

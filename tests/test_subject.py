@@ -40,6 +40,17 @@ def test_same_hook_names_for_both_families(which, request):
     assert subject.hook_names == _expected_names(subject.n_layers)
 
 
+@pytest.mark.parametrize("which,family", [("atinuke_subject", "atinuke"), ("minilm_subject", "bert")])
+def test_unknown_hook_name_names_the_family_and_the_closest_names(which, family, request):
+    subject = request.getfixturevalue(which)
+    with pytest.raises(UserInputError) as error:
+        subject.run_with_cache(subject.tokenize(TEXTS), names=["blocks.0.attn.hook_patern"])
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"'blocks.0.attn.hook_patern' for the {family} family" in message
+    assert "close matches: blocks.0.attn.hook_pattern" in message
+
+
 @pytest.mark.parametrize("which", ["atinuke_subject", "minilm_subject"])
 def test_cached_forward_equals_plain_forward(which, request):
     subject = request.getfixturevalue(which)
@@ -189,14 +200,30 @@ def test_hook_can_replace_an_activation(atinuke_subject):
 
 
 def test_a_family_without_an_adapter_is_refused_by_name(tmp_path, tiny_tokenizer):
-    from transformers import GPTNeoXConfig, GPTNeoXModel
+    from transformers import FalconConfig, FalconModel
 
     from atinuke.errors import UserInputError
     from atinuke.tokenizer import save_tokenizer
 
-    GPTNeoXModel(GPTNeoXConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=4, intermediate_size=64)).save_pretrained(tmp_path / "neox")
-    save_tokenizer(tiny_tokenizer, tmp_path / "neox")
-    with pytest.raises(UserInputError, match=r"'gpt_neox' \(GPTNeoXModel\) has no adapter.*supported: .*gpt2") as error:
-        load_subject(tmp_path / "neox")
+    FalconModel(FalconConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                             num_attention_heads=4)).save_pretrained(tmp_path / "falcon")
+    save_tokenizer(tiny_tokenizer, tmp_path / "falcon")
+    with pytest.raises(UserInputError, match=r"'falcon' \(FalconModel\) has no adapter.*supported: .*gpt2.*gpt_neox") as error:
+        load_subject(tmp_path / "falcon")
+    assert "\n" not in str(error.value)
+
+
+def test_a_family_that_only_shares_berts_top_level_tree_is_refused_by_name(tmp_path, tiny_tokenizer):
+    """DeBERTa v1 has .embeddings and .encoder.layer like BERT, but fused attention: the BERT adapter, which
+    every unlisted family is tried with, refuses it at load time in one line instead of failing at a hook."""
+    from transformers import DebertaConfig, DebertaModel
+
+    from atinuke.errors import UserInputError
+    from atinuke.tokenizer import save_tokenizer
+
+    DebertaModel(DebertaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=4, intermediate_size=64)).save_pretrained(tmp_path / "deberta")
+    save_tokenizer(tiny_tokenizer, tmp_path / "deberta")
+    with pytest.raises(UserInputError, match=r"'deberta' \(DebertaModel\) has no adapter.*supported: .*deberta-v2") as error:
+        load_subject(tmp_path / "deberta")
     assert "\n" not in str(error.value)

@@ -19,8 +19,9 @@ def _attribution_choices() -> dict[str, str]:
     """Fine-tuned task models first (their predicted class is explained), then the base encoders."""
     choices = {}
     for run in artifacts.find_finetune_runs(common.root()):
-        if (run.path / "model" / "config.json").is_file():
-            choices[f"Fine-tuned: {run.label}"] = str(run.path)
+        if (run.path / "model" / "config.json").is_file() or (run.path / "model" / "task_model.json").is_file():
+            note = f" ({run.data_note})" if run.data_note else ""
+            choices[f"Fine-tuned: {run.label}{note}"] = str(run.path)
     return choices | common.model_choices()
 
 

@@ -48,6 +48,9 @@ def _runs_section() -> None:
         st.error("Choose two different models.")
         return
     run_a, run_b = group[models.index(model_a)], group[models.index(model_b)]
+    for run in (run_a, run_b):
+        if run.data_note:
+            st.caption(f"{run.label}: fine-tuned on {run.data_note}")
     result = compare.compare_runs(common.predictions(run_a), common.predictions(run_b), n_boot=500)
     st.dataframe(result.metrics, hide_index=True)
     for metric, test in result.bootstrap.items():

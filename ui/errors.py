@@ -153,6 +153,8 @@ def render() -> None:
         cols[2].metric("Data", provenance)
         if "silver" in provenance:
             st.caption("Silver data: derived from real text by rules; diagnostics, not official benchmark scores.")
+        if run.data_note:
+            st.caption(f"Fine-tuned on {run.data_note}; the meta_* slices are its extra columns.")
         tabs = st.tabs(["Slices", "Cohorts", "Confusion", "Calibration", "Worst examples"])
         with tabs[0]:
             features = errors.meta_columns(table)

@@ -1,11 +1,13 @@
 """Mechanisms: the logit lens per layer, and which heads / positions carry a clean-vs-corrupted difference."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 from scipy.stats import spearmanr
 
 from ui import common
-from workbench.figures import lens_figure, patching_heatmap, task_lens_figure
+from workbench.figures import circuit_graph, lens_figure, patching_heatmap, task_lens_figure
 
 CLEAN = "The market fell sharply on Monday after the report."
 CORRUPTED = "The market rose sharply on Monday after the report."
@@ -73,6 +75,59 @@ def _patch(spec: str, clean: str, corrupted: str, component: str, stamp: float):
             description)
 
 
+PLANTED = "planted-circuit model (built here)"
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _planted_circuit(fraction: float):
+    from workbench.circuits import discover_circuit
+    from workbench.planted import planted_metric, planted_model, planted_pairs
+    from workbench.subject import load_subject
+
+    subject = load_subject(planted_model())
+    clean, corrupted = (subject.tokenize(texts) for texts in planted_pairs(8))
+    circuit = discover_circuit(subject, clean, corrupted, planted_metric(), fraction=fraction)
+    return circuit.edges, circuit.summary
+
+
+def _circuit_runs() -> dict[str, str]:
+    """``workbench circuit`` output directories under the runs folder (label -> directory)."""
+    from atinuke.paths import runs_dir
+
+    root = runs_dir()
+    return {str(p.parent.relative_to(root)): str(p.parent) for p in sorted(root.rglob("edges.parquet"))
+            if (p.parent / "summary.json").is_file()}
+
+
+def _circuit_section() -> None:
+    st.subheader("Circuit")
+    if not st.toggle("Show a discovered circuit", key="mech_circuit"):
+        st.caption("Circuit discovery (EAP-IG, Hanna et al. 2024) ranks the edges between components and keeps the "
+                   "fewest that recover the metric; `workbench circuit --model M --clean ... --corrupted ... --out DIR` "
+                   "writes a run this page draws.")
+        return
+    import json
+
+    import pandas as pd
+
+    runs = _circuit_runs()
+    source = st.selectbox("Circuit", [PLANTED, *runs], key="mech_circuit_source")
+    if source == PLANTED:
+        fraction = st.slider("Fraction of the metric to recover", 0.5, 1.0, 0.9, 0.05, key="mech_circuit_fraction")
+        edges, summary = _planted_circuit(fraction)
+        st.caption("A model whose weights are set by hand (workbench/planted.py): head L1.H2 copies the token at "
+                   "position 3 to [CLS] and alone decides the class; the planted edges are embed → L1.H2 (value) "
+                   "and L1.H2 → logits.")
+    else:
+        edges = pd.read_parquet(Path(runs[source]) / "edges.parquet")
+        summary = json.loads((Path(runs[source]) / "summary.json").read_text(encoding="utf-8"))
+    kept = edges[edges["in_circuit"]]
+    common.plot(circuit_graph(kept, f"Circuit: {summary.get('model', source)}"), key="mech_circuit_graph")
+    st.caption(f"{len(kept)} of {len(edges)} edges recover {float(summary['faithfulness']):.3f} of the metric with "
+               "every other edge patched from the corrupted run; line width = normalised EAP-IG score.")
+    st.dataframe(kept.sort_values("rank")[["rank", "edge", "score", "normalized"]], hide_index=True)
+
+
 def render() -> None:
     st.title("Mechanisms")
     common.page_header()
@@ -115,6 +170,8 @@ def render() -> None:
                 common.plot(patching_heatmap(estimate, "Attribution patching"), key="mech_attribution")
         rho = spearmanr(exact["effect"], estimate["effect"])[0]
         st.caption(f"Rank correlation of the estimate with exact patching: Spearman {rho:.3f}.")
+    with common.friendly_errors("circuit"):
+        _circuit_section()
     with common.friendly_errors("task-head lens"):
         _task_lens_section()
 

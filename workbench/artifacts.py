@@ -103,6 +103,28 @@ class FinetuneRun:
         """The predictions table, validated (see :func:`load_predictions`)."""
         return load_predictions(self.predictions_path)
 
+    @property
+    def user_data(self) -> Optional[dict[str, Any]]:
+        """For a run on the user's own data (``atinuke finetune --columns``): what ``finetune_config.json``
+        recorded of it (``data``, ``dev_data``, ``columns``, ``kind``, ``split``, ``labels``), else None."""
+        path = self.path / "finetune_config.json"
+        if not path.is_file():
+            return None
+        try:
+            record = read_json(path).get("user_data")
+        except UserInputError as error:
+            logger.warning("%s", error)
+            return None
+        return record if isinstance(record, dict) else None
+
+    @property
+    def data_note(self) -> str:
+        """One line on the run's data: "your data: <file> [<mapping>], dev: <split rule>", or ""."""
+        record = self.user_data
+        if record is None:
+            return ""
+        return f"your data: {record.get('data')} [{record.get('columns')}], dev: {record.get('split')}"
+
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object; a malformed file raises UserInputError naming ``file:line``."""
@@ -186,7 +208,25 @@ def find_finetune_runs(root: Optional[Path] = None) -> list[FinetuneRun]:
             except UserInputError as error:
                 logger.warning("%s", error)
         runs.append(FinetuneRun(model=model, task=path.name, path=path, metrics=metrics))
+        register_run_task(path)
     return runs
+
+
+def register_run_task(path: Path) -> None:
+    """Make a run on the user's own data known to ``atinuke.tasks.get_task`` (metrics, trivial baselines, the
+    report), from the spec its ``model/task_model.json`` saved; benchmark runs need nothing."""
+    from atinuke.tasks.registry import TASKS, register_task, spec_from_dict
+
+    manifest = Path(path) / "model" / "task_model.json"
+    if not manifest.is_file():
+        return
+    try:
+        spec = spec_from_dict(read_json(manifest)["spec"])
+    except (UserInputError, KeyError, TypeError) as error:
+        logger.warning("%s: no task spec (%s)", manifest, error)
+        return
+    if spec.family == "user" and TASKS.get(spec.name) != spec:
+        register_task(spec)
 
 
 def finetune_run_from_dir(path: Path) -> FinetuneRun:
@@ -194,6 +234,7 @@ def finetune_run_from_dir(path: Path) -> FinetuneRun:
     if not (path / "predictions.parquet").is_file():
         raise UserInputError(f"{path}: no predictions.parquet here")
     metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    register_run_task(path)
     return FinetuneRun(model=str(metrics.get("model", path.parent.name)), task=str(metrics.get("task", path.name)),
                        path=path, metrics=metrics)
 
@@ -248,9 +289,11 @@ def family_tasks(family: str) -> list[str]:
 
 
 def provenance_kind(provenance: str) -> str:
-    """"silver" for the derived diagnostic data, "gold" for official files, else "unknown"."""
+    """"silver" for the derived diagnostic data, "gold" for official files, "user" for the user's own data
+    (``atinuke.tasks.userdata``), else "unknown"."""
     text = str(provenance).lower()
-    return "silver" if text.startswith("silver") else "gold" if text.startswith("gold") else "unknown"
+    kinds = {"silver": "silver", "gold": "gold", "user": "user"}
+    return next((kind for prefix, kind in kinds.items() if text.startswith(prefix)), "unknown")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -306,7 +349,7 @@ def run_provenance(run: PretrainRun | FinetuneRun) -> dict[str, Any]:
 
     Returns:
         A flat dict: ``run``, ``kind``, ``path``, ``model_hash``, ``seed``, ``parameters`` (JSON text of the
-        run's settings), ``data``, ``data_kind`` ("silver"/"gold"/"unknown").
+        run's settings), ``data``, ``data_kind`` ("silver"/"gold"/"user"/"unknown").
     """
     if isinstance(run, PretrainRun):
         settings = run.summary.get("config", {})

@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("workbench.report", "one self-contained HTML report (+ data, + PDF) of runs"),
     "sae": ("workbench.features.cli", "sparse autoencoders at any hook: train (with a random-model control), inspect"),
     "patch": ("workbench.patching", "activation and attribution patching of a clean/corrupted pair, per component"),
+    "circuit": ("workbench.circuits", "circuit discovery: the fewest edges (ranked by EAP-IG) that recover the metric"),
     "lens": ("workbench.lens", "logit lens and tuned lens of an LM per layer, on held-out text"),
     "claims": ("workbench.claims", "the paper's claims with verdicts from the controlled experiment (CSV/JSON)"),
 }
@@ -53,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default=None, help="task registry name (sst2, squad2, srl, ...)")
     parser.add_argument("--data", default=None,
                         help="with --task: 'diag' (default) or official files; without: a text file or 'ptb'")
+    parser.add_argument("--columns", default=None,
+                        help="a run on your own data: --data's column mapping (default: the run's)")
     parser.add_argument("--split", default=None, help="data split (default: dev for tasks, valid for ptb)")
     parser.add_argument("--method", default="integrated_gradients", choices=None,
                         help=f"one of: {', '.join(METHODS)} (comma-separated for several)")
@@ -104,13 +107,13 @@ def resolve_subject(model: str, task: Optional[str], device: str) -> Any:
 
 
 def _load_inputs(subject: Subject, task: Optional[str], data: Optional[str], split: Optional[str],
-                 limit: Optional[int]) -> tuple[list, Optional[list], list[str]]:
+                 limit: Optional[int], columns: Optional[str] = None) -> tuple[list, Optional[list], list[str]]:
     """(inputs, text pairs, example ids): task examples for task subjects, texts otherwise."""
     if task is not None:
         from atinuke.tasks import load_task_data
         from workbench.attribution.targets import segment_texts
 
-        examples = load_task_data(task, data or "diag", split or "dev")[:limit]
+        examples = load_task_data(task, data or "diag", split or "dev", columns)[:limit]
         ids = [str(e.id) for e in examples]
         if subject.task_model is not None:
             return examples, None, ids
@@ -162,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line error contract
     rank, world = _distributed()
     subject = resolve_subject(args.model, args.task, args.device)
-    inputs, pairs, ids = _load_inputs(subject, args.task, args.data, args.split, args.limit)
+    task = args.task
+    if task is None and subject.task_model is not None and subject.task_model.spec.family == "user":
+        task = subject.task_model.spec.name  # a run on the user's data reads --data with its column mapping
+    inputs, pairs, ids = _load_inputs(subject, task, args.data, args.split, args.limit, args.columns)
     params = AttributionParams(baseline=args.baseline, n_steps=args.n_steps, tolerance=args.tolerance,
                                n_samples=args.n_samples, batch_size=args.batch_size,
                                max_tokens_per_pass=args.max_tokens_per_pass,
@@ -197,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     written = _write_evaluation(out, evaluation)
     result.to_parquet(out / "attributions.parquet")
-    summary = {"model": subject.name, "model_path": args.model, "task": args.task, "methods": methods, "n_examples": len(ids),
+    summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data,
+               "columns": args.columns, "methods": methods, "n_examples": len(ids),
                "n_rows": len(result), "world_size": world, "seconds": seconds,
                "store": None if store is None else str(store.root),
                "store_hits": None if store is None else store.hits,

@@ -350,3 +350,52 @@ def task_lens_figure(table: pd.DataFrame, example: int = 0) -> go.Figure:
     figure.update_layout(title="What the classifier would say at each layer", xaxis_title="layer",
                          yaxis_title="probability", yaxis_range=[0, 1], height=320)
     return figure
+
+
+def _circuit_node(name: str, n_layers: int) -> tuple[str, float, float, str]:
+    """(node, x, y, input) for an edge end: heads at 2l + 1 by head index, MLPs at 2l + 2, logits last."""
+    if name == "embed":
+        return name, 0.0, 0.0, ""
+    if name == "logits":
+        return name, 2.0 * n_layers + 1, 0.0, ""
+    if name.startswith("MLP"):
+        return name, 2.0 * int(name[3:]) + 2, -1.5, ""
+    parts = name.split(".")  # L{l}.H{h}[.q|k|v]
+    layer, head = int(parts[0][1:]), int(parts[1][1:])
+    return f"{parts[0]}.{parts[1]}", 2.0 * layer + 1, float(head), parts[2] if len(parts) > 2 else ""
+
+
+def circuit_graph(edges: pd.DataFrame, title: str = "Circuit", max_edges: int = 80) -> go.Figure:
+    """A discovered circuit as a graph: nodes by depth (embeddings, each layer's heads then its MLP, the
+    read-out), one line per edge in the circuit, its width the edge's |normalised score| and its colour the sign
+    (red helps the clean behaviour, blue opposes it); hover gives the edge, the input it enters (q, k, v) and
+    its score. Takes ``workbench circuit``'s ``edges.parquet`` (rows with ``in_circuit``; all rows if absent)."""
+    if edges.empty:
+        raise UserInputError("no edges to draw")
+    kept = edges[edges["in_circuit"]] if "in_circuit" in edges else edges
+    kept = kept.reindex(kept["normalized"].abs().sort_values(ascending=False).index).head(max_edges)
+    layers = [int(n.split(".")[0][1:]) for n in pd.concat([edges["upstream"], edges["downstream"]])
+              if n.startswith("L")] + [int(n[3:]) for n in edges["upstream"] if n.startswith("MLP")]
+    n_layers = max(layers, default=-1) + 1
+    top = float(kept["normalized"].abs().max()) or 1.0
+    figure = go.Figure()
+    nodes: dict[str, tuple[float, float]] = {}
+    for row in kept.itertuples():
+        up, x0, y0, _ = _circuit_node(str(row.upstream), n_layers)
+        down, x1, y1, slot = _circuit_node(str(row.downstream), n_layers)
+        nodes[up], nodes[down] = (x0, y0), (x1, y1)
+        value = float(row.normalized)
+        figure.add_trace(go.Scatter(
+            x=[x0, (x0 + x1) / 2, x1], y=[y0, (y0 + y1) / 2, y1], mode="lines", showlegend=False,
+            line=dict(width=1 + 7 * abs(value) / top, color="#d62728" if value >= 0 else "#1f77b4"),
+            opacity=0.35 + 0.65 * abs(value) / top, hoverinfo="text",
+            text=html.escape(f"{row.upstream} → {row.downstream}{' (' + slot + ')' if slot else ''}: "
+                             f"normalised score {value:.3f}")))
+    names = list(nodes)
+    figure.add_trace(go.Scatter(x=[nodes[n][0] for n in names], y=[nodes[n][1] for n in names], mode="markers+text",
+                                text=[html.escape(n) for n in names], textposition="top center", showlegend=False,
+                                marker=dict(size=16, color="#444"), hovertemplate="%{text}<extra></extra>"))
+    figure.update_layout(title=title, height=380, xaxis=dict(
+        title="depth (embeddings, then each layer's heads and MLP, then the read-out)", showgrid=False,
+        zeroline=False, showticklabels=False), yaxis=dict(title="head", showgrid=False, zeroline=False))
+    return figure

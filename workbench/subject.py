@@ -136,7 +136,11 @@ class Subject:
         self._hash: Optional[str] = None
         self.adapter: ModelAdapter = (AtinukeAdapter(self.encoder, self.n_heads, self.d_head) if self.kind == "atinuke"
                                       else adapter_for(self.encoder, self.n_heads, self.d_head))
+        self.d_head = self.adapter.d_head  # a family may set head_dim apart from d_model / n_heads (Llama's config)
         self.hook_names = self.adapter.hook_names()
+        if self.tokenizer.pad_token is None and self.tokenizer.eos_token is not None:
+            # Decoder tokenizers (Llama, Mistral, Qwen2) often have no pad token; padded keys are masked anyway.
+            self.tokenizer.pad_token = self.tokenizer.eos_token
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -220,7 +224,9 @@ class Subject:
                 raise UserInputError(message + "; shorten it or allow truncation")
             logger.warning("%s; truncating", message)
         cut = dict(truncation="longest_first", max_length=limit) if too_long else {}
-        return self.tokenizer(texts, pairs, padding=True, return_offsets_mapping=True,
+        # Right padding whatever the tokenizer's default (Llama's is left): a decoder numbers positions 0..pos-1,
+        # so only then are the real tokens of a padded row computed exactly as alone.
+        return self.tokenizer(texts, pairs, padding=True, padding_side="right", return_offsets_mapping=True,
                               return_special_tokens_mask=True, return_tensors="pt", **cut)
 
     def as_inputs(self, inputs: Any) -> dict[str, torch.Tensor]:
@@ -297,7 +303,7 @@ class Subject:
         for name in names:
             if name not in known:
                 close = difflib.get_close_matches(name, self.hook_names, n=3)
-                raise UserInputError(f"unknown hook name {name!r}" +
+                raise UserInputError(f"unknown hook name {name!r} for the {self.adapter.family} family" +
                                      (f"; close matches: {', '.join(close)}" if close else
                                       f"; names look like {self.hook_names[2]!r}"))
 

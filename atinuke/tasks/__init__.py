@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from atinuke.errors import UserInputError
 from atinuke.paths import cache_dir
-from atinuke.tasks import conll2005, conll2012, glue, nli, squad
+from atinuke.tasks import conll2005, conll2012, glue, nli, squad, userdata
 from atinuke.tasks._common import LoadedData, attach_sidecar, check_unique_ids, log_skips
 from atinuke.tasks.base import (
     TASK_KINDS,
@@ -97,7 +97,7 @@ def provenance(name: str, data: str = "diag") -> str:
     return f"gold: {Path(data).name}"
 
 
-def load_task(name: str, data: str = "diag", split: str = "train") -> TaskData:
+def load_task(name: str, data: str = "diag", split: str = "train", columns: Optional[str] = None) -> TaskData:
     """Load one split of a task with its provenance and skip counts.
 
     Args:
@@ -109,6 +109,8 @@ def load_task(name: str, data: str = "diag", split: str = "train") -> TaskData:
             directory with ``<split>.jsonl`` / ``snli_1.0_<split>.jsonl``); a ``*_conll`` file or a directory
             of them (a ``<split>`` subdirectory is used when present); CoNLL-2005 words+props or combined files.
         split: "train", "dev", "test" (MNLI also "dev_matched", "dev_mismatched", "test_matched", ...).
+        columns: for a user dataset's task (family "user", a fine-tuned run's spec): the ``--columns``
+            mapping, default the one the task was fine-tuned with (:mod:`atinuke.tasks.userdata`).
 
     Returns:
         The loaded split; sidecar rationales/meta (``F.meta.jsonl``) are attached.
@@ -117,6 +119,11 @@ def load_task(name: str, data: str = "diag", split: str = "train") -> TaskData:
         UserInputError: unknown task, missing file (diag: says to run ``atinuke prepare-data``), malformed data.
     """
     spec = get_task(name)
+    if spec.family == userdata.USER_FAMILY:
+        if data == "diag":
+            raise UserInputError(f"task {name!r} is a user dataset's; give --data (a file, a saved dataset or hf:NAME)")
+        examples, prov = userdata.load_user_split(spec, data, split, columns)
+        return TaskData(name, split, examples, Path(data), prov)
     if data == "diag":
         if split not in DIAGNOSTIC_SPLITS:
             raise UserInputError(f"the diagnostic suite has splits {', '.join(DIAGNOSTIC_SPLITS)}, not {split!r}")
@@ -136,9 +143,10 @@ def load_task(name: str, data: str = "diag", split: str = "train") -> TaskData:
     return TaskData(name, split, loaded.examples, loaded.path, prov, loaded.skipped)
 
 
-def load_task_data(name: str, data: str = "diag", split: str = "train") -> list[Example]:
+def load_task_data(name: str, data: str = "diag", split: str = "train",
+                   columns: Optional[str] = None) -> list[Example]:
     """The examples of one split of a task (see :func:`load_task` for the arguments and errors)."""
-    return load_task(name, data, split).examples
+    return load_task(name, data, split, columns).examples
 
 
 def _pick(path: Path, candidates: list[str], what: str) -> Path:

@@ -110,6 +110,8 @@ class TaskSpec:
         labels: class names (classification), tag names (tagging), empty otherwise.
         metric: the headline metric's key in metrics.json.
         pair: whether inputs are sentence pairs.
+        columns: a user dataset's column mapping, ``((role, column), ...)`` (``atinuke.tasks.userdata``);
+            empty for the benchmark tasks.
     """
 
     name: str
@@ -118,3 +120,4 @@ class TaskSpec:
     labels: tuple[str, ...]
     metric: str
     pair: bool = False
+    columns: tuple[tuple[str, str], ...] = ()

@@ -47,4 +47,30 @@ def get_task(name: str) -> TaskSpec:
         raise UserInputError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
 
 
-__all__ = ["TASKS", "get_task"]
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add a task that is not a benchmark (a user's dataset, family "user") so :func:`get_task` finds it in this
+    process; re-registering a name replaces its spec (a new run on new data), a benchmark's name is refused.
+
+    Raises:
+        UserInputError: ``spec.name`` is a benchmark task of another family.
+    """
+    current = TASKS.get(spec.name)
+    if current is not None and current.family != spec.family:
+        raise UserInputError(f"task name {spec.name!r} is taken by a {current.family} benchmark task")
+    TASKS[spec.name] = spec
+    return spec
+
+
+def spec_from_dict(fields: dict) -> TaskSpec:
+    """The :class:`TaskSpec` saved as ``dataclasses.asdict`` (a task model's ``task_model.json`` "spec").
+
+    Raises:
+        TypeError, KeyError: the fields are not a task spec's.
+    """
+    fields = dict(fields)
+    fields["labels"] = tuple(fields["labels"])
+    fields["columns"] = tuple((str(role), str(column)) for role, column in fields.get("columns", ()))
+    return TaskSpec(**fields)
+
+
+__all__ = ["TASKS", "get_task", "register_task", "spec_from_dict"]

@@ -367,7 +367,7 @@ class TagTarget(Target):
             word = self.word
             if word is None:
                 example = rows.examples[r] if rows.examples else None
-                word = getattr(example, "predicate_index", 0)
+                word = max(getattr(example, "predicate_index", 0), 0)  # -1 (a tagger without predicate): word 0
             position = _first_token_of_word(rows, r, word)
             if self.tag is None:
                 tag = int(tag_logits[r, position].argmax())

@@ -12,8 +12,12 @@ from atinuke.errors import UserInputError
 from workbench.models.atinuke import AtinukeAdapter
 from workbench.models.base import HOOK_NAMES_PER_BLOCK, HookFn, HookInfo, ModelAdapter, layer_of
 from workbench.models.bert import BertAdapter
+from workbench.models.deberta import DebertaV2Adapter
 from workbench.models.distilbert import DistilBertAdapter
 from workbench.models.gpt2 import GPT2Adapter
+from workbench.models.gpt_neox import GPTNeoXAdapter
+from workbench.models.llama import LlamaAdapter
+from workbench.models.modernbert import ModernBertAdapter
 
 # config.model_type -> the adapter of its family.
 ADAPTERS: dict[str, type[ModelAdapter]] = {
@@ -25,6 +29,12 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "electra": BertAdapter,
     "distilbert": DistilBertAdapter,
     "gpt2": GPT2Adapter,
+    "gpt_neox": GPTNeoXAdapter,
+    "modernbert": ModernBertAdapter,
+    "deberta-v2": DebertaV2Adapter,
+    "llama": LlamaAdapter,
+    "mistral": LlamaAdapter,
+    "qwen2": LlamaAdapter,
 }
 
 

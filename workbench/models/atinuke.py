@@ -41,6 +41,25 @@ class AtinukeAdapter(ModelAdapter):
         final = getattr(self.model, "ln_final", None)
         return final.norm(hidden) if final is not None else hidden
 
+    @property
+    def residual_is_sum(self) -> bool:  # type: ignore[override]
+        return getattr(self.model.config, "norm_placement", "post") == "pre"
+
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """W_O split per head."""
+        weight = cast(AtinukeBlock, self.blocks()[layer]).attn.W_O.weight  # [d_model, n_heads * d_head]
+        return weight.T.reshape(self.n_heads, self.d_head, weight.shape[0])  # [n_heads, d_head, d_model]
+
+    def norm_parameters(self, name: str) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor], float]]:
+        if name == "ln_final":
+            norm = getattr(self.model.get_submodule("ln_final"), "norm", None)
+        else:
+            _, layer, which = name.split(".")
+            norm = getattr(self.blocks()[int(layer)], which)
+        if not isinstance(norm, nn.LayerNorm):
+            return None  # a post-norm stack has no final norm (identity)
+        return norm.weight, norm.bias, float(norm.eps)
+
     def prune_refusal(self, block: nn.Module) -> Optional[str]:
         return None
 

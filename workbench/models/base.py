@@ -96,6 +96,21 @@ class ModelAdapter(ABC):
         which already end in a layer norm). [..., d_model]."""
         return hidden
 
+    # Whether the residual stream is a sum of component outputs (pre-norm blocks); a post-norm block's layer
+    # norm sits on the stream itself. Edge attribution and direct logit attribution need it.
+    residual_is_sum: bool = False
+
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """Each head's slice of block ``layer``'s attention output projection, [n_heads, d_head, d_model], so that
+        head h contributes ``z[..., h, :] @ W[h]`` to the attention output (``workbench.edges``,
+        ``workbench.decompose``); None where the family does not say."""
+        return None
+
+    def norm_parameters(self, name: str) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor], float]]:
+        """(weight, bias, eps) of the layer norm ``blocks.{i}.ln1``, ``blocks.{i}.ln2`` or ``ln_final``; None
+        where there is none (a post-norm model's final norm) or the family does not say."""
+        return None
+
     def hooks_inside(self, block: nn.Module) -> bool:
         """Whether a hook that is not a torch module hook (e.g. an attention callback) is attached in ``block``."""
         return False

@@ -71,6 +71,19 @@ def hooked_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Te
     return output, weights
 
 
+# The modules of a BERT block that the hooks bridge to.
+BLOCK_MODULES = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                 "intermediate.dense", "output.dense")
+
+
+def _has_submodule(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
 class BertAdapter(ModelAdapter):
     family = "bert"
     kind = "hf"
@@ -82,7 +95,15 @@ class BertAdapter(ModelAdapter):
                 raise UserInputError(f"{name}: not a BERT-family encoder (no .{attribute})")
         super().__init__(model, n_heads, d_head)
         self.embeddings: Any = model.get_submodule("embeddings")
-        self.layers: list[Any] = list(model.get_submodule("encoder.layer").children())
+        self.layers: list[Any] = list(model.get_submodule("encoder.layer").children()) if hasattr(
+            model.get_submodule("encoder"), "layer") else []
+        # A family that only shares the top of BERT's tree (DeBERTa v1's fused attention, say) is refused here, in
+        # one line, rather than failing at the first hook.
+        missing = [path for path in BLOCK_MODULES if not self.layers or not _has_submodule(self.layers[0], path)]
+        if missing or not hasattr(self.embeddings, "word_embeddings"):
+            name = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+            raise UserInputError(f"{name}: not a BERT-family encoder (its blocks lack "
+                                 f"{', '.join(missing) or 'embeddings.word_embeddings'})")
 
     def hook_names(self) -> list[str]:
         return block_hook_names(len(self.layers))

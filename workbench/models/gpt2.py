@@ -161,6 +161,21 @@ class GPT2Adapter(ModelAdapter):
         norm = self.ln_f
         return F.layer_norm(hidden, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
+    residual_is_sum = True  # pre-norm blocks: mid = attn(ln_1(x)) + x, out = mlp(ln_2(mid)) + mid
+
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """``attn.c_proj`` (a Conv1D, weight [in, out]) split per head."""
+        weight = self.layers[layer].get_submodule("attn").c_proj.weight  # [n_heads * d_head, d_model]
+        return weight.reshape(self.n_heads, self.d_head, weight.shape[1])  # [n_heads, d_head, d_model]
+
+    def norm_parameters(self, name: str) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor], float]]:
+        if name == "ln_final":
+            norm = self.ln_f
+        else:
+            _, layer, which = name.split(".")
+            norm = self.layers[int(layer)].get_submodule({"ln1": "ln_1", "ln2": "ln_2"}[which])
+        return norm.weight, norm.bias, float(norm.eps)
+
     def self_attention(self, block: nn.Module) -> nn.Module:
         """The module that computes the attention pattern of ``block`` (its callbacks live on it)."""
         return block.get_submodule("attn")

@@ -83,17 +83,21 @@ class SAERun:
         return pd.read_parquet(path) if path.is_file() else None
 
 
+MECHANISM_TABLES = {"lens": "lens_layers.parquet", "patching": "patching.parquet", "circuit": "edges.parquet"}
+
+
 @dataclass
 class MechanismRun:
-    """A ``workbench lens`` (``lens_layers.parquet``) or ``workbench patch`` (``patching.parquet``) directory."""
+    """A ``workbench lens`` (``lens_layers.parquet``), ``workbench patch`` (``patching.parquet``) or ``workbench
+    circuit`` (``edges.parquet``) directory."""
 
     path: Path
-    kind: str  # "lens" or "patching"
+    kind: str  # "lens", "patching" or "circuit"
     model: str
     summary: dict = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / ("lens_layers.parquet" if self.kind == "lens" else "patching.parquet"))
+        return pd.read_parquet(self.path / MECHANISM_TABLES[self.kind])
 
 
 @dataclass
@@ -164,7 +168,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
                 continue  # hidden dirs are atomic writes in progress
             if any((candidate / name).exists() for name in ("predictions.parquet", "attributions.parquet",
                                                             "results.parquet", "results.csv", "lens_layers.parquet",
-                                                            "patching.parquet")):
+                                                            "patching.parquet", "edges.parquet")):
                 continue  # fine-tuning, attribution and probe runs are found below
             has_summary = (candidate / "summary.json").is_file()
             if not (has_summary or (candidate / "model" / "config.json").is_file()):
@@ -187,7 +191,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
                 metrics = artifacts.read_json(directory / "metrics.json")
                 inputs.sae.append(SAERun(directory, str(metrics.get("model") or directory.name), metrics))
                 found += 1
-        for kind, name in (("lens", "lens_layers.parquet"), ("patching", "patching.parquet")):
+        for kind, name in MECHANISM_TABLES.items():
             for table in sorted(path.rglob(name)):
                 directory = table.parent
                 if directory in {r.path for r in inputs.mechanisms}:

@@ -21,7 +21,7 @@ from workbench.figures import (
 from workbench.report.context import Context
 from workbench.report.document import Block, Highlight, Missing, Paragraph, Section
 from workbench.report.findings import probe_summary
-from workbench.report.inputs import AttributionRun, SAERun
+from workbench.report.inputs import AttributionRun, MechanismRun, SAERun
 
 METHODS = "integrated_gradients,saliency,attention"
 
@@ -303,16 +303,22 @@ def mechanisms(ctx: Context) -> Section:
     from workbench.figures import lens_figure, patching_heatmap
 
     section = Section("Mechanisms", intro=(
-        "What each layer would output (logit lens, nostalgebraist 2020; tuned lens, Belrose et al. 2023) and "
+        "What each layer would output (logit lens, nostalgebraist 2020; tuned lens, Belrose et al. 2023), "
         "which components carry a clean-vs-corrupted difference (activation patching, Meng et al. 2022; "
-        "attribution patching, Nanda 2023)."))
+        "attribution patching, Nanda 2023) and which edges between them (circuit discovery by EAP-IG, Hanna et "
+        "al. 2024)."))
     if not ctx.inputs.mechanisms:
         section.blocks.append(Missing("lens or patching runs", "workbench lens --model RUN --out runs/lens/M; "
                                       "workbench patch --model RUN --clean TEXT --corrupted TEXT --out runs/patch/M"))
-        return section
+    if not any(run.kind == "circuit" for run in ctx.inputs.mechanisms):
+        section.blocks.append(Missing("a circuit run", "workbench circuit --model RUN --clean TEXT --corrupted TEXT "
+                                      "--fraction 0.9 --out runs/circuit/M"))
     for run in ctx.inputs.mechanisms:
         table = run.table()
         key = ctx.doc.safe(f"{run.kind}_{run.path.name}")
+        if run.kind == "circuit":
+            section.subsections.append(Section(f"Circuit: {run.model}", _circuit_blocks(ctx, run, table, key)))
+            continue
         if run.kind == "lens":
             blocks: list[Block] = [ctx.doc.figure(lens_figure(table), (
                 "KL divergence (nats, mean per held-out token) from the model's final output distribution to each "
@@ -340,3 +346,26 @@ def mechanisms(ctx: Context) -> Section:
         ctx.doc.keep(key, table)
         section.subsections.append(Section(f"Patching: {run.model}, {run.summary.get('component', '')}", blocks))
     return section
+
+
+def _circuit_blocks(ctx: Context, run: MechanismRun, table: pd.DataFrame, key: str) -> list[Block]:
+    """A ``workbench circuit`` run: the graph, what it recovers, and its edges."""
+    from workbench.figures import circuit_graph
+
+    summary = run.summary
+    kept = table[table["in_circuit"]].sort_values("rank")
+    blocks: list[Block] = [
+        Paragraph(f"Clean: {summary.get('clean', '?')} / corrupted: {summary.get('corrupted', '?')}. Metric: "
+                  f"{summary.get('metric', '?')}. {len(kept)} of {len(table)} edges, ranked by "
+                  f"{summary.get('method', '?')}, recover {float(summary.get('faithfulness', float('nan'))):.3f} of "
+                  f"the metric (asked: {summary.get('fraction', '?')}) with every other edge "
+                  f"{'mean-ablated' if summary.get('ablation') == 'mean' else 'patched from the corrupted run'}.",
+                  "note"),
+        ctx.doc.figure(circuit_graph(kept, f"Circuit: {run.model}"), (
+            "The discovered circuit: nodes by depth (embeddings, each layer's heads by index and its MLP, the "
+            "read-out); one line per kept edge, its width the edge's normalised EAP-IG score (the share of the "
+            "clean-minus-corrupted metric it carries, first order) and its colour the sign (red supports the clean "
+            "behaviour, blue opposes it). Hover names the input an edge enters (q, k or v)."), width=ctx.width),
+        ctx.doc.table(kept[["rank", "edge", "score", "normalized"]], "The circuit's edges, by rank.", name=key)]
+    ctx.doc.keep(key + "_all", table)
+    return blocks

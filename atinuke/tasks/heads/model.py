@@ -35,6 +35,7 @@ from atinuke.tasks.heads.common import HeadConfig, TaskBatch, TaskOutput, TaskPr
 from atinuke.tasks.heads.coref import CorefHead, decode_coref, encode_coref
 from atinuke.tasks.heads.qa import SpanQAHead, decode_qa, encode_qa
 from atinuke.tasks.heads.tagging import TaggingHead, decode_tagging, encode_tagging
+from atinuke.tasks.registry import TASKS, register_task, spec_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -257,9 +258,7 @@ def load_task_model(directory: str | Path, device: str | torch.device = "cpu") -
             raise ValueError(f"format is {manifest.get('format')!r}, not {FORMAT!r}")
         if manifest.get("version") != FORMAT_VERSION:
             raise ValueError(f"version {manifest.get('version')!r} is not supported (expected {FORMAT_VERSION})")
-        spec_fields = dict(manifest["spec"])
-        spec_fields["labels"] = tuple(spec_fields["labels"])
-        spec = TaskSpec(**spec_fields)
+        spec = spec_from_dict(manifest["spec"])
         config = HeadConfig.from_dict(manifest["head"])
         encoder_info = manifest["encoder"]
     except (ValueError, KeyError, TypeError) as error:
@@ -269,6 +268,8 @@ def load_task_model(directory: str | Path, device: str | torch.device = "cpu") -
     if encoder.kind != encoder_info.get("kind"):
         raise UserInputError(f"{directory / 'encoder'}: encoder kind {encoder.kind!r} does not match the manifest's "
                              f"{encoder_info.get('kind')!r}")
+    if TASKS.get(spec.name) != spec:  # a user dataset's task (not a benchmark): make get_task know it
+        register_task(spec)
     model = TaskModel(encoder, spec, config)
     try:
         state = load_file(str(directory / "head.safetensors"))

@@ -72,7 +72,7 @@ def encode_tagging(tokenizer, config: HeadConfig, examples: Sequence[SRLExample]
     for ex in examples:
         if not ex.words:
             raise UserInputError(f"example {ex.id!r}: empty sentence")
-        if not 0 <= ex.predicate_index < len(ex.words):
+        if ex.predicate_index != -1 and not 0 <= ex.predicate_index < len(ex.words):  # -1: no predicate (NER)
             raise UserInputError(f"example {ex.id!r}: predicate index {ex.predicate_index} outside {len(ex.words)} words")
         if ex.tags and len(ex.tags) != len(ex.words):
             raise UserInputError(f"example {ex.id!r}: {len(ex.tags)} tags for {len(ex.words)} words")
