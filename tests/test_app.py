@@ -366,6 +366,58 @@ def test_unknown_model_is_a_user_error():
         common.subject("no-such-model")
 
 
+def test_errors_page_uses_sae_features_as_cohort_signals(app_env):
+    at = _run("errors")
+    at.selectbox(key="err_run").set_value("tiny-test / sst2").run()
+    at.checkbox(key="err_sae").check().run()  # the fixture's SAE run is on tiny-test
+    assert not at.exception, [e.value for e in at.exception]
+    top = next(df.value for df in at.dataframe if "auroc" in df.value.columns)
+    separation = (top["auroc"] - 0.5).abs().to_numpy()
+    assert len(top) == 5 and (separation[:-1] >= separation[1:] - 1e-12).all()  # most separating first
+    assert ((top["auroc"] >= 0) & (top["auroc"] <= 1)).all() and "top_tokens" in top.columns
+    tree_features = next(c.value for c in at.caption if c.value.startswith("Tree features"))
+    assert f"signal_feature_{int(top.loc[0, 'feature'])}_active" in tree_features
+
+
+def test_comparison_page_matches_dictionary_features(app_env):
+    at = _run("comparison")
+    at.checkbox(key="cmp_sep").check().run()  # which of tiny-test's SAE features separate "A wins"
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("auroc" in df.value.columns for df in at.dataframe)
+    options = at.selectbox(key="cmp_sae_a").options
+    assert len(options) == 1 and "tiny-resid0" in options[0]
+    at.button(key="cmp_sae_go").click().run()  # the same dictionary on both sides matches itself
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["A's live latents matched in B"] == "100%" and metrics["B's live latents matched in A"] == "100%"
+    pairs = next(df.value for df in at.dataframe if {"feature_a", "feature_b", "correlation"} <= set(df.value.columns))
+    live = pairs[pairs["correlation"] > 0]
+    assert (live["feature_a"] == live["feature_b"]).all() and np.allclose(live["correlation"], 1.0, atol=1e-6)
+    assert any("Only in A: 0 live latents" in s.value for s in at.subheader)
+
+
+def test_features_page_attributes_an_output_and_searches_dependency_labels(app_env):
+    at = _run("features")
+    at.checkbox(key="sae_attr").check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    line = next(m.value for m in at.markdown if m.value.startswith("Gradient x activation at the hook"))
+    total, latents, error = (float(x) for x in re.findall(r"[+-]\d+\.\d+", line))
+    assert total == pytest.approx(latents + error, abs=2e-4)  # completeness, as shown
+    table = next(df.value for df in at.dataframe if "attribution" in df.value.columns)
+    assert len(table) > 0 and (table["attribution"].abs().diff().dropna() <= 1e-12).all()  # largest first
+    at.radio(key="sae_attr_mode").set_value("steer").run()
+    at.slider(key="sae_attr_amount").set_value(0.0).run()
+    assert any("(**+0.0000**)" in m.value for m in at.markdown)  # steering by nothing changes nothing
+    at.radio(key="sae_attr_mode").set_value("ablate").run()
+    assert not at.exception and any(m.value.startswith("Ablating latent") for m in at.markdown)
+    labels = pd.read_parquet(app_env / "sae" / "tiny-resid0" / "labels.parquet")
+    assert {"pos", "ner", "dep", "srl"} <= set(labels["kind"])
+    at.text_input(key="sae_query").set_value("nsubj").run()
+    assert not at.exception
+    found = next(df.value for df in at.dataframe if "precision" in df.value.columns)
+    assert (found["label"] == "nsubj").all() and found["precision"].is_monotonic_decreasing
+
+
 def test_mechanisms_page_draws_a_discovered_circuit(app_env, tmp_path, monkeypatch):
     at = _run("mechanisms")
     at.toggle(key="mech_circuit").set_value(True).run()  # the planted model, computed on the page

@@ -224,8 +224,10 @@ def test_cli_trains_with_control_and_writes_feature_tables(tiny_atinuke_dir, tmp
     assert (out / "sae" / "cfg.json").is_file() and (out / "control" / "sae" / "cfg.json").is_file()
     assert (out / "control" / "features.parquet").is_file()  # the control gets feature pages too
     labels = pd.read_parquet(out / "labels.parquet")
-    assert set(labels["kind"]) == {"pos", "ner"} and "NOUN" in set(labels["label"])
-    assert {"top_pos", "pos_precision", "pos_lift", "top_ner"} <= set(features.columns)
+    assert set(labels["kind"]) == {"pos", "ner", "dep", "srl"} and {"NOUN", "nsubj", "ARG0"} <= set(labels["label"])
+    assert {"top_pos", "pos_precision", "pos_lift", "top_ner", "top_dep", "dep_lift", "top_srl"} <= set(features.columns)
+    shares = labels.groupby(["feature", "kind"])["precision"].sum()
+    assert np.allclose(shares, 1.0)  # each latent's activations split over the labels of each kind
     assert main(argv) == 2 and "already holds files" in capsys.readouterr().err
     bad = argv[:]
     bad[bad.index("blocks.1.hook_resid_post")] = "blocks.1.hook_resid_psot"

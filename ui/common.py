@@ -373,3 +373,41 @@ def _weights_hash(model_dir: str, stamp: float) -> Optional[str]:
 def weights_hash(model_dir: Path) -> Optional[str]:
     """sha256 of a model directory's weights (artifacts.model_hash), hashed once per weights modification time."""
     return _weights_hash(str(model_dir), weights_stamp(str(model_dir)))
+
+
+def encoder_spec(model: str) -> Optional[str]:
+    """The loadable spec of a model name as runs record it: MiniLM, or a pretraining run under the root."""
+    if model == "minilm":
+        return "minilm"
+    candidate = root() / "pretrain" / model
+    return str(candidate) if (candidate / "model" / "config.json").is_file() else None
+
+
+def sae_runs_for(model: str) -> dict[str, Path]:
+    """The SAE runs (``workbench sae train|inspect``) on ``model`` that kept their dictionary: name -> folder."""
+    found = {}
+    for path in artifacts.find_sae_runs(root()):
+        try:
+            named = json.loads((path / "metrics.json").read_text(encoding="utf-8")).get("model")
+        except (OSError, ValueError):
+            continue
+        if named == model and (path / "sae" / "cfg.json").is_file():
+            found[path.name] = path
+    return found
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _sae(folder: str, stamp: float) -> Any:
+    from workbench.features.saelens import import_saelens
+
+    return import_saelens(Path(folder))
+
+
+def sae(run: Path) -> tuple[Any, str]:
+    """(the sparse autoencoder of an SAE run, the hook it reads), loaded once per weights file."""
+    folder = Path(run) / "sae"
+    loaded = _sae(str(folder), file_mtime(folder / "sae_weights.safetensors"))
+    hook = json.loads((Path(run) / "metrics.json").read_text(encoding="utf-8")).get("hook") or loaded.config.hook
+    if not hook:
+        raise UserInputError(f"{run}: the SAE names no hook")
+    return loaded, str(hook)

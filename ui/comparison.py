@@ -1,6 +1,11 @@
-"""Model comparison: paired metrics and significance, wins/losses, CKA, head matching, probe overlays."""
+"""Model comparison: paired metrics and significance, wins/losses, CKA, head matching, probe overlays, and
+the two models' dictionary features (SAE latents) matched by activation correlation."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from atinuke.errors import UserInputError
@@ -65,6 +70,101 @@ def _runs_section() -> None:
     frame = frame[frame["disagree"]] if outcome == "disagreements" else frame[frame["outcome"] == outcome]
     columns = [c for c in ("id", "text", "text_pair", "gold", "prediction_a", "prediction_b") if c in frame]
     st.dataframe(frame[columns].head(200), hide_index=True)
+    _separating_section(result, model_a, model_b, outcome)
+
+
+SEPARATING_LIMIT = 300  # examples encoded into SAE features on demand
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _pooled(spec: str, sae_run: str, texts: tuple[str, ...], stamp: float, sae_stamp: float) -> np.ndarray:
+    from workbench.features.units import example_activations
+
+    sae, hook = common.sae(Path(sae_run))
+    with st.spinner(f"Encoding {len(texts)} examples into SAE features…"):
+        return example_activations(common.subject(spec), sae, hook, list(texts))
+
+
+def _separating_section(result: compare.RunComparison, model_a: str, model_b: str, outcome: str) -> None:
+    """The SAE latents (of A's or B's encoder) that separate one outcome's examples from the rest."""
+    if outcome not in compare.OUTCOMES or "text" not in result.outcomes:
+        return
+    owners = {m: (common.encoder_spec(m), common.sae_runs_for(m)) for m in (model_a, model_b)}
+    owners = {m: (spec, runs) for m, (spec, runs) in owners.items() if spec is not None and runs}
+    if not owners:
+        st.caption("No SAE run for either model: no dictionary features to separate the outcomes with.")
+        return
+    if not st.checkbox("Which SAE features separate these examples from the rest?", key="cmp_sep"):
+        return
+    c1, c2 = st.columns(2)
+    model = c1.selectbox("Features of", list(owners), key="cmp_sep_model")
+    spec, runs = owners[model]
+    run = runs[c2.selectbox("SAE run", list(runs), key="cmp_sep_run")]
+    frame = result.outcomes.head(SEPARATING_LIMIT)
+    if not (frame["outcome"] == outcome).any() or (frame["outcome"] == outcome).all():
+        st.info(f"No contrast: '{outcome}' covers none or all of the first {len(frame)} examples.")
+        return
+    pooled = _pooled(str(spec), str(run), tuple(frame["text"].astype(str)), common.weights_stamp(str(spec)),
+                     common.file_mtime(run / "sae" / "sae_weights.safetensors"))
+    top = compare.separating_features_of_outcomes(frame, pooled, outcome, k=10)
+    st.dataframe(_described(top, run, "feature"), hide_index=True)
+    st.caption("AUROC of each latent's activation (max over the example's tokens) for these examples against the "
+               "rest (Mann-Whitney U); 0.5 = no separation.")
+
+
+def _described(table: pd.DataFrame, run: Path, column: str) -> pd.DataFrame:
+    """``table`` with the feature tables' top tokens and labels of the latent in ``column``."""
+    path = run / "features.parquet"
+    if not path.is_file():
+        return table
+    described = pd.read_parquet(path)
+    wanted = [c for c in ("feature", "top_tokens", "top_pos", "top_dep", "top_srl") if c in described]
+    return table.merge(described[wanted].rename(columns={"feature": column}), on=column, how="left")
+
+
+def _features_section() -> None:
+    options = {}
+    for name, spec in common.model_choices().items():
+        model = "minilm" if spec == "minilm" else Path(spec).name
+        for run_name, run in common.sae_runs_for(model).items():
+            options[f"{name} — {run_name}"] = (spec, run)
+    if not options:
+        common.missing("SAE run of a model", "sae")
+        return
+    labels = list(options)
+    c1, c2 = st.columns(2)
+    first = c1.selectbox("Dictionary A", labels, key="cmp_sae_a")
+    second = c2.selectbox("Dictionary B", labels, index=len(labels) - 1, key="cmp_sae_b")
+    texts = st.text_area("Texts (one per line; latents are compared on the same words)", "\n".join(DEFAULT_TEXTS),
+                         key="cmp_sae_texts", height=110)
+    threshold = st.slider("Correlation a match needs", 0.1, 0.95, 0.5, 0.05, key="cmp_sae_threshold")
+    if not st.button("Match features", key="cmp_sae_go"):
+        st.caption("Each latent of A is matched to the latent of B whose activations over the same words correlate "
+                   "most (Pearson; words pool their subword tokens by max, so different tokenizers align), and "
+                   "one-to-one by the Hungarian algorithm; a live latent with no match above the threshold is one "
+                   "the other dictionary lacks.")
+        return
+    lines = [common.check_text(line, "line") for line in texts.splitlines() if line.strip()]
+    if not lines:
+        raise UserInputError("Type at least one text.")
+    (spec_a, run_a), (spec_b, run_b) = options[first], options[second]
+    sae_a, hook_a = common.sae(run_a)
+    sae_b, hook_b = common.sae(run_b)
+    with st.spinner("Encoding the texts through both models and dictionaries…"):
+        match = compare.compare_features(common.subject(spec_a), sae_a, hook_a, common.subject(spec_b), sae_b, hook_b,
+                                         lines, threshold=threshold)
+    live_a, live_b = match.best_a[match.best_a["frequency_a"] > 0], match.best_b[match.best_b["frequency_b"] > 0]
+    cols = st.columns(3)
+    cols[0].metric("Words", match.n_units)
+    cols[1].metric("A's live latents matched in B", f"{live_a['matched'].mean():.0%}" if len(live_a) else "–")
+    cols[2].metric("B's live latents matched in A", f"{live_b['matched'].mean():.0%}" if len(live_b) else "–")
+    st.subheader("Matched pairs (one-to-one)")
+    pairs = _described(_described(match.pairs.head(50), run_a, "feature_a"), run_b, "feature_b")
+    st.dataframe(pairs, hide_index=True)
+    for side, only, best, run in (("A", match.only_a, live_a, run_a), ("B", match.only_b, live_b, run_b)):
+        st.subheader(f"Only in {side}: {len(only)} live latents without a match")
+        key = f"feature_{side.lower()}"
+        st.dataframe(_described(best[best[key].isin(only)].head(50), run, key), hide_index=True)
 
 
 def _representations_section() -> None:
@@ -105,13 +205,15 @@ def _probes_section() -> None:
 def render() -> None:
     st.title("Model comparison")
     common.page_header()
-    tabs = st.tabs(["Task metrics", "Representations (CKA, heads)", "Probe curves"])
+    tabs = st.tabs(["Task metrics", "Representations (CKA, heads)", "Probe curves", "Dictionary features"])
     with tabs[0], common.friendly_errors("task comparison"):
         _runs_section()
     with tabs[1], common.friendly_errors("representations"):
         _representations_section()
     with tabs[2], common.friendly_errors("probe curves"):
         _probes_section()
+    with tabs[3], common.friendly_errors("dictionary features"):
+        _features_section()
 
 
 render()

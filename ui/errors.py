@@ -1,8 +1,10 @@
 """Error analysis per benchmark task: slices, cohorts tree, confusion, calibration, worst examples, drill-down."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -32,12 +34,67 @@ def _signals(spec: str, path: str, mtime: float, limit: int, with_attribution: b
     return signals
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _feature_activations(spec: str, sae_run: str, path: str, mtime: float, limit: int, pool: str,
+                         stamp: float, sae_stamp: float) -> np.ndarray:
+    """[examples, width] SAE latent activations per example (pooled over its tokens), computed on demand."""
+    from workbench.features.units import example_activations
+
+    table = common.read_predictions(path, mtime).head(limit)
+    sae, hook = common.sae(Path(sae_run))
+    pairs = table["text_pair"].tolist() if "text_pair" in table else None
+    progress = st.progress(0.0, text="Encoding the examples into SAE features…")
+
+    def report(done: int, total: int) -> None:
+        progress.progress(done / total, text=f"Encoding the examples into SAE features… {done}/{total}")
+
+    activations = example_activations(common.subject(spec), sae, hook, table["text"].astype(str).tolist(),
+                                      [p if isinstance(p, str) and p.strip() else None for p in pairs] if pairs else None,
+                                      pool=pool, progress=report)
+    progress.empty()
+    return activations
+
+
 def _model_spec_for(run_model: str) -> Optional[str]:
     """The base encoder behind a fine-tuning run's model name (MiniLM or a pretraining run), if present."""
-    if run_model == "minilm":
-        return "minilm"
-    candidate = common.root() / "pretrain" / run_model
-    return str(candidate) if (candidate / "model" / "config.json").is_file() else None
+    return common.encoder_spec(run_model)
+
+
+def _feature_units(run: Any, table: pd.DataFrame, path: str, mtime: float) -> Optional[pd.DataFrame]:
+    """The SAE-feature signals of the cohorts tab (None when the model has no SAE run or none is wanted)."""
+    from workbench.features.units import feature_signals, separating_features
+
+    spec = _model_spec_for(run.model)
+    runs = common.sae_runs_for(run.model) if spec is not None else {}
+    if not runs:
+        st.caption(f"No SAE run for '{run.model}' (`make models` trains one): no dictionary features as signals.")
+        return None
+    c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1])
+    if not c1.checkbox("Add SAE features as signals", key="err_sae"):
+        return None
+    chosen = runs[c2.selectbox("SAE run", list(runs), key="err_sae_run")]
+    pool = c3.selectbox("Pool over tokens", ["max", "mean", "last"], key="err_sae_pool")
+    k = c4.slider("Latents", 1, 20, 5, key="err_sae_k")
+    subset = table.head(SIGNAL_LIMIT)
+    if subset["correct"].all() or not subset["correct"].any():
+        return None
+    weights = chosen / "sae" / "sae_weights.safetensors"
+    activations = _feature_activations(spec or "", str(chosen), path, mtime, SIGNAL_LIMIT, pool,
+                                       common.weights_stamp(spec or ""), common.file_mtime(weights))
+    correct = subset["correct"].to_numpy(bool)
+    top = separating_features(activations, ~correct, k=k)
+    labels_path = chosen / "features.parquet"
+    if labels_path.is_file():
+        described = pd.read_parquet(labels_path)
+        wanted = [c for c in ("feature", "top_tokens", "top_pos", "top_dep", "top_srl", "top_ner") if c in described]
+        top = top.merge(described[wanted], on="feature", how="left")
+    st.markdown(f"**Error-predictive latents** of `{chosen.name}` (AUROC of the pooled activation for the failed "
+                "examples; 1 = fires exactly on the failures, 0 = exactly on the successes):")
+    st.dataframe(top, hide_index=True)
+    st.caption(f"Activations of {Path(spec or '').name or spec} at its SAE's hook, pooled ({pool}) over each "
+               f"example's tokens, for the first {len(subset)} examples. The latents are chosen on the same examples "
+               "the tree is fitted to: a cohort such as 'feature 123 active' is a hypothesis to check on held-out data.")
+    return feature_signals(activations, subset["id"].tolist(), correct, k=k)
 
 
 def _drill_down(run: Any, row: pd.Series) -> None:
@@ -125,6 +182,9 @@ def render() -> None:
                     st.info(f"No encoder for '{run.model}' under {common.root() / 'pretrain'}; meta features only.")
                 else:
                     signals = _signals(spec, path, mtime, SIGNAL_LIMIT, with_ig, common.weights_stamp(spec))
+            units = _feature_units(run, table, path, mtime)
+            if units is not None:
+                signals = units if signals is None else signals.merge(units, on="id", how="left")
             if table["correct"].all() or not table["correct"].any():
                 st.info("Every prediction is right (or every one wrong): there are no error cohorts to find.")
             else:

@@ -380,3 +380,72 @@ def attribution_agreement(a: pd.DataFrame, b: pd.DataFrame, key: str = "id", pos
                      "topk_jaccard": len(top_a & top_b) / len(top_a | top_b) if top_a | top_b else float("nan"),
                      "sign_agreement": float(np.mean(np.sign(sa) == np.sign(sb)))})
     return pd.DataFrame(rows, columns=[key, "n_positions", "spearman", "kendall", "topk_jaccard", "sign_agreement"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dictionary features of two models
+
+def word_feature_activations(subject: Any, sae: Any, hook: str, texts: Sequence[str], max_length: int = 128
+                             ) -> tuple[np.ndarray, list[str]]:
+    """Every latent's activation on every whitespace word of ``texts`` (the max over the word's tokens), so
+    two models with different tokenizers describe the same units.
+
+    Args:
+        subject: a :class:`workbench.subject.Subject`; sae: a
+            :class:`workbench.features.sae.SparseAutoencoder` of its ``hook``.
+
+    Returns:
+        (activations [n_words, width], the words), words of all texts in order; a word past ``max_length``
+        tokens gets zeros.
+    """
+    from workbench.features.units import token_activations
+
+    blocks, words = [], []
+    for text in texts:
+        spans = word_spans(text)
+        if not spans:
+            raise UserInputError("empty text: type at least one word")
+        latents, mask, batch = token_activations(subject, sae, hook, text, max_length=max_length)  # [pos, width]
+        owner = token_to_word([tuple(o) for o in batch["offset_mapping"][0].tolist()], spans)  # [pos]
+        block = np.zeros((len(spans), latents.shape[1]), dtype=np.float32)
+        values = latents.numpy()
+        for position in np.flatnonzero((owner >= 0) & mask.numpy()):
+            block[owner[position]] = np.maximum(block[owner[position]], values[position])
+        blocks.append(block)
+        words += [text[s:e] for s, e in spans]
+    return np.concatenate(blocks), words
+
+
+def compare_features(subject_a: Any, sae_a: Any, hook_a: str, subject_b: Any, sae_b: Any, hook_b: str,
+                     texts: Sequence[str], threshold: float = 0.5, max_length: int = 128) -> Any:
+    """Match the latents of two models' SAEs by activation correlation on the same words
+    (:func:`workbench.features.units.match_features`): which features the two share and which one has that
+    the other lacks.
+
+    Returns:
+        A :class:`workbench.features.units.FeatureMatch` over the words of ``texts``.
+    """
+    from workbench.features.units import match_features
+
+    a, words_a = word_feature_activations(subject_a, sae_a, hook_a, texts, max_length)
+    b, words_b = word_feature_activations(subject_b, sae_b, hook_b, texts, max_length)
+    if words_a != words_b:  # the same texts split the same way: cannot happen unless texts changed
+        raise UserInputError("the two models saw different words")
+    return match_features(a, b, threshold=threshold)
+
+
+def separating_features_of_outcomes(outcomes: pd.DataFrame, activations: np.ndarray, which: str = "A wins",
+                                    k: int = 10) -> pd.DataFrame:
+    """The latents (of one model's SAE, pooled per example) that best separate the examples of one outcome
+    of :func:`compare_runs` (e.g. "A wins": A right and B wrong) from the rest.
+
+    Args:
+        outcomes: ``RunComparison.outcomes``, rows aligned with ``activations``.
+        activations: [n, width] (:func:`workbench.features.units.example_activations` of the same texts).
+        which: an outcome of :data:`OUTCOMES`.
+    """
+    from workbench.features.units import separating_features
+
+    if which not in OUTCOMES:
+        raise UserInputError(f"unknown outcome {which!r}; choose one of {', '.join(OUTCOMES)}")
+    return separating_features(activations, (outcomes["outcome"] == which).to_numpy(), k=k)

@@ -32,6 +32,7 @@ from atinuke.errors import UserInputError
 from workbench.stats import ConfidenceInterval, bootstrap_ci  # noqa: F401  (bootstrap_ci re-exported for the app)
 
 if TYPE_CHECKING:  # annotations only
+    from workbench.features.sae import SparseAutoencoder
     from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
@@ -421,7 +422,9 @@ def error_cohorts(predictions: pd.DataFrame, signals: Optional[pd.DataFrame] = N
 
 
 def internal_signals(subject: Subject, predictions: pd.DataFrame, attribution: bool = True, n_steps: int = 16,
-                     top_k: int = 3, progress: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
+                     top_k: int = 3, progress: Optional[Callable[[int, int], None]] = None,
+                     sae: Optional[SparseAutoencoder] = None, hook: Optional[str] = None, n_features: int = 5,
+                     pool: str = "max") -> pd.DataFrame:
     """Per-example internal signals of a model, to join with a predictions table for :func:`error_cohorts`.
 
     Signals: ``attention_entropy`` (mean Shannon entropy, nats, of the last layer's attention rows; high =
@@ -438,10 +441,14 @@ def internal_signals(subject: Subject, predictions: pd.DataFrame, attribution: b
         n_steps: IG steps.
         top_k: words counted in the concentration.
         progress: called with (done, total) after each example.
+        sae, hook: a sparse autoencoder of ``hook``'s activations: adds ``feature_<f>_active`` for the
+            ``n_features`` latents whose activation (pooled by ``pool`` over each example's tokens) best
+            separates the failed examples (:func:`workbench.features.units.feature_signals`).
 
     Returns:
         DataFrame: ``id``, ``attention_entropy`` and, with attribution, ``attribution_concentration``,
-        ``ig_delta``. Examples the model cannot read (empty, too long) get NaN.
+        ``ig_delta``; with an SAE, the feature columns. Examples the model cannot read (empty, too long)
+        get NaN.
     """
     from workbench.attention import attention_maps, entropy
 
@@ -469,7 +476,28 @@ def internal_signals(subject: Subject, predictions: pd.DataFrame, attribution: b
         rows.append(values)
         if progress is not None:
             progress(i + 1, len(table))
-    return pd.DataFrame(rows)
+    signals = pd.DataFrame(rows)
+    if sae is not None:
+        signals = signals.merge(feature_signal_table(subject, table, sae, hook or sae.config.hook, n_features, pool),
+                                on="id", how="left")
+    return signals
+
+
+def feature_signal_table(subject: Subject, predictions: pd.DataFrame, sae: SparseAutoencoder, hook: str,
+                         n_features: int = 5, pool: str = "max", threshold: float = 0.0) -> pd.DataFrame:
+    """``id`` and ``feature_<f>_active`` for the ``n_features`` latents of ``sae`` that best separate the
+    failed examples of a predictions table (see :mod:`workbench.features.units`)."""
+    from workbench.features.units import example_activations, feature_signals
+
+    if not hook:
+        raise UserInputError("the SAE names no hook; pass hook=")
+    table = validate_predictions(predictions)
+    pairs = table["text_pair"].where(table["text_pair"].map(lambda v: isinstance(v, str) and bool(v.strip())), None) \
+        if "text_pair" in table else None
+    activations = example_activations(subject, sae, hook, table["text"].astype(str).tolist(),
+                                      None if pairs is None else pairs.tolist(), pool=pool)
+    return feature_signals(activations, table["id"].tolist(), table["correct"].to_numpy(), k=n_features,
+                           threshold=threshold)
 
 
 # ---------------------------------------------------------------------------------------------------------

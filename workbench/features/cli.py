@@ -9,6 +9,9 @@ and writes ``DIR/sae`` (SAELens layout), ``DIR/metrics.json`` and the feature ta
 
 ``workbench sae inspect --sae PATH --model M --out DIR`` does the evaluation and the feature tables for an SAE
 trained elsewhere (SAELens layout).
+
+``workbench sae compare --model-a M --sae-a RUN --model-b N --sae-b RUN --out DIR`` matches two SAEs' latents by
+activation correlation on the same held-out words (:func:`workbench.compare.compare_features`).
 """
 from __future__ import annotations
 
@@ -88,6 +91,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inspect.add_argument("--sae", required=True, help="directory with cfg.json and sae_weights.safetensors")
     inspect.add_argument("--hook", default=None, help="hook name (default: the SAE's hook_name)")
     inspect.add_argument("--max-tokens", type=int, default=20_000, help="held-out tokens for the feature tables")
+    match = sub.add_parser("compare", help="match two SAEs' latents (two models, or two runs) by activation "
+                                           "correlation on the same held-out words")
+    for side in ("a", "b"):
+        match.add_argument(f"--model-{side}", required=True, help=f"model {side.upper()}: 'minilm' or a model directory")
+        match.add_argument(f"--sae-{side}", required=True, help=f"SAE {side.upper()}: an SAE run (with sae/) or an "
+                                                              "SAELens directory")
+    match.add_argument("--corpus", default="ptb", help="ptb (default), wiki, lee, or a UTF-8 text file")
+    match.add_argument("--eval-texts", type=int, default=100, help="held-out texts whose words are compared")
+    match.add_argument("--max-length", type=int, default=128, help="tokens per text")
+    match.add_argument("--threshold", type=float, default=0.5, help="correlation a latent needs to count as shared")
+    match.add_argument("--device", default="cpu")
+    match.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
+    match.add_argument("--overwrite", action="store_true", help="replace what this command writes in --out")
+    match.add_argument("--no-progress", action="store_true")
 
 
 def _subject(model: str, device: str, dtype: str = "float32") -> Any:
@@ -136,11 +153,51 @@ def _feature_tables(sae: Any, subject: Subject, hook: str, held_texts: Sequence[
         write_with(out / f"{name}.parquet", partial(_write_parquet, frame))
 
 
+def compare_run(args: argparse.Namespace) -> int:
+    """``workbench sae compare``: ``pairs.parquet`` (one-to-one matching), ``best_a.parquet``/``best_b.parquet``
+    (each latent's best match) and ``summary.json`` (shares matched, the latents one side lacks)."""
+    from workbench.compare import compare_features
+    from workbench.features.saelens import import_saelens
+
+    out = check_out_dir(args.out, overwrite=args.overwrite)
+    _, held_texts = corpus_split(args.corpus, args.eval_texts)
+    sides = []
+    for side in ("a", "b"):
+        subject = _subject(getattr(args, f"model_{side}"), args.device)
+        folder = Path(getattr(args, f"sae_{side}"))
+        sae = import_saelens(folder / "sae" if (folder / "sae" / "cfg.json").is_file() else folder)
+        if not sae.config.hook:
+            raise UserInputError(f"--sae-{side} {folder}: no hook_name in cfg.json")
+        subject.check_hook_names([sae.config.hook])
+        sides.append((subject, sae, sae.config.hook))
+    (subject_a, sae_a, hook_a), (subject_b, sae_b, hook_b) = sides
+    match = compare_features(subject_a, sae_a, hook_a, subject_b, sae_b, hook_b, held_texts,
+                             threshold=args.threshold, max_length=args.max_length)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("pairs", match.pairs), ("best_a", match.best_a), ("best_b", match.best_b)):
+        write_with(out / f"{name}.parquet", partial(_write_parquet, frame))
+    live_a, live_b = match.best_a[match.best_a["frequency_a"] > 0], match.best_b[match.best_b["frequency_b"] > 0]
+    summary = {"model_a": subject_a.name, "sae_a": str(args.sae_a), "hook_a": hook_a, "model_b": subject_b.name,
+               "sae_b": str(args.sae_b), "hook_b": hook_b, "corpus": args.corpus, "n_words": match.n_units,
+               "threshold": args.threshold, "live_a": len(live_a), "live_b": len(live_b),
+               "matched_a": float(live_a["matched"].mean()) if len(live_a) else None,
+               "matched_b": float(live_b["matched"].mean()) if len(live_b) else None,
+               "mean_pair_correlation": float(match.pairs["correlation"].mean()),
+               "only_a": match.only_a, "only_b": match.only_b}
+    atomic_write_json(out / "summary.json", summary)
+    print(f"{match.n_units} words: {summary['matched_a'] or 0:.1%} of A's {len(live_a)} live latents and "
+          f"{summary['matched_b'] or 0:.1%} of B's {len(live_b)} have a match at r >= {args.threshold}; "
+          f"{len(match.only_a)} only in A, {len(match.only_b)} only in B; written to {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``workbench sae train`` or ``workbench sae inspect``."""
+    """Run ``workbench sae train``, ``workbench sae inspect`` or ``workbench sae compare``."""
     from workbench.features.evaluate import evaluate_sae, language_model, randomized_copy
     from workbench.features.sae import SAEConfig
 
+    if args.sae_command == "compare":
+        return compare_run(args)
     started = time.perf_counter()
     out = check_out_dir(args.out, resume=getattr(args, "resume", False), overwrite=args.overwrite)
     subject = _subject(args.model, args.device, args.dtype)

