@@ -19,6 +19,7 @@ Framework for Transformer Circuits"; nostalgebraist 2020). What is exact, and wh
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -27,23 +28,26 @@ import torch
 from atinuke.errors import UserInputError
 
 if TYPE_CHECKING:  # annotations only
+    from workbench.models.base import NormParameters
     from workbench.subject import Subject
 
 
-def _norm(subject: Subject, name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _norm(subject: Subject, name: str) -> NormParameters:
     params = subject.adapter.norm_parameters(name)
     if params is None:
         raise UserInputError(f"{subject.name}: the {subject.adapter.family} adapter does not expose {name}")
-    weight, bias, eps = params
-    return weight.detach(), (torch.zeros_like(weight) if bias is None else bias.detach()), eps
+    return dataclasses.replace(params, weight=params.weight.detach(),
+                               bias=None if params.bias is None else params.bias.detach())
 
 
-def _through_norm(parts: dict[str, torch.Tensor], total: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                  eps: float, bias_name: str) -> dict[str, torch.Tensor]:
-    """Each part [batch, d] through a layer norm whose scale is frozen at its value on ``total`` [batch, d]."""
-    sigma = (total.var(-1, unbiased=False, keepdim=True) + eps).sqrt()  # [batch, 1]
-    out = {name: weight * (part - part.mean(-1, keepdim=True)) / sigma for name, part in parts.items()}
-    out[bias_name] = bias.expand_as(total)
+def _through_norm(parts: dict[str, torch.Tensor], total: torch.Tensor, norm: NormParameters,
+                  bias_name: str) -> dict[str, torch.Tensor]:
+    """Each part [batch, d] through a norm whose scale is frozen at its value on ``total`` [batch, d] (a LayerNorm
+    centres each part; an RMSNorm does not, and has no bias, so no bias part)."""
+    scale = norm.frozen_scale(total)  # [batch, 1]
+    out = {name: norm.linear_part(part, scale) for name, part in parts.items()}
+    if norm.bias is not None:
+        out[bias_name] = norm.bias.expand_as(total)
     return out
 
 
@@ -104,8 +108,7 @@ def direct_logit_attribution(subject: Subject, inputs: Any, direction: torch.Ten
         parts[f"L{layer}.attn_bias"] = at(f"blocks.{layer}.hook_attn_out") - heads.sum(1)  # W_O's bias
         parts[f"MLP{layer}"] = at(f"blocks.{layer}.hook_mlp_out")
     total = at(f"blocks.{L - 1}.hook_resid_post")
-    weight, norm_bias, eps = _norm(subject, "ln_final")
-    return _frame(_through_norm(parts, total, weight, norm_bias, eps, "ln_final bias"), direction, bias)
+    return _frame(_through_norm(parts, total, _norm(subject, "ln_final"), "ln_final bias"), direction, bias)
 
 
 @torch.no_grad()
@@ -141,9 +144,7 @@ def last_block_decomposition(subject: Subject, inputs: Any, direction: torch.Ten
     heads = torch.einsum("bhd,hdm->bhm", at("attn.hook_z"), W.detach())  # [batch, H, d_model]
     first = {"resid_pre": at("hook_resid_pre")} | {f"L{last}.H{h}": heads[:, h] for h in range(subject.n_heads)}
     first[f"L{last}.attn_bias"] = at("hook_attn_out") - heads.sum(1)
-    w1, b1, eps1 = _norm(subject, prefix + "ln1")
-    mid = _through_norm(first, at("hook_resid_pre") + at("hook_attn_out"), w1, b1, eps1, "ln1 bias")
+    mid = _through_norm(first, at("hook_resid_pre") + at("hook_attn_out"), _norm(subject, prefix + "ln1"), "ln1 bias")
     mid[f"MLP{last}"] = at("hook_mlp_out")
-    w2, b2, eps2 = _norm(subject, prefix + "ln2")
-    return _frame(_through_norm(mid, at("hook_resid_mid") + at("hook_mlp_out"), w2, b2, eps2, "ln2 bias"),
-                  direction, bias)
+    return _frame(_through_norm(mid, at("hook_resid_mid") + at("hook_mlp_out"), _norm(subject, prefix + "ln2"),
+                                "ln2 bias"), direction, bias)

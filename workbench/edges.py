@@ -26,7 +26,10 @@ q, k and v from those copies; the last copy does the same for the MLP's input (a
 real run takes its MLP output from it. The copies' own streams are overwritten at every block, so they never
 influence the real run except through these per-head, per-input slots. Only hook names are used; the family's
 adapter supplies each head's output projection (``head_output_weights``), which exists where the residual
-stream is a sum (pre-norm: a pre-norm Atinuke, GPT-2); post-norm blocks (the paper's Atinuke, BERT) are refused.
+stream is a sum (pre-norm: a pre-norm Atinuke, GPT-2, Llama/Mistral/Qwen2, GPT-NeoX, ModernBERT); post-norm blocks
+(the paper's Atinuke, BERT, DeBERTa-v2) are refused, and so is grouped-query attention (one key/value input shared
+by several query heads has no per-head k/v edge). With GPT-NeoX's parallel residual (Pythia) block l's MLP reads
+``ln2(resid_pre)``: its copy's input is set at ``hook_resid_pre`` and its upstream set excludes block l's heads.
 """
 from __future__ import annotations
 
@@ -54,10 +57,13 @@ Inject = Callable[[list[int], dict[int, torch.Tensor]], Optional[torch.Tensor]]
 
 @dataclass(frozen=True)
 class EdgeGraph:
-    """The nodes and edges of a model with ``n_layers`` blocks of ``n_heads`` heads (indices as documented)."""
+    """The nodes and edges of a model with ``n_layers`` blocks of ``n_heads`` heads (indices as documented);
+    ``parallel``: each MLP reads its block's input (GPT-NeoX's parallel residual), so block l's heads do not feed
+    block l's MLP."""
 
     n_layers: int
     n_heads: int
+    parallel: bool = False
 
     @property
     def upstream(self) -> list[str]:
@@ -91,8 +97,8 @@ class EdgeGraph:
         heads = [2 * l for l in range(self.n_layers) for _ in range(self.n_heads)]
         if upstream:  # the embeddings come first; a head feeds its own block's MLP
             return torch.tensor([-1] + heads + [2 * l + 1 for l in range(self.n_layers)])
-        return torch.tensor([h for h in heads for _ in QKV] + [2 * l + 1 for l in range(self.n_layers)]
-                            + [2 * self.n_layers])
+        mlp_inputs = [2 * l if self.parallel else 2 * l + 1 for l in range(self.n_layers)]  # parallel: = heads'
+        return torch.tensor([h for h in heads for _ in QKV] + mlp_inputs + [2 * self.n_layers])
 
     @property
     def valid(self) -> torch.Tensor:
@@ -123,14 +129,21 @@ class EdgeGraph:
 
 
 def edge_graph(subject: Subject) -> EdgeGraph:
-    """The subject's graph, after checking that its residual stream decomposes into component outputs."""
+    """The subject's graph, after checking that its residual stream decomposes into component outputs and that
+    every head has its own key and value inputs."""
+    adapter = subject.adapter
     for layer in range(subject.n_layers):
-        if not subject.adapter.residual_is_sum or subject.adapter.head_output_weights(layer) is None:
+        if not adapter.residual_is_sum or adapter.head_output_weights(layer) is None:
             raise UserInputError(
                 f"{subject.name}: edge patching needs a residual stream that is a sum of component outputs "
-                f"(pre-norm blocks); the {subject.adapter.family} blocks here are post-norm, so use node patching "
+                f"(pre-norm blocks); the {adapter.family} blocks here are post-norm, so use node patching "
                 "(`workbench patch`) instead")
-    return EdgeGraph(subject.n_layers, subject.n_heads)
+    if adapter.n_kv_heads is not None and adapter.n_kv_heads != subject.n_heads:
+        raise UserInputError(
+            f"{subject.name}: grouped-query attention ({adapter.n_kv_heads} key/value heads for {subject.n_heads} "
+            "query heads) shares each key/value input among several heads, so per-head k/v edges do not exist; "
+            "edge patching needs one key/value head per query head (direct logit attribution works)")
+    return EdgeGraph(subject.n_layers, subject.n_heads, adapter.parallel_residual)
 
 
 def _rows(output: Any, n: int, total: int) -> Any:
@@ -176,7 +189,11 @@ def split_forward(subject: Subject, graph: EdgeGraph, inputs: dict[str, torch.Te
         wanted = [graph.head_input(info.layer, h, k) for h in range(H) for k in range(3)]
         extra = inject(wanted, outputs)  # [3H, batch, pos, d_model] or None
         heads = base.unsqueeze(0).expand(3 * H, *base.shape) if extra is None else base.unsqueeze(0) + extra
-        return torch.cat([base, heads.reshape(-1, *base.shape[1:]), x[mlp_row:]])
+        mlp = x[mlp_row:]
+        if graph.parallel:  # the MLP reads ln2(resid_pre): its copy's input is set here, before any head runs
+            mlp_extra = inject([graph.mlp_input(info.layer)], outputs)
+            mlp = base if mlp_extra is None else base + mlp_extra[0]
+        return torch.cat([base, heads.reshape(-1, *base.shape[1:]), mlp])
 
     def mix(kind: int) -> Callable[[torch.Tensor, Any], torch.Tensor]:
         def hook(t: torch.Tensor, info: Any) -> torch.Tensor:  # [copies * batch, pos, n_heads, d_head]
@@ -212,7 +229,9 @@ def split_forward(subject: Subject, graph: EdgeGraph, inputs: dict[str, torch.Te
         prefix = f"blocks.{layer}."
         hooks += [(prefix + "hook_resid_pre", resid_pre), (prefix + "attn.hook_q", mix(0)),
                   (prefix + "attn.hook_k", mix(1)), (prefix + "attn.hook_v", mix(2)), (prefix + "attn.hook_z", z_out),
-                  (prefix + "hook_resid_mid", resid_mid), (prefix + "hook_mlp_out", mlp_out)]
+                  (prefix + "hook_mlp_out", mlp_out)]
+        if not graph.parallel:  # a parallel block has no resid_mid: its MLP's input was set at resid_pre
+            hooks.append((prefix + "hook_resid_mid", resid_mid))
     hooks.append((f"blocks.{L - 1}.hook_resid_post", final))
     batch = {k: v.repeat(copies, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
     with subject.hooks(hooks):
