@@ -399,3 +399,18 @@ def circuit_graph(edges: pd.DataFrame, title: str = "Circuit", max_edges: int = 
         title="depth (embeddings, then each layer's heads and MLP, then the read-out)", showgrid=False,
         zeroline=False, showticklabels=False), yaxis=dict(title="head", showgrid=False, zeroline=False))
     return figure
+
+
+def dla_figure(frame: pd.DataFrame, logit: float, title: str = "Direct logit attribution") -> go.Figure:
+    """One bar per part of a read-out (``workbench.dla``: embeddings, each head, attention biases, each MLP, norm
+    and read-out biases) in model order, and beside them the sum of the parts and the logit itself; the two grey
+    bars are equal when the split is exact."""
+    total = float(frame["value"].sum())
+    names = list(frame["component"]) + ["sum of parts", "logit"]
+    values = list(frame["value"].astype(float)) + [total, float(logit)]
+    colours = ["#b2182b" if v > 0 else "#2166ac" for v in frame["value"]] + ["#636363", "#252525"]
+    figure = go.Figure(go.Bar(x=names, y=values, marker_color=colours,
+                              hovertemplate="%{x}<br>%{y:.5g}<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title="part", yaxis_title="contribution to the logit", height=380,
+                         xaxis_tickangle=-45)
+    return figure
