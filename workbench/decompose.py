@@ -4,13 +4,17 @@ A linear read-out ``logit = w . norm(x) + b`` of the final residual stream x at 
 row, a probe, a classifier's first layer) is split into the parts of x (Elhage et al. 2021, "A Mathematical
 Framework for Transformer Circuits"; nostalgebraist 2020). What is exact, and where:
 
-- **Pre-norm blocks** (GPT-2, a pre-norm Atinuke): x = embed + sum of head outputs + attention output biases +
-  MLP outputs. With the final layer norm's scale frozen at its value on x (sigma, what every DLA freezes),
-  ``norm`` is affine, so ``w . norm(x) = sum over parts of w . (g * (part - mean(part)) / sigma) + w . beta``:
+- **Pre-norm blocks** (GPT-2, a pre-norm Atinuke, Llama/Mistral/Qwen2, GPT-NeoX with either residual,
+  ModernBERT): x = embed + sum of head outputs + attention output biases + MLP outputs. With the final norm's
+  scale frozen at its value on x (sigma, what every DLA freezes), ``norm`` is affine, so for a LayerNorm
+  ``w . norm(x) = sum over parts of w . (g * (part - mean(part)) / sigma) + w . beta``, and for an RMSNorm
+  (Zhang & Sennrich 2019: no mean subtraction, no bias; sigma = sqrt(mean(x^2) + eps)) the parts are
+  ``w . (g * part / sigma)`` with no bias part (:class:`workbench.models.base.NormParameters` says which):
   :func:`direct_logit_attribution` returns those parts and they sum to the logit to float precision (tested
   within 1e-5). The freezing is the only approximation, and it is one of meaning, not of arithmetic: a part's
   contribution is what it adds at the actual scale, not what removing it would do (removing it changes sigma).
-- **Post-norm blocks** (the paper's Atinuke, BERT): every block ends in a layer norm applied to the whole stream,
+- **Post-norm blocks** (the paper's Atinuke, BERT; DeBERTa-v2, whose adapter does not split its heads, is refused
+  by both functions): every block ends in a layer norm applied to the whole stream,
   so no part of x is one head's output: the embeddings and earlier heads reach the read-out only through every
   later norm, and nothing exact splits them. :func:`direct_logit_attribution` refuses them by name.
   :func:`last_block_decomposition` instead splits the last block exactly (both of its norms' scales frozen):
