@@ -30,6 +30,7 @@ COMMON = {"vocab_size": 0, "hidden_size": 32, "num_hidden_layers": 2, "num_atten
 # family id -> (config class, its options, whether it is causal)
 FAMILIES = {
     "llama": (LlamaConfig, {"intermediate_size": 64, "num_key_value_heads": 4, "tie_word_embeddings": True}, True),
+    "llama-gqa": (LlamaConfig, {"intermediate_size": 64, "num_key_value_heads": 2}, True),  # 2 query heads per K/V
     "qwen2": (Qwen2Config, {"intermediate_size": 64, "num_key_value_heads": 4}, True),
     "neox-parallel": (GPTNeoXConfig, {"intermediate_size": 64, "use_parallel_residual": True, "rotary_pct": 0.5,
                                       "hidden_dropout": 0.0, "attention_dropout": 0.0}, True),
@@ -109,8 +110,9 @@ def test_patching_every_edge_into_a_node_is_patching_that_node(setup):
     reference = edge_lib.reference_outputs(subject, graph, clean, corrupted)
     with torch.no_grad():
         clean_m, corrupted_m = float(metric(subject.forward(clean))), float(metric(subject.forward(corrupted)))
-        cache = subject.run_with_cache(corrupted, [f"blocks.{l}.{s}" for l in range(2)
-                                                   for s in ("hook_mlp_out", "attn.hook_z")])
+        names = [f"blocks.{l}.{s}" for l in range(2) for s in ("hook_mlp_out", "attn.hook_z", "attn.hook_q",
+                                                                "attn.hook_k", "attn.hook_v")]
+        cache = subject.run_with_cache(corrupted, names)
 
     def into(downstream: list[str]) -> torch.Tensor:
         return graph.mask([(u, d) for d in downstream for u in graph.upstream
@@ -122,20 +124,35 @@ def test_patching_every_edge_into_a_node_is_patching_that_node(setup):
     assert patched_metric(subject, graph, clean, reference, torch.zeros_like(graph.valid), metric) == pytest.approx(
         clean_m, abs=1e-4)
     effects = []
+    grouped = graph.grouped
     for layer in range(2):
-        def z_from_corrupted(z, info, layer=layer):
-            z = z.clone()
-            z[:, :, 1] = cache[f"blocks.{layer}.attn.hook_z"][:, :, 1]
-            return z
+        def from_corrupted(name: str, head: int):
+            def hook(t, info):  # t: [batch, pos, heads, d_head]; one head's slice from the corrupted run
+                t = t.clone()
+                t[:, :, head] = cache[name][:, :, head]
+                return t
+            return hook
 
-        head = _with_hooks(subject, clean, metric, [(f"blocks.{layer}.attn.hook_z", z_from_corrupted)])
-        edges = into([f"L{layer}.H1.{x}" for x in "qkv"])
-        assert patched_metric(subject, graph, clean, reference, edges, metric) == pytest.approx(head, abs=1e-4)
+        if grouped:  # a query head's input, then one key/value head's two inputs (shared by its query heads)
+            names = [f"blocks.{layer}.attn.hook_{x}" for x in "qkv"]
+            query = _with_hooks(subject, clean, metric, [(names[0], from_corrupted(names[0], 1))])
+            assert patched_metric(subject, graph, clean, reference, into([f"L{layer}.H1.q"]), metric) == pytest.approx(
+                query, abs=1e-4)
+            kv = _with_hooks(subject, clean, metric, [(n, from_corrupted(n, 1)) for n in names[1:]])
+            edges = into([f"L{layer}.KV1.k", f"L{layer}.KV1.v"])
+            assert patched_metric(subject, graph, clean, reference, edges, metric) == pytest.approx(kv, abs=1e-4)
+            effects += [abs(query - clean_m), abs(kv - clean_m)]
+        else:  # every input of head 1 = that head's z from the corrupted run
+            name = f"blocks.{layer}.attn.hook_z"
+            head = _with_hooks(subject, clean, metric, [(name, from_corrupted(name, 1))])
+            edges = into([f"L{layer}.H1.{x}" for x in "qkv"])
+            assert patched_metric(subject, graph, clean, reference, edges, metric) == pytest.approx(head, abs=1e-4)
+            effects.append(abs(head - clean_m))
         mlp = _with_hooks(subject, clean, metric, [(f"blocks.{layer}.hook_mlp_out",
                                                     lambda x, info, layer=layer: cache[f"blocks.{layer}.hook_mlp_out"])])
         assert patched_metric(subject, graph, clean, reference, into([f"MLP{layer}"]), metric) == pytest.approx(
             mlp, abs=1e-4)
-        effects += [abs(head - clean_m), abs(mlp - clean_m)]
+        effects.append(abs(mlp - clean_m))
     assert min(effects) > 1e-5 and max(effects) > 1e-3, effects  # not vacuous: the patched nodes move the metric
 
 
@@ -156,7 +173,8 @@ def test_eap_is_the_first_order_term_of_exact_edge_patching(setup):
         output, _ = split_forward(subject, graph, clean, lambda indices, outs: probes[indices])
         grad = torch.autograd.grad(metric(output), probes)[0]  # [D, batch, pos, d_model]
     checked = 0
-    for up, down in (("embed", "logits"), ("embed", "MLP1"), ("MLP0", "L1.H1.v"), ("L0.H2", "logits")):
+    value = "L1.KV1.v" if graph.grouped else "L1.H1.v"
+    for up, down in (("embed", "logits"), ("embed", "MLP1"), ("MLP0", value), ("L0.H2", "logits")):
         u, d = graph.upstream.index(up), graph.downstream.index(down)
         mask = torch.zeros_like(graph.valid)
         mask[u, d] = True
@@ -182,27 +200,31 @@ def test_dla_parts_sum_to_the_familys_own_logit(setup):
     components = set(frame["component"])
     assert {"embed", "L0.H0", "L1.H3", "MLP0", "MLP1", "readout bias"} <= components
     norm = subject.adapter.norm_parameters("ln_final")
-    assert norm is not None and norm.kind == ("rms" if family in ("llama", "qwen2") else "layer")
+    assert norm is not None and norm.kind == ("rms" if family in ("llama", "llama-gqa", "qwen2") else "layer")
     assert ("ln_final bias" in components) == (norm.bias is not None)  # RMSNorm has no bias part
     per_part = frame.groupby("component")["contribution"].apply(lambda v: v.abs().max())
     biases = [c for c in per_part.index if c.endswith("attn_bias")]
     assert per_part.drop(["readout bias", *biases]).min() > 1e-4  # no embedding, head or MLP part is vacuous
-    if family in ("llama", "qwen2", "modernbert"):  # no bias on the output projection: float noise around 0
+    if family in ("llama", "llama-gqa", "qwen2", "modernbert"):  # no bias on the output projection: float noise around 0
         assert per_part[biases].max() < 1e-5
     else:
         assert per_part[biases].min() > 1e-4
 
 
-def test_grouped_query_attention_is_refused_for_edges_but_its_dla_is_exact(tiny_tokenizer, tmp_path):
-    subject = load_subject(_save("llama", tmp_path / "gqa", tiny_tokenizer, num_key_value_heads=2))
-    with pytest.raises(UserInputError, match="grouped-query attention"):
-        edge_graph(subject)
-    inputs = subject.as_inputs(subject.tokenize(TEXTS))
-    direction = torch.randn(subject.d_model, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = subject.forward(inputs).last_hidden_state[:, 1] @ direction
-    frame = direct_logit_attribution(subject, inputs, direction, 1)
-    assert frame.groupby("example")["contribution"].sum().to_numpy() == pytest.approx(expected.numpy(), abs=1e-5)
+def test_grouped_query_attention_gives_each_key_value_head_its_own_input_nodes(setup):
+    family, subject, clean, corrupted, metric, position = setup
+    graph = edge_graph(subject)
+    assert graph.grouped == (family == "llama-gqa")
+    if not graph.grouped:
+        return
+    # per block: 4 query inputs, then k and v of 2 key/value heads; every head and MLP before feeds them
+    assert graph.downstream[:8] == ["L0.H0.q", "L0.H1.q", "L0.H2.q", "L0.H3.q", "L0.KV0.k", "L0.KV0.v", "L0.KV1.k",
+                                    "L0.KV1.v"]
+    frame = graph.frame()
+    assert set(frame.loc[frame["downstream"] == "L1.KV1.k", "upstream"]) == {"embed", "MLP0", *[f"L0.H{h}" for h in
+                                                                                               range(4)]}
+    # into block 0's inputs (embed), MLP0 (embed, 4 heads), block 1's inputs (embed, 4 heads, MLP0), MLP1, logits
+    assert len(frame) == 1 * 8 + 5 + 6 * 8 + 10 + 11
 
 
 def test_deberta_v2_stays_refused_with_its_reason(tiny_tokenizer, tmp_path):
@@ -224,3 +246,16 @@ def test_deberta_v2_stays_refused_with_its_reason(tiny_tokenizer, tmp_path):
 
     with pytest.raises(UserInputError, match="does not split heads"):  # nor its last block: no per-head W_O
         dla(subject, TEXTS[0], "random:0", "0")
+
+
+def test_circuit_graph_draws_key_value_head_nodes():
+    import pandas as pd
+
+    from workbench.figures import circuit_graph
+
+    edges = pd.DataFrame({"upstream": ["embed", "L0.H2"], "downstream": ["L0.KV1.v", "L1.KV0.k"],
+                          "normalized": [0.8, -0.3], "in_circuit": [True, True]})
+    figure = circuit_graph(edges)
+    nodes = {t: (x, y) for t, x, y in zip(figure.data[-1].text, figure.data[-1].x, figure.data[-1].y)}
+    assert nodes == {"embed": (0.0, 0.0), "L0.KV1": (1.0, 1.5), "L0.H2": (1.0, 2.0), "L1.KV0": (3.0, 0.5)}
+    assert [d.text.split(":")[0] for d in figure.data[:-1]] == ["embed → L0.KV1.v (v)", "L0.H2 → L1.KV0.k (k)"]

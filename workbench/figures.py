@@ -360,9 +360,9 @@ def _circuit_node(name: str, n_layers: int) -> tuple[str, float, float, str]:
         return name, 2.0 * n_layers + 1, 0.0, ""
     if name.startswith("MLP"):
         return name, 2.0 * int(name[3:]) + 2, -1.5, ""
-    parts = name.split(".")  # L{l}.H{h}[.q|k|v]
-    layer, head = int(parts[0][1:]), int(parts[1][1:])
-    return f"{parts[0]}.{parts[1]}", 2.0 * layer + 1, float(head), parts[2] if len(parts) > 2 else ""
+    parts = name.split(".")  # L{l}.H{h}[.q|k|v], or L{l}.KV{g}.k|v (a grouped key/value head, drawn between)
+    layer, head = int(parts[0][1:]), float(parts[1].lstrip("HKV")) + (0.5 if parts[1].startswith("KV") else 0.0)
+    return f"{parts[0]}.{parts[1]}", 2.0 * layer + 1, head, parts[2] if len(parts) > 2 else ""
 
 
 def circuit_graph(edges: pd.DataFrame, title: str = "Circuit", max_edges: int = 80) -> go.Figure:
