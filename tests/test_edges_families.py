@@ -259,3 +259,30 @@ def test_circuit_graph_draws_key_value_head_nodes():
     nodes = {t: (x, y) for t, x, y in zip(figure.data[-1].text, figure.data[-1].x, figure.data[-1].y)}
     assert nodes == {"embed": (0.0, 0.0), "L0.KV1": (1.0, 1.5), "L0.H2": (1.0, 2.0), "L1.KV0": (3.0, 0.5)}
     assert [d.text.split(":")[0] for d in figure.data[:-1]] == ["embed → L0.KV1.v (v)", "L0.H2 → L1.KV0.k (k)"]
+
+
+@pytest.mark.parametrize("family", ["neox-parallel", "llama-gqa"])
+def test_circuit_cli_on_a_decoder_reads_the_last_token_and_recovers_the_metric(family, tiny_tokenizer, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from workbench.cli import main
+
+    model = _save(family, tmp_path / family, tiny_tokenizer)
+    out = tmp_path / "circuit"
+    # the texts differ at token 2: a decoder's position 0 cannot see it, so the metric must read the last token
+    assert main(["circuit", "--model", str(model), "--clean", "the cat sat on the mat", "--corrupted",
+                 "the dog sat on the mat", "--n-steps", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    edges = pd.read_parquet(out / "edges.parquet")
+    assert summary["metric"].startswith("last token's state")
+    assert summary["faithfulness"] >= 0.9 and summary["metric_circuit"] != summary["metric_corrupted"]
+    assert summary["metric_ablated"] == pytest.approx(summary["metric_corrupted"], abs=1e-4)  # every edge patched
+    kept = edges[edges["in_circuit"]]
+    assert 0 < len(kept) < len(edges) == summary["n_edges_total"]
+    if family == "neox-parallel":  # no edge from a block's heads into its own MLP exists, so none is kept
+        assert not ((edges["downstream"] == "MLP1") & edges["upstream"].str.startswith("L1.")).any()
+    else:
+        # 4 key/value inputs per block: from embed in block 0; from embed, 4 heads and MLP0 in block 1
+        assert edges["downstream"].str.contains(r"\.KV\d\.[kv]$").sum() == 4 * 1 + 4 * 6

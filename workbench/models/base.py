@@ -131,6 +131,9 @@ class ModelAdapter(ABC):
     # Whether a block's MLP reads the block's input (GPT-NeoX's parallel residual: out = x + attn(ln1(x)) +
     # mlp(ln2(x))) rather than resid_mid; the edge graph then gives block l's MLP no edge from block l's heads.
     parallel_residual: bool = False
+    # Whether position t sees only tokens up to t (a decoder): a read-out of the whole input is then at the last
+    # real token, not at position 0 (``workbench.patching.default_metric``).
+    causal: bool = False
     # Key/value heads per block; fewer than n_heads under grouped-query attention (Llama family), where one K/V
     # head's input is shared by several query heads.
     n_kv_heads: Optional[int] = None

@@ -169,6 +169,7 @@ class GPT2Adapter(ModelAdapter):
         norm = self.ln_f
         return F.layer_norm(hidden, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
+    causal = True  # a decoder: position t attends to positions <= t
     residual_is_sum = True  # pre-norm blocks: mid = attn(ln_1(x)) + x, out = mlp(ln_2(mid)) + mid
 
     def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:

@@ -160,6 +160,7 @@ class GPTNeoXAdapter(ModelAdapter):
         norm = self.final_layer_norm
         return F.layer_norm(hidden, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
+    causal = True  # a decoder: position t attends to positions <= t
     residual_is_sum = True  # pre-norm: out = x + attn(ln1(x)) + mlp(ln2(x)) (parallel) or the sequential sum
 
     def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:

@@ -270,6 +270,7 @@ class LlamaAdapter(ModelAdapter):
         ``ln_final.*`` bridges)."""
         return rms_norm(self.norm, hidden)
 
+    causal = True  # a decoder: position t attends to positions <= t
     residual_is_sum = True  # pre-norm blocks: mid = attn(input_layernorm(x)) + x, out = mlp(...(mid)) + mid
 
     def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
