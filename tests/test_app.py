@@ -487,3 +487,29 @@ def test_mechanisms_page_draws_a_node_circuit(app_env):
     assert len(grids) == 1
     kept = next(d for d in grids[0]["data"] if d.get("mode") == "markers")
     assert set(zip(kept["x"], kept["y"])) == {("H2", "L1"), ("H0", "embed")}  # the planted head + its input
+def test_mechanisms_page_direct_logit_attribution_parts_sum_to_the_logit(app_env):
+    at = _run("mechanisms")
+    assert not [c for c in _charts(at) if c["layout"]["title"]["text"].startswith("Direct logit")]  # off by default
+    at.toggle(key="mech_dla").set_value(True).run()
+    at.selectbox(key="mech_dla_source").set_value("planted-circuit model (pre-norm, built here)").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    def shown() -> tuple[dict[str, float], float]:
+        chart = [c for c in _charts(at) if c["layout"]["title"]["text"].startswith("Direct logit")]
+        assert len(chart) == 1
+        bars = dict(zip(chart[0]["data"][0]["x"], chart[0]["data"][0]["y"]))
+        logit = bars.pop("logit")
+        assert bars.pop("sum of parts") == pytest.approx(logit, abs=1e-5)
+        return bars, logit
+
+    bars, logit = shown()  # pre-norm: every head and MLP is a bar, and the bars sum to the logit shown
+    assert sum(bars.values()) == pytest.approx(logit, abs=1e-5) and abs(logit) > 1e-3
+    assert {"embed", "L0.H0", "L1.H2", "MLP0", "MLP1"} <= set(bars)
+    assert any("Exact" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert not at.warning
+    tiny = [o for o in at.selectbox(key="mech_dla_source").options if "tiny-test" in o][0]
+    at.selectbox(key="mech_dla_source").set_value(tiny).run()  # the post-norm fixture model: last block only
+    assert not at.exception, [e.value for e in at.exception]
+    bars, logit = shown()
+    assert sum(bars.values()) == pytest.approx(logit, abs=1e-5) and "resid_pre" in bars
+    assert any("post-norm" in w.value.lower() and "not exact" in w.value for w in at.warning), at.warning

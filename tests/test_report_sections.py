@@ -187,3 +187,24 @@ def test_mechanisms_section_draws_a_circuit_run(tmp_path):
     assert "Circuit: planted/planted" in part and part.count("<figure") == 1
     assert "2 of 110 edges" in part and "workbench circuit --model" not in part  # present, so not missing
     assert "embed-&gt;L1.H2.v" in part or "embed->L1.H2.v" in part  # the edge table
+
+
+def test_mechanisms_section_shows_a_dla_run(tmp_path):
+    import json
+
+    from workbench.cli import main
+    from workbench.planted import save_planted
+
+    runs = tmp_path / "runs"
+    assert main(["dla", "--model", str(save_planted(tmp_path / "planted")), "--text", "the cat red dog sat",
+                 "--target", "random:0", "--position", "0", "--out", str(runs / "dla" / "p")]) == 0
+    summary = json.loads((runs / "dla" / "p" / "summary.json").read_text())
+    result = report.build_report([runs], tmp_path / "r.html", pdf=False, n_boot=20)
+    page = result.html.read_text(encoding="utf-8")
+    part = page[page.index('id="mechanisms"'):page.index('id="error-analysis"')]
+    assert "Direct logit attribution: planted/planted" in part and part.count("<figure") == 1
+    assert f"Logit {summary['logit']:.5g}; the parts sum to {summary['sum_of_parts']:.5g}. Exact" in part
+    from workbench.report.inputs import gather
+
+    found = gather([runs])
+    assert not found.pretrain and [r.kind for r in found.mechanisms] == ["dla"]  # not mistaken for a pretraining run

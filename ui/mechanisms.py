@@ -139,6 +139,50 @@ def _circuit_section() -> None:
     st.dataframe(kept.sort_values("rank")[["rank", "edge", "score", "normalized"]], hide_index=True)
 
 
+PLANTED_DLA = "planted-circuit model (pre-norm, built here)"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _dla(spec: str, text: str, target: str, position: str, stamp: float):
+    from workbench.dla import dla
+    from workbench.planted import planted_model
+    from workbench.subject import load_subject
+
+    subject = load_subject(planted_model()) if spec == PLANTED_DLA else common.subject(spec)
+    result = dla(subject, text, target, position)
+    return result.frame, result.summary
+
+
+def _dla_section(name: str, spec: str) -> None:
+    st.subheader("Direct logit attribution")
+    if not st.toggle("Show direct logit attribution", key="mech_dla"):
+        st.caption("Splits one read-out of the final state into the embeddings, every head, every MLP and the biases "
+                   "(Elhage et al. 2021); `workbench dla --model M --text TEXT --out DIR` writes the same table.")
+        return
+    from workbench.dla import EXACT_WHY, POST_NORM_WHY
+    from workbench.figures import dla_figure
+    from workbench.planted import planted_pairs
+
+    source = st.selectbox("Model", [name, PLANTED_DLA], key="mech_dla_source")
+    planted = source == PLANTED_DLA
+    c1, c2, c3 = st.columns([3, 1, 1])
+    text = common.check_text(c1.text_input("Text", planted_pairs(1)[0][0] if planted else CLEAN,
+                                           key=f"mech_dla_text_{int(planted)}"))
+    target = c2.text_input("Read-out", "random:0", key="mech_dla_target",
+                           help="top or token:WORD (tied embeddings), or random:SEED (a fixed random unit vector)")
+    position = c3.text_input("Position", "0", key="mech_dla_position", help="'last' or an index (0 = [CLS])")
+    frame, summary = _dla(PLANTED_DLA if planted else spec, text, target, position,
+                          0.0 if planted else common.weights_stamp(spec))
+    common.plot(dla_figure(frame, summary["logit"], f"Direct logit attribution: {summary['readout']}"), key="mech_dla_bars")
+    st.metric("Logit", f"{summary['logit']:.6g}", f"sum of parts {summary['sum_of_parts']:.6g}", delta_color="off")
+    if summary["exact"]:
+        st.caption(f"Exact: {EXACT_WHY}. Position {summary['position']} ({summary['token']}).")
+    else:
+        st.warning(f"Last-block decomposition only: a full split is not exact here. {POST_NORM_WHY[0].upper()}"
+                   f"{POST_NORM_WHY[1:]}.")
+    st.dataframe(frame, hide_index=True)
+
+
 def render() -> None:
     st.title("Mechanisms")
     common.page_header()
@@ -183,6 +227,8 @@ def render() -> None:
         st.caption(f"Rank correlation of the estimate with exact patching: Spearman {rho:.3f}.")
     with common.friendly_errors("circuit"):
         _circuit_section()
+    with common.friendly_errors("direct logit attribution"):
+        _dla_section(name, spec)
     with common.friendly_errors("task-head lens"):
         _task_lens_section()
 

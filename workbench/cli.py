@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sae": ("workbench.features.cli", "sparse autoencoders at any hook: train (with a random-model control), inspect"),
     "patch": ("workbench.patching", "activation and attribution patching of a clean/corrupted pair, per component"),
     "circuit": ("workbench.circuits", "circuit discovery: the fewest edges (pre-norm) or nodes, by EAP-IG, recovering the metric"),
+    "dla": ("workbench.dla", "direct logit attribution of one text: embeddings, each head, each MLP (exact: pre-norm)"),
     "lens": ("workbench.lens", "logit lens and tuned lens of an LM per layer, on held-out text"),
     "claims": ("workbench.claims", "the paper's claims with verdicts from the controlled experiment (CSV/JSON)"),
 }

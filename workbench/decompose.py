@@ -4,13 +4,17 @@ A linear read-out ``logit = w . norm(x) + b`` of the final residual stream x at 
 row, a probe, a classifier's first layer) is split into the parts of x (Elhage et al. 2021, "A Mathematical
 Framework for Transformer Circuits"; nostalgebraist 2020). What is exact, and where:
 
-- **Pre-norm blocks** (GPT-2, a pre-norm Atinuke): x = embed + sum of head outputs + attention output biases +
-  MLP outputs. With the final layer norm's scale frozen at its value on x (sigma, what every DLA freezes),
-  ``norm`` is affine, so ``w . norm(x) = sum over parts of w . (g * (part - mean(part)) / sigma) + w . beta``:
+- **Pre-norm blocks** (GPT-2, a pre-norm Atinuke, Llama/Mistral/Qwen2, GPT-NeoX with either residual,
+  ModernBERT): x = embed + sum of head outputs + attention output biases + MLP outputs. With the final norm's
+  scale frozen at its value on x (sigma, what every DLA freezes), ``norm`` is affine, so for a LayerNorm
+  ``w . norm(x) = sum over parts of w . (g * (part - mean(part)) / sigma) + w . beta``, and for an RMSNorm
+  (Zhang & Sennrich 2019: no mean subtraction, no bias; sigma = sqrt(mean(x^2) + eps)) the parts are
+  ``w . (g * part / sigma)`` with no bias part (:class:`workbench.models.base.NormParameters` says which):
   :func:`direct_logit_attribution` returns those parts and they sum to the logit to float precision (tested
   within 1e-5). The freezing is the only approximation, and it is one of meaning, not of arithmetic: a part's
   contribution is what it adds at the actual scale, not what removing it would do (removing it changes sigma).
-- **Post-norm blocks** (the paper's Atinuke, BERT): every block ends in a layer norm applied to the whole stream,
+- **Post-norm blocks** (the paper's Atinuke, BERT; DeBERTa-v2, whose adapter does not split its heads, is refused
+  by both functions): every block ends in a layer norm applied to the whole stream,
   so no part of x is one head's output: the embeddings and earlier heads reach the read-out only through every
   later norm, and nothing exact splits them. :func:`direct_logit_attribution` refuses them by name.
   :func:`last_block_decomposition` instead splits the last block exactly (both of its norms' scales frozen):
@@ -19,6 +23,7 @@ Framework for Transformer Circuits"; nostalgebraist 2020). What is exact, and wh
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -27,23 +32,26 @@ import torch
 from atinuke.errors import UserInputError
 
 if TYPE_CHECKING:  # annotations only
+    from workbench.models.base import NormParameters
     from workbench.subject import Subject
 
 
-def _norm(subject: Subject, name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _norm(subject: Subject, name: str) -> NormParameters:
     params = subject.adapter.norm_parameters(name)
     if params is None:
         raise UserInputError(f"{subject.name}: the {subject.adapter.family} adapter does not expose {name}")
-    weight, bias, eps = params
-    return weight.detach(), (torch.zeros_like(weight) if bias is None else bias.detach()), eps
+    return dataclasses.replace(params, weight=params.weight.detach(),
+                               bias=None if params.bias is None else params.bias.detach())
 
 
-def _through_norm(parts: dict[str, torch.Tensor], total: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                  eps: float, bias_name: str) -> dict[str, torch.Tensor]:
-    """Each part [batch, d] through a layer norm whose scale is frozen at its value on ``total`` [batch, d]."""
-    sigma = (total.var(-1, unbiased=False, keepdim=True) + eps).sqrt()  # [batch, 1]
-    out = {name: weight * (part - part.mean(-1, keepdim=True)) / sigma for name, part in parts.items()}
-    out[bias_name] = bias.expand_as(total)
+def _through_norm(parts: dict[str, torch.Tensor], total: torch.Tensor, norm: NormParameters,
+                  bias_name: str) -> dict[str, torch.Tensor]:
+    """Each part [batch, d] through a norm whose scale is frozen at its value on ``total`` [batch, d] (a LayerNorm
+    centres each part; an RMSNorm does not, and has no bias, so no bias part)."""
+    scale = norm.frozen_scale(total)  # [batch, 1]
+    out = {name: norm.linear_part(part, scale) for name, part in parts.items()}
+    if norm.bias is not None:
+        out[bias_name] = norm.bias.expand_as(total)
     return out
 
 
@@ -104,8 +112,7 @@ def direct_logit_attribution(subject: Subject, inputs: Any, direction: torch.Ten
         parts[f"L{layer}.attn_bias"] = at(f"blocks.{layer}.hook_attn_out") - heads.sum(1)  # W_O's bias
         parts[f"MLP{layer}"] = at(f"blocks.{layer}.hook_mlp_out")
     total = at(f"blocks.{L - 1}.hook_resid_post")
-    weight, norm_bias, eps = _norm(subject, "ln_final")
-    return _frame(_through_norm(parts, total, weight, norm_bias, eps, "ln_final bias"), direction, bias)
+    return _frame(_through_norm(parts, total, _norm(subject, "ln_final"), "ln_final bias"), direction, bias)
 
 
 @torch.no_grad()
@@ -141,9 +148,7 @@ def last_block_decomposition(subject: Subject, inputs: Any, direction: torch.Ten
     heads = torch.einsum("bhd,hdm->bhm", at("attn.hook_z"), W.detach())  # [batch, H, d_model]
     first = {"resid_pre": at("hook_resid_pre")} | {f"L{last}.H{h}": heads[:, h] for h in range(subject.n_heads)}
     first[f"L{last}.attn_bias"] = at("hook_attn_out") - heads.sum(1)
-    w1, b1, eps1 = _norm(subject, prefix + "ln1")
-    mid = _through_norm(first, at("hook_resid_pre") + at("hook_attn_out"), w1, b1, eps1, "ln1 bias")
+    mid = _through_norm(first, at("hook_resid_pre") + at("hook_attn_out"), _norm(subject, prefix + "ln1"), "ln1 bias")
     mid[f"MLP{last}"] = at("hook_mlp_out")
-    w2, b2, eps2 = _norm(subject, prefix + "ln2")
-    return _frame(_through_norm(mid, at("hook_resid_mid") + at("hook_mlp_out"), w2, b2, eps2, "ln2 bias"),
-                  direction, bias)
+    return _frame(_through_norm(mid, at("hook_resid_mid") + at("hook_mlp_out"), _norm(subject, prefix + "ln2"),
+                                "ln2 bias"), direction, bias)

@@ -26,7 +26,12 @@ q, k and v from those copies; the last copy does the same for the MLP's input (a
 real run takes its MLP output from it. The copies' own streams are overwritten at every block, so they never
 influence the real run except through these per-head, per-input slots. Only hook names are used; the family's
 adapter supplies each head's output projection (``head_output_weights``), which exists where the residual
-stream is a sum (pre-norm: a pre-norm Atinuke, GPT-2); post-norm blocks (the paper's Atinuke, BERT) are refused.
+stream is a sum (pre-norm: a pre-norm Atinuke, GPT-2, Llama/Mistral/Qwen2, GPT-NeoX, ModernBERT); post-norm blocks
+(the paper's Atinuke, BERT, DeBERTa-v2) are refused. Under grouped-query attention (Llama-family configs with
+fewer key/value heads) a key/value head's input is shared by the query heads of its group, so the key and value
+inputs are nodes of their own (``L{l}.KV{g}.k|v``) and the batch is copied ``2 + n_heads + 2 * n_kv_heads``
+times (:meth:`EdgeGraph.slot`). With GPT-NeoX's parallel residual (Pythia) block l's MLP reads
+``ln2(resid_pre)``: its copy's input is set at ``hook_resid_pre`` and its upstream set excludes block l's heads.
 """
 from __future__ import annotations
 
@@ -54,10 +59,29 @@ Inject = Callable[[list[int], dict[int, torch.Tensor]], Optional[torch.Tensor]]
 
 @dataclass(frozen=True)
 class EdgeGraph:
-    """The nodes and edges of a model with ``n_layers`` blocks of ``n_heads`` heads (indices as documented)."""
+    """The nodes and edges of a model with ``n_layers`` blocks of ``n_heads`` heads (indices as documented);
+    ``parallel``: each MLP reads its block's input (GPT-NeoX's parallel residual), so block l's heads do not feed
+    block l's MLP; ``n_kv_heads`` (grouped-query attention, Ainslie et al. 2023): fewer key/value heads than query
+    heads, so the key and value inputs are nodes of their own, ``L{l}.KV{g}.k|v``, one per key/value head g (read
+    by query heads g * n_heads / n_kv_heads onwards)."""
 
     n_layers: int
     n_heads: int
+    parallel: bool = False
+    n_kv_heads: Optional[int] = None
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def grouped(self) -> bool:
+        return self.kv_heads != self.n_heads
+
+    @property
+    def per_layer(self) -> int:
+        """Head inputs per block: 3 * n_heads, or n_heads queries + 2 * n_kv_heads keys and values."""
+        return self.n_heads + 2 * self.kv_heads
 
     @property
     def upstream(self) -> list[str]:
@@ -65,10 +89,18 @@ class EdgeGraph:
         return (["embed"] + [f"L{l}.H{h}" for l in range(self.n_layers) for h in range(self.n_heads)]
                 + [f"MLP{l}" for l in range(self.n_layers)])
 
+    def _layer_inputs(self, l: int) -> list[str]:
+        if not self.grouped:
+            return [f"L{l}.H{h}.{x}" for h in range(self.n_heads) for x in QKV]
+        return ([f"L{l}.H{h}.q" for h in range(self.n_heads)]
+                + [f"L{l}.KV{g}.{x}" for g in range(self.kv_heads) for x in QKV[1:]])
+
     @property
     def downstream(self) -> list[str]:
-        """3 * (l * n_heads + h) + k: ``L{l}.H{h}.{q,k,v}``; 3 * n_layers * n_heads + l: ``MLP{l}``; last: logits."""
-        return ([f"L{l}.H{h}.{x}" for l in range(self.n_layers) for h in range(self.n_heads) for x in QKV]
+        """l * per_layer + :meth:`head_input`'s slot: block l's head inputs (``L{l}.H{h}.{q,k,v}``, or with grouped
+        keys and values ``L{l}.H{h}.q`` then ``L{l}.KV{g}.{k,v}``); n_layers * per_layer + l: ``MLP{l}``; last:
+        logits."""
+        return ([n for l in range(self.n_layers) for n in self._layer_inputs(l)]
                 + [f"MLP{l}" for l in range(self.n_layers)] + ["logits"])
 
     def head(self, layer: int, head: int) -> int:
@@ -77,22 +109,30 @@ class EdgeGraph:
     def mlp(self, layer: int) -> int:
         return 1 + self.n_layers * self.n_heads + layer
 
+    def slot(self, head: int, kind: int) -> int:
+        """Where the input ``kind`` (0 q, 1 k, 2 v) of ``head`` sits among its block's head inputs; for k and v
+        under grouped-query attention ``head`` is the key/value head."""
+        if not self.grouped:
+            return 3 * head + kind
+        return head if kind == 0 else self.n_heads + 2 * head + kind - 1
+
     def head_input(self, layer: int, head: int, kind: int) -> int:
-        return 3 * (layer * self.n_heads + head) + kind
+        return layer * self.per_layer + self.slot(head, kind)
 
     def mlp_input(self, layer: int) -> int:
-        return 3 * self.n_layers * self.n_heads + layer
+        return self.n_layers * self.per_layer + layer
 
     @property
     def logits(self) -> int:
-        return 3 * self.n_layers * self.n_heads + self.n_layers
+        return self.n_layers * self.per_layer + self.n_layers
 
     def _order(self, upstream: bool) -> torch.Tensor:
         heads = [2 * l for l in range(self.n_layers) for _ in range(self.n_heads)]
         if upstream:  # the embeddings come first; a head feeds its own block's MLP
             return torch.tensor([-1] + heads + [2 * l + 1 for l in range(self.n_layers)])
-        return torch.tensor([h for h in heads for _ in QKV] + [2 * l + 1 for l in range(self.n_layers)]
-                            + [2 * self.n_layers])
+        mlp_inputs = [2 * l if self.parallel else 2 * l + 1 for l in range(self.n_layers)]  # parallel: = heads'
+        inputs = [2 * l for l in range(self.n_layers) for _ in range(self.per_layer)]
+        return torch.tensor(inputs + mlp_inputs + [2 * self.n_layers])
 
     @property
     def valid(self) -> torch.Tensor:
@@ -124,13 +164,16 @@ class EdgeGraph:
 
 def edge_graph(subject: Subject) -> EdgeGraph:
     """The subject's graph, after checking that its residual stream decomposes into component outputs."""
+    adapter = subject.adapter
     for layer in range(subject.n_layers):
-        if not subject.adapter.residual_is_sum or subject.adapter.head_output_weights(layer) is None:
+        if not adapter.residual_is_sum or adapter.head_output_weights(layer) is None:
             raise UserInputError(
                 f"{subject.name}: edge patching needs a residual stream that is a sum of component outputs "
-                f"(pre-norm blocks); the {subject.adapter.family} blocks here are post-norm, so use node patching "
+                f"(pre-norm blocks); the {adapter.family} blocks here are post-norm, so use node patching "
                 "(`workbench patch`) instead")
-    return EdgeGraph(subject.n_layers, subject.n_heads)
+    kv = adapter.n_kv_heads
+    return EdgeGraph(subject.n_layers, subject.n_heads, adapter.parallel_residual,
+                     None if kv is None or kv == subject.n_heads else kv)
 
 
 def _rows(output: Any, n: int, total: int) -> Any:
@@ -164,8 +207,9 @@ def split_forward(subject: Subject, graph: EdgeGraph, inputs: dict[str, torch.Te
     """
     L, H = graph.n_layers, graph.n_heads
     n = inputs["input_ids"].shape[0]
-    copies = 2 + 3 * H
-    mlp_row = (1 + 3 * H) * n
+    S = graph.per_layer
+    copies = 2 + S
+    mlp_row = (1 + S) * n
     weights = [subject.adapter.head_output_weights(layer) for layer in range(L)]
     outputs: dict[int, torch.Tensor] = {}
 
@@ -173,14 +217,19 @@ def split_forward(subject: Subject, graph: EdgeGraph, inputs: dict[str, torch.Te
         base = x[:n]
         if info.layer == 0:
             outputs[0] = base
-        wanted = [graph.head_input(info.layer, h, k) for h in range(H) for k in range(3)]
-        extra = inject(wanted, outputs)  # [3H, batch, pos, d_model] or None
-        heads = base.unsqueeze(0).expand(3 * H, *base.shape) if extra is None else base.unsqueeze(0) + extra
-        return torch.cat([base, heads.reshape(-1, *base.shape[1:]), x[mlp_row:]])
+        wanted = [info.layer * S + j for j in range(S)]
+        extra = inject(wanted, outputs)  # [S, batch, pos, d_model] or None
+        heads = base.unsqueeze(0).expand(S, *base.shape) if extra is None else base.unsqueeze(0) + extra
+        mlp = x[mlp_row:]
+        if graph.parallel:  # the MLP reads ln2(resid_pre): its copy's input is set here, before any head runs
+            mlp_extra = inject([graph.mlp_input(info.layer)], outputs)
+            mlp = base if mlp_extra is None else base + mlp_extra[0]
+        return torch.cat([base, heads.reshape(-1, *base.shape[1:]), mlp])
 
     def mix(kind: int) -> Callable[[torch.Tensor, Any], torch.Tensor]:
-        def hook(t: torch.Tensor, info: Any) -> torch.Tensor:  # [copies * batch, pos, n_heads, d_head]
-            own = [t[(1 + 3 * h + kind) * n:(2 + 3 * h + kind) * n, :, h] for h in range(H)]
+        def hook(t: torch.Tensor, info: Any) -> torch.Tensor:  # [copies * batch, pos, n_heads (or n_kv), d_head]
+            slots = [1 + graph.slot(h, kind) for h in range(t.shape[2])]
+            own = [t[j * n:(j + 1) * n, :, h] for h, j in enumerate(slots)]
             return torch.cat([torch.stack(own, dim=2), t[n:]])
         return hook
 
@@ -212,7 +261,9 @@ def split_forward(subject: Subject, graph: EdgeGraph, inputs: dict[str, torch.Te
         prefix = f"blocks.{layer}."
         hooks += [(prefix + "hook_resid_pre", resid_pre), (prefix + "attn.hook_q", mix(0)),
                   (prefix + "attn.hook_k", mix(1)), (prefix + "attn.hook_v", mix(2)), (prefix + "attn.hook_z", z_out),
-                  (prefix + "hook_resid_mid", resid_mid), (prefix + "hook_mlp_out", mlp_out)]
+                  (prefix + "hook_mlp_out", mlp_out)]
+        if not graph.parallel:  # a parallel block has no resid_mid: its MLP's input was set at resid_pre
+            hooks.append((prefix + "hook_resid_mid", resid_mid))
     hooks.append((f"blocks.{L - 1}.hook_resid_post", final))
     batch = {k: v.repeat(copies, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
     with subject.hooks(hooks):

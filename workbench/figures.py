@@ -360,9 +360,9 @@ def _circuit_node(name: str, n_layers: int) -> tuple[str, float, float, str]:
         return name, 2.0 * n_layers + 1, 0.0, ""
     if name.startswith("MLP"):
         return name, 2.0 * int(name[3:]) + 2, -1.5, ""
-    parts = name.split(".")  # L{l}.H{h}[.q|k|v]
-    layer, head = int(parts[0][1:]), int(parts[1][1:])
-    return f"{parts[0]}.{parts[1]}", 2.0 * layer + 1, float(head), parts[2] if len(parts) > 2 else ""
+    parts = name.split(".")  # L{l}.H{h}[.q|k|v], or L{l}.KV{g}.k|v (a grouped key/value head, drawn between)
+    layer, head = int(parts[0][1:]), float(parts[1].lstrip("HKV")) + (0.5 if parts[1].startswith("KV") else 0.0)
+    return f"{parts[0]}.{parts[1]}", 2.0 * layer + 1, head, parts[2] if len(parts) > 2 else ""
 
 
 def circuit_graph(edges: pd.DataFrame, title: str = "Circuit", max_edges: int = 80) -> go.Figure:
@@ -433,4 +433,19 @@ def node_circuit_grid(nodes: pd.DataFrame, title: str = "Node circuit") -> go.Fi
                                 marker=dict(symbol="square-open", size=26, line=dict(width=3), color="#222")))
     figure.update_layout(title=title, height=120 + 50 * len(rows), xaxis_title="head (and the layer's MLP)",
                          yaxis_title="layer (embeddings at the bottom)")
+    return figure
+
+
+def dla_figure(frame: pd.DataFrame, logit: float, title: str = "Direct logit attribution") -> go.Figure:
+    """One bar per part of a read-out (``workbench.dla``: embeddings, each head, attention biases, each MLP, norm
+    and read-out biases) in model order, and beside them the sum of the parts and the logit itself; the two grey
+    bars are equal when the split is exact."""
+    total = float(frame["value"].sum())
+    names = list(frame["component"]) + ["sum of parts", "logit"]
+    values = list(frame["value"].astype(float)) + [total, float(logit)]
+    colours = ["#b2182b" if v > 0 else "#2166ac" for v in frame["value"]] + ["#636363", "#252525"]
+    figure = go.Figure(go.Bar(x=names, y=values, marker_color=colours,
+                              hovertemplate="%{x}<br>%{y:.5g}<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title="part", yaxis_title="contribution to the logit", height=380,
+                         xaxis_tickangle=-45)
     return figure

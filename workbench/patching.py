@@ -215,7 +215,9 @@ def default_metric(subject: Subject, clean: Any, corrupted: Any) -> tuple[Callab
     if subject.task_model is not None and subject.task_model.config.kind == "coref":
         with torch.no_grad():
             return coref_metric(run_task(subject, clean))
-    if is_causal(subject, clean):
+    from workbench.lm import language_model
+
+    if is_causal(subject, clean) and language_model(subject) is not None:
         return next_token_metric(subject, clean, corrupted)
     with torch.no_grad():
         a, b = subject.forward(clean), subject.forward(corrupted)
@@ -237,9 +239,13 @@ def default_metric(subject: Subject, clean: Any, corrupted: Any) -> tuple[Callab
         tags = a.tag_logits.argmax(-1, keepdim=True)  # [batch, pos, 1]
         return (lambda out: out.tag_logits.gather(-1, tags).mean()), "mean logit of the clean predicted tags"
     if getattr(a, "last_hidden_state", None) is not None:
-        direction = (a.last_hidden_state[:, 0] - b.last_hidden_state[:, 0]).mean(0)
-        return (lambda out: (out.last_hidden_state[:, 0] @ direction).mean(),
-                "[CLS] state along the clean-minus-corrupted direction")
+        mask = subject.as_inputs(clean)["attention_mask"]  # [batch, pos]
+        # a decoder's first position sees only the first token: read its last real token instead of [CLS]
+        read = (torch.arange(mask.shape[0]), mask.sum(1) - 1 if subject.causal else torch.zeros_like(mask[:, 0]))
+        direction = (a.last_hidden_state[read] - b.last_hidden_state[read]).mean(0)
+        where = "last token's" if subject.causal else "[CLS]"
+        return (lambda out: (out.last_hidden_state[read] @ direction).mean(),
+                f"{where} state along the clean-minus-corrupted direction")
     raise UserInputError(f"{subject.name}: no default patching metric for this head; pass a metric in Python")
 
 

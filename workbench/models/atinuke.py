@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atinuke.model import AtinukeBlock, AtinukeModel, HookPoint, hook_point_names
-from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo
+from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, NormParameters, Undo
 from workbench.models.rows import RowSlot, gather_rows, scatter_rows
 
 
@@ -50,7 +50,7 @@ class AtinukeAdapter(ModelAdapter):
         weight = cast(AtinukeBlock, self.blocks()[layer]).attn.W_O.weight  # [d_model, n_heads * d_head]
         return weight.T.reshape(self.n_heads, self.d_head, weight.shape[0])  # [n_heads, d_head, d_model]
 
-    def norm_parameters(self, name: str) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor], float]]:
+    def norm_parameters(self, name: str) -> Optional[NormParameters]:
         if name == "ln_final":
             norm = getattr(self.model.get_submodule("ln_final"), "norm", None)
         else:
@@ -58,7 +58,7 @@ class AtinukeAdapter(ModelAdapter):
             norm = getattr(self.blocks()[int(layer)], which)
         if not isinstance(norm, nn.LayerNorm):
             return None  # a post-norm stack has no final norm (identity)
-        return norm.weight, norm.bias, float(norm.eps)
+        return NormParameters("layer", norm.weight, norm.bias, float(norm.eps))
 
     def prune_refusal(self, block: nn.Module) -> Optional[str]:
         return None

@@ -39,6 +39,35 @@ class HookInfo:
     layer: Optional[int]
 
 
+@dataclass(frozen=True)
+class NormParameters:
+    """A normalisation layer's parameters and which normalisation it is (``workbench.decompose`` freezes its scale).
+
+    Attributes:
+        kind: "layer" (LayerNorm, Ba et al. 2016: ``weight * (x - mean(x)) / sqrt(var(x) + eps) + bias``) or "rms"
+            (RMSNorm, Zhang & Sennrich 2019: ``weight * x / sqrt(mean(x^2) + eps)``, no mean subtraction, no bias).
+        weight: the gain [d_model].
+        bias: the shift [d_model], None where the norm has none (RMSNorm, a bias-free LayerNorm).
+        eps: added to the variance (or mean square) under the square root.
+    """
+
+    kind: str
+    weight: torch.Tensor
+    bias: Optional[torch.Tensor]
+    eps: float
+
+    def frozen_scale(self, total: torch.Tensor) -> torch.Tensor:
+        """The factor 1/sigma the norm applies to ``total`` [..., d_model]: [..., 1]."""
+        centred = total - total.mean(-1, keepdim=True) if self.kind == "layer" else total
+        return torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + self.eps)
+
+    def linear_part(self, part: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """What ``part`` [..., d_model] of the normalised stream contributes with the scale frozen at ``scale``:
+        ``weight * (part - mean(part)) * scale`` (LayerNorm) or ``weight * part * scale`` (RMSNorm)."""
+        centred = part - part.mean(-1, keepdim=True) if self.kind == "layer" else part
+        return self.weight * centred * scale
+
+
 HookFn = Callable[[torch.Tensor, HookInfo], Optional[torch.Tensor]]
 Undo = Callable[[], None]
 # The inputs of the forward pass that is running (None outside one); some hooks need its batch size or mask.
@@ -99,6 +128,12 @@ class ModelAdapter(ABC):
     # Whether the residual stream is a sum of component outputs (pre-norm blocks); a post-norm block's layer
     # norm sits on the stream itself. Edge attribution and direct logit attribution need it.
     residual_is_sum: bool = False
+    # Whether a block's MLP reads the block's input (GPT-NeoX's parallel residual: out = x + attn(ln1(x)) +
+    # mlp(ln2(x))) rather than resid_mid; the edge graph then gives block l's MLP no edge from block l's heads.
+    parallel_residual: bool = False
+    # Key/value heads per block; fewer than n_heads under grouped-query attention (Llama family), where one K/V
+    # head's input is shared by several query heads.
+    n_kv_heads: Optional[int] = None
 
     def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
         """Each head's slice of block ``layer``'s attention output projection, [n_heads, d_head, d_model], so that
@@ -106,9 +141,10 @@ class ModelAdapter(ABC):
         ``workbench.decompose``); None where the family does not say."""
         return None
 
-    def norm_parameters(self, name: str) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor], float]]:
-        """(weight, bias, eps) of the layer norm ``blocks.{i}.ln1``, ``blocks.{i}.ln2`` or ``ln_final``; None
-        where there is none (a post-norm model's final norm) or the family does not say."""
+    def norm_parameters(self, name: str) -> Optional[NormParameters]:
+        """The norm ``blocks.{i}.ln1``, ``blocks.{i}.ln2`` or ``ln_final`` (its kind and parameters); None where
+        there is none (a post-norm model's final norm, ModernBERT's identity ``attn_norm`` in layer 0) or the
+        family does not say."""
         return None
     def is_causal(self) -> bool:
         """Whether the model is a decoder (each position attends to itself and earlier ones only): a model type

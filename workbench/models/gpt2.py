@@ -59,7 +59,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from atinuke.errors import UserInputError
-from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo, block_hook_names
+from workbench.models.base import (
+    CurrentInputs,
+    HookFn,
+    HookInfo,
+    ModelAdapter,
+    NormParameters,
+    Undo,
+    block_hook_names,
+)
 from workbench.models.bridges import (
     ATTN_CALLBACKS,
     attention_callback,
@@ -168,13 +176,13 @@ class GPT2Adapter(ModelAdapter):
         weight = self.layers[layer].get_submodule("attn").c_proj.weight  # [n_heads * d_head, d_model]
         return weight.reshape(self.n_heads, self.d_head, weight.shape[1])  # [n_heads, d_head, d_model]
 
-    def norm_parameters(self, name: str) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor], float]]:
+    def norm_parameters(self, name: str) -> Optional[NormParameters]:
         if name == "ln_final":
             norm = self.ln_f
         else:
             _, layer, which = name.split(".")
             norm = self.layers[int(layer)].get_submodule({"ln1": "ln_1", "ln2": "ln_2"}[which])
-        return norm.weight, norm.bias, float(norm.eps)
+        return NormParameters("layer", norm.weight, norm.bias, float(norm.eps))
 
     def self_attention(self, block: nn.Module) -> nn.Module:
         """The module that computes the attention pattern of ``block`` (its callbacks live on it)."""

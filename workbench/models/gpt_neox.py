@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atinuke.errors import UserInputError
-from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo
+from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, NormParameters, Undo
 from workbench.models.bridges import (
     ATTN_CALLBACKS,
     attention_callback,
@@ -140,6 +140,7 @@ class GPTNeoXAdapter(ModelAdapter):
         self.final_layer_norm: Any = model.get_submodule("final_layer_norm")
         self.layers: list[Any] = list(model.get_submodule("layers").children())
         self.parallel = bool(getattr(model, "config").use_parallel_residual)
+        self.parallel_residual = self.parallel  # the MLP reads ln2(resid_pre): the edge graph follows
 
     def hook_names(self) -> list[str]:
         per_block = [n for n in HOOK_NAMES_PER_BLOCK if not (self.parallel and n == "hook_resid_mid")]
@@ -158,6 +159,23 @@ class GPTNeoXAdapter(ModelAdapter):
         the ``ln_final.hook_normalized`` bridge on it)."""
         norm = self.final_layer_norm
         return F.layer_norm(hidden, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+    residual_is_sum = True  # pre-norm: out = x + attn(ln1(x)) + mlp(ln2(x)) (parallel) or the sequential sum
+
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """``attention.dense`` split per head (its bias is no head's)."""
+        weight = self.layers[layer].attention.dense.weight  # [d_model, n_heads * d_head]
+        return weight.T.reshape(self.n_heads, self.d_head, weight.shape[0])  # [n_heads, d_head, d_model]
+
+    def norm_parameters(self, name: str) -> Optional[NormParameters]:
+        """LayerNorms: ``input_layernorm`` (ln1), ``post_attention_layernorm`` (ln2), ``final_layer_norm``."""
+        if name == "ln_final":
+            norm = self.final_layer_norm
+        else:
+            _, layer, which = name.split(".")
+            norm = self.layers[int(layer)].get_submodule(
+                {"ln1": "input_layernorm", "ln2": "post_attention_layernorm"}[which])
+        return NormParameters("layer", norm.weight, norm.bias, float(norm.eps))
 
     def self_attention(self, block: nn.Module) -> nn.Module:
         """The module that computes the attention pattern of ``block`` (its callbacks live on it)."""

@@ -79,7 +79,7 @@ from torch import nn
 from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
 from atinuke.errors import UserInputError
-from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo
+from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, NormParameters, Undo
 from workbench.models.bridges import (
     ATTN_CALLBACKS,
     attention_callback,
@@ -236,6 +236,7 @@ class LlamaAdapter(ModelAdapter):
 
     family = "llama"
     kind = "hf"
+    n_kv_heads: int  # set from the config (num_key_value_heads)
     model_inputs = ("input_ids", "attention_mask")
 
     def __init__(self, model: nn.Module, n_heads: int, d_head: int) -> None:
@@ -268,6 +269,25 @@ class LlamaAdapter(ModelAdapter):
         """The final RMSNorm applied to a residual stream [..., d_model] (its own operations, without firing the
         ``ln_final.*`` bridges)."""
         return rms_norm(self.norm, hidden)
+
+    residual_is_sum = True  # pre-norm blocks: mid = attn(input_layernorm(x)) + x, out = mlp(...(mid)) + mid
+
+    def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
+        """``o_proj`` split per query head: head h writes ``z[..., h, :] @ W[h]`` (``o_proj``'s bias, where a
+        config has one, is no head's)."""
+        weight = self.layers[layer].self_attn.o_proj.weight  # [d_model, n_heads * d_head]
+        return weight.T.reshape(self.n_heads, self.d_head, weight.shape[0])  # [n_heads, d_head, d_model]
+
+    def norm_parameters(self, name: str) -> Optional[NormParameters]:
+        """RMSNorm (no mean subtraction, no bias): ``input_layernorm`` (ln1), ``post_attention_layernorm`` (ln2),
+        ``norm`` (ln_final)."""
+        if name == "ln_final":
+            norm = self.norm
+        else:
+            _, layer, which = name.split(".")
+            norm = self.layers[int(layer)].get_submodule(
+                {"ln1": "input_layernorm", "ln2": "post_attention_layernorm"}[which])
+        return NormParameters("rms", norm.weight, None, float(norm.variance_epsilon))
 
     def self_attention(self, block: nn.Module) -> nn.Module:
         """The module that computes the attention pattern of ``block`` (its callbacks live on it)."""

@@ -77,7 +77,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from atinuke.errors import UserInputError
-from workbench.models.base import CurrentInputs, HookFn, HookInfo, ModelAdapter, Undo, block_hook_names
+from workbench.models.base import (
+    CurrentInputs,
+    HookFn,
+    HookInfo,
+    ModelAdapter,
+    NormParameters,
+    Undo,
+    block_hook_names,
+)
 from workbench.models.bridges import (
     ATTN_CALLBACKS,
     attention_callback,
@@ -192,6 +200,20 @@ class ModernBertAdapter(ModelAdapter):
 
     def hooks_inside(self, block: nn.Module) -> bool:
         return bool(ATTN_CALLBACKS.get(self.self_attention(block)))
+
+    residual_is_sum = True  # pre-norm: mid = x + attn(attn_norm(x)), out = mid + mlp(mlp_norm(mid))
+
+    def norm_parameters(self, name: str) -> Optional[NormParameters]:
+        """LayerNorms (bias-free unless ``norm_bias``): ``attn_norm`` (ln1; None in layer 0, an ``nn.Identity``),
+        ``mlp_norm`` (ln2), ``final_norm``. (The embedding norm is inside the ``embed`` part: block 0's input.)"""
+        if name == "ln_final":
+            norm = self.norm
+        else:
+            _, layer, which = name.split(".")
+            norm = self.layers[int(layer)].get_submodule({"ln1": "attn_norm", "ln2": "mlp_norm"}[which])
+        if not isinstance(norm, nn.LayerNorm):
+            return None
+        return NormParameters("layer", norm.weight, norm.bias, float(norm.eps))
 
     def head_output_weights(self, layer: int) -> Optional[torch.Tensor]:
         """``attn.Wo`` split per head, [n_heads, d_head, d_model]: head h writes ``z[..., h, :] @ W[h]`` into the

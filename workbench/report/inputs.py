@@ -83,7 +83,8 @@ class SAERun:
         return pd.read_parquet(path) if path.is_file() else None
 
 
-MECHANISM_TABLES = {"lens": "lens_layers.parquet", "patching": "patching.parquet", "circuit": "edges.parquet"}
+MECHANISM_TABLES = {"lens": "lens_layers.parquet", "patching": "patching.parquet", "circuit": "edges.parquet",
+                    "dla": "dla.parquet"}
 NODE_CIRCUIT_TABLE = "nodes.parquet"  # a node-level ``workbench circuit`` run (kind "circuit" too)
 
 
@@ -93,7 +94,7 @@ class MechanismRun:
     circuit`` (``edges.parquet``) directory."""
 
     path: Path
-    kind: str  # "lens", "patching" or "circuit"
+    kind: str  # "lens", "patching", "circuit" or "dla" (``workbench dla``: ``dla.parquet``)
     model: str
     summary: dict = field(default_factory=dict)
 
@@ -171,7 +172,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
                 continue  # hidden dirs are atomic writes in progress
             if any((candidate / name).exists() for name in ("predictions.parquet", "attributions.parquet",
                                                             "results.parquet", "results.csv", "lens_layers.parquet",
-                                                            "patching.parquet", "edges.parquet",
+                                                            "patching.parquet", "edges.parquet", "dla.parquet",
                                                             NODE_CIRCUIT_TABLE)):
                 continue  # fine-tuning, attribution and probe runs are found below
             has_summary = (candidate / "summary.json").is_file()

@@ -319,6 +319,10 @@ def mechanisms(ctx: Context) -> Section:
         if run.kind == "circuit":
             section.subsections.append(Section(f"Circuit: {run.model}", _circuit_blocks(ctx, run, table, key)))
             continue
+        if run.kind == "dla":
+            section.subsections.append(Section(f"Direct logit attribution: {run.model}", _dla_blocks(ctx, run, table,
+                                                                                                   key)))
+            continue
         if run.kind == "lens":
             blocks: list[Block] = [ctx.doc.figure(lens_figure(table), (
                 "KL divergence (nats, mean per held-out token) from the model's final output distribution to each "
@@ -346,6 +350,22 @@ def mechanisms(ctx: Context) -> Section:
         ctx.doc.keep(key, table)
         section.subsections.append(Section(f"Patching: {run.model}, {run.summary.get('component', '')}", blocks))
     return section
+
+
+def _dla_blocks(ctx: Context, run: MechanismRun, table: pd.DataFrame, key: str) -> list[Block]:
+    """A ``workbench dla`` run: the parts beside their sum and the logit, and whether the split is exact."""
+    from workbench.figures import dla_figure
+
+    s = run.summary
+    logit = float(s.get("logit", float("nan")))
+    exactness = ("Exact (Elhage et al. 2021): " if s.get("exact") else "Last block only: ") + str(s.get("why", ""))
+    ctx.doc.keep(key, table)
+    return [Paragraph(f"Text: {s.get('text', '?')}; read at position {s.get('position', '?')} ({s.get('token', '?')}) "
+                      f"by the {s.get('readout', '?')}. Logit {logit:.5g}; the parts sum to "
+                      f"{float(s.get('sum_of_parts', float('nan'))):.5g}. {exactness}.", "note"),
+            ctx.doc.figure(dla_figure(table, logit), (
+                "Each part's contribution to the read-out (red raises it, blue lowers it), in model order, then the "
+                "sum of the parts and the logit computed by the model's own forward pass (grey)."), width=ctx.width)]
 
 
 def _circuit_blocks(ctx: Context, run: MechanismRun, table: pd.DataFrame, key: str) -> list[Block]:
