@@ -489,6 +489,13 @@ def test_a_masked_lm_checkpoint_loads_as_the_encoder_and_a_classifier_is_refused
     real = inputs["attention_mask"].bool()  # the in-memory MLM runs SDPA: fully masked padding rows differ
     with torch.no_grad():
         assert _max_diff(loaded.forward(inputs).last_hidden_state[real], mlm.model(**inputs).last_hidden_state[real]) <= 1e-6
+    from workbench.lm import language_model
+
+    lm = language_model(loaded)  # its MLM head, around the subject's own modules, reads out as the checkpoint's
+    assert lm is not None and not lm.causal and lm.model.model is loaded.encoder
+    with torch.no_grad():
+        assert _max_diff(lm.logits(inputs)[real], mlm(**inputs).logits[real]) <= 1e-5
+        assert torch.equal(lm.readout(loaded.forward(inputs).last_hidden_state), lm.logits(inputs))
     ModernBertForSequenceClassification(_config(len(subject.tokenizer))).save_pretrained(tmp_path / "classifier")
     save_tokenizer(subject.tokenizer, tmp_path / "classifier")
     with pytest.raises(UserInputError, match="unexpected classifier"):

@@ -70,7 +70,9 @@ unused); the masked-LM head itself is not wired to the workbench's LM read-out (
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import copy
+from pathlib import Path
+from typing import Any, Callable, Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -221,6 +223,25 @@ class ModernBertAdapter(ModelAdapter):
         has one, is not any head's)."""
         weight = self.layers[layer].attn.Wo.weight  # [d_model, n_heads * d_head]
         return weight.T.reshape(self.n_heads, self.d_head, weight.shape[0])
+
+    def language_model_head(self, weights: Path) -> Optional[tuple[nn.Module, bool]]:
+        """ModernBERT's MLM head (``head``: dense, activation, norm; then the tied ``decoder``), as its released
+        checkpoints carry it, built around this adapter's own model so hooks apply; None without one."""
+        from safetensors import safe_open
+        from transformers import ModernBertForMaskedLM
+
+        with safe_open(str(weights), "pt") as handle:
+            if not any(k.startswith("head.") for k in handle.keys()):
+                return None
+        config: Any = self.model.config
+        head = ModernBertForMaskedLM.from_pretrained(str(weights.parent), config=copy.deepcopy(config),
+                                                     use_safetensors=True)
+        head.model = self.model  # the subject's modules: hooks attached to them apply to the LM
+        return head.eval(), False
+
+    def readout(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """The MLM logits of final states (``final_norm`` already applied by the base model): decoder(head(h))."""
+        return cast(nn.Module, head.decoder)(cast(nn.Module, head.head)(hidden))
 
     def prune_refusal(self, block: nn.Module) -> Optional[str]:
         implementation = getattr(self.model.config, "_attn_implementation", None)
