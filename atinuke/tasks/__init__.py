@@ -34,6 +34,7 @@ from atinuke.tasks.base import (
     SRLExample,
     TaskSpec,
 )
+from atinuke.tasks.kinds import TaskKind, get_kind, register_kind, task_kinds
 from atinuke.tasks.metrics import per_example_correct, per_example_f1, score_task
 from atinuke.tasks.registry import TASKS, get_task
 
@@ -232,6 +233,7 @@ __all__ = [
     "DIAG_PROVENANCE",
     "TASKS",
     "TASK_KINDS",
+    "TaskKind",
     "Answer",
     "ClassificationExample",
     "CorefDocument",
@@ -245,8 +247,11 @@ __all__ = [
     "get_task",
     "load_task",
     "load_task_data",
+    "get_kind",
     "per_example_correct",
     "per_example_f1",
+    "register_kind",
     "provenance",
     "score_task",
+    "task_kinds",
 ]
