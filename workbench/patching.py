@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from atinuke.errors import UserInputError
+from workbench.kinds import task_workbench_kind
 
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
@@ -169,6 +170,9 @@ def default_metric(subject: Subject, clean: Any, corrupted: Any) -> tuple[Callab
     """
     with torch.no_grad():
         a, b = subject.forward(clean), subject.forward(corrupted)
+    kind = task_workbench_kind(subject.task)
+    if kind is not None and kind.patching_metric is not None:  # a kind that brings its own default
+        return kind.patching_metric(a, b)
     logits = getattr(a, "logits", None)
     if logits is not None and logits.dim() == 2:
         right = logits.argmax(-1)
