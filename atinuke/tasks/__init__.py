@@ -200,11 +200,11 @@ def _load_nli(spec: TaskSpec, path: Path, split: str) -> LoadedData:
 
 def _load_conll2012(spec: TaskSpec, path: Path, split: str) -> LoadedData:
     files = conll2012.conll_files(path, split)
-    reader: Callable[[Path], LoadedData] = (conll2012.read_coref if spec.kind == "coref" else conll2012.read_srl)
+    reader: Callable[[Path], LoadedData] = (conll2012.read_coref if spec.family == "coref" else conll2012.read_srl)
     total = LoadedData([], path if path.is_dir() else files[0])
     for file in files:
         loaded = reader(file)
-        attach_sidecar(loaded.examples, file, other_view=conll2012.other_view(loaded.examples, spec.kind))
+        attach_sidecar(loaded.examples, file, other_view=conll2012.other_view(loaded.examples, spec.family))
         total.extend(loaded)
     check_unique_ids(total.examples, total.path)  # two files may not hold the same document part
     return total

@@ -41,6 +41,8 @@ class WorkbenchKind:
         lens: the task-head lens read-out, or None when the lens cannot read the head.
         lens_refusal: the one-line reason given when ``lens`` is None.
         patching_metric: the kind's default patching metric, or None to choose by the head's output fields.
+        lens_in_app: the app's task-head lens (``ui/mechanisms.py``, per-class probabilities by layer) offers
+            its fine-tuned models.
     """
 
     name: str
@@ -51,6 +53,7 @@ class WorkbenchKind:
     lens: Optional[LensReadout] = None
     lens_refusal: str = ""
     patching_metric: Optional[PatchingMetric] = None
+    lens_in_app: bool = False
 
     def __post_init__(self) -> None:
         if self.default_target not in self.target_forms:

@@ -25,4 +25,5 @@ def lens_rows(config: HeadConfig, output: Any, last: Any, attention_mask: torch.
     return rows
 
 
-KIND = WorkbenchKind("classification", target_forms=("class",), default_target="class", lens=lens_rows)
+KIND = WorkbenchKind("classification", target_forms=("class",), default_target="class", lens=lens_rows,
+                     lens_in_app=True)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from workbench.kinds.base import WorkbenchKind
 
-if TYPE_CHECKING:  # annotations only
+if TYPE_CHECKING:  # annotations only (``import workbench.kinds`` stays free of torch for the app)
+    import torch
+
     from atinuke.tasks.heads.common import HeadConfig
 
 
 def lens_rows(config: HeadConfig, output: Any, last: Any, attention_mask: torch.Tensor, layer: int
               ) -> list[dict[str, Any]]:
     """Per example: the score read at this layer and whether it matches the last layer's (to 1e-5)."""
+    import torch
+
     return [dict(layer=layer, example=example, prediction=float(value), score=float(value),
                  agrees=bool(torch.isclose(value, last.logits[example], atol=1e-5)))
             for example, value in enumerate(output.logits)]

@@ -34,6 +34,7 @@ class TaskKind(ABC):
         needs_labels: whether its head needs a non-empty label set (class or tag names).
         calibrated: the ``HeadConfig`` field tuned on held-out training examples after fine-tuning, or None.
         trivial_baseline: how its trivial baseline is described in the claims table.
+        pair_inputs: whether its inputs are always pairs (question and context).
     """
 
     name: ClassVar[str]
@@ -41,6 +42,17 @@ class TaskKind(ABC):
     needs_labels: ClassVar[bool] = False
     calibrated: ClassVar[Optional[str]] = None
     trivial_baseline: ClassVar[str]
+    pair_inputs: ClassVar[bool] = False
+    # A user's dataset (``atinuke.tasks.userdata``): (required roles, optional roles) of ``--columns``, or None
+    # when the kind cannot be read from a table; its headline metric; the fewest labels training must have.
+    user_roles: ClassVar[Optional[tuple[tuple[str, ...], tuple[str, ...]]]] = None
+    user_metric: ClassVar[Optional[str]] = None
+    user_min_labels: ClassVar[int] = 0
+    # The kind is inferred from a mapping that names one of ``user_signature`` (an empty signature: any
+    # mapping), trying kinds by ascending ``user_priority``; ``user_role_aliases`` rename (given, meant) roles.
+    user_signature: ClassVar[tuple[str, ...]] = ()
+    user_priority: ClassVar[int] = 100
+    user_role_aliases: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     # ------------------------------------------------------------------------------------- the head
 
@@ -57,10 +69,34 @@ class TaskKind(ABC):
                examples: Sequence[Any]) -> list[TaskPrediction]:
         """One batch's head output -> one prediction per example, ``value`` in the :meth:`score` format."""
 
+    def head_defaults(self, spec: TaskSpec, head: dict[str, Any], max_len: int, train: Sequence[Example]) -> None:
+        """Fill in ``HeadConfig`` fields the user left out of ``head`` for fine-tuning at ``max_len`` on
+        ``train`` (``dict.setdefault``: what the user gave stays)."""
+
     def calibrate(self, model: Any, examples: Sequence[Example], batch_size: int) -> Optional[Any]:
         """Tune ``calibrated`` on held-out labelled examples (``atinuke.tasks.heads.calibration``); None when
         the head has nothing to calibrate."""
         return None
+
+    # ------------------------------------------------------------------------------------- a user's dataset
+
+    def user_role_names(self) -> tuple[str, ...]:
+        """Every ``--columns`` role of the kind (required, then optional)."""
+        required, optional = self.user_roles or ((), ())
+        return required + optional
+
+    def user_example(self, table: Any, location: str, record: dict[str, Any], mapping: dict[str, str], key: str,
+                     meta: dict[str, Any]) -> Example:
+        """One row of a user's table (``atinuke.tasks.userdata.Table``) as an example of this kind.
+
+        Raises:
+            UserInputError: ``location: what is wrong``.
+        """
+        raise UserInputError(f"{location}: task kind {self.name!r} cannot be read from a table")
+
+    def label_set(self, examples: Sequence[Example]) -> tuple[str, ...]:
+        """The label set a user's task of this kind gets from its training examples (empty: none)."""
+        return ()
 
     # ------------------------------------------------------------------------------------- scoring
 

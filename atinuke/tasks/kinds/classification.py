@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from atinuke.errors import UserInputError
-from atinuke.tasks.base import ClassificationExample, TaskSpec
+from atinuke.tasks.base import ClassificationExample, Example, TaskSpec
 from atinuke.tasks.kinds.base import TaskKind
 from atinuke.tasks.metrics import accuracy, binary_f1, gold_label, matthews_corr
 
@@ -27,6 +27,9 @@ class ClassificationKind(TaskKind):
     example_type = ClassificationExample
     needs_labels = True
     trivial_baseline = "majority class"
+    user_roles = (("text", "label"), ("text_b",))
+    user_metric = "accuracy"
+    user_min_labels = 2
 
     def build_head(self, d_model: int, config: HeadConfig, encoder: nn.Module) -> nn.Module:
         from atinuke.tasks.heads.classification import SequenceHead
@@ -44,6 +47,19 @@ class ClassificationKind(TaskKind):
         from atinuke.tasks.heads.classification import decode_classification
 
         return decode_classification(config, output, batch, len(examples))
+
+    def user_example(self, table: Any, location: str, record: dict[str, Any], mapping: dict[str, str], key: str,
+                     meta: dict[str, Any]) -> ClassificationExample:
+        from atinuke.tasks.userdata import cell_label, cell_text
+
+        text = cell_text(location, record, mapping["text"])
+        pair = cell_text(location, record, mapping["text_b"]) if "text_b" in mapping else None
+        return ClassificationExample(key, text, pair, cell_label(table, location, record, mapping["label"]), meta=meta)
+
+    def label_set(self, examples: Sequence[Example]) -> tuple[str, ...]:
+        from atinuke.tasks.userdata import sorted_labels
+
+        return sorted_labels([str(ex.label) for ex in examples if isinstance(ex, ClassificationExample)])
 
     def check_predictions(self, spec: TaskSpec, predictions: Sequence[Any]) -> None:
         unknown = {p for p in predictions if p not in spec.labels}

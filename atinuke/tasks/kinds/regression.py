@@ -26,23 +26,36 @@ class RegressionKind(TaskKind):
     name = "regression"
     example_type = ClassificationExample
     trivial_baseline = "mean score"
+    user_roles = (("text", "score"), ("text_b",))
+    user_metric = "pearson"
+    user_signature = ("score",)
+    user_priority = 2
+    user_role_aliases = (("label", "score"),)  # label=COLUMN of a regression task names its scores
 
     def build_head(self, d_model: int, config: HeadConfig, encoder: nn.Module) -> nn.Module:
         from atinuke.tasks.heads.classification import SequenceHead
 
-        return SequenceHead(d_model, config)
+        return SequenceHead(d_model, config, regression=True)
 
     def encode(self, tokenizer: Any, config: HeadConfig, examples: Sequence[ClassificationExample],
                use_token_types: bool) -> TaskBatch:
         from atinuke.tasks.heads.classification import encode_classification
 
-        return encode_classification(tokenizer, config, examples, use_token_types)
+        return encode_classification(tokenizer, config, examples, use_token_types, regression=True)
 
     def decode(self, config: HeadConfig, output: TaskOutput, batch: TaskBatch,
                examples: Sequence[ClassificationExample]) -> list[TaskPrediction]:
         from atinuke.tasks.heads.classification import decode_classification
 
-        return decode_classification(config, output, batch, len(examples))
+        return decode_classification(config, output, batch, len(examples), regression=True)
+
+    def user_example(self, table: Any, location: str, record: dict[str, Any], mapping: dict[str, str], key: str,
+                     meta: dict[str, Any]) -> ClassificationExample:
+        from atinuke.tasks.userdata import cell_number, cell_text
+
+        text = cell_text(location, record, mapping["text"])
+        pair = cell_text(location, record, mapping["text_b"]) if "text_b" in mapping else None
+        return ClassificationExample(key, text, pair, cell_number(location, record, mapping["score"]), meta=meta)
 
     def score(self, spec: TaskSpec, examples: Sequence[ClassificationExample],
               predictions: Sequence[Any]) -> dict[str, float]:

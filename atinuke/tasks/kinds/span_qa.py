@@ -31,6 +31,11 @@ class SpanQAKind(TaskKind):
     example_type = QAExample
     calibrated = "null_threshold"
     trivial_baseline = "always abstain"
+    pair_inputs = True
+    user_roles = (("question", "context", "answer_text"), ("answer_start",))
+    user_metric = "f1"
+    user_signature = ("question", "context")
+    user_priority = 1
 
     def build_head(self, d_model: int, config: HeadConfig, encoder: nn.Module) -> nn.Module:
         from atinuke.tasks.heads.qa import SpanQAHead
@@ -49,12 +54,26 @@ class SpanQAKind(TaskKind):
 
         return decode_qa(config, output, batch, examples)
 
+    def head_defaults(self, spec: TaskSpec, head: dict[str, Any], max_len: int, train: Sequence[Example]) -> None:
+        # Keep room for a context chunk when --max-len is small.
+        head.setdefault("max_query_len", min(48, max_len // 3))
+        head.setdefault("doc_stride", min(32, max_len // 4))
+        # A span_qa task's examples are all QAExamples; the isinstance only tells the type checker so.
+        head.setdefault("allow_null", (spec.name != "squad" and spec.family != "user")
+                        or any(isinstance(ex, QAExample) and ex.is_impossible for ex in train))
+
     def calibrate(self, model: Any, examples: Sequence[Example], batch_size: int) -> Optional[Calibration]:
         from atinuke.tasks.heads.calibration import calibrate_qa
 
         if not model.config.allow_null:  # nothing to threshold without a null answer
             return None
         return calibrate_qa(model, examples, batch_size)
+
+    def user_example(self, table: Any, location: str, record: dict[str, Any], mapping: dict[str, str], key: str,
+                     meta: dict[str, Any]) -> QAExample:
+        from atinuke.tasks.userdata import qa_row_example
+
+        return qa_row_example(location, record, mapping, key, meta)
 
     def score(self, spec: TaskSpec, examples: Sequence[QAExample], predictions: Sequence[Any]) -> dict[str, float]:
         return squad_scores(examples, [str(p) for p in predictions], v2=spec.name != "squad")

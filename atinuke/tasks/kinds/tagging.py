@@ -7,11 +7,13 @@ scores them (Carreras & Marquez, 2005). Trivial baseline: all-O.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from atinuke.tasks.base import SRLExample, TaskSpec
+from atinuke.errors import UserInputError
+from atinuke.tasks.base import Example, SRLExample, TaskSpec
 from atinuke.tasks.kinds.base import TaskKind
 from atinuke.tasks.metrics import srl_example_f1, srl_scores, srl_tags_f1
 
@@ -27,6 +29,10 @@ class TaggingKind(TaskKind):
     example_type = SRLExample
     needs_labels = True
     trivial_baseline = "all-O"
+    user_roles = (("tokens", "tags"), ())
+    user_metric = "f1"
+    user_signature = ("tokens",)
+    user_priority = 0
 
     def build_head(self, d_model: int, config: HeadConfig, encoder: Any) -> nn.Module:
         import torch
@@ -50,6 +56,25 @@ class TaggingKind(TaskKind):
         from atinuke.tasks.heads.tagging import decode_tagging
 
         return decode_tagging(config, output, batch, examples)
+
+    def user_example(self, table: Any, location: str, record: dict[str, Any], mapping: dict[str, str], key: str,
+                     meta: dict[str, Any]) -> SRLExample:
+        from atinuke.tasks.userdata import cell_words
+
+        words = cell_words(location, record, mapping["tokens"])
+        tags = cell_words(location, record, mapping["tags"], table.class_names.get(mapping["tags"]))
+        if len(tags) != len(words):
+            raise UserInputError(f"{location}: {len(tags)} tags for {len(words)} tokens")
+        bad = next((t for t in tags if t != "O" and not re.fullmatch(r"[BI]-\S+", t)), None)
+        if bad is not None:
+            raise UserInputError(f"{location}: tag {bad!r} in column {mapping['tags']!r} is not BIO (O, B-X, I-X)")
+        # No predicate: the tagging head's predicate indicator stays off (index -1).
+        return SRLExample(key, words, -1, tags, meta=meta)
+
+    def label_set(self, examples: Sequence[Example]) -> tuple[str, ...]:
+        # The closed BIO set: B- and I- of every type seen, and O.
+        types = {t[2:] for ex in examples if isinstance(ex, SRLExample) for t in ex.tags if t != "O"}
+        return tuple(sorted({"O"} | {f"{p}-{t}" for t in types for p in "BI"}))
 
     def score(self, spec: TaskSpec, examples: Sequence[SRLExample], predictions: Sequence[Any]) -> dict[str, float]:
         return srl_scores(examples, predictions)
