@@ -196,8 +196,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     from torch.utils.tensorboard import SummaryWriter
 
     from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
-    from atinuke.tasks import TaskData, get_task, load_task
-    from atinuke.tasks.base import QAExample
+    from atinuke.tasks import TaskData, get_kind, get_task, load_task
     from atinuke.tasks.heads import build_task_model, save_task_model
     from atinuke.tasks.heads.calibration import calibrate
     from atinuke.tasks.userdata import is_user_source, load_user_data
@@ -230,12 +229,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     torch.manual_seed(config.seed)
     head = dict(config.head)
     head.setdefault("max_len", config.max_len)
-    if spec.kind == "span_qa":  # keep room for a context chunk when --max-len is small
-        head.setdefault("max_query_len", min(48, config.max_len // 3))
-        head.setdefault("doc_stride", min(32, config.max_len // 4))
-        # A span_qa task's examples are all QAExamples; the isinstance only tells the type checker so.
-        head.setdefault("allow_null", (spec.name != "squad" and spec.family != "user") or any(isinstance(ex, QAExample) and ex.is_impossible
-                                                                  for ex in train))
+    get_kind(spec.kind).head_defaults(spec, head, config.max_len, train)
     model = build_task_model(config.model, spec, device=device, **head)
     positions = int(getattr(model.encoder.config, "max_len", None) or model.encoder.config.max_position_embeddings)
     if config.max_len > positions:
@@ -332,6 +326,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``atinuke finetune``."""
+    from atinuke.tasks.userdata import user_kinds
+
     parser.add_argument("--model", required=True, help="'minilm' or an Atinuke/HF model or run directory")
     parser.add_argument("--task", default="", help="task registry name (squad2, cola, mrpc, stsb, snli, srl, coref, "
                                                   "...); with --columns the name of your dataset's task")
@@ -344,7 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev-data", default=None, help="your data's dev file (default: its validation split, else "
                                                          "a seeded held-out --dev-fraction of the training rows)")
     parser.add_argument("--dev-fraction", type=float, default=0.2, help="held-out dev part without --dev-data")
-    parser.add_argument("--kind", default=None, choices=("classification", "regression", "span_qa", "tagging"),
+    parser.add_argument("--kind", default=None, choices=tuple(user_kinds()),
                         help="your data's task kind when --columns does not say it (regression with label=)")
     parser.add_argument("--out", default=None, help="run directory (default runs/finetune/<model>/<task>)")
     parser.add_argument("--epochs", type=float, default=3.0)

@@ -25,12 +25,12 @@ import pandas as pd
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_write_json, write_with
 from atinuke.tasks.base import ClassificationExample, CorefDocument, Example, QAExample, SRLExample, TaskSpec
+from atinuke.tasks.kinds import get_kind
 
 logger = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("id", "task", "model", "split", "provenance", "text", "text_pair", "gold", "prediction", "score",
                  "probs", "correct", "example_f1", "rationale")
-ANSWER_SEPARATOR = " ||| "
 
 
 @dataclass
@@ -111,23 +111,11 @@ def _segments(ex: Example) -> tuple[str, Optional[str]]:
 
 def _encode_value(spec: TaskSpec, value: Any) -> str:
     """The table's text encoding of a gold value or prediction (docs/predictions.md, ``gold``)."""
-    if spec.kind == "regression":
-        return repr(float(value))
-    if spec.kind == "tagging":
-        return json.dumps(list(value))
-    if spec.kind == "coref":
-        return json.dumps([[list(map(int, m)) for m in cluster] for cluster in value])
-    return str(value)
+    return get_kind(spec.kind).encode_value(value)
 
 
 def _gold(spec: TaskSpec, ex: Example) -> str:
-    if isinstance(ex, QAExample):
-        return "" if ex.is_impossible else ANSWER_SEPARATOR.join(a.text for a in ex.answers)
-    if isinstance(ex, SRLExample):
-        return _encode_value(spec, ex.tags)
-    if isinstance(ex, CorefDocument):
-        return _encode_value(spec, ex.clusters)
-    return _encode_value(spec, ex.label)
+    return get_kind(spec.kind).gold_text(ex)
 
 
 def _length_words(ex: Example) -> int:
@@ -165,8 +153,8 @@ def predictions_table(spec: TaskSpec, examples: Sequence[Example], predictions: 
         }
         meta = {(k if k.startswith("meta_") else f"meta_{k}"): v for k, v in ex.meta.items()}
         meta.setdefault("meta_length", _length_words(ex))
-        if isinstance(ex, ClassificationExample) and spec.kind == "classification":
-            meta.setdefault("meta_label", str(ex.label))
+        for key, value in get_kind(spec.kind).table_meta(ex).items():
+            meta.setdefault(key, value)
         row.update(meta)
         rows.append(row)
     table = pd.DataFrame(rows, columns=None if rows else list(TABLE_COLUMNS) + ["meta_length"])

@@ -169,3 +169,62 @@ def test_private_names_stay_in_their_module():
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 offenders.append(f"{path.relative_to(ROOT)}: {node.value.id}.{node.attr}")
     assert not offenders, offenders
+
+
+# A task kind is one object (atinuke/tasks/kinds/, workbench/kinds/): its name is compared nowhere else.
+TASK_KIND_HOMES = ("atinuke/tasks/kinds/", "workbench/kinds/")
+TASK_KIND_NAMES = frozenset({"classification", "regression", "span_qa", "tagging", "coref"})
+
+
+def _is_kind_read(node: ast.AST) -> bool:
+    """``kind``, ``x.kind``, ``getattr(x, "kind", ...)`` or ``x.get("kind")``: a read of some kind attribute."""
+    if isinstance(node, ast.Name):
+        return node.id == "kind"
+    if isinstance(node, ast.Attribute):
+        return node.attr == "kind"
+    if isinstance(node, ast.Call) and node.args:
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        key = node.args[1] if name == "getattr" and len(node.args) > 1 else node.args[0] if name == "get" else None
+        return isinstance(key, ast.Constant) and key.value == "kind"
+    return False
+
+
+def _task_kind_literals(node: ast.AST) -> set[str]:
+    values = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return {v.value for v in values if isinstance(v, ast.Constant) and v.value in TASK_KIND_NAMES}
+
+
+def _kind_dispatch(tree: ast.AST) -> list[str]:
+    """Comparisons of a kind read with a task kind's name, and dicts keyed by two or more task kinds' names."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_is_kind_read(s) for s in sides) and any(_task_kind_literals(s) for s in sides):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)} & TASK_KIND_NAMES
+            if len(keys) >= 2:
+                found.append(f"line {node.lineno}: a dict keyed by task kinds {sorted(keys)}")
+    return found
+
+
+def test_task_kinds_are_dispatched_through_their_registries():
+    """No ``spec.kind == "span_qa"`` chain or kind-keyed dict outside the kind files (issue #12)."""
+    found = {}
+    for path in _source_files():
+        relative = str(path.relative_to(ROOT))
+        if not relative.startswith(TASK_KIND_HOMES) and (hits := _kind_dispatch(ast.parse(path.read_text("utf-8")))):
+            found[relative] = hits
+    assert not found, f"dispatch on task kinds outside atinuke/tasks/kinds/ and workbench/kinds/: {found}"
+
+
+def test_the_kind_dispatch_rule_sees_each_form_and_spares_other_kinds():
+    """The rule above would pass vacuously if it missed a form; it must not flag encoder or SAE kinds."""
+    flagged = ['if spec.kind == "span_qa": pass', 'x = kind in ("classification", "regression")',
+               'y = getattr(task, "kind", None) == "coref"', 'z = config.get("kind") != "tagging"',
+               'w = {"span_qa": 1, "tagging": 2}[kind]']
+    spared = ['if encoder.kind == "hf": pass', 'a = self.kind == "depth"', 'b = kind in ("atinuke", "hf")',
+              'c = {"coref": 1, "srl": 2}', 'd = spec.family == "coref"']
+    assert all(_kind_dispatch(ast.parse(code)) for code in flagged)
+    assert not any(_kind_dispatch(ast.parse(code)) for code in spared)

@@ -184,7 +184,7 @@ def coref_subject(tiny_atinuke_dir):
 
 def test_coref_metric_is_a_hand_checked_antecedent_margin(coref_subject):
     from atinuke.tasks.base import CorefDocument
-    from workbench.patch_metrics import coref_inputs
+    from workbench.coref_patching import coref_inputs
 
     subject = coref_subject
     inputs = coref_inputs(subject, WORDS)
@@ -210,7 +210,7 @@ def test_coref_metric_is_a_hand_checked_antecedent_margin(coref_subject):
 
 
 def test_coref_patching_identities(coref_subject):
-    from workbench.patch_metrics import coref_inputs
+    from workbench.coref_patching import coref_inputs
 
     subject = coref_subject
     clean = coref_inputs(subject, WORDS)

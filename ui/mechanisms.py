@@ -33,12 +33,15 @@ def _task_model_runs() -> dict[str, str]:
     """Fine-tuning runs whose classification model was saved (label -> directory)."""
     import json
 
+    from workbench.kinds import WORKBENCH_KINDS
+
     found = {}
     for run in common.finetune_runs():
         for directory in (run.path / "model", run.path):
             config = directory / "task_model.json"
             if config.is_file():
-                if (json.loads(config.read_text()).get("head") or {}).get("kind") == "classification":
+                kind = WORKBENCH_KINDS.get((json.loads(config.read_text()).get("head") or {}).get("kind", ""))
+                if kind is not None and kind.lens_in_app:
                     found[run.label] = str(run.path)
                 break
     return found

@@ -27,7 +27,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,9 @@ from workbench.artifacts import (
     runs_dir,
 )
 from workbench.stats import N_BOOT, BootstrapTest, hierarchical_bootstrap, holm  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:  # annotations only
+    from atinuke.tasks.kinds import TaskKind
 
 logger = logging.getLogger(__name__)
 
@@ -74,46 +77,26 @@ PAPER_CLAIMS: tuple[tuple[str, str, Optional[str]], ...] = (
     ("interpretability", "Atinuke's attention and representations are interpretable.", None),
 )
 
-TRIVIAL_BASELINES = {"classification": "majority class", "regression": "mean score", "span_qa": "always abstain",
-                     "tagging": "all-O", "coref": "no cluster"}
-
-
 # --------------------------------------------------------------------------------------------- statistics
 
 
 # --------------------------------------------------------------------------------------------- per-example scores
 
 
-def _task_kind(task: str) -> str:
-    from atinuke.tasks import get_task
+def _task_kind(task: str) -> TaskKind:
+    from atinuke.tasks import get_kind, get_task
 
-    return get_task(task).kind
+    return get_kind(get_task(task).kind)
 
 
 def trivial_example_scores(task: str, gold: pd.Series) -> np.ndarray:
     """Per-example scores (the ``example_f1`` convention) of the task's trivial baseline on these gold values.
 
     Majority class (of these examples: an upper bound on a train-set majority), the mean score within
-    ``REGRESSION_TOLERANCE``, always abstain (SQuAD 2.0), all-O (SRL) or no cluster (coreference).
+    ``REGRESSION_TOLERANCE``, always abstain (SQuAD 2.0), all-O (SRL) or no cluster (coreference): the task
+    kind's ``TaskKind.trivial_example_scores``.
     """
-    from atinuke.tasks.metrics import REGRESSION_TOLERANCE, coref_scores, srl_tags_f1
-
-    kind = _task_kind(task)
-    gold = gold.astype(str)
-    if kind == "classification":
-        majority = gold.value_counts().sort_index().idxmax()
-        return (gold == majority).to_numpy(dtype=float)
-    if kind == "regression":
-        values = gold.astype(float).to_numpy()
-        return (np.abs(values - values.mean()) <= REGRESSION_TOLERANCE).astype(float)
-    if kind == "span_qa":
-        return (gold == "").to_numpy(dtype=float)
-    if kind == "tagging":
-        return np.array([srl_tags_f1(tags, ["O"] * len(tags)) for tags in map(json.loads, gold)], dtype=float)
-    if kind == "coref":
-        docs = [[[tuple(m) for m in cluster] for cluster in json.loads(g)] for g in gold]
-        return np.array([coref_scores([clusters], [[]])["conll_f1"] for clusters in docs], dtype=float)
-    raise ValueError(f"no trivial baseline for task kind {kind!r}")
+    return _task_kind(task).trivial_example_scores(gold)
 
 
 # --------------------------------------------------------------------------------------------- the experiment
@@ -268,7 +251,7 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
         _, b_values = _headline(experiment, COMPARATOR, ev.task)
         text = (f"{ev.task} ({len(ev.seeds)} seed(s), {len(ev.subject_vs_comparator[0])} dev examples per seed): "
                 f"per-example score {SUBJECT} {ev.subject_mean:.3f}, {COMPARATOR} {ev.comparator_mean:.3f}, "
-                f"trivial baseline ({TRIVIAL_BASELINES.get(_task_kind(ev.task), 'trivial')}) {ev.trivial_mean:.3f}")
+                f"trivial baseline ({_task_kind(ev.task).trivial_baseline}) {ev.trivial_mean:.3f}")
         if metric:
             text += f"; {metric} {SUBJECT} {_mean_sd(a_values)} vs {COMPARATOR} {_mean_sd(b_values)}"
         found = [experiment.predictions(REFERENCE, s, ev.task) for s in experiment.seeds] if REFERENCE in experiment.arms else []

@@ -182,9 +182,12 @@ def task_lens(subject: Subject, texts: Sequence[str], text_pairs: Optional[Seque
     head = getattr(subject.task_model, "head", None)
     if head is None:
         raise UserInputError(f"{subject.name}: not a fine-tuned task model; the task-head lens needs its head")
+    from workbench.kinds import get_workbench_kind
+
     config = subject.task_model.config
-    if config.kind == "coref":
-        raise UserInputError("the task-head lens does not read coreference heads (they need candidate spans)")
+    kind = get_workbench_kind(config.kind)
+    if kind.lens is None:
+        raise UserInputError(kind.lens_refusal or f"the task-head lens does not read {config.kind} heads")
     batch = subject.tokenize(list(texts), None if text_pairs is None else list(text_pairs), max_length=max_length)
     names = layer_names(subject)
     cache = subject.run_with_cache(batch, names)
@@ -192,23 +195,7 @@ def task_lens(subject: Subject, texts: Sequence[str], text_pairs: Optional[Seque
     rows = []
     last = outputs[-1]
     for layer, output in enumerate(outputs):
-        if config.kind == "classification":
-            probs = output.logits.softmax(-1)  # [batch, labels]
-            for example, p in enumerate(probs):
-                prediction = int(p.argmax())
-                rows.append(dict(layer=layer, example=example, prediction=config.labels[prediction],
-                                 agrees=prediction == int(last.logits[example].argmax()), score=float(p[prediction]),
-                                 **{f"p_{label}": float(v) for label, v in zip(config.labels, p)}))
-        elif config.kind == "regression":
-            for example, value in enumerate(output.logits):
-                rows.append(dict(layer=layer, example=example, prediction=float(value), score=float(value),
-                                 agrees=bool(torch.isclose(value, last.logits[example], atol=1e-5))))
-        else:
-            logits = output.start_logits if config.kind == "span_qa" else output.tag_logits
-            final = last.start_logits if config.kind == "span_qa" else last.tag_logits
-            mask = batch["attention_mask"].bool()
-            agree = (logits.argmax(-1) == final.argmax(-1))[mask].float().mean()
-            rows.append(dict(layer=layer, example=-1, prediction="", agrees=float(agree) == 1.0, score=float(agree)))
+        rows.extend(kind.lens(config, output, last, batch["attention_mask"], layer))
     return pd.DataFrame(rows)
 
 

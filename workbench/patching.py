@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from atinuke.errors import UserInputError
+from workbench.kinds import task_workbench_kind
 
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
@@ -204,23 +205,22 @@ def default_metric(subject: Subject, clean: Any, corrupted: Any) -> tuple[Callab
     Classification: the logit of the clean prediction minus that of the corrupted prediction (or the clean
     runner-up when both agree). Regression: the predicted score. Span QA: the start + end logit of the clean
     best span. Tagging: the mean logit of the clean predicted tags. Coreference: a mention's clean top
-    antecedent score minus its runner-up (:func:`workbench.patch_metrics.coref_metric`; pass inputs built by
-    :func:`workbench.patch_metrics.coref_inputs`). A causal decoder: the next-token logit difference at the
+    antecedent score minus its runner-up (:func:`workbench.coref_patching.coref_metric`; pass inputs built by
+    :func:`workbench.coref_patching.coref_inputs`). A causal decoder: the next-token logit difference at the
     last real position (:func:`workbench.patch_metrics.next_token_metric`). A plain encoder: the [CLS] state's
     projection on the clean-minus-corrupted direction.
     """
-    from workbench.patch_metrics import coref_metric, is_causal, next_token_metric
+    from workbench.lm import language_model
+    from workbench.patch_metrics import is_causal, next_token_metric
 
     clean, corrupted = task_inputs(subject, clean), task_inputs(subject, corrupted)
-    if subject.task_model is not None and subject.task_model.config.kind == "coref":
-        with torch.no_grad():
-            return coref_metric(run_task(subject, clean))
-    from workbench.lm import language_model
-
-    if is_causal(subject, clean) and language_model(subject) is not None:
+    kind = task_workbench_kind(subject.task)
+    if kind is None and is_causal(subject, clean) and language_model(subject) is not None:
         return next_token_metric(subject, clean, corrupted)
     with torch.no_grad():
-        a, b = subject.forward(clean), subject.forward(corrupted)
+        a, b = run_task(subject, clean), run_task(subject, corrupted)
+    if kind is not None and kind.patching_metric is not None:  # a kind that brings its own default (coreference)
+        return kind.patching_metric(a, b)
     logits = getattr(a, "logits", None)
     if logits is not None and logits.dim() == 2:
         right = logits.argmax(-1)

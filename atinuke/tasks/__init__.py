@@ -34,6 +34,7 @@ from atinuke.tasks.base import (
     SRLExample,
     TaskSpec,
 )
+from atinuke.tasks.kinds import TaskKind, get_kind, register_kind, task_kinds
 from atinuke.tasks.metrics import per_example_correct, per_example_f1, score_task
 from atinuke.tasks.registry import TASKS, get_task
 
@@ -199,11 +200,11 @@ def _load_nli(spec: TaskSpec, path: Path, split: str) -> LoadedData:
 
 def _load_conll2012(spec: TaskSpec, path: Path, split: str) -> LoadedData:
     files = conll2012.conll_files(path, split)
-    reader: Callable[[Path], LoadedData] = (conll2012.read_coref if spec.kind == "coref" else conll2012.read_srl)
+    reader: Callable[[Path], LoadedData] = (conll2012.read_coref if spec.family == "coref" else conll2012.read_srl)
     total = LoadedData([], path if path.is_dir() else files[0])
     for file in files:
         loaded = reader(file)
-        attach_sidecar(loaded.examples, file, other_view=conll2012.other_view(loaded.examples, spec.kind))
+        attach_sidecar(loaded.examples, file, other_view=conll2012.other_view(loaded.examples, spec.family))
         total.extend(loaded)
     check_unique_ids(total.examples, total.path)  # two files may not hold the same document part
     return total
@@ -232,6 +233,7 @@ __all__ = [
     "DIAG_PROVENANCE",
     "TASKS",
     "TASK_KINDS",
+    "TaskKind",
     "Answer",
     "ClassificationExample",
     "CorefDocument",
@@ -245,8 +247,11 @@ __all__ = [
     "get_task",
     "load_task",
     "load_task_data",
+    "get_kind",
     "per_example_correct",
     "per_example_f1",
+    "register_kind",
     "provenance",
     "score_task",
+    "task_kinds",
 ]

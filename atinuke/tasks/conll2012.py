@@ -315,10 +315,11 @@ def conll_files(path: str | Path, split: str = "train") -> list[Path]:
     return gold or files
 
 
-def other_view(examples: Sequence[Example], kind: str) -> Callable[[str], bool]:
+def other_view(examples: Sequence[Example], family: str) -> Callable[[str], bool]:
     """Recognise sidecar ids of the other task read from the same file: coreference ids ``doc:part`` when
-    reading SRL, SRL ids ``doc:part:sentence:predicate`` when reading coreference (see ``attach_sidecar``)."""
-    if kind == "coref":
+    reading SRL, SRL ids ``doc:part:sentence:predicate`` when reading coreference (``family`` "coref"; see
+    ``attach_sidecar``)."""
+    if family == "coref":
         parts = {example.id for example in examples}
         return lambda key: key.rsplit(":", 2)[0] in parts and all(p.isdigit() for p in key.rsplit(":", 2)[1:])
     parts = {example.meta["document"] for example in examples}

@@ -21,13 +21,14 @@ from __future__ import annotations
 import collections
 import re
 import string
-from typing import Any, Hashable, Iterable, Sequence, TypeGuard, TypeVar
+from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from atinuke.errors import UserInputError
 from atinuke.tasks.base import ClassificationExample, CorefDocument, Example, QAExample, SRLExample, TaskSpec
+from atinuke.tasks.kinds.base import get_kind
 from atinuke.tasks.registry import get_task
 
 Cluster = Sequence[tuple[int, int]]
@@ -349,16 +350,8 @@ def coref_example_f1(document: CorefDocument, predicted: Sequence[Cluster]) -> f
 # Half a point on the 0-5 STS-B scale: the per-example "correct" of a regression task (slicing only).
 REGRESSION_TOLERANCE = 0.5
 
-_E = TypeVar("_E", ClassificationExample, QAExample, SRLExample, CorefDocument)
-
-
-def _all_of(examples: Sequence[Example], cls: type[_E]) -> TypeGuard[Sequence[_E]]:
-    """Whether every example is a ``cls`` (after :func:`_check_kind`, this only narrows the static type)."""
-    return all(isinstance(example, cls) for example in examples)
-
-
-def _gold_label(example: ClassificationExample) -> str | float:
-    """The gold label of an example that :func:`_check_kind` has found labelled."""
+def gold_label(example: ClassificationExample) -> str | float:
+    """The gold label of an example that :func:`score_task` has found labelled."""
     assert example.label is not None, f"example {example.id!r} has no gold label"
     return example.label
 
@@ -366,19 +359,15 @@ def _gold_label(example: ClassificationExample) -> str | float:
 def _check_kind(spec: TaskSpec, examples: Sequence[Example], predictions: Sequence[Any]) -> None:
     if len(examples) != len(predictions):
         raise UserInputError(f"{spec.name}: {len(predictions)} predictions for {len(examples)} examples")
-    expected = {"span_qa": QAExample, "tagging": SRLExample, "coref": CorefDocument}.get(spec.kind,
-                                                                                          ClassificationExample)
+    kind = get_kind(spec.kind)
+    expected = kind.example_type
     for example in examples:
         if not isinstance(example, expected):
             raise UserInputError(f"{spec.name}: expected {expected.__name__}, got {type(example).__name__}")
         if isinstance(example, ClassificationExample) and example.label is None:
             raise UserInputError(f"{spec.name}: example {example.id!r} has no gold label (an unlabelled test split "
                                  "cannot be scored)")
-    if spec.kind == "classification":
-        unknown = {p for p in predictions if p not in spec.labels}
-        if unknown:
-            raise UserInputError(f"{spec.name}: predicted labels {sorted(map(str, unknown))} are not in "
-                                 f"{', '.join(spec.labels)}")
+    kind.check_predictions(spec, predictions)
 
 
 def score_task(name: str, examples: Sequence[Example], predictions: Sequence[Any]) -> dict[str, float]:
@@ -396,36 +385,14 @@ def score_task(name: str, examples: Sequence[Example], predictions: Sequence[Any
         NoAns_exact, NoAns_f1`` and ``total/HasAns_total/NoAns_total`` counts; cola/ax ``mcc, accuracy``;
         mrpc/qqp ``f1, accuracy``; stsb ``pearson, spearman``; mnli ``accuracy`` (+ ``accuracy_matched``,
         ``accuracy_mismatched``); others ``accuracy``; srl/srl2005 ``precision, recall, f1``; coref ``muc_*,
-        b3_*, ceafe_*, conll_f1``.
+        b3_*, ceafe_*, conll_f1``. The task's kind (``atinuke.tasks.kinds``) computes them.
 
     Raises:
         UserInputError: unknown task, misaligned predictions, unlabelled examples, unknown predicted labels.
     """
     spec = get_task(name)
     _check_kind(spec, examples, predictions)
-    if spec.kind == "span_qa" and _all_of(examples, QAExample):
-        return squad_scores(examples, [str(p) for p in predictions], v2=name != "squad")
-    if spec.kind == "tagging" and _all_of(examples, SRLExample):
-        return srl_scores(examples, predictions)
-    if spec.kind == "coref" and _all_of(examples, CorefDocument):
-        return coref_scores([doc.clusters for doc in examples], predictions)
-    assert _all_of(examples, ClassificationExample)  # checked by _check_kind, like the branches above
-    gold = [_gold_label(example) for example in examples]
-    if spec.kind == "regression":
-        values = [float(p) for p in predictions]
-        gold_values = [float(g) for g in gold]
-        return {"pearson": pearson(gold_values, values), "spearman": spearman(gold_values, values)}
-    scores = {"accuracy": accuracy(gold, predictions)}
-    if name in ("cola", "ax"):
-        scores["mcc"] = matthews_corr(gold, predictions)
-    if name in ("mrpc", "qqp"):
-        scores["f1"] = binary_f1(gold, predictions)
-    if name == "mnli":
-        for part in ("matched", "mismatched"):
-            ids = [i for i, e in enumerate(examples) if str(e.meta.get("split", "")).endswith(f"_{part}")]
-            if ids:
-                scores[f"accuracy_{part}"] = accuracy([gold[i] for i in ids], [predictions[i] for i in ids])
-    return scores
+    return get_kind(spec.kind).score(spec, examples, predictions)
 
 
 def per_example_f1(name: str, example: Example, prediction: Any) -> float:
@@ -435,38 +402,14 @@ def per_example_f1(name: str, example: Example, prediction: Any) -> float:
     CoNLL F1; classification and regression: 1.0 / 0.0 as :func:`per_example_correct`.
     """
     spec = get_task(name)
-    if spec.kind == "span_qa":
-        assert isinstance(example, QAExample)  # the task's kind fixes its example type
-        return qa_example_scores(example, str(prediction), v2=name != "squad")[1]
-    if spec.kind == "tagging":
-        assert isinstance(example, SRLExample)
-        return srl_example_f1(example, prediction)
-    if spec.kind == "coref":
-        assert isinstance(example, CorefDocument)
-        return coref_example_f1(example, prediction)
-    return float(per_example_correct(name, example, prediction))
+    return get_kind(spec.kind).example_f1(spec, example, prediction)
 
 
 def per_example_correct(name: str, example: Example, prediction: Any) -> bool:
     """Exact correctness: equal label; QA exact match; all tags equal; the same partition of mentions; for
     regression ``|prediction - gold| <= REGRESSION_TOLERANCE`` (a slicing convention, not a GLUE metric)."""
     spec = get_task(name)
-    if spec.kind == "span_qa":
-        assert isinstance(example, QAExample)  # the task's kind fixes its example type
-        return qa_example_scores(example, str(prediction), v2=name != "squad")[0] == 1.0
-    if spec.kind == "tagging":
-        assert isinstance(example, SRLExample)
-        return list(prediction) == list(example.tags)
-    if spec.kind == "coref":
-        assert isinstance(example, CorefDocument)
-
-        def partition(clusters: Sequence[Cluster]) -> set[frozenset[tuple[int, ...]]]:
-            return {frozenset(tuple(m) for m in cluster) for cluster in clusters if cluster}
-        return partition(prediction) == partition(example.clusters)
-    assert isinstance(example, ClassificationExample)
-    if spec.kind == "regression":
-        return abs(float(prediction) - float(_gold_label(example))) <= REGRESSION_TOLERANCE
-    return prediction == example.label
+    return get_kind(spec.kind).example_correct(spec, example, prediction)
 
 
 __all__ = [
@@ -478,6 +421,7 @@ __all__ = [
     "ceafe_counts",
     "coref_example_f1",
     "coref_scores",
+    "gold_label",
     "matthews_corr",
     "muc_counts",
     "normalize_answer",

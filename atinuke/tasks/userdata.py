@@ -37,20 +37,13 @@ from typing import Any, Optional, Sequence
 from atinuke.errors import UserInputError
 from atinuke.tasks._common import json_lines, open_text
 from atinuke.tasks.base import Answer, ClassificationExample, Example, QAExample, SRLExample, TaskSpec
+from atinuke.tasks.kinds.base import KINDS, TaskKind, get_kind
 from atinuke.tasks.registry import TASKS, register_task
 
 logger = logging.getLogger(__name__)
 
 USER_FAMILY = "user"
 FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
-# kind -> (required roles, optional roles); "id" is optional for every kind.
-ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "classification": (("text", "label"), ("text_b",)),
-    "regression": (("text", "score"), ("text_b",)),
-    "span_qa": (("question", "context", "answer_text"), ("answer_start",)),
-    "tagging": (("tokens", "tags"), ()),
-}
-METRICS = {"classification": "accuracy", "regression": "pearson", "span_qa": "f1", "tagging": "f1"}
 ALIASES = {"text_a": "text"}
 DEV_SPLITS = ("validation", "dev", "valid", "test")
 # role -> the usual column names of Hugging Face datasets, tried when --columns is left out.
@@ -92,6 +85,11 @@ class UserData:
     record: dict[str, Any]
 
 
+def user_kinds() -> dict[str, TaskKind]:
+    """The task kinds a user's dataset can have (those with ``TaskKind.user_roles``), by name."""
+    return {name: kind for name, kind in KINDS.items() if kind.user_roles is not None}
+
+
 def is_user_source(data: Optional[str]) -> bool:
     """Whether ``--data`` names a user dataset rather than official files: ``hf:``, a saved dataset or a
     hub-layout directory (a bare CSV/TSV/JSONL/parquet file needs ``--columns`` to be read as user data)."""
@@ -109,24 +107,26 @@ def parse_columns(text: str, kind: Optional[str] = None) -> tuple[str, dict[str,
     Raises:
         UserInputError: malformed pair, unknown role, missing required role, unknown kind.
     """
+    kinds = user_kinds()
     mapping: dict[str, str] = {}
     for part in (p.strip() for p in text.split(",")):
         role, sep, column = part.partition("=")
         role, column = ALIASES.get(role.strip(), role.strip()), column.strip()
         if not sep or not role or not column:
             raise UserInputError(f"--columns {text!r}: {part!r} is not ROLE=COLUMN")
-        known = {r for req, opt in ROLES.values() for r in req + opt} | {"id", "label"}
+        known = {r for k in kinds.values() for r in k.user_role_names()} | {"id", "label"}
         if role not in known:
             raise UserInputError(f"--columns: unknown role {role!r}; roles: {', '.join(sorted(known | set(ALIASES)))}")
         mapping[role] = column
-    if kind is None:
-        kind = ("tagging" if "tokens" in mapping else "span_qa" if "question" in mapping or "context" in mapping
-                else "regression" if "score" in mapping else "classification")
-    if kind not in ROLES:
-        raise UserInputError(f"--kind {kind!r}: choose one of {', '.join(ROLES)}")
-    if kind == "regression" and "label" in mapping and "score" not in mapping:
-        mapping["score"] = mapping.pop("label")
-    required, optional = ROLES[kind]
+    if kind is None:  # the first kind, by ``user_priority``, whose signature roles are mapped
+        ranked = sorted(kinds.values(), key=lambda k: k.user_priority)
+        kind = next(k.name for k in ranked if not k.user_signature or set(k.user_signature) & set(mapping))
+    if kind not in kinds:
+        raise UserInputError(f"--kind {kind!r}: choose one of {', '.join(kinds)}")
+    for alias, role in kinds[kind].user_role_aliases:
+        if alias in mapping and role not in mapping:
+            mapping[role] = mapping.pop(alias)
+    required, optional = kinds[kind].user_roles or ((), ())
     missing = [r for r in required if r not in mapping]
     extra = [r for r in mapping if r not in required + optional + ("id",)]
     if missing or extra:
@@ -310,7 +310,7 @@ def _require_columns(table: Table, mapping: dict[str, str]) -> None:
                              f"{', '.join(list(record) or table.columns)}")
 
 
-def _text(location: str, record: dict[str, Any], column: str, allow_empty: bool = False) -> str:
+def cell_text(location: str, record: dict[str, Any], column: str, allow_empty: bool = False) -> str:
     value = record[column]
     text = "" if value is None else str(value)
     if not text.strip() and not allow_empty:
@@ -318,7 +318,7 @@ def _text(location: str, record: dict[str, Any], column: str, allow_empty: bool 
     return text
 
 
-def _number(location: str, record: dict[str, Any], column: str) -> float:
+def cell_number(location: str, record: dict[str, Any], column: str) -> float:
     value = record[column]
     try:
         number = float(value)
@@ -329,7 +329,7 @@ def _number(location: str, record: dict[str, Any], column: str) -> float:
     return number
 
 
-def _words(location: str, record: dict[str, Any], column: str, names: Optional[list[str]] = None) -> list[str]:
+def cell_words(location: str, record: dict[str, Any], column: str, names: Optional[list[str]] = None) -> list[str]:
     value = record[column]
     words = (value.split() if isinstance(value, str) else None if not isinstance(value, (list, tuple))
              else [names[v] if names and isinstance(v, int) and 0 <= v < len(names) else str(v) for v in value])
@@ -340,7 +340,7 @@ def _words(location: str, record: dict[str, Any], column: str, names: Optional[l
     return words
 
 
-def _label(table: Table, location: str, record: dict[str, Any], column: str) -> str:
+def cell_label(table: Table, location: str, record: dict[str, Any], column: str) -> str:
     value = record[column]
     names = table.class_names.get(column)
     if names is not None and isinstance(value, int) and 0 <= value < len(names):
@@ -367,39 +367,22 @@ def to_examples(table: Table, kind: str, mapping: dict[str, str]) -> tuple[list[
     seen: dict[str, str] = {}
     for location, record in rows:
         meta = {k: v for k, v in record.items() if k not in used}
-        key = _text(location, record, mapping["id"]) if "id" in mapping else location.rsplit("/", 1)[-1]
+        key = cell_text(location, record, mapping["id"]) if "id" in mapping else location.rsplit("/", 1)[-1]
         if key in seen:
             raise UserInputError(f"{location}: duplicate id {key!r} (first at {seen[key]})")
         seen[key] = location
-        example: Example
-        if kind in ("classification", "regression"):
-            text = _text(location, record, mapping["text"])
-            pair = _text(location, record, mapping["text_b"]) if "text_b" in mapping else None
-            label: str | float = (_number(location, record, mapping["score"]) if kind == "regression"
-                                  else _label(table, location, record, mapping["label"]))
-            example = ClassificationExample(key, text, pair, label, meta=meta)
-        elif kind == "span_qa":
-            example = _qa_example(location, record, mapping, key, meta)
-        else:
-            words = _words(location, record, mapping["tokens"])
-            tags = _words(location, record, mapping["tags"], table.class_names.get(mapping["tags"]))
-            if len(tags) != len(words):
-                raise UserInputError(f"{location}: {len(tags)} tags for {len(words)} tokens")
-            bad = next((t for t in tags if t != "O" and not re.fullmatch(r"[BI]-\S+", t)), None)
-            if bad is not None:
-                raise UserInputError(f"{location}: tag {bad!r} in column {mapping['tags']!r} is not BIO (O, B-X, I-X)")
-            # No predicate: the tagging head's predicate indicator stays off (index -1).
-            example = SRLExample(key, words, -1, tags, meta=meta)
+        examples_kind = get_kind(kind)
+        example: Example = examples_kind.user_example(table, location, record, mapping, key, meta)
         examples.append(example)
         locations.append(location)
     return examples, locations
 
 
-def _qa_example(location: str, record: dict[str, Any], mapping: dict[str, str], key: str,
+def qa_row_example(location: str, record: dict[str, Any], mapping: dict[str, str], key: str,
                 meta: dict[str, Any]) -> QAExample:
-    context = _text(location, record, mapping["context"])
-    question = _text(location, record, mapping["question"])
-    answer = _text(location, record, mapping["answer_text"], allow_empty=True)
+    context = cell_text(location, record, mapping["context"])
+    question = cell_text(location, record, mapping["question"])
+    answer = cell_text(location, record, mapping["answer_text"], allow_empty=True)
     if not answer.strip():
         return QAExample(key, context, question, [], is_impossible=True, meta=meta)
     start_value = record.get(mapping["answer_start"]) if "answer_start" in mapping else None
@@ -408,7 +391,7 @@ def _qa_example(location: str, record: dict[str, Any], mapping: dict[str, str], 
         if start < 0:
             raise UserInputError(f"{location}: answer {answer!r} does not occur in the context")
     else:
-        number = _number(location, record, mapping["answer_start"])
+        number = cell_number(location, record, mapping["answer_start"])
         if number != int(number):
             raise UserInputError(f"{location}: column {mapping['answer_start']!r}: {start_value!r} is not a whole number")
         start = int(number)
@@ -428,13 +411,9 @@ def sorted_labels(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def label_set(kind: str, examples: Sequence[Example]) -> tuple[str, ...]:
-    """Class names (classification) or the closed BIO tag set (tagging: B- and I- of every type seen, and O)."""
-    if kind == "classification":
-        return sorted_labels([str(ex.label) for ex in examples if isinstance(ex, ClassificationExample)])
-    if kind == "tagging":
-        types = {t[2:] for ex in examples if isinstance(ex, SRLExample) for t in ex.tags if t != "O"}
-        return tuple(sorted({"O"} | {f"{p}-{t}" for t in types for p in "BI"}))
-    return ()
+    """Class names (classification) or the closed BIO tag set (tagging: B- and I- of every type seen, and O):
+    the kind's ``TaskKind.label_set``."""
+    return get_kind(kind).label_set(examples)
 
 
 def check_labels(spec: TaskSpec, examples: Sequence[Example], locations: Sequence[str]) -> None:
@@ -537,11 +516,13 @@ def load_user_data(data: str, columns: Optional[str], dev_data: Optional[str] = 
         split_rule = f"held-out {dev_fraction:g} of {train_table.source} (seed {seed})"
         dev_provenance = f"user: {train_table.source} [{mapped}], held-out {dev_fraction:g} (seed {seed})"
     labels = label_set(kind, train)
-    if kind == "classification" and len(labels) < 2:
+    if len(labels) < get_kind(kind).user_min_labels:
         raise UserInputError(f"{train_table.source}: only one label in training ({', '.join(labels)}); "
                              "a classifier needs at least two")
-    spec = TaskSpec(name, USER_FAMILY, kind, labels, METRICS[kind],
-                    pair="text_b" in mapping or kind == "span_qa", columns=tuple(mapping.items()))
+    user_metric = get_kind(kind).user_metric
+    assert user_metric is not None  # parse_columns accepts only kinds with user roles, which name their metric
+    spec = TaskSpec(name, USER_FAMILY, kind, labels, user_metric,
+                    pair="text_b" in mapping or get_kind(kind).pair_inputs, columns=tuple(mapping.items()))
     check_labels(spec, dev, dev_locations)
     register_task(spec)
     record = {"data": data, "dev_data": dev_data, "columns": mapped, "kind": kind, "split": split_rule,
@@ -571,7 +552,8 @@ def load_user_split(spec: TaskSpec, data: str, split: str = "dev",
 
 
 __all__ = [
-    "FILE_SUFFIXES", "ROLES", "USER_FAMILY", "Table", "UserData", "check_labels", "format_columns", "guess_columns",
+    "FILE_SUFFIXES", "USER_FAMILY", "Table", "UserData", "check_labels", "format_columns", "guess_columns",
     "held_out", "is_user_source", "label_set", "load_user_data", "load_user_split", "parse_columns", "read_tables",
-    "sorted_labels", "task_name", "to_examples",
+    "sorted_labels", "task_name", "to_examples", "user_kinds", "cell_label", "cell_number", "cell_text", "cell_words",
+    "qa_row_example",
 ]

@@ -27,6 +27,7 @@ import torch
 
 from atinuke.errors import UserInputError
 from workbench.attribution.target_base import Rows, Target
+from workbench.kinds import get_workbench_kind, task_workbench_kind
 
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
@@ -76,7 +77,7 @@ def rows_from_examples(subject: Subject, examples: Sequence[Any]) -> Rows:
     ids = [str(e.id) for e in examples]
     if len(set(ids)) != len(ids):
         raise UserInputError("example ids must be unique")
-    if getattr(subject.task, "kind", None) == "coref":
+    if getattr(task_workbench_kind(subject.task), "rows_by_document", False):
         return _coref_rows(subject, examples, ids)
     batch = subject.task_model.encode(examples)
     first: dict[int, int] = {}
@@ -198,8 +199,9 @@ class ClassTarget(Target):
 
     def label(self, subject, index):
         labels = list(getattr(subject.task, "labels", ()) or ())
-        if subject.task is not None and subject.task.kind == "regression":
-            return "score"
+        output_label = getattr(task_workbench_kind(subject.task), "output_label", None)
+        if output_label is not None:
+            return output_label
         return f"class={labels[index[0]] if index[0] < len(labels) else index[0]}"
 
 
@@ -428,18 +430,24 @@ class FunctionTarget(Target):
         return value
 
 
+# The target class of each form of ``parse_target`` (a task kind's ``WorkbenchKind.default_target`` names one).
+TARGET_FORMS: dict[str, Callable[[], Target]] = {"class": ClassTarget, "start": lambda: SpanTarget("start"),
+                                                 "end": lambda: SpanTarget("end"), "span": SpanTarget,
+                                                 "tag": TagTarget, "antecedent": AntecedentTarget,
+                                                 "norm": HiddenNormTarget}
+
+
 def default_target(subject: Subject) -> Target:
     """The natural target of a subject: its task head's prediction, the predicted next token of a decoder with
     its LM head, or the [CLS] state norm of an encoder."""
-    kind = getattr(subject.task, "kind", None) or ""
-    if not kind and subject.causal:
+    kind = task_workbench_kind(subject.task)
+    if kind is None and subject.causal:
         from workbench.attribution.lm_targets import NextTokenTarget
         from workbench.lm import language_model
 
         if language_model(subject) is not None:
             return NextTokenTarget()
-    return {"classification": ClassTarget, "regression": ClassTarget, "span_qa": SpanTarget,
-            "tagging": TagTarget, "coref": AntecedentTarget}.get(kind, HiddenNormTarget)()
+    return TARGET_FORMS[kind.default_target]() if kind is not None else HiddenNormTarget()
 
 
 def parse_target(spec: Optional[str], subject: Subject) -> Target:
@@ -455,8 +463,7 @@ def parse_target(spec: Optional[str], subject: Subject) -> Target:
     kind = getattr(subject.task, "kind", None)
     if spec in (None, "", "predicted"):
         return default_target(subject)
-    allowed = {"classification": ("class",), "regression": ("class",), "span_qa": ("start", "end", "span"),
-               "tagging": ("tag",), "coref": ("antecedent",), None: ("norm",)}[kind]
+    allowed = get_workbench_kind(kind).target_forms if kind is not None else ("norm",)
     head = spec.split("=")[0].split("@")[0]
     if kind is None and subject.causal:
         from workbench.attribution.lm_targets import LM_TARGETS, parse_lm_target

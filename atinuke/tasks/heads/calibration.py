@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from atinuke.tasks.base import Example
+from atinuke.tasks.kinds.base import get_kind
 
 logger = logging.getLogger(__name__)
 
-# The parameter each head kind calibrates.
-CALIBRATED = {"span_qa": "null_threshold", "coref": "link_threshold"}
 N_CANDIDATES = 48
 
 
@@ -82,7 +81,8 @@ def _forward_all(model, examples: Sequence[Example], batch_size: int) -> list[tu
     return out
 
 
-def _calibrate_coref(model, examples: Sequence[Example], batch_size: int) -> Calibration:
+def calibrate_coref(model, examples: Sequence[Example], batch_size: int) -> Calibration:
+    """The coreference link threshold (the dummy antecedent's score) that maximises the headline metric."""
     from atinuke.tasks.heads.coref import decode_coref
     from atinuke.tasks.metrics import score_task
 
@@ -104,7 +104,8 @@ def _calibrate_coref(model, examples: Sequence[Example], batch_size: int) -> Cal
     return Calibration("link_threshold", value, default, metric, score(default), after, len(examples))
 
 
-def _calibrate_qa(model, examples: Sequence[Example], batch_size: int) -> Calibration:
+def calibrate_qa(model, examples: Sequence[Example], batch_size: int) -> Calibration:
+    """The SQuAD 2.0 null-answer threshold that maximises the headline metric."""
     from atinuke.tasks.heads.qa import decode_qa
     from atinuke.tasks.metrics import score_task
 
@@ -145,15 +146,16 @@ def calibrate(model, examples: Sequence[Example], batch_size: int = 32) -> Optio
         The :class:`Calibration`, or None when the head has nothing to calibrate (classification, tagging,
         QA without a null answer) or there are no examples.
     """
-    kind = model.config.kind
-    if kind not in CALIBRATED or not examples or (kind == "span_qa" and not model.config.allow_null):
+    if not examples:
         return None
     was_training = model.training
     model.eval()
     try:
-        result = (_calibrate_coref if kind == "coref" else _calibrate_qa)(model, examples, batch_size)
+        result = get_kind(model.config.kind).calibrate(model, examples, batch_size)
     finally:
         model.train(was_training)
+    if result is None:  # the kind has nothing to calibrate (classification, tagging, QA without a null answer)
+        return None
     model.config = dataclasses.replace(model.config, **{result.parameter: result.value})
     logger.info("calibrated %s = %.4g on %d held-out training examples: %s %.4f -> %.4f (at %.4g)",
                 result.parameter, result.value, result.n_examples, result.metric, result.before, result.after,

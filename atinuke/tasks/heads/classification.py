@@ -24,9 +24,9 @@ logger = logging.getLogger(__name__)
 class SequenceHead(nn.Module):
     """Pooled state -> tanh layer -> n_labels logits (classification) or one score (regression)."""
 
-    def __init__(self, d_model: int, config: HeadConfig) -> None:
+    def __init__(self, d_model: int, config: HeadConfig, regression: bool = False) -> None:
         super().__init__()
-        self.regression = config.kind == "regression"
+        self.regression = regression
         self.pooling = config.pooling
         self.dropout = nn.Dropout(config.dropout)
         self.dense = nn.Linear(d_model, d_model)
@@ -57,7 +57,7 @@ class SequenceHead(nn.Module):
 
 
 def encode_classification(tokenizer, config: HeadConfig, examples: Sequence[ClassificationExample],
-                          use_token_types: bool) -> TaskBatch:
+                          use_token_types: bool, regression: bool = False) -> TaskBatch:
     """Tokenize sentences or pairs, cutting the longer segment first when a pair exceeds ``max_len``.
 
     Raises:
@@ -81,7 +81,7 @@ def encode_classification(tokenizer, config: HeadConfig, examples: Sequence[Clas
     head_inputs: dict[str, torch.Tensor] = {}
     labelled = [ex.label is not None for ex in examples]
     if examples and all(labelled):
-        if config.kind == "regression":
+        if regression:
             try:
                 # every example is labelled (checked above): the filter only narrows the type for mypy
                 scores = [float(ex.label) for ex in examples if ex.label is not None]
@@ -115,11 +115,11 @@ def encode_classification(tokenizer, config: HeadConfig, examples: Sequence[Clas
 
 
 def decode_classification(config: HeadConfig, output: TaskOutput, batch: TaskBatch,
-                          n_examples: int) -> list[TaskPrediction]:
+                          n_examples: int, regression: bool = False) -> list[TaskPrediction]:
     """Class with the highest probability (with every class's probability), or the regression score."""
     logits = output.logits
     assert logits is not None, "a sequence head always returns logits"
-    if config.kind == "regression":
+    if regression:
         return [TaskPrediction(value=float(v), score=math.nan) for v in logits.float().tolist()]
     probs = logits.float().softmax(-1)  # [batch, n_labels]
     predictions = []

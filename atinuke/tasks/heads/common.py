@@ -19,7 +19,7 @@ class HeadConfig:
     """Everything a head needs besides the encoder (saved as JSON beside the weights).
 
     Attributes:
-        kind: one of ``atinuke.tasks.base.TASK_KINDS``.
+        kind: a registered task kind (``atinuke.tasks.kinds``; the built-in ones are ``TASK_KINDS``).
         labels: class names (classification) or BIO tag names (tagging); empty otherwise.
         max_len: longest input in tokens, special tokens included (capped by the encoder's own maximum).
         pooling: "cls" (the [CLS] state) or "mean" (mean over real tokens) for sequence heads.
@@ -70,8 +70,6 @@ class HeadConfig:
             raise UserInputError(f"unknown pooling {self.pooling!r}; choose 'cls' or 'mean'")
         if self.max_len < 8:
             raise UserInputError(f"max_len={self.max_len} is too short (at least 8 tokens)")
-        if self.kind in ("classification", "tagging") and not self.labels:
-            raise UserInputError(f"a {self.kind} head needs a non-empty label set")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"labels": list(self.labels)}

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, TypeGuard, TypeVar, Union
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,36 +21,16 @@ from torch import nn
 from atinuke.encoders import Encoder, load_encoder
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_dir, atomic_write_json
-from atinuke.tasks.base import (
-    TASK_KINDS,
-    ClassificationExample,
-    CorefDocument,
-    Example,
-    QAExample,
-    SRLExample,
-    TaskSpec,
-)
-from atinuke.tasks.heads.classification import SequenceHead, decode_classification, encode_classification
+from atinuke.tasks.base import Example, TaskSpec
 from atinuke.tasks.heads.common import HeadConfig, TaskBatch, TaskOutput, TaskPrediction
-from atinuke.tasks.heads.coref import CorefHead, decode_coref, encode_coref
-from atinuke.tasks.heads.qa import SpanQAHead, decode_qa, encode_qa
-from atinuke.tasks.heads.tagging import TaggingHead, decode_tagging, encode_tagging
+from atinuke.tasks.heads.tagging import TaggingHead
+from atinuke.tasks.kinds.base import TaskKind, get_kind
 from atinuke.tasks.registry import TASKS, register_task, spec_from_dict
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "atinuke-task-model"
 FORMAT_VERSION = 1
-_EXAMPLE_TYPES = {"classification": "ClassificationExample", "regression": "ClassificationExample",
-                  "span_qa": "QAExample", "tagging": "SRLExample", "coref": "CorefDocument"}
-
-TaskHead = Union[SequenceHead, SpanQAHead, TaggingHead, CorefHead]
-_E = TypeVar("_E", ClassificationExample, QAExample, SRLExample, CorefDocument)
-
-
-def _all_named(examples: Sequence[Example], cls: type[_E]) -> TypeGuard[Sequence[_E]]:
-    """Whether every example is a ``cls``, told by class name as :meth:`TaskModel.encode` checks it."""
-    return all(type(ex).__name__ == cls.__name__ for ex in examples)
 
 
 class TaskModel(nn.Module):
@@ -67,27 +47,18 @@ class TaskModel(nn.Module):
 
     def __init__(self, encoder: Encoder, spec: TaskSpec, config: HeadConfig) -> None:
         super().__init__()
-        if spec.kind not in TASK_KINDS or spec.kind != config.kind:
+        if spec.kind != config.kind:
             raise UserInputError(f"task {spec.name!r} has kind {spec.kind!r} but the head config says {config.kind!r}")
+        self.task_kind: TaskKind = get_kind(spec.kind)
+        if self.task_kind.needs_labels and not config.labels:
+            raise UserInputError(f"a {config.kind} head needs a non-empty label set")
         self.spec = spec
         self.config = dataclasses.replace(config, max_len=min(config.max_len, encoder.max_len))
         self.encoder = encoder.model
         self.tokenizer = encoder.tokenizer
         self.encoder_name = encoder.name
         self.encoder_kind = encoder.kind
-        d_model = encoder.d_model
-        self.head: TaskHead
-        if config.kind in ("classification", "regression"):
-            self.head = SequenceHead(d_model, self.config)
-        elif config.kind == "span_qa":
-            self.head = SpanQAHead(d_model, self.config)
-        elif config.kind == "tagging":
-            weight = self.encoder.get_input_embeddings().weight
-            assert isinstance(weight, torch.Tensor)  # typed as a submodule attribute, which could be a Module
-            std = float(weight.detach().float().std())
-            self.head = TaggingHead(d_model, self.config, embedding_std=std)
-        else:
-            self.head = CorefHead(d_model, self.config)
+        self.head: nn.Module = self.task_kind.build_head(encoder.d_model, self.config, self.encoder)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -104,21 +75,12 @@ class TaskModel(nn.Module):
         Raises:
             UserInputError: wrong example type, empty text, unknown label, bad offsets.
         """
-        expected = _EXAMPLE_TYPES[self.config.kind]
+        # Told by class name, so that examples of a reloaded module still pass.
+        expected = self.task_kind.example_type.__name__
         for ex in examples:
             if type(ex).__name__ != expected:
                 raise UserInputError(f"task {self.spec.name!r} needs {expected} examples, got {type(ex).__name__}")
-        use_types = self.encoder_kind == "hf"
-        kind = self.config.kind
-        # The checks below narrow the type of ``examples`` for the kind (the loop above has already checked it).
-        if kind in ("classification", "regression") and _all_named(examples, ClassificationExample):
-            return encode_classification(self.tokenizer, self.config, examples, use_types)
-        if kind == "span_qa" and _all_named(examples, QAExample):
-            return encode_qa(self.tokenizer, self.config, examples, use_types)
-        if kind == "tagging" and _all_named(examples, SRLExample):
-            return encode_tagging(self.tokenizer, self.config, examples)
-        assert _all_named(examples, CorefDocument)
-        return encode_coref(self.tokenizer, self.config, examples)
+        return self.task_kind.encode(self.tokenizer, self.config, examples, self.encoder_kind == "hf")
 
     @contextlib.contextmanager
     def _predicate_indicator(self, predicate_mask: Optional[torch.Tensor]) -> Iterator[None]:
@@ -164,16 +126,8 @@ class TaskModel(nn.Module):
 
     def decode(self, output: TaskOutput, batch: TaskBatch, examples: Sequence[Example]) -> list[TaskPrediction]:
         """Turn one batch's output into one :class:`TaskPrediction` per example."""
-        kind = self.config.kind
-        if kind in ("classification", "regression"):
-            return decode_classification(self.config, output, batch, len(examples))
         # ``examples`` are those given to :meth:`encode`, which checked their type.
-        if kind == "span_qa" and _all_named(examples, QAExample):
-            return decode_qa(self.config, output, batch, examples)
-        if kind == "tagging" and _all_named(examples, SRLExample):
-            return decode_tagging(self.config, output, batch, examples)
-        assert _all_named(examples, CorefDocument), f"{kind} examples of the wrong type"
-        return decode_coref(self.config, output, batch, examples)
+        return self.task_kind.decode(self.config, output, batch, examples)
 
     @torch.no_grad()
     def predict(self, examples: Sequence[Example], batch_size: int = 32,
