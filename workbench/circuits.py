@@ -157,6 +157,9 @@ def add_arguments(parser: Any) -> None:
                         help="what edges or nodes outside the circuit carry: the corrupted run, or the clean mean")
     parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite/--resume)")
     parser.add_argument("--overwrite", action="store_true")
+    from workbench.cli import add_device_arguments
+
+    add_device_arguments(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out (the ranking is a resumable part; same settings only)")
 
@@ -173,7 +176,7 @@ def run(args: Any) -> int:
     out = check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     if not 0 < args.fraction <= 1:
         raise UserInputError(f"--fraction must be in (0, 1], got {args.fraction}")
-    subject = resolve_subject(args.model, None, "cpu")
+    subject = resolve_subject(args.model, None, args.device, args.dtype)
     clean, corrupted = pair_inputs(subject, args.clean, args.corrupted, args.clean_pair, args.corrupted_pair)
     level = circuit_level(subject, clean, args.level)  # refuses edges on a post-norm model before any work
     method = {"eap": "attribution", "attribution": "attribution"}.get(args.method, "eap_ig") if level == "nodes" \

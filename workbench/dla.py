@@ -134,6 +134,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--position", default="last", help="the position read: 'last' (default) or an index")
     parser.add_argument("--out", required=True, help="output directory (empty or new, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true")
+    from workbench.cli import add_device_arguments
+
+    add_device_arguments(parser)
 
 
 def run(args: Any) -> int:
@@ -144,7 +147,7 @@ def run(args: Any) -> int:
     out = check_out_dir(args.out, overwrite=args.overwrite)
     if not args.text.strip():
         raise UserInputError("--text: empty text")
-    result = dla(resolve_subject(args.model, None, "cpu"), args.text, args.target, args.position)
+    result = dla(resolve_subject(args.model, None, args.device, args.dtype), args.text, args.target, args.position)
     out.mkdir(parents=True, exist_ok=True)
     write_with(out / "dla.parquet", lambda tmp: result.frame.to_parquet(tmp, index=False))
     atomic_write_json(out / "summary.json", result.summary)
