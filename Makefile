@@ -68,6 +68,12 @@ runs/patch/%-seed0-snli/patching.parquet: | $(MINILM_RUN)/finetune/snli/metrics.
 	  --clean-pair "A man is playing music." --corrupted "A man is playing a guitar on stage." \
 	  --corrupted-pair "A man is not playing." --out runs/patch/$*-seed0-snli
 
+# The node-level circuit of the same edit (both models are post-norm: heads and MLPs are the units).
+runs/circuit/%-seed0-snli/nodes.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+	.venv/bin/workbench circuit --model $(EXPERIMENT)/$*/seed0/finetune/snli --clean "A man is playing a guitar on stage." \
+	  --clean-pair "A man is playing music." --corrupted "A man is playing a guitar on stage." \
+	  --corrupted-pair "A man is not playing." --fraction 0.9 --out runs/circuit/$*-seed0-snli
+
 # A decoder on show: a tiny causal Atinuke (`--objective clm`), the tiny recipe cut to 120 steps and a 16-block
 # evaluation (137 s of CPU time, about 2 minutes on 2 cores; PTB valid ppl 439 against unigram 801): the app's
 # attention and attribution pages on a decoder. A CLM step projects every position onto the vocabulary, ~6x an
@@ -85,6 +91,7 @@ models: data experiment runs/probes/atinuke-seed0/pos/results.parquet runs/probe
 	runs/sae/atinuke-seed0-resid1/metrics.json runs/sae/minilm-resid3/metrics.json \
 	runs/lens/atinuke-seed0/lens_layers.parquet runs/lens/bert-seed0/lens_layers.parquet \
 	runs/patch/atinuke-seed0-snli/patching.parquet runs/patch/minilm-seed0-snli/patching.parquet \
+	runs/circuit/atinuke-seed0-snli/nodes.parquet runs/circuit/minilm-seed0-snli/nodes.parquet \
 	$(CLM_RUN)/model/config.json
 
 app:
