@@ -277,3 +277,104 @@ def test_an_option_given_as_double_dash_is_refused(tmp_path, tiny_atinuke_dir, c
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and lines == [f"workbench attribute: error: {flag} needs a value, got '--'"]
     assert not out.exists()
+
+
+# The commands merged after the policy: circuit, patch, lens, sae, finetune on a user's file -------------------
+
+
+@pytest.fixture(scope="module")
+def new_commands(tmp_path_factory, tiny_atinuke_dir) -> dict[str, tuple]:
+    """Each command's valid arguments (all but --out), and its numeric flags with what makes them invalid."""
+    root = tmp_path_factory.mktemp("new_commands")
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(f"the market fell {i} points last week .\n" for i in range(30)))
+    data = root / "reviews.csv"
+    data.write_text("review,trend\n" + "".join(f"shares fell {i},{'up' if i % 2 else 'down'}\n" for i in range(20)))
+    model = str(tiny_atinuke_dir)
+    pair = ["--model", model, "--clean", "prices rose .", "--corrupted", "prices fell ."]
+    below_1 = st.integers(max_value=0).map(str)  # counts: 0 and negatives
+    not_positive = st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["-1e-9", "-0.5", "0.0"]))
+    return {
+        "circuit": (workbench_main, ["circuit", *pair],
+                    {"--n-steps": below_1, "--fraction": st.one_of(not_positive, st.sampled_from(["1.5", "2"]))}),
+        "patch": (workbench_main, ["patch", *pair], {"--n-steps": below_1}),
+        "lens": (workbench_main, ["lens", "--model", model, "--corpus", str(corpus), "--steps", "2", "--eval-texts", "2"],
+                 {"--steps": st.integers(max_value=-1).map(str), "--batch-size": below_1, "--lr": not_positive,
+                  "--eval-texts": below_1, "--max-length": below_1}),
+        "sae": (workbench_main, ["sae", "train", "--model", model, "--corpus", str(corpus), "--hook",
+                                 "blocks.0.hook_resid_post", "--width", "8", "--k", "2", "--max-tokens", "200",
+                                 "--batch-size", "16", "--eval-texts", "2", "--no-control", "--no-progress"],
+                {"--width": below_1, "--k": below_1, "--batch-size": below_1, "--steps": below_1,
+                 "--max-tokens": below_1, "--shard-tokens": below_1, "--max-length": below_1, "--lr": not_positive}),
+        "finetune": (atinuke_main, ["finetune", "--model", model, "--data", str(data), "--columns",
+                                    "text=review,label=trend", "--epochs", "1", "--max-len", "64"],
+                     {"--epochs": not_positive, "--batch-size": below_1, "--max-len": below_1, "--lr": not_positive,
+                      "--head-lr": not_positive, "--dev-fraction": st.one_of(not_positive, st.just("1")),
+                      "--limit": below_1}),
+    }
+
+
+def _call(main, argv: list[str]) -> tuple[int, list[str]]:
+    import contextlib
+    import io
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, stderr.getvalue().strip().splitlines()
+
+
+@pytest.mark.parametrize("command", ["circuit", "patch", "lens", "sae", "finetune"])
+def test_new_commands_refuse_a_non_empty_out(new_commands, tmp_path, command):
+    main, argv, _ = new_commands[command]
+    out = tmp_path / "out"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "notes.txt").write_text("mine")
+    (out / "summary.json").write_text("{}")
+    before = _snapshot(out)
+    code, lines = _call(main, [*argv, "--out", str(out)])
+    assert code == 2 and len(lines) == 1 and "already holds files" in lines[0], lines
+    assert _snapshot(out) == before
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_new_commands_numeric_options(tmp_path_factory, new_commands, data):
+    """Any command, any of its numeric flags, an invalid value (0, negative, out of range, not finite, not a
+    number): one line, exit 2, nothing written, before the model is loaded."""
+    command = data.draw(st.sampled_from(sorted(new_commands)), label="command")
+    main, argv, flags = new_commands[command]
+    flag = data.draw(st.sampled_from(sorted(flags)), label="flag")
+    value = data.draw(st.one_of(flags[flag], st.sampled_from(["nan", "-inf", "x", "", "--"])), label="value")
+    out = tmp_path_factory.mktemp("fuzz_new") / "out"
+    code, lines = _call(main, [*argv, "--out", str(out), f"{flag}={value}"])
+    assert code == 2 and len(lines) == 1, (command, flag, value, lines)
+    assert not out.exists()
+
+
+def test_max_length_zero_or_negative_is_refused(new_commands, tmp_path):
+    """``--max-length 0`` ran with the model's full length and ``-1`` ended in an OverflowError traceback."""
+    for command, value in (("lens", "0"), ("sae", "-1")):
+        main, argv, _ = new_commands[command]
+        code, lines = _call(main, [*argv, "--out", str(tmp_path / command), "--max-length", value])
+        assert code == 2 and lines == [f"workbench {command}: error: --max-length must be at least 1, got {value}"]
+        assert not (tmp_path / command).exists()
+
+
+def test_lens_steps_zero_is_the_logit_lens_alone(new_commands, tmp_path):
+    """``--steps 0`` is documented as "logit lens only" (it was refused by the shared rule for ``steps``);
+    a negative count is still refused, by the flag the user typed."""
+    import pandas as pd
+
+    main, argv, _ = new_commands["lens"]
+    code, lines = _call(main, [*argv, "--out", str(tmp_path / "bad"), "--steps", "-2"])
+    assert code == 2 and lines == ["workbench lens: error: --steps must be >= 0, got -2"]
+    assert main([*argv, "--out", str(tmp_path / "lens"), "--steps", "0"]) == 0
+    assert not (tmp_path / "lens" / "tuned_lens.safetensors").exists()
+    layers = pd.read_parquet(tmp_path / "lens" / "lens_layers.parquet")
+    assert json.loads((tmp_path / "lens" / "summary.json").read_text())["steps"] == 0
+    assert layers["kl_logit_lens"].iloc[-1] == pytest.approx(0.0, abs=1e-6)  # the last layer is the model itself
+    assert layers["kl_tuned_lens"].isna().all()  # no tuned lens was trained

@@ -218,7 +218,9 @@ def add_arguments(parser: Any) -> None:
     """``workbench lens``: the logit lens and a tuned lens of an LM, evaluated on held-out text."""
     parser.add_argument("--model", required=True, help="a pretraining run or MLM/CLM checkpoint directory")
     parser.add_argument("--corpus", default="ptb", help="ptb (default), wiki, lee, or a UTF-8 text file")
-    parser.add_argument("--steps", type=int, default=300, help="tuned-lens training steps (0: logit lens only)")
+    # its own destination: 0 is valid here (logit lens only), where the shared rule for "steps" wants >= 1
+    parser.add_argument("--steps", dest="lens_steps", type=int, default=300,
+                        help="tuned-lens training steps (0: logit lens only)")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per tuned-lens step")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-texts", type=int, default=200, help="held-out texts")
@@ -234,8 +236,6 @@ def run(args: Any) -> int:
     from workbench.features.cli import corpus_split
     from workbench.subject import load_subject
 
-    if args.steps < 0:
-        raise UserInputError(f"--steps must be >= 0, got {args.steps}")
     out = check_out_dir(args.out, overwrite=args.overwrite)
     if not Path(args.model).is_dir():
         raise UserInputError(f"--model {args.model}: no such model directory")
@@ -243,14 +243,14 @@ def run(args: Any) -> int:
     train, held = corpus_split(args.corpus, args.eval_texts)
     tuned = None
     out.mkdir(parents=True, exist_ok=True)
-    if args.steps:
-        tuned = train_tuned_lens(subject, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    if args.lens_steps:
+        tuned = train_tuned_lens(subject, train, steps=args.lens_steps, batch_size=args.batch_size, lr=args.lr,
                                  max_length=args.max_length, seed=args.seed)
         save_tuned_lens(tuned, out / "tuned_lens.safetensors")
     result = evaluate_lens(subject, held, tuned=tuned, max_length=args.max_length)
     for name, frame in (("lens_layers", result.layers), ("lens_tokens", result.tokens)):
         write_with(out / f"{name}.parquet", functools.partial(frame.to_parquet, index=False))
-    atomic_write_json(out / "summary.json", {"model": subject.name, "corpus": args.corpus, "steps": args.steps,
+    atomic_write_json(out / "summary.json", {"model": subject.name, "corpus": args.corpus, "steps": args.lens_steps,
                                              "layers": result.layers.to_dict(orient="records")})
     print(result.layers.to_string(index=False))
     return 0
