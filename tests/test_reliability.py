@@ -378,3 +378,18 @@ def test_lens_steps_zero_is_the_logit_lens_alone(new_commands, tmp_path):
     assert json.loads((tmp_path / "lens" / "summary.json").read_text())["steps"] == 0
     assert layers["kl_logit_lens"].iloc[-1] == pytest.approx(0.0, abs=1e-6)  # the last layer is the model itself
     assert layers["kl_tuned_lens"].isna().all()  # no tuned lens was trained
+
+
+def test_attribute_states_truncation_in_its_output(tmp_path, tiny_atinuke_dir):
+    """Item 8: an input cut to the model's positions is counted in summary.json, not only in a log line."""
+    data = tmp_path / "texts.txt"
+    data.write_text("prices rose .\n" + "the market fell " * 200 + "\nshares fell .\n")
+    out = tmp_path / "out"
+    assert workbench_main(["attribute", "--model", str(tiny_atinuke_dir), "--data", str(data), "--method", "saliency",
+                           "--out", str(out), "--no-store", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_examples"] == 3 and summary["n_truncated"] == 1 and summary["max_len"] == 128
+    import pandas as pd
+
+    table = pd.read_parquet(out / "attributions.parquet")
+    assert table.groupby("example_id").size().max() <= 128  # the cut input has at most the model's positions

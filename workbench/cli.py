@@ -205,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     result.to_parquet(out / "attributions.parquet")
     summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data,
                "columns": args.columns, "methods": methods, "n_examples": len(ids),
+               # inputs longer than the model's positions are cut to them (a warning says so as well)
+               "n_truncated": len(subject.too_long(inputs, pairs)), "max_len": subject.max_len,
                "n_rows": len(result), "world_size": world, "seconds": seconds,
                "store": None if store is None else str(store.root),
                "store_hits": None if store is None else store.hits,
