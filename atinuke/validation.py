@@ -17,8 +17,10 @@ POSITIVE_INTS = frozenset({
     "batch_size", "eval_batch_size", "n_steps", "n_samples", "max_tokens_per_pass", "internal_batch_size", "limit",
     "eval_limit", "epochs", "steps", "seeds", "n_boot", "max_len", "grad_accum", "vocab_size", "keep_checkpoints",
     "eval_max_blocks", "stop_after", "words", "top_k", "n_examples", "width", "k", "max_tokens", "shard_tokens",
-    "eval_texts", "max_length",
+    "eval_texts", "max_length", "max_sentences",
 })
+# Worker counts in joblib's convention: N workers, -1 all cores, -2 all but one; 0 means nothing.
+NON_ZERO_INTS = frozenset({"jobs"})
 # Numbers that must be finite and > 0.
 POSITIVE_FLOATS = frozenset({"lr", "tolerance", "scale", "finetune_scale", "C"})
 # Numbers that must be finite and >= 0.
@@ -100,6 +102,8 @@ def check_args(args: argparse.Namespace, flags: Optional[Mapping[str, str]] = No
             raise UserInputError(f"{_flag(name)} must be a finite number, got {value}")
         if name in POSITIVE_INTS and value < 1:
             raise UserInputError(f"{_flag(name)} must be at least 1, got {value}")
+        if name in NON_ZERO_INTS and value == 0:
+            raise UserInputError(f"{_flag(name)} must not be 0 (N workers, -1 for all cores), got {value}")
         if name in POSITIVE_FLOATS and not value > 0:
             raise UserInputError(f"{_flag(name)} must be positive, got {value}")
         if name in NON_NEGATIVE and value < 0:

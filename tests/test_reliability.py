@@ -294,7 +294,13 @@ def new_commands(tmp_path_factory, tiny_atinuke_dir) -> dict[str, tuple]:
     pair = ["--model", model, "--clean", "prices rose .", "--corrupted", "prices fell ."]
     below_1 = st.integers(max_value=0).map(str)  # counts: 0 and negatives
     not_positive = st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["-1e-9", "-0.5", "0.0"]))
+    from probes.cli import main as probes_main
+
     return {
+        "probes": (probes_main, ["run", "--model", model, "--task", "length", "--max-sentences", "20", "--seeds", "1",
+                                 "--layers", "0"],
+                   {"--max-sentences": below_1, "--seeds": below_1, "--batch-size": below_1, "--jobs": st.just("0"),
+                    "--C": not_positive}),
         "circuit": (workbench_main, ["circuit", *pair],
                     {"--n-steps": below_1, "--fraction": st.one_of(not_positive, st.sampled_from(["1.5", "2"]))}),
         "patch": (workbench_main, ["patch", *pair], {"--n-steps": below_1}),
@@ -327,7 +333,7 @@ def _call(main, argv: list[str]) -> tuple[int, list[str]]:
     return code, stderr.getvalue().strip().splitlines()
 
 
-@pytest.mark.parametrize("command", ["circuit", "patch", "lens", "sae", "finetune"])
+@pytest.mark.parametrize("command", ["probes", "circuit", "patch", "lens", "sae", "finetune"])
 def test_new_commands_refuse_a_non_empty_out(new_commands, tmp_path, command):
     main, argv, _ = new_commands[command]
     out = tmp_path / "out"
@@ -393,3 +399,20 @@ def test_attribute_states_truncation_in_its_output(tmp_path, tiny_atinuke_dir):
 
     table = pd.read_parquet(out / "attributions.parquet")
     assert table.groupby("example_id").size().max() <= 128  # the cut input has at most the model's positions
+
+
+def test_probes_run_follows_the_output_policy(new_commands, tmp_path):
+    """``probes run`` wrote into a non-empty --out (exit 0), ``--jobs 0`` was a ValueError traceback after the
+    work, and ``--max-sentences 0`` blamed the task's data; --resume continues in a non-empty --out and keeps
+    what it did not write."""
+    main, argv, _ = new_commands["probes"]
+    for flag, value, needle in (("--jobs", "0", "--jobs must not be 0"),
+                                ("--max-sentences", "0", "--max-sentences must be at least 1, got 0")):
+        code, lines = _call(main, [*argv, "--out", str(tmp_path / "bad"), flag, value])
+        assert code == 2 and lines == [f"probes run: error: {needle}" + lines[0].split(needle, 1)[1]], lines
+        assert not (tmp_path / "bad").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "results.parquet").is_file()
