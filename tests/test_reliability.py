@@ -36,6 +36,15 @@ def model_copy(tmp_path, tiny_atinuke_dir) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def finetuned_run(tmp_path_factory, tiny_atinuke_dir, mrpc_dir) -> Path:  # noqa: F811
+    """A fine-tuned task model (8 MRPC pairs, one epoch), for ``atinuke evaluate``."""
+    out = tmp_path_factory.mktemp("finetuned") / "run"
+    assert atinuke_main(["finetune", "--model", str(tiny_atinuke_dir), "--task", "mrpc", "--data", str(mrpc_dir),
+                         "--out", str(out), "--limit", "8", "--epochs", "1", "--no-calibrate"]) == 0
+    return out
+
+
 # 1. Data loss -------------------------------------------------------------------------------------------
 
 
@@ -98,7 +107,7 @@ def test_pickle_only_checkpoints_are_refused(model_copy):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
-def test_corrupt_safetensors_is_one_line(model_copy, capsys, tmp_path, damage):
+def test_corrupt_safetensors_is_one_line(model_copy, capsys, tmp_path, damage, finetuned_run):
     weights = model_copy / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\xff" * 64}[damage])
@@ -107,8 +116,18 @@ def test_corrupt_safetensors_is_one_line(model_copy, capsys, tmp_path, damage):
     code = workbench_main(["attribute", "--model", str(model_copy), "--method", "saliency", "--limit", "1",
                            "--out", str(tmp_path / "a")])
     _one_line_exit_2(capsys, code, "model.safetensors: corrupt or truncated")
-    code = atinuke_main(["evaluate", "--model", str(model_copy), "--task", "mrpc", "--out", str(tmp_path / "e")])
-    assert code == 2
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    weights = next(p for p in sorted(run.rglob("*.safetensors")) if p.name == "model.safetensors")
+    weights.write_bytes(model_copy.joinpath("model.safetensors").read_bytes())  # the same damage
+    code = atinuke_main(["evaluate", "--model", str(run), "--task", "mrpc", "--out", str(tmp_path / "e")])
+    _one_line_exit_2(capsys, code, "model.safetensors: corrupt or truncated")
+    from probes.cli import main as probes_main
+
+    code = probes_main(["run", "--model", str(model_copy), "--task", "length", "--max-sentences", "20", "--seeds", "1",
+                        "--out", str(tmp_path / "p")])
+    _one_line_exit_2(capsys, code, "model.safetensors: corrupt or truncated")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "e").exists()
 
 
 @pytest.mark.parametrize("layers, needle", [(3, "missing blocks.2"), (1, "unexpected atinuke.blocks.1")])
