@@ -435,3 +435,15 @@ def test_probes_run_follows_the_output_policy(new_commands, tmp_path):
     (out / "notes.txt").write_text("mine")
     assert main([*argv, "--out", str(out), "--resume"]) == 0
     assert (out / "notes.txt").read_text() == "mine" and (out / "results.parquet").is_file()
+
+
+@pytest.mark.parametrize("command", ["attribute", "probes", "circuit", "patch", "lens", "sae", "finetune"])
+def test_an_out_that_is_a_file_is_refused_before_any_work(new_commands, tiny_atinuke_dir, tmp_path, command):
+    """Item 6: an --out that is a file was found only after all the work was done."""
+    main, argv, _ = new_commands.get(command) or (
+        workbench_main, ["attribute", "--model", str(tiny_atinuke_dir), "--method", "saliency", "--limit", "1"], {})
+    out = tmp_path / "results.txt"
+    out.write_text("mine")
+    code, lines = _call(main, [*argv, "--out", str(out)])
+    assert code == 2 and len(lines) == 1 and f"--out {out} is a file, not a directory" in lines[0], lines
+    assert out.read_text() == "mine"
