@@ -447,3 +447,15 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(new_commands, tiny_ati
     code, lines = _call(main, [*argv, "--out", str(out)])
     assert code == 2 and len(lines) == 1 and f"--out {out} is a file, not a directory" in lines[0], lines
     assert out.read_text() == "mine"
+
+
+def test_a_fine_tuned_run_with_a_corrupt_head_is_an_error_not_another_model(finetuned_run, tmp_path, capsys):
+    """Item 2: a fine-tuned run whose head file is corrupt was replaced by the demo's model of the same name."""
+    run = tmp_path / "snli-run"
+    shutil.copytree(finetuned_run, run)
+    head = next(run.rglob("head.safetensors"))
+    head.write_bytes(b"\x00" * 40)
+    code, lines = _call(workbench_main, ["attribute", "--model", str(run), "--method", "saliency", "--limit", "1",
+                                         "--out", str(tmp_path / "a")])
+    assert code == 2 and len(lines) == 1 and "head.safetensors" in lines[0], lines
+    assert not (tmp_path / "a").exists()
