@@ -459,3 +459,23 @@ def test_a_fine_tuned_run_with_a_corrupt_head_is_an_error_not_another_model(fine
                                          "--out", str(tmp_path / "a")])
     assert code == 2 and len(lines) == 1 and "head.safetensors" in lines[0], lines
     assert not (tmp_path / "a").exists()
+
+
+def test_evaluate_never_replaces_the_runs_own_metrics(finetuned_run, tmp_path, capsys):
+    """Item 1 for ``atinuke evaluate``: by default it wrote into the run directory, replacing the metrics.json
+    and predictions.parquet fine-tuning wrote, and wrote into a non-empty --out. Both now need --overwrite."""
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    before = _snapshot(run)
+    code = atinuke_main(["evaluate", "--model", str(run), "--limit", "4"])
+    _one_line_exit_2(capsys, code, "already holds files")
+    assert _snapshot(run) == before
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code = atinuke_main(["evaluate", "--model", str(run), "--out", str(out)])
+    _one_line_exit_2(capsys, code, "already holds files")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert atinuke_main(["evaluate", "--model", str(run), "--out", str(out), "--limit", "4", "--overwrite"]) == 0
+    assert {p.name for p in out.iterdir()} == {"notes.txt", "metrics.json", "predictions.parquet"}
+    assert atinuke_main(["evaluate", "--model", str(run), "--limit", "4", "--overwrite"]) == 0
