@@ -35,13 +35,13 @@ $(ATINUKE_RUN)/pretrain/model/config.json $(BERT_RUN)/pretrain/model/config.json
 	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS)
 
 runs/probes/minilm/pos/results.parquet: | install
-	.venv/bin/probes run --model minilm --task pos --controls --seeds 3 --out runs/probes/minilm/pos
+	.venv/bin/probes run --model minilm --task pos --controls --seeds 3 --resume --out runs/probes/minilm/pos
 
 runs/probes/atinuke-seed0/pos/results.parquet: | $(ATINUKE_RUN)/pretrain/model/config.json
-	.venv/bin/probes run --model $(ATINUKE_RUN)/pretrain --task pos --controls --seeds 3 --out runs/probes/atinuke-seed0/pos
+	.venv/bin/probes run --model $(ATINUKE_RUN)/pretrain --task pos --controls --seeds 3 --resume --out runs/probes/atinuke-seed0/pos
 
 runs/probes/bert-seed0/pos/results.parquet: | $(BERT_RUN)/pretrain/model/config.json
-	.venv/bin/probes run --model $(BERT_RUN)/pretrain --task pos --controls --seeds 3 --out runs/probes/bert-seed0/pos
+	.venv/bin/probes run --model $(BERT_RUN)/pretrain --task pos --controls --seeds 3 --resume --out runs/probes/bert-seed0/pos
 
 runs/attributions/atinuke-snli/attributions.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
 	.venv/bin/workbench attribute --model $(ATINUKE_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli --evaluate

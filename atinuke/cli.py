@@ -39,7 +39,7 @@ def run_cli(prog: str, commands: dict[str, tuple[str, str]], argv: Optional[Sequ
     Returns:
         The process exit code (0 on success, 2 on a user error).
     """
-    from atinuke.validation import OneLineArgumentParser, check_args
+    from atinuke.validation import OneLineArgumentParser, check_args, option_flags
 
     parser = OneLineArgumentParser(prog=prog)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -59,7 +59,7 @@ def run_cli(prog: str, commands: dict[str, tuple[str, str]], argv: Optional[Sequ
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        check_args(args)
+        check_args(args, option_flags(parser))
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

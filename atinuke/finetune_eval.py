@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_write_json, write_with
+from atinuke.io import atomic_write_json, check_out_dir, write_with
 from atinuke.tasks.base import ClassificationExample, CorefDocument, Example, QAExample, SRLExample, TaskSpec
 from atinuke.tasks.kinds import get_kind
 
@@ -238,7 +238,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "or, for a run on your data, a file/saved dataset/hf:NAME")
     parser.add_argument("--columns", default=None, help="your data's column mapping (default: the run's)")
     parser.add_argument("--split", default="dev", help="split to evaluate (default dev; a file is read whole)")
-    parser.add_argument("--out", default=None, help="output directory (default: the run directory)")
+    parser.add_argument("--out", default=None, help="output directory, empty or new unless --overwrite (default: the "
+                        "run directory, whose metrics.json and predictions.parquet only --overwrite replaces)")
+    parser.add_argument("--overwrite", action="store_true", help="replace metrics.json and predictions.parquet in --out")
     parser.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N examples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (as in finetune)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -250,6 +252,11 @@ def run(args: argparse.Namespace) -> int:
     from atinuke.tasks import get_task, load_task
     from atinuke.tasks.heads import load_task_model
 
+    run = Path(args.model) if (Path(args.model) / "model").is_dir() else Path(args.model).parent
+    if args.out is not None:  # the one output policy, before any work
+        check_out_dir(args.out, overwrite=args.overwrite)
+    elif Path(args.model).is_dir():  # the default: the run's own results are replaced only with --overwrite
+        check_out_dir(run, flag="the run directory (default --out)", overwrite=args.overwrite)
     model = load_task_model(args.model, device=args.device)
     task = args.task or model.spec.name
     spec = get_task(task)
@@ -260,12 +267,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--limit must be positive, got {args.limit}")
     if args.columns and spec.family != "user":
         raise UserInputError(f"--columns is for a run on your own data; {task!r} is a benchmark task")
+    out = Path(args.out) if args.out else run
     data = load_task(task, args.data, args.split, args.columns)
     examples = sample_examples(data.examples, args.limit, args.seed)
     evaluation = evaluate_model(model, examples, split=args.split, provenance=data.provenance, skipped=data.skipped,
                                 batch_size=args.batch_size, task=task)
-    out = Path(args.out) if args.out else (Path(args.model) if (Path(args.model) / "model").is_dir()
-                                           else Path(args.model).parent)
     write_evaluation(evaluation, out)
     logger.info("%s on %s/%s: %s = %s (%d examples, %d skipped) -> %s", model.encoder_name, task, args.split,
                 spec.metric, evaluation.metrics.get(spec.metric), evaluation.metrics["n_examples"],

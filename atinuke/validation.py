@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from typing import Any, Mapping, Optional
 
 from atinuke.errors import UserInputError
 
@@ -18,13 +18,15 @@ POSITIVE_INTS = frozenset({
     "batch_size", "eval_batch_size", "n_steps", "n_samples", "max_tokens_per_pass", "internal_batch_size", "limit",
     "eval_limit", "epochs", "steps", "seeds", "n_boot", "max_len", "grad_accum", "vocab_size", "keep_checkpoints",
     "eval_max_blocks", "stop_after", "words", "top_k", "n_examples", "width", "k", "max_tokens", "shard_tokens",
-    "eval_texts",
+    "eval_texts", "max_length", "max_sentences",
 })
+# Worker counts in joblib's convention: N workers, -1 all cores, -2 all but one; 0 means nothing.
+NON_ZERO_INTS = frozenset({"jobs"})
 # Numbers that must be finite and > 0.
 POSITIVE_FLOATS = frozenset({"lr", "tolerance", "scale", "finetune_scale", "C"})
 # Numbers that must be finite and >= 0.
 NON_NEGATIVE = frozenset({"l1", "warmup", "clip", "weight_decay", "eval_every", "checkpoint_every", "freeze_layers",
-                          "warmup_ratio", "seed"})
+                          "warmup_ratio", "seed", "lens_steps"})
 # Rates in [0, 1).
 RATES = frozenset({"dropout", "mask_prob"})
 
@@ -87,16 +89,35 @@ def check_dtype(spec: str, device: str = "cpu") -> str:
     return text
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Destination name -> the flag a user types, over ``parser`` and its subcommands' parsers.
+
+    A command whose option means something else than the shared rule says (``workbench lens --steps 0``: no
+    tuned lens) gives it its own destination (``lens_steps``); messages still name the flag the user typed.
+    """
+    flags: dict[str, str] = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's options
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags.update(option_flags(sub))
+        elif action.option_strings:
+            flags.setdefault(action.dest, max(action.option_strings, key=len))
+    return flags
 
 
-def check_args(args: argparse.Namespace) -> None:
+def check_args(args: argparse.Namespace, flags: Optional[Mapping[str, str]] = None) -> None:
     """Validate every known option of a parsed command line.
+
+    Args:
+        args: the parsed command line.
+        flags: destination name -> flag, for messages (default: the destination spelled as a flag).
 
     Raises:
         UserInputError: naming the first bad option and its value.
     """
+    def _flag(name: str) -> str:
+        return (flags or {}).get(name) or "--" + name.replace("_", "-")
+
     values: dict[str, Any] = vars(args)
     for name, value in values.items():
         if value is None or isinstance(value, bool) or name.startswith("_"):
@@ -116,6 +137,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserInputError(f"{_flag(name)} must be a finite number, got {value}")
         if name in POSITIVE_INTS and value < 1:
             raise UserInputError(f"{_flag(name)} must be at least 1, got {value}")
+        if name in NON_ZERO_INTS and value == 0:
+            raise UserInputError(f"{_flag(name)} must not be 0 (N workers, -1 for all cores), got {value}")
         if name in POSITIVE_FLOATS and not value > 0:
             raise UserInputError(f"{_flag(name)} must be positive, got {value}")
         if name in NON_NEGATIVE and value < 0:

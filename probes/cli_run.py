@@ -5,6 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from atinuke.io import check_out_dir
 from atinuke.paths import runs_dir
 from probes.estimators import PROBE_KINDS
 from probes.features import SPAN_POOLS, WORD_POOLS
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joblib backend for --jobs")
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--C", type=float, default=defaults.C, help="inverse L2 strength of the linear probe")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in a non-empty --out (reuses its extracted features)")
+    parser.add_argument("--overwrite", action="store_true", help="replace results.parquet and summary.json in --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                             controls=args.controls, mdl=args.mdl, word_pool=args.word_pool, span_pool=args.span_pool,
                             batch_size=args.batch_size, n_jobs=args.jobs, backend=args.backend,
                             device=args.device, C=args.C)
-    out = args.out or runs_dir() / "probes" / Path(str(args.model)).name / args.task
+    out = check_out_dir(args.out or runs_dir() / "probes" / Path(str(args.model)).name / args.task,
+                        resume=args.resume, overwrite=args.overwrite)  # before any work: the one output policy
     result = run_probing(config, out)
     metric = headline_metric(result.results)
     headline = result.results[(result.results["metric"] == metric) & (result.results["control"] == "none")]

@@ -134,3 +134,21 @@ def test_every_page_renders_without_exception(server, browser):
         assert (SCREENSHOTS / f"{path}.png").stat().st_size > 10_000
     links = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNav"] a')
     assert len(links) == len(PAGES)
+
+
+def test_every_page_opens_by_its_own_address_and_a_deep_link_keeps_its_selection(server, browser):
+    """Typing a page's address (``/models``, the first page, included) opens that page, not "Page not found";
+    ``/attention?model=minilm`` shows MiniLM alone and the address keeps the link after the page has run."""
+    from selenium.webdriver.common.by import By
+
+    for path, title in PAGES.items():
+        browser.get(f"{server}/{path}")  # a new page load: what typing the address or following a link does
+        _wait_rendered(browser, title)
+        assert not browser.find_elements(By.XPATH, "//*[contains(text(), 'Page not found')]"), path
+        assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'), path
+        assert browser.current_url.split("?")[0].rstrip("/").endswith(f"/{path}"), browser.current_url
+    browser.get(f"{server}/attention?model=minilm")
+    _wait_rendered(browser, PAGES["attention"])
+    subheaders = [h.text for h in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] h3')]
+    assert any("MiniLM" in h for h in subheaders) and not any("Atinuke" in h for h in subheaders), subheaders
+    assert "model=minilm" in browser.current_url

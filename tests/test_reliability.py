@@ -36,6 +36,15 @@ def model_copy(tmp_path, tiny_atinuke_dir) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def finetuned_run(tmp_path_factory, tiny_atinuke_dir, mrpc_dir) -> Path:  # noqa: F811
+    """A fine-tuned task model (8 MRPC pairs, one epoch), for ``atinuke evaluate``."""
+    out = tmp_path_factory.mktemp("finetuned") / "run"
+    assert atinuke_main(["finetune", "--model", str(tiny_atinuke_dir), "--task", "mrpc", "--data", str(mrpc_dir),
+                         "--out", str(out), "--limit", "8", "--epochs", "1", "--no-calibrate"]) == 0
+    return out
+
+
 # 1. Data loss -------------------------------------------------------------------------------------------
 
 
@@ -98,7 +107,7 @@ def test_pickle_only_checkpoints_are_refused(model_copy):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
-def test_corrupt_safetensors_is_one_line(model_copy, capsys, tmp_path, damage):
+def test_corrupt_safetensors_is_one_line(model_copy, capsys, tmp_path, damage, finetuned_run):
     weights = model_copy / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"\xff" * 64}[damage])
@@ -107,8 +116,18 @@ def test_corrupt_safetensors_is_one_line(model_copy, capsys, tmp_path, damage):
     code = workbench_main(["attribute", "--model", str(model_copy), "--method", "saliency", "--limit", "1",
                            "--out", str(tmp_path / "a")])
     _one_line_exit_2(capsys, code, "model.safetensors: corrupt or truncated")
-    code = atinuke_main(["evaluate", "--model", str(model_copy), "--task", "mrpc", "--out", str(tmp_path / "e")])
-    assert code == 2
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    weights = next(p for p in sorted(run.rglob("*.safetensors")) if p.name == "model.safetensors")
+    weights.write_bytes(model_copy.joinpath("model.safetensors").read_bytes())  # the same damage
+    code = atinuke_main(["evaluate", "--model", str(run), "--task", "mrpc", "--out", str(tmp_path / "e")])
+    _one_line_exit_2(capsys, code, "model.safetensors: corrupt or truncated")
+    from probes.cli import main as probes_main
+
+    code = probes_main(["run", "--model", str(model_copy), "--task", "length", "--max-sentences", "20", "--seeds", "1",
+                        "--out", str(tmp_path / "p")])
+    _one_line_exit_2(capsys, code, "model.safetensors: corrupt or truncated")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "e").exists()
 
 
 @pytest.mark.parametrize("layers, needle", [(3, "missing blocks.2"), (1, "unexpected atinuke.blocks.1")])
@@ -277,3 +296,186 @@ def test_an_option_given_as_double_dash_is_refused(tmp_path, tiny_atinuke_dir, c
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and lines == [f"workbench attribute: error: {flag} needs a value, got '--'"]
     assert not out.exists()
+
+
+# The commands merged after the policy: circuit, patch, lens, sae, finetune on a user's file -------------------
+
+
+@pytest.fixture(scope="module")
+def new_commands(tmp_path_factory, tiny_atinuke_dir) -> dict[str, tuple]:
+    """Each command's valid arguments (all but --out), and its numeric flags with what makes them invalid."""
+    root = tmp_path_factory.mktemp("new_commands")
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(f"the market fell {i} points last week .\n" for i in range(30)))
+    data = root / "reviews.csv"
+    data.write_text("review,trend\n" + "".join(f"shares fell {i},{'up' if i % 2 else 'down'}\n" for i in range(20)))
+    model = str(tiny_atinuke_dir)
+    pair = ["--model", model, "--clean", "prices rose .", "--corrupted", "prices fell ."]
+    below_1 = st.integers(max_value=0).map(str)  # counts: 0 and negatives
+    not_positive = st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["-1e-9", "-0.5", "0.0"]))
+    from probes.cli import main as probes_main
+
+    return {
+        "probes": (probes_main, ["run", "--model", model, "--task", "length", "--max-sentences", "20", "--seeds", "1",
+                                 "--layers", "0"],
+                   {"--max-sentences": below_1, "--seeds": below_1, "--batch-size": below_1, "--jobs": st.just("0"),
+                    "--C": not_positive}),
+        "circuit": (workbench_main, ["circuit", *pair],
+                    {"--n-steps": below_1, "--fraction": st.one_of(not_positive, st.sampled_from(["1.5", "2"]))}),
+        "patch": (workbench_main, ["patch", *pair], {"--n-steps": below_1}),
+        "lens": (workbench_main, ["lens", "--model", model, "--corpus", str(corpus), "--steps", "2", "--eval-texts", "2"],
+                 {"--steps": st.integers(max_value=-1).map(str), "--batch-size": below_1, "--lr": not_positive,
+                  "--eval-texts": below_1, "--max-length": below_1}),
+        "sae": (workbench_main, ["sae", "train", "--model", model, "--corpus", str(corpus), "--hook",
+                                 "blocks.0.hook_resid_post", "--width", "8", "--k", "2", "--max-tokens", "200",
+                                 "--batch-size", "16", "--eval-texts", "2", "--no-control", "--no-progress"],
+                {"--width": below_1, "--k": below_1, "--batch-size": below_1, "--steps": below_1,
+                 "--max-tokens": below_1, "--shard-tokens": below_1, "--max-length": below_1, "--lr": not_positive}),
+        "finetune": (atinuke_main, ["finetune", "--model", model, "--data", str(data), "--columns",
+                                    "text=review,label=trend", "--epochs", "1", "--max-len", "64"],
+                     {"--epochs": not_positive, "--batch-size": below_1, "--max-len": below_1, "--lr": not_positive,
+                      "--head-lr": not_positive, "--dev-fraction": st.one_of(not_positive, st.just("1")),
+                      "--limit": below_1}),
+    }
+
+
+def _call(main, argv: list[str]) -> tuple[int, list[str]]:
+    import contextlib
+    import io
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, stderr.getvalue().strip().splitlines()
+
+
+@pytest.mark.parametrize("command", ["probes", "circuit", "patch", "lens", "sae", "finetune"])
+def test_new_commands_refuse_a_non_empty_out(new_commands, tmp_path, command):
+    main, argv, _ = new_commands[command]
+    out = tmp_path / "out"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "notes.txt").write_text("mine")
+    (out / "summary.json").write_text("{}")
+    before = _snapshot(out)
+    code, lines = _call(main, [*argv, "--out", str(out)])
+    assert code == 2 and len(lines) == 1 and "already holds files" in lines[0], lines
+    assert _snapshot(out) == before
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_new_commands_numeric_options(tmp_path_factory, new_commands, data):
+    """Any command, any of its numeric flags, an invalid value (0, negative, out of range, not finite, not a
+    number): one line, exit 2, nothing written, before the model is loaded."""
+    command = data.draw(st.sampled_from(sorted(new_commands)), label="command")
+    main, argv, flags = new_commands[command]
+    flag = data.draw(st.sampled_from(sorted(flags)), label="flag")
+    value = data.draw(st.one_of(flags[flag], st.sampled_from(["nan", "-inf", "x", "", "--"])), label="value")
+    out = tmp_path_factory.mktemp("fuzz_new") / "out"
+    code, lines = _call(main, [*argv, "--out", str(out), f"{flag}={value}"])
+    assert code == 2 and len(lines) == 1, (command, flag, value, lines)
+    assert not out.exists()
+
+
+def test_max_length_zero_or_negative_is_refused(new_commands, tmp_path):
+    """``--max-length 0`` ran with the model's full length and ``-1`` ended in an OverflowError traceback."""
+    for command, value in (("lens", "0"), ("sae", "-1")):
+        main, argv, _ = new_commands[command]
+        code, lines = _call(main, [*argv, "--out", str(tmp_path / command), "--max-length", value])
+        assert code == 2 and lines == [f"workbench {command}: error: --max-length must be at least 1, got {value}"]
+        assert not (tmp_path / command).exists()
+
+
+def test_lens_steps_zero_is_the_logit_lens_alone(new_commands, tmp_path):
+    """``--steps 0`` is documented as "logit lens only" (it was refused by the shared rule for ``steps``);
+    a negative count is still refused, by the flag the user typed."""
+    import pandas as pd
+
+    main, argv, _ = new_commands["lens"]
+    code, lines = _call(main, [*argv, "--out", str(tmp_path / "bad"), "--steps", "-2"])
+    assert code == 2 and lines == ["workbench lens: error: --steps must be >= 0, got -2"]
+    assert main([*argv, "--out", str(tmp_path / "lens"), "--steps", "0"]) == 0
+    assert not (tmp_path / "lens" / "tuned_lens.safetensors").exists()
+    layers = pd.read_parquet(tmp_path / "lens" / "lens_layers.parquet")
+    assert json.loads((tmp_path / "lens" / "summary.json").read_text())["steps"] == 0
+    assert layers["kl_logit_lens"].iloc[-1] == pytest.approx(0.0, abs=1e-6)  # the last layer is the model itself
+    assert layers["kl_tuned_lens"].isna().all()  # no tuned lens was trained
+
+
+def test_attribute_states_truncation_in_its_output(tmp_path, tiny_atinuke_dir):
+    """Item 8: an input cut to the model's positions is counted in summary.json, not only in a log line."""
+    data = tmp_path / "texts.txt"
+    data.write_text("prices rose .\n" + "the market fell " * 200 + "\nshares fell .\n")
+    out = tmp_path / "out"
+    assert workbench_main(["attribute", "--model", str(tiny_atinuke_dir), "--data", str(data), "--method", "saliency",
+                           "--out", str(out), "--no-store", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_examples"] == 3 and summary["n_truncated"] == 1 and summary["max_len"] == 128
+    import pandas as pd
+
+    table = pd.read_parquet(out / "attributions.parquet")
+    assert table.groupby("example_id").size().max() <= 128  # the cut input has at most the model's positions
+
+
+def test_probes_run_follows_the_output_policy(new_commands, tmp_path):
+    """``probes run`` wrote into a non-empty --out (exit 0), ``--jobs 0`` was a ValueError traceback after the
+    work, and ``--max-sentences 0`` blamed the task's data; --resume continues in a non-empty --out and keeps
+    what it did not write."""
+    main, argv, _ = new_commands["probes"]
+    for flag, value, needle in (("--jobs", "0", "--jobs must not be 0"),
+                                ("--max-sentences", "0", "--max-sentences must be at least 1, got 0")):
+        code, lines = _call(main, [*argv, "--out", str(tmp_path / "bad"), flag, value])
+        assert code == 2 and lines == [f"probes run: error: {needle}" + lines[0].split(needle, 1)[1]], lines
+        assert not (tmp_path / "bad").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "results.parquet").is_file()
+
+
+@pytest.mark.parametrize("command", ["attribute", "probes", "circuit", "patch", "lens", "sae", "finetune"])
+def test_an_out_that_is_a_file_is_refused_before_any_work(new_commands, tiny_atinuke_dir, tmp_path, command):
+    """Item 6: an --out that is a file was found only after all the work was done."""
+    main, argv, _ = new_commands.get(command) or (
+        workbench_main, ["attribute", "--model", str(tiny_atinuke_dir), "--method", "saliency", "--limit", "1"], {})
+    out = tmp_path / "results.txt"
+    out.write_text("mine")
+    code, lines = _call(main, [*argv, "--out", str(out)])
+    assert code == 2 and len(lines) == 1 and f"--out {out} is a file, not a directory" in lines[0], lines
+    assert out.read_text() == "mine"
+
+
+def test_a_fine_tuned_run_with_a_corrupt_head_is_an_error_not_another_model(finetuned_run, tmp_path, capsys):
+    """Item 2: a fine-tuned run whose head file is corrupt was replaced by the demo's model of the same name."""
+    run = tmp_path / "snli-run"
+    shutil.copytree(finetuned_run, run)
+    head = next(run.rglob("head.safetensors"))
+    head.write_bytes(b"\x00" * 40)
+    code, lines = _call(workbench_main, ["attribute", "--model", str(run), "--method", "saliency", "--limit", "1",
+                                         "--out", str(tmp_path / "a")])
+    assert code == 2 and len(lines) == 1 and "head.safetensors" in lines[0], lines
+    assert not (tmp_path / "a").exists()
+
+
+def test_evaluate_never_replaces_the_runs_own_metrics(finetuned_run, tmp_path, capsys):
+    """Item 1 for ``atinuke evaluate``: by default it wrote into the run directory, replacing the metrics.json
+    and predictions.parquet fine-tuning wrote, and wrote into a non-empty --out. Both now need --overwrite."""
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    before = _snapshot(run)
+    code = atinuke_main(["evaluate", "--model", str(run), "--limit", "4"])
+    _one_line_exit_2(capsys, code, "already holds files")
+    assert _snapshot(run) == before
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code = atinuke_main(["evaluate", "--model", str(run), "--out", str(out)])
+    _one_line_exit_2(capsys, code, "already holds files")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert atinuke_main(["evaluate", "--model", str(run), "--out", str(out), "--limit", "4", "--overwrite"]) == 0
+    assert {p.name for p in out.iterdir()} == {"notes.txt", "metrics.json", "predictions.parquet"}
+    assert atinuke_main(["evaluate", "--model", str(run), "--limit", "4", "--overwrite"]) == 0

@@ -9,28 +9,10 @@ import streamlit as st
 from atinuke.errors import UserInputError
 from ui import common
 
-DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
+DEFAULT_TEXT = common.ATTENTION_DEFAULT_TEXT
 FLOW_MAX_UNITS = 24  # attention flow solves one max-flow problem per token pair: keep it interactive
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _maps(spec: str, text: str, words: bool, stamp: float) -> dict[str, Any]:
-    from workbench.attention import attention_maps
-
-    subject = common.subject(spec)
-    maps = attention_maps(subject, text)
-    if words:
-        maps = maps.to_words()
-    pattern = maps.pattern
-    if subject.causal:  # a decoder never attends to later positions: draw that half blank, not as zeros
-        pattern = causal_blank(pattern)
-    return dict(labels=list(maps.tokens), pattern=pattern, causal=subject.causal)
-
-
-def causal_blank(pattern: np.ndarray) -> np.ndarray:
-    """[..., query, key] with the cells above the diagonal (keys after the query) set to NaN."""
-    above = np.triu(np.ones(pattern.shape[-2:], dtype=bool), k=1)
-    return np.where(above, np.nan, pattern)
+_maps = common.attention_maps  # cached in ui.common, where the app's warm-up fills it for the default view
+causal_blank = common.causal_blank
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -84,8 +66,8 @@ def render() -> None:
         if source == "Dataset example":
             common.missing("predictions table to pick examples from", "finetune")
         text = st.text_area("Text", DEFAULT_TEXT, key="attn_text", max_chars=None, height=80)
-    default = [n for n in choices if n.startswith("Atinuke")][:1] + ["MiniLM (all-MiniLM-L6-v2)"]
-    models = common.linked_choice("multiselect", "Models (side by side)", list(choices), default=default,
+    models = common.linked_choice("multiselect", "Models (side by side)", list(choices),
+                                   default=common.default_models(choices),
                                    max_selections=2, key="attn_models",
                                    params=lambda n: {"model": common.model_param(n, choices)})
     c1, c2 = st.columns([2, 1])

@@ -15,9 +15,12 @@ import contextlib
 import json
 import logging
 import os
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -29,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
 DEVICE = "cpu"
+MINILM_CHOICE = "MiniLM (all-MiniLM-L6-v2)"
+ATTENTION_DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
+WARM_UP_ENV = "ATINUKE_APP_WARMUP"  # "0" turns off the background warm-up (see warm_up)
+# What the model pages import on their first use; the warm-up imports them in the background.
+WARM_UP_MODULES = ("torch", "transformers", "workbench.subject", "workbench.attention")
 
 
 def root() -> Path:
@@ -87,8 +95,66 @@ def model_choices() -> dict[str, str]:
     for run in artifacts.find_pretrain_runs(root()):
         if run.finished:
             choices[f"Atinuke: {run.name}"] = str(run.path)
-    choices["MiniLM (all-MiniLM-L6-v2)"] = "minilm"
+    choices[MINILM_CHOICE] = "minilm"
     return choices
+
+
+def default_models(choices: Mapping[str, str]) -> list[str]:
+    """The model pages' default pick (names of ``choices``): the first Atinuke run beside MiniLM."""
+    return [name for name in choices if name.startswith("Atinuke")][:1] + [MINILM_CHOICE]
+
+
+@dataclass
+class WarmUp:
+    """The background warm-up of one runs directory: what it loaded, and the error that stopped it if any."""
+
+    specs: tuple[str, ...]
+    thread: Optional[threading.Thread] = None
+    subjects: dict[str, Any] = field(default_factory=dict)  # spec -> the model it loaded into subject's cache
+    attention: list[str] = field(default_factory=list)  # specs whose default Attention view it computed
+    error: Optional[str] = None
+
+    def run(self) -> None:
+        import importlib
+
+        try:
+            for module in WARM_UP_MODULES:
+                importlib.import_module(module)
+            for spec in self.specs:
+                # the very cache entries the pages read: same functions, same (spec, device, weights) keys
+                self.subjects[spec] = _subject(spec, DEVICE, weights_stamp(spec))
+            for spec in self.specs:  # the Attention page's default view: its text, aggregated to words
+                attention_maps(spec, ATTENTION_DEFAULT_TEXT, True, weights_stamp(spec))
+                self.attention.append(spec)
+        except Exception as error:  # best effort: the page that needs the model reports the failure itself
+            self.error = f"{type(error).__name__}: {error}"
+            logger.warning("app warm-up stopped: %s", self.error)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _start_warm_up(specs: tuple[str, ...], stamps: tuple[float, ...]) -> WarmUp:
+    """One warm-up per process and (models, weights): st.cache_resource is process-wide, unlike session state."""
+    warm = WarmUp(specs)
+    warm.thread = threading.Thread(target=warm.run, name="atinuke-app-warm-up", daemon=True)
+    warm.thread.start()
+    return warm
+
+
+def warm_up() -> Optional[WarmUp]:
+    """Import torch/transformers and load the default models in a background thread, once per process.
+
+    The first page a visitor opens needs none of them; the model pages (Attention, Attribution, ...) need
+    all of them, and their first visit in a fresh process paid several seconds of imports and loading. Started
+    after the first page has rendered, the warm-up fills ``subject``'s own cache, so a visitor who opens
+    Attention a few seconds later finds it warm; one who opens it at once waits on the same cache entry
+    (Streamlit holds a lock per entry) rather than loading the model twice. ``$ATINUKE_APP_WARMUP=0`` turns
+    it off.
+    """
+    if os.environ.get(WARM_UP_ENV, "1") in ("0", "false", ""):
+        return None
+    choices = model_choices()
+    specs = tuple(choices[name] for name in default_models(choices))
+    return _start_warm_up(specs, tuple(weights_stamp(spec) for spec in specs))
 
 
 def weights_stamp(spec: str) -> float:
@@ -109,6 +175,28 @@ def attribution_frame(spec: str, text: str, methods: tuple[str, ...], baseline: 
     params = AttributionParams(baseline=baseline, n_steps=n_steps, n_samples=32)
     return attribute_many(subject(spec), [text], list(methods), target, params=params, example_ids=["input"],
                           text_pairs=None if text_pair is None else [text_pair]).frame
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def attention_maps(spec: str, text: str, words: bool, stamp: float) -> dict[str, Any]:
+    """The Attention page's maps of one text (tokens or words) by one model, cached by every setting and the
+    weights; here rather than in ui/attention.py so that :func:`warm_up` can fill the page's default view."""
+    from workbench.attention import attention_maps as compute
+
+    model = subject(spec)
+    maps = compute(model, text)
+    if words:
+        maps = maps.to_words()
+    pattern = maps.pattern
+    if model.causal:  # a decoder never attends to later positions: draw that half blank, not as zeros
+        pattern = causal_blank(pattern)
+    return dict(labels=list(maps.tokens), pattern=pattern, causal=model.causal)
+
+
+def causal_blank(pattern: np.ndarray) -> np.ndarray:
+    """[..., query, key] with the cells above the diagonal (keys after the query) set to NaN."""
+    above = np.triu(np.ones(pattern.shape[-2:], dtype=bool), k=1)
+    return np.where(above, np.nan, pattern)
 
 
 def subject(spec: str) -> Any:

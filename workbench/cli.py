@@ -215,6 +215,11 @@ def run(args: argparse.Namespace) -> int:
     result.to_parquet(out / "attributions.parquet")
     summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data,
                "columns": args.columns, "methods": methods, "n_examples": len(ids),
+               # texts longer than the model's positions are cut to them (a warning says so as well); a task's
+               # examples are encoded by its head, which is not counted here (None)
+               "n_truncated": (len(subject.too_long(inputs, pairs)) if all(isinstance(t, str) for t in inputs)
+                               and (pairs is None or all(isinstance(t, str) for t in pairs)) else None),
+               "max_len": subject.max_len,
                "n_rows": len(result), "world_size": world, "seconds": seconds,
                "store": None if store is None else str(store.root),
                "store_hits": None if store is None else store.hits,

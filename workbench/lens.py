@@ -205,7 +205,9 @@ def add_arguments(parser: Any) -> None:
     """``workbench lens``: the logit lens and a tuned lens of an LM, evaluated on held-out text."""
     parser.add_argument("--model", required=True, help="a pretraining run or MLM/CLM checkpoint directory")
     parser.add_argument("--corpus", default="ptb", help="ptb (default), wiki, lee, or a UTF-8 text file")
-    parser.add_argument("--steps", type=int, default=300, help="tuned-lens training steps (0: logit lens only)")
+    # its own destination: 0 is valid here (logit lens only), where the shared rule for "steps" wants >= 1
+    parser.add_argument("--steps", dest="lens_steps", type=int, default=300,
+                        help="tuned-lens training steps (0: logit lens only)")
     parser.add_argument("--batch-size", type=int, default=16, help="texts per tuned-lens step")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-texts", type=int, default=200, help="held-out texts")
@@ -230,25 +232,25 @@ def run(args: Any) -> int:
     from workbench.features.cli import corpus_split
     from workbench.resume import ResumableParts
 
-    if args.steps < 0:
-        raise UserInputError(f"--steps must be >= 0, got {args.steps}")
+    if args.lens_steps < 0:
+        raise UserInputError(f"--steps must be >= 0, got {args.lens_steps}")
     out = check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     subject = resolve_subject(args.model, None, args.device, args.dtype)
     if subject.task_model is not None:
         raise UserInputError(f"--model {args.model}: a fine-tuned task model; give a pretraining run or LM checkpoint")
     parts = ResumableParts(out, {"command": "lens", "model": subject.model_hash(), "corpus": args.corpus,
-                                 "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                                 "steps": args.lens_steps, "batch_size": args.batch_size, "lr": args.lr,
                                  "eval_texts": args.eval_texts, "max_length": args.max_length, "seed": args.seed},
                            resume=args.resume)
     train, held = corpus_split(args.corpus, args.eval_texts)
     tuned = None
-    if args.steps:
+    if args.lens_steps:
         stored = parts.file("tuned_lens", ".safetensors")
         if stored.is_file():
             tuned = load_tuned_lens(stored, subject.n_layers, subject.d_model)
             parts.reused.append("tuned_lens")
         else:
-            tuned = train_tuned_lens(subject, train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+            tuned = train_tuned_lens(subject, train, steps=args.lens_steps, batch_size=args.batch_size, lr=args.lr,
                                      max_length=args.max_length, seed=args.seed)
             save_tuned_lens(tuned, stored)
         copy: Any = functools.partial(shutil.copyfile, stored)  # returns the path; write_with ignores it
@@ -264,7 +266,7 @@ def run(args: Any) -> int:
     tokens = parts.table("lens_tokens", lambda: evaluate().tokens)
     for name, frame in (("lens_layers", layers), ("lens_tokens", tokens)):
         write_with(out / f"{name}.parquet", functools.partial(frame.to_parquet, index=False))
-    atomic_write_json(out / "summary.json", {"model": subject.name, "corpus": args.corpus, "steps": args.steps,
+    atomic_write_json(out / "summary.json", {"model": subject.name, "corpus": args.corpus, "steps": args.lens_steps,
                                              "layers": layers.to_dict(orient="records"),
                                              "resumed_parts": parts.reused})
     print(layers.to_string(index=False))

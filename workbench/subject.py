@@ -209,17 +209,8 @@ class Subject:
         for i, text in enumerate(texts + (pairs or [])):
             if not isinstance(text, str) or not text.strip():
                 raise UserInputError(f"text {i % len(texts)} is empty: {text!r}")
-        limit = min(max_length or self.max_len, self.max_len)
-        # Bound the work by the model's length before tokenising: no WordPiece token covers more than
-        # MAX_CHARS_PER_TOKEN characters, so characters past limit x that can never reach the model (a 50 MB
-        # line would otherwise be tokenised in full to keep 128 tokens).
+        limit, texts, pairs, too_long, clipped, lengths = self._bounded(texts, pairs, max_length)
         budget = limit * MAX_CHARS_PER_TOKEN
-        clipped = {i for i, t in enumerate(texts + (pairs or [])) if len(t) > budget}
-        if clipped:
-            texts = [t[:budget] for t in texts]
-            pairs = None if pairs is None else [t[:budget] for t in pairs]
-        lengths = [len(ids) for ids in self.tokenizer(texts, pairs)["input_ids"]]
-        too_long = sorted({i for i, n in enumerate(lengths) if n > limit} | {i % len(texts) for i in clipped})
         if too_long:
             first = too_long[0]
             size = (f"over {budget:,} characters" if first in {i % len(texts) for i in clipped}
@@ -233,6 +224,26 @@ class Subject:
         # so only then are the real tokens of a padded row computed exactly as alone.
         return self.tokenizer(texts, pairs, padding=True, padding_side="right", return_offsets_mapping=True,
                               return_special_tokens_mask=True, return_tensors="pt", **cut)
+
+    def _bounded(self, texts: list[str], pairs: Optional[list[str]], max_length: Optional[int]) -> tuple:
+        """(limit, texts, pairs cut to the character budget, indices of texts too long, clipped indices, lengths)."""
+        limit = min(max_length or self.max_len, self.max_len)
+        # Bound the work by the model's length before tokenising: no WordPiece token covers more than
+        # MAX_CHARS_PER_TOKEN characters, so characters past limit x that can never reach the model (a 50 MB
+        # line would otherwise be tokenised in full to keep 128 tokens).
+        budget = limit * MAX_CHARS_PER_TOKEN
+        clipped = {i for i, t in enumerate(texts + (pairs or [])) if len(t) > budget}
+        if clipped:
+            texts = [t[:budget] for t in texts]
+            pairs = None if pairs is None else [t[:budget] for t in pairs]
+        lengths = [len(ids) for ids in self.tokenizer(texts, pairs)["input_ids"]]
+        too_long = sorted({i for i, n in enumerate(lengths) if n > limit} | {i % len(texts) for i in clipped})
+        return limit, texts, pairs, too_long, clipped, lengths
+
+    def too_long(self, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
+                 max_length: Optional[int] = None) -> list[int]:
+        """Indices of the inputs that :meth:`tokenize` cuts (longer than ``max_length``, default the model's)."""
+        return self._bounded(list(texts), None if text_pairs is None else list(text_pairs), max_length)[3]
 
     def as_inputs(self, inputs: Any) -> dict[str, torch.Tensor]:
         """The model's inputs on its device from text(s) or a tokenised mapping (an all-ones mask if none)."""
