@@ -120,6 +120,7 @@ bench: install
 	OMP_NUM_THREADS=1 $(PY) bench/app_pages.py
 	OMP_NUM_THREADS=1 $(PY) bench/sae.py
 	OMP_NUM_THREADS=1 $(PY) bench/patching.py
+	OMP_NUM_THREADS=1 $(PY) bench/hooks.py
 
 clean:
 	rm -rf .venv runs
