@@ -105,3 +105,44 @@ def last_hidden_state_hook(fn: HookFn, info: HookInfo) -> Callable[..., Any]:
             out.last_hidden_state = new
         return out
     return hook
+
+
+def heads_second(fn: HookFn) -> HookFn:
+    """``fn`` seeing a [batch, n_heads, pos, d_head] tensor as [batch, pos, n_heads, d_head] (the hook names'
+    layout, TransformerLens's for q and k); its replacement is transposed back."""
+    def transposed(tensor: torch.Tensor, info: HookInfo) -> Optional[torch.Tensor]:
+        new = fn(tensor.transpose(1, 2), info)  # [batch, pos, n_heads, d_head]
+        return None if new is None else new.transpose(1, 2)
+    return transposed
+
+
+def rotary_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                           attention_mask: Optional[torch.Tensor], scaling: float, dropout: float = 0.0,
+                           kv_groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``eager_attention_forward`` that the rotary families of ``transformers`` share (Llama, Mistral, Qwen2,
+    GPT-NeoX, ModernBERT: the same code), op for op, with the rotated-q/k, score and pattern callbacks of
+    ``module`` in between; a sliding window, where the family has one, is already in the mask.
+
+    Args:
+        query: rotated Q [batch, n_heads, pos, d_head]; key, value: [batch, n_kv_heads, pos, d_head].
+        attention_mask: additive [batch, 1, query_pos, key_pos] or None.
+        kv_groups: query heads per key/value head (grouped-query attention; 1 without it).
+
+    Returns:
+        (z [batch, pos, n_heads, d_head], pattern [batch, n_heads, query_pos, key_pos]).
+    """
+    from transformers.models.llama.modeling_llama import repeat_kv
+
+    callbacks = ATTN_CALLBACKS.get(module, {})
+    query = run_callbacks(callbacks, "rot_q", query)
+    key = run_callbacks(callbacks, "rot_k", key)
+    key_states, value_states = repeat_kv(key, kv_groups), repeat_kv(value, kv_groups)  # [batch, n_heads, pos, d]
+    weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling  # [batch, n_heads, query_pos, key_pos]
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = run_callbacks(callbacks, "scores", weights)
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = run_callbacks(callbacks, "pattern", weights)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value_states).transpose(1, 2).contiguous()  # [batch, pos, n_heads, d_head]
+    return output, weights

@@ -72,9 +72,10 @@ from workbench.models.bridges import (
     ATTN_CALLBACKS,
     attention_callback,
     first_input_hook,
+    heads_second,
     output_hook,
     register_attention,
-    run_callbacks,
+    rotary_eager_attention,
     split_heads,
 )
 
@@ -101,27 +102,7 @@ def hooked_gpt_neox_attention(module: nn.Module, query: torch.Tensor, key: torch
     Returns:
         (z [batch, pos, n_heads, d_head], pattern [batch, n_heads, query_pos, key_pos]).
     """
-    callbacks = ATTN_CALLBACKS.get(module, {})
-    query = run_callbacks(callbacks, "rot_q", query)
-    key = run_callbacks(callbacks, "rot_k", key)
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # [batch, n_heads, query_pos, key_pos]
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = run_callbacks(callbacks, "scores", weights)
-    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = run_callbacks(callbacks, "pattern", weights)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # [batch, pos, n_heads, d_head]
-    return output, weights
-
-
-def heads_second(fn: HookFn) -> HookFn:
-    """``fn`` seeing a [batch, n_heads, pos, d_head] tensor as [batch, pos, n_heads, d_head] (TransformerLens's
-    layout for q and k); its replacement is transposed back."""
-    def transposed(tensor: torch.Tensor, info: HookInfo) -> Optional[torch.Tensor]:
-        new = fn(tensor.transpose(1, 2), info)  # [batch, pos, n_heads, d_head]
-        return None if new is None else new.transpose(1, 2)
-    return transposed
+    return rotary_eager_attention(module, query, key, value, attention_mask, scaling, dropout)
 
 
 class GPTNeoXAdapter(ModelAdapter):

@@ -84,9 +84,10 @@ from workbench.models.bridges import (
     ATTN_CALLBACKS,
     attention_callback,
     first_input_hook,
+    heads_second,
     output_hook,
     register_attention,
-    run_callbacks,
+    rotary_eager_attention,
     split_heads,
 )
 from workbench.models.rows import RowSlot, gather_rows, scatter_rows
@@ -148,15 +149,6 @@ def scale_callback(norm: nn.Module, fn: HookFn, info: HookInfo) -> Undo:
     return remove
 
 
-def heads_first(fn: HookFn) -> HookFn:
-    """``fn`` seeing a [batch, heads, pos, d_head] tensor as [batch, pos, heads, d_head]; its replacement is
-    transposed back."""
-    def transposed(tensor: torch.Tensor, info: HookInfo) -> Optional[torch.Tensor]:
-        new = fn(tensor.transpose(1, 2), info)  # [batch, pos, heads, d_head]
-        return None if new is None else new.transpose(1, 2)
-    return transposed
-
-
 def hooked_llama_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                            attention_mask: Optional[torch.Tensor], scaling: float, dropout: float = 0.0,
                            **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,20 +163,8 @@ def hooked_llama_attention(module: nn.Module, query: torch.Tensor, key: torch.Te
     Returns:
         (z [batch, pos, n_heads, d_head], pattern [batch, n_heads, query_pos, key_pos]).
     """
-    callbacks = ATTN_CALLBACKS.get(module, {})
-    query = run_callbacks(callbacks, "rot_q", query)
-    key = run_callbacks(callbacks, "rot_k", key)
-    key_states = repeat_kv(key, getattr(module, "num_key_value_groups"))  # [batch, n_heads, pos, d_head]
-    value_states = repeat_kv(value, getattr(module, "num_key_value_groups"))
-    weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling  # [batch, n_heads, query_pos, key_pos]
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = run_callbacks(callbacks, "scores", weights)
-    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = run_callbacks(callbacks, "pattern", weights)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-    output = torch.matmul(weights, value_states).transpose(1, 2).contiguous()  # [batch, pos, n_heads, d_head]
-    return output, weights
+    return rotary_eager_attention(module, query, key, value, attention_mask, scaling, dropout,
+                                  getattr(module, "num_key_value_groups"))
 
 
 def pruned_block_forward(block: nn.Module, slot: RowSlot) -> Callable[..., torch.Tensor]:
@@ -328,7 +308,7 @@ class LlamaAdapter(ModelAdapter):
             register_attention(ATTN_IMPLEMENTATION, hooked_llama_attention)
             key = {"attn.hook_rot_q": "rot_q", "attn.hook_rot_k": "rot_k", "attn.hook_attn_scores": "scores",
                    "attn.hook_pattern": "pattern"}[suffix]
-            callback = heads_first(fn) if key.startswith("rot_") else fn
+            callback = heads_second(fn) if key.startswith("rot_") else fn
             return [attention_callback(self.model, attn, key, callback, info, ATTN_IMPLEMENTATION)]
         if suffix == "attn.hook_z":  # z [batch, pos, n_heads * d_head] is the input of o_proj
             z_hook = first_input_hook(split_heads(fn, self.n_heads, self.d_head), info, "input")
