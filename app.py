@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.common import scope_links, warm_up
+from ui.common import open_model_box, scope_links, warm_up
 
 PAGES_DIR = Path(__file__).resolve().parent / "ui"
 ROOT_URL_PATH = "home"  # reserved by the hidden root page (Streamlit still wants a unique path for it)
@@ -52,6 +52,8 @@ navigation = st.navigation(pages())
 if navigation.url_path:  # the root page only forwards to /models with the parameters it was opened with
     scope_links(navigation.url_path)
 st.sidebar.caption("Atinuke Workbench — check the claims of arXiv 2401.16736 against measurements.")
+if navigation.url_path:
+    open_model_box()
 try:
     navigation.run()
 finally:  # once a page has rendered (also when it stops early; not the root, which only forwards): warm up

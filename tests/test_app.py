@@ -513,3 +513,30 @@ def test_mechanisms_page_direct_logit_attribution_parts_sum_to_the_logit(app_env
     bars, logit = shown()
     assert sum(bars.values()) == pytest.approx(logit, abs=1e-5) and "resid_pre" in bars
     assert any("post-norm" in w.value.lower() and "not exact" in w.value for w in at.warning), at.warning
+
+
+def test_any_model_directory_opens_in_the_app(app_env, tmp_path, tiny_tokenizer):
+    """A user's own model directory (here a GPT-2, a family the runs folder does not hold) typed into the
+    sidebar is loaded, offered by the model pickers, drawn (causally), and kept in the address; a path that
+    is not a model is one error line and is not offered."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.decoders import gpt2_dir
+
+    path = str(gpt2_dir(tmp_path / "mine", tiny_tokenizer))
+    at = _run("attention")
+    at.sidebar.text_input(key="open_model").set_value(str(tmp_path / "nothing-here")).run()
+    assert not at.exception and len(at.sidebar.error) == 1 and "unknown model" in at.sidebar.error[0].value
+    assert not any(o.startswith("Opened:") for o in at.multiselect(key="attn_models").options)
+    at.sidebar.text_input(key="open_model").set_value(path).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert f"Opened: {path}" in at.multiselect(key="attn_models").options
+    assert at.query_params["open"] in (path, [path])  # AppTest gives a lone value as a string
+    at.multiselect(key="attn_models").set_value([f"Opened: {path}"]).run()
+    assert not at.exception and any("upper triangle" in c.value for c in at.caption)
+    # a deep link reopens it in a new session
+    linked = AppTest.from_file(APP, default_timeout=120)
+    linked.query_params["open"] = path
+    linked.run()
+    linked.switch_page("ui/attention.py").run()
+    assert f"Opened: {path}" in linked.multiselect(key="attn_models").options

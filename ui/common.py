@@ -90,13 +90,47 @@ def _subject(spec: str, device: str, weights_mtime: float) -> Any:
 
 
 def model_choices() -> dict[str, str]:
-    """Display name -> model spec: MiniLM and every finished pretraining run (base encoders)."""
+    """Display name -> model spec: MiniLM, every finished pretraining run (base encoders) and every model the
+    visitor opened (:func:`open_model_box`)."""
     choices = {}
     for run in artifacts.find_pretrain_runs(root()):
         if run.finished:
             choices[f"Atinuke: {run.name}"] = str(run.path)
     choices[MINILM_CHOICE] = "minilm"
+    for spec in opened_models():
+        choices[f"Opened: {spec}"] = spec
     return choices
+
+
+OPENED_PARAM = "open"  # the query parameter that keeps the opened models in the address (deep links)
+
+
+def opened_models() -> list[str]:
+    """The models this visitor opened: any directory a family adapter reads, or a Hugging Face id."""
+    if "opened_models" not in st.session_state:  # a deep link reopens them
+        st.session_state["opened_models"] = [s for s in st.query_params.get_all(OPENED_PARAM) if s.strip()]
+    return list(st.session_state["opened_models"])
+
+
+def open_model_box() -> None:
+    """The sidebar's "open a model" box: a model directory (any family with an adapter, a fine-tuned run) or a
+    Hugging Face id (read from the local cache), loaded once to check it, then offered by every model picker."""
+    spec = st.sidebar.text_input("Open a model", key="open_model", placeholder="a model directory or Hugging Face id",
+                                 help="Any family with an adapter in workbench/models/ (BERT, RoBERTa, DistilBERT, "
+                                      "DeBERTa, ModernBERT, GPT-2, Llama, Mistral, Qwen2, GPT-NeoX, Atinuke)")
+    spec = (spec or "").strip()
+    opened = opened_models()
+    if not spec or spec in opened or spec == "minilm":
+        return
+    try:
+        subject(spec)  # loads it into the pages' cache, or says in one line why it cannot
+    except UserInputError as error:
+        st.sidebar.error(str(error))
+        return
+    opened.append(spec)
+    st.session_state["opened_models"] = opened
+    st.query_params[OPENED_PARAM] = opened
+    st.sidebar.success(f"Opened {spec}: pick it on any model page")
 
 
 def default_models(choices: Mapping[str, str]) -> list[str]:
@@ -205,8 +239,9 @@ def subject(spec: str) -> Any:
     Raises:
         UserInputError: for an unknown model.
     """
-    if spec != "minilm" and not Path(spec).is_dir():
-        raise UserInputError(f"unknown model {spec!r}: choose MiniLM or a run under {root()}")
+    if spec != "minilm" and not Path(spec).is_dir() and (Path(spec).exists() or spec.count("/") != 1):
+        raise UserInputError(f"unknown model {spec!r}: choose MiniLM, a run under {root()}, a model directory "
+                             "or a Hugging Face id (org/name)")
     stamp = weights_stamp(spec)
     with st.spinner(f"Loading {Path(spec).name}…"):
         return _subject(spec, DEVICE, stamp)
@@ -358,6 +393,8 @@ def scope_links(page: str) -> None:
     last = st.session_state.get("_linked_page")
     if last is not None and last != page:
         st.query_params.clear()
+        if st.session_state.get("opened_models"):  # the models the visitor opened stay in every page's address
+            st.query_params[OPENED_PARAM] = st.session_state["opened_models"]
     st.session_state["_linked_page"] = page
 
 
