@@ -10,7 +10,7 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, Optional, cast
 
 import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerFast
@@ -236,14 +236,17 @@ def encoder_name(spec: str | Path) -> str:
 
 
 def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: str | torch.device = "cpu",
-                 dtype: str | torch.dtype = "float32") -> Encoder:
+                 dtype: str | torch.dtype = "float32", device_map: Optional[str] = None) -> Encoder:
     """Load a base encoder and its tokenizer, in eval mode.
 
     Args:
         spec: "minilm", or a directory (pretraining run, saved model, or any HF BERT-family encoder).
         attn_implementation: for HF models; "eager" returns attention weights, "sdpa" is faster.
-        device: where to put the model ("auto": CUDA when available).
+        device: where to put the model ("auto": CUDA when available; with several GPUs, spread over them).
         dtype: the parameters' dtype (float32, bfloat16, float16; ``atinuke.validation.check_dtype``).
+        device_map: "auto" places the blocks over every device there is (accelerate's ``device_map``, for a model
+            larger than one GPU), loading each weight straight onto its device in ``dtype``; the default for
+            ``device="auto"`` when more than one GPU is visible, else None (one device).
 
     Returns:
         An :class:`Encoder`.
@@ -258,6 +261,17 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
     except Exception as error:
         raise UserInputError(f"{path / 'config.json'}: cannot read model config ({error})") from error
     check_weights_file(path)
+    if isinstance(device, str):
+        if device == "auto" and device_map is None and torch.cuda.device_count() > 1:
+            device_map = "auto"
+        device = resolve_device(device)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, check_dtype(dtype, str(device)))
+    placed: dict[str, Any] = {}
+    if device_map is not None:
+        if device_map != "auto":
+            raise UserInputError(f"device_map {device_map!r}: only 'auto' is supported")
+        placed = dict(device_map=device_map, dtype=dtype)
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # an MLM checkpoint loaded as a base encoder reports its unused head
     bars_were_on = hf_logging.is_progress_bar_enabled()
@@ -267,12 +281,13 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
             # With output_loading_info=True from_pretrained returns (model, info); its annotation names the model only.
             model, info = cast(tuple[AtinukeModel, dict],
                                AtinukeModel.from_pretrained(str(path), config=config, use_safetensors=True,
-                                                            output_loading_info=True))
+                                                            output_loading_info=True, **placed))
             kind = "atinuke"
         else:
             # from_pretrained mutates the config it is given (attn_implementation), so each model gets a copy.
             model, info = AutoModel.from_pretrained(str(path), config=copy.deepcopy(config), use_safetensors=True,
-                                                    attn_implementation=attn_implementation, output_loading_info=True)
+                                                    attn_implementation=attn_implementation, output_loading_info=True,
+                                                    **placed)
             kind = "hf"
         check_loading_info(path, info)
     except UserInputError:
@@ -291,11 +306,9 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
         logger.info("%s: no pad token; padding with the end-of-sequence token %r", path, tokenizer.eos_token)
+    if placed:  # accelerate's hooks move activations between the devices; .to() would undo the placement
+        return Encoder(name=name, kind=kind, model=model.eval(), tokenizer=tokenizer, path=path)
     # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
     # unbound function that wants the model as its first argument.
-    if isinstance(device, str):
-        device = resolve_device(device)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, check_dtype(dtype, str(device)))
     return Encoder(name=name, kind=kind, model=model.to(device, dtype).eval(),  # type: ignore[arg-type]
                    tokenizer=tokenizer, path=path)

@@ -242,6 +242,7 @@ class AtinukePreTrainedModel(PreTrainedModel):
     config_class = AtinukeConfig
     base_model_prefix = "atinuke"
     main_input_name = "input_ids"
+    _no_split_modules = ["AtinukeBlock"]  # device_map="auto" places whole blocks (their residual stays on one device)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -77,3 +77,47 @@ def test_model_ids_come_from_the_local_cache(tmp_path, tiny_tokenizer, monkeypat
     err = capsys.readouterr().err.strip()
     assert "unknown model 'tiny-org/not-cached'" in err and "HF_HUB_OFFLINE is set" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("family", ["gpt2", "atinuke"])
+def test_device_map_auto_loads_through_accelerate_and_hooks_stay_exact(tmp_path, tiny_tokenizer, monkeypatch,
+                                                                        family):
+    """With several GPUs visible, --device auto loads with device_map="auto" (accelerate places whole blocks; here
+    the one CPU is all there is, so every weight lands there); the workbench's hooks then see the same forward as
+    a model loaded without a map."""
+    import transformers
+
+    from atinuke.model import AtinukeModel
+
+    path = gpt2_dir(tmp_path, tiny_tokenizer) if family == "gpt2" else clm_atinuke_dir(tmp_path, tiny_tokenizer)
+    plain = load_subject(path, device="cpu")
+    seen: list = []
+    owner = transformers.AutoModel if family == "gpt2" else AtinukeModel
+    original = owner.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen.append(kwargs.get("device_map"))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(owner, "from_pretrained", classmethod(spy))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # "several GPUs" (none is available: all on CPU)
+    mapped = load_subject(path, device="auto")
+    assert seen == ["auto"]
+    assert {p.device.type for p in mapped.encoder.parameters()} == {"cpu"}
+    batch = mapped.tokenize(["the market fell sharply on monday .", "shares rose ."])
+    with torch.no_grad():
+        reference = plain.forward(batch).last_hidden_state
+        cache = mapped.run_with_cache(batch, ["blocks.0.hook_resid_post", "blocks.1.attn.hook_pattern"])
+    assert (cache.output.last_hidden_state - reference).abs().max().item() <= 1e-6
+    rows = cache["blocks.1.attn.hook_pattern"].sum(-1).transpose(1, 2)[batch["attention_mask"].bool()]
+    assert (rows - 1).abs().max() <= 1e-5  # [real queries, heads]: each row a distribution
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # one device: no map
+    load_subject(path, device="auto")
+    assert seen == ["auto", None]
+
+
+def test_an_unknown_device_map_is_one_line(tmp_path, tiny_tokenizer):
+    from atinuke.encoders import load_encoder
+
+    with pytest.raises(UserInputError, match="device_map 'balanced_low_0': only 'auto'"):
+        load_encoder(gpt2_dir(tmp_path, tiny_tokenizer), device_map="balanced_low_0")

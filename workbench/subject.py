@@ -464,13 +464,15 @@ def _is_task_model(obj: Any) -> bool:
 
 
 def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.device] = "cpu",
-                 dtype: Union[str, torch.dtype] = "float32") -> Subject:
+                 dtype: Union[str, torch.dtype] = "float32", device_map: Optional[str] = None) -> Subject:
     """Load a model for inspection.
 
     Args:
         spec: "minilm", a model/run directory (a fine-tuning run with a task head becomes a task subject),
             an :class:`~atinuke.encoders.Encoder`, or a task model from ``atinuke.tasks.heads``.
-        device: where to put a model loaded from disk ("auto": CUDA when available).
+        device: where to put a model loaded from disk ("auto": CUDA when available; over several GPUs when
+            more than one is visible).
+        device_map: "auto" to spread a model larger than one device over every device (accelerate).
         dtype: the dtype of a model loaded from disk: float32, bfloat16 (also on the CPU), float16 (GPU only).
 
     Returns:
@@ -493,7 +495,7 @@ def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.
         where = resolve_device(device) if isinstance(device, str) else device
         cast_to = getattr(torch, check_dtype(dtype, str(where))) if isinstance(dtype, str) else dtype
         return task_subject(load_task_model(path, device=where).to(cast_to))
-    return Subject(load_encoder(spec, device=device, dtype=dtype))
+    return Subject(load_encoder(spec, device=device, dtype=dtype, device_map=device_map))
 
 
 def _looks_like_task_dir(path: Path) -> bool:
