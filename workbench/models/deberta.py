@@ -311,6 +311,10 @@ class DebertaV2Adapter(ModelAdapter):
             loaded.cls = MaskedLMReadout(loaded.lm_predictions, loaded.get_input_embeddings())
         return head, False
 
+    def readout(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """DeBERTa's MLM head (transform, layer norm, tied decoder): ``cls`` (legacy, or the v3 head's wrapper)."""
+        return cast(nn.Module, head.cls)(hidden)
+
     def attach(self, name: str, fn: HookFn, info: HookInfo, current: CurrentInputs) -> list[Undo]:
         if name == "embed.hook_embed":
             return [self.embeddings.word_embeddings.register_forward_hook(output_hook(fn, info)).remove]
