@@ -327,3 +327,31 @@ def test_minilm_node_circuit(minilm):
     assert found.summary["metric_ablated"] == pytest.approx(found.summary["metric_corrupted"], abs=1e-4)
     assert found.summary["faithfulness"] >= 0.9 and found.summary["n_nodes_total"] == 1 + 6 * 13
     assert found.summary["n_nodes"] < found.summary["n_nodes_total"]
+
+
+def test_coreference_task_head_lens_ends_at_the_models_own_links(coref_subject):
+    """The task-head lens of a coreference head: every layer is read over the clean run's kept mentions; the last
+    layer's top antecedents are the model's own (agreement exactly 1), and each layer's are those of the head
+    applied to that layer's residual stream, computed here independently."""
+    from workbench.coref_patching import coref_inputs
+    from workbench.kinds.coref import top_antecedents
+    from workbench.lens import task_lens
+    from workbench.patching import run_task, run_task_with_cache
+
+    subject = coref_subject
+    other = "the board said it would meet the shareholders before they vote on the plan ."
+    table = task_lens(subject, [" ".join(WORDS), other])
+    assert sorted(table["example"].unique()) == [0, 1]
+    assert list(table[table.example == 0]["layer"]) == list(range(subject.n_layers + 1))
+    last = table[table.layer == subject.n_layers]
+    assert (last["agrees"] == 1.0).all() and (last["mentions"] > 0).all()
+    inputs = coref_inputs(subject, WORDS)
+    head_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        own = top_antecedents(run_task(subject, inputs))
+        cache = run_task_with_cache(subject, inputs, ["embed.hook_embed", "blocks.0.hook_resid_post"])
+        layer1 = top_antecedents(subject.task_model.head(cache["blocks.0.hook_resid_post"], inputs["attention_mask"],
+                                                         **head_inputs))
+    row = table[(table.example == 0) & (table.layer == 1)].iloc[0]
+    assert row["agrees"] == pytest.approx(float((layer1 == own).float().mean()))
+    assert row["linked"] == pytest.approx(float((layer1 >= 0).float().mean()))

@@ -173,7 +173,9 @@ def task_lens(subject: Subject, texts: Sequence[str], text_pairs: Optional[Seque
 
     For classification (and regression) heads: per layer and example the head's prediction, its probability
     (regression: the score) and each class's probability; for span-QA and tagging heads: per layer the share
-    of positions whose argmax agrees with the final layer's. The last layer is the model's output exactly.
+    of positions whose argmax agrees with the final layer's; for coreference heads (each text a document, its
+    words split on whitespace, read over the clean run's kept mentions) per layer and document the share of
+    mentions whose top antecedent agrees with the final layer's. The last layer is the model's output exactly.
 
     Returns:
         DataFrame: ``layer``, ``example``, ``prediction``, ``agrees`` (with the last layer), ``score``,
@@ -188,8 +190,23 @@ def task_lens(subject: Subject, texts: Sequence[str], text_pairs: Optional[Seque
     kind = get_workbench_kind(config.kind)
     if kind.lens is None:
         raise UserInputError(kind.lens_refusal or f"the task-head lens does not read {config.kind} heads")
-    batch = subject.tokenize(list(texts), None if text_pairs is None else list(text_pairs), max_length=max_length)
     names = layer_names(subject)
+    if kind.rows_by_document:  # coreference: each text is a document, read over its clean run's kept mentions
+        from workbench.coref_patching import coref_inputs
+        from workbench.patching import run_task_with_cache
+
+        rows: list[dict[str, Any]] = []
+        for example, text in enumerate(texts):
+            inputs = coref_inputs(subject, text.split())
+            head_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+            cache = run_task_with_cache(subject, inputs, names)
+            outputs = [head(subject.final_norm(cache[name]), inputs["attention_mask"], **head_inputs)
+                       for name in names]
+            for layer, output in enumerate(outputs):
+                rows.extend(dict(row, example=example)
+                            for row in kind.lens(config, output, outputs[-1], inputs["attention_mask"], layer))
+        return pd.DataFrame(rows)
+    batch = subject.tokenize(list(texts), None if text_pairs is None else list(text_pairs), max_length=max_length)
     cache = subject.run_with_cache(batch, names)
     outputs = [head(subject.final_norm(cache[name]), batch["attention_mask"]) for name in names]
     rows = []
