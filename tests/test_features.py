@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from atinuke.errors import UserInputError
-from workbench.features.evaluate import content_mask, evaluate_sae, language_model, randomized_copy, splice
+from workbench.features.evaluate import evaluate_sae, randomized_copy, splice
 from workbench.features.sae import (
     SAEConfig,
     SparseAutoencoder,
@@ -21,6 +21,7 @@ from workbench.features.sae import (
 from workbench.features.saelens import export_saelens, import_saelens
 from workbench.features.store import build_store
 from workbench.features.train import train_sae
+from workbench.lm import content_mask, language_model
 
 TEXTS = ["the cat sat on the mat .", "a dog ran in the park and barked .", "stocks fell sharply on monday .",
          "the committee approved the new budget .", "she said that he would come later ."] * 8

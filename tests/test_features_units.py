@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from atinuke.errors import UserInputError
-from workbench.features.evaluate import content_mask, language_model
 from workbench.features.sae import SAEConfig, SparseAutoencoder
 from workbench.features.units import example_activations, feature_signals, match_features, separating_features
+from workbench.lm import content_mask, language_model
 
 TEXTS = ["the cat sat on the mat .", "a dog ran in the park and barked .", "stocks fell sharply on monday .",
          "the committee approved the new budget .", "she said that he would come later ."]

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from atinuke.errors import UserInputError
-from workbench.features.evaluate import language_model
 from workbench.lens import evaluate_lens, layer_names, load_tuned_lens, save_tuned_lens, train_tuned_lens
+from workbench.lm import language_model
 
 TRAIN = ["the cat sat on the mat .", "a dog ran in the park .", "stocks fell sharply on monday .",
          "the committee approved the budget .", "she said he would come later .", "prices rose in june ."] * 4

@@ -363,7 +363,7 @@ def test_a_masked_lm_checkpoint_loads_as_an_encoder(tmp_path, tiny_tokenizer, le
     config); the encoder loads without it and computes what the head model's own encoder computes."""
     from transformers import DebertaV2ForMaskedLM
 
-    from workbench.features.evaluate import language_model
+    from workbench.lm import language_model
 
     torch.manual_seed(0)
     config = copy.deepcopy(_model("v3", len(tiny_tokenizer)).config)

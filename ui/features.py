@@ -124,7 +124,7 @@ def _browse(shown: pd.DataFrame, features: pd.DataFrame, contexts: pd.DataFrame,
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _language_model(spec: str, stamp: float) -> Any:
-    from workbench.features.evaluate import language_model
+    from workbench.lm import language_model
 
     return language_model(common.subject(spec))
 
@@ -160,8 +160,8 @@ def _attribution_section(path: Path, metrics: dict, features: pd.DataFrame) -> N
         return
     import torch
 
-    from workbench.features.evaluate import content_mask
     from workbench.features.intervene import feature_effect, token_score
+    from workbench.lm import content_mask
 
     subject = common.subject(spec)
     text = common.check_text(st.text_input("Text", ATTRIBUTION_TEXT, key="sae_attr_text"))

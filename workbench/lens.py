@@ -64,7 +64,7 @@ class LensResult:
 
 
 def _language_model(subject: Subject, lm: Any) -> Any:
-    from workbench.features.evaluate import language_model
+    from workbench.lm import language_model
 
     lm = language_model(subject) if lm is None else lm
     if lm is None:

@@ -193,8 +193,9 @@ def compare_run(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``workbench sae train``, ``workbench sae inspect`` or ``workbench sae compare``."""
-    from workbench.features.evaluate import evaluate_sae, language_model, randomized_copy
+    from workbench.features.evaluate import evaluate_sae, randomized_copy
     from workbench.features.sae import SAEConfig
+    from workbench.lm import language_model
 
     if args.sae_command == "compare":
         return compare_run(args)

@@ -24,7 +24,7 @@ import torch.nn as nn
 from atinuke.encoders import Encoder
 from atinuke.errors import UserInputError
 from workbench.features.sae import SparseAutoencoder
-from workbench.lm import LanguageModel, content_mask, language_model, special_ids
+from workbench.lm import LanguageModel, content_mask, language_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -33,8 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LanguageModel", "SAEMetrics", "content_mask", "evaluate_sae", "language_model", "randomized_copy",
-           "special_ids", "splice"]
+__all__ = ["SAEMetrics", "evaluate_sae", "randomized_copy", "splice"]
 
 DENSE_FRACTION = 0.1
 

@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 
 from atinuke.errors import UserInputError
-from workbench.features.evaluate import content_mask
 from workbench.features.sae import SparseAutoencoder
+from workbench.lm import content_mask
 
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
