@@ -22,37 +22,46 @@ data: install
 # The controlled experiment (docs/experiment.md): Atinuke and its same-budget BERT baseline pretrained from
 # scratch (one seed each for the demo), then both and the pretrained MiniLM reference fine-tuned on every
 # task. `atinuke experiment` skips what exists and resumes what was interrupted, so this is cheap to rerun.
+# Two units at a time, one process and one torch thread each: these small models use a second thread poorly.
 EXPERIMENT := runs/experiment
-EXPERIMENT_FLAGS := --arms atinuke,bert,minilm --seeds 1 --tasks all --scale tiny --out $(EXPERIMENT)
+EXPERIMENT_FLAGS := --arms atinuke,bert,minilm --seeds 1 --tasks all --scale tiny --jobs 2 --out $(EXPERIMENT)
 ATINUKE_RUN := $(EXPERIMENT)/atinuke/seed0
 BERT_RUN := $(EXPERIMENT)/bert/seed0
 MINILM_RUN := $(EXPERIMENT)/minilm/seed0
 
+# A phony target that every rule needing the experiment's models waits for (order-only): it runs once per
+# `make` (a no-op when everything exists), so an interrupted experiment is always resumed, and `make -j2`
+# never starts it twice.
 experiment: data
 	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS)
 
-$(ATINUKE_RUN)/pretrain/model/config.json $(BERT_RUN)/pretrain/model/config.json $(MINILM_RUN)/finetune/snli/metrics.json: | data
-	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS)
+# The learning-rate sweep behind the tiny recipe (atinuke/checkpoints/tiny-lr-sweep/README.md has the command
+# that reruns it, ~12 min): copied, as the shipped pretraining runs are; `workbench claims` cites it.
+runs/lr-sweep/best.json:
+	mkdir -p runs/lr-sweep
+	cp atinuke/checkpoints/tiny-lr-sweep/sweep.json atinuke/checkpoints/tiny-lr-sweep/results.csv \
+	  atinuke/checkpoints/tiny-lr-sweep/README.md runs/lr-sweep/
+	cp atinuke/checkpoints/tiny-lr-sweep/best.json runs/lr-sweep/
 
 runs/probes/minilm/pos/results.parquet: | install
 	.venv/bin/probes run --model minilm --task pos --controls --seeds 3 --resume --out runs/probes/minilm/pos
 
-runs/probes/atinuke-seed0/pos/results.parquet: | $(ATINUKE_RUN)/pretrain/model/config.json
+runs/probes/atinuke-seed0/pos/results.parquet: | experiment
 	.venv/bin/probes run --model $(ATINUKE_RUN)/pretrain --task pos --controls --seeds 3 --resume --out runs/probes/atinuke-seed0/pos
 
-runs/probes/bert-seed0/pos/results.parquet: | $(BERT_RUN)/pretrain/model/config.json
+runs/probes/bert-seed0/pos/results.parquet: | experiment
 	.venv/bin/probes run --model $(BERT_RUN)/pretrain --task pos --controls --seeds 3 --resume --out runs/probes/bert-seed0/pos
 
-runs/attributions/atinuke-snli/attributions.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+runs/attributions/atinuke-snli/attributions.parquet: | experiment
 	.venv/bin/workbench attribute --model $(ATINUKE_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli --evaluate
 
-runs/attributions/minilm-snli/attributions.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+runs/attributions/minilm-snli/attributions.parquet: | experiment
 	.venv/bin/workbench attribute --model $(MINILM_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli --evaluate
 
 # Dictionary features: a TopK SAE on each residual stream, beside one trained identically on a random-init copy.
 SAE_FLAGS := --width 2048 --k 16 --lr 1e-3 --batch-size 1024 --steps 600 --max-tokens 100000 --eval-texts 200 --no-progress
 
-runs/sae/atinuke-seed0-resid1/metrics.json: | $(ATINUKE_RUN)/pretrain/model/config.json
+runs/sae/atinuke-seed0-resid1/metrics.json: | experiment
 	.venv/bin/workbench sae train --model $(ATINUKE_RUN)/pretrain --hook blocks.1.hook_resid_post $(SAE_FLAGS) --out runs/sae/atinuke-seed0-resid1
 
 runs/sae/minilm-resid3/metrics.json: | install
@@ -60,16 +69,16 @@ runs/sae/minilm-resid3/metrics.json: | install
 
 # Mechanisms: the logit and tuned lens of both pretrained arms, and head patching of a minimal SNLI edit
 # (a negated hypothesis: it flips both models from entailment to contradiction).
-runs/lens/%-seed0/lens_layers.parquet: | $(EXPERIMENT)/%/seed0/pretrain/model/config.json
+runs/lens/%-seed0/lens_layers.parquet: | experiment
 	.venv/bin/workbench lens --model $(EXPERIMENT)/$*/seed0/pretrain --steps 150 --eval-texts 200 --out runs/lens/$*-seed0
 
-runs/patch/%-seed0-snli/patching.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+runs/patch/%-seed0-snli/patching.parquet: | experiment
 	.venv/bin/workbench patch --model $(EXPERIMENT)/$*/seed0/finetune/snli --clean "A man is playing a guitar on stage." \
 	  --clean-pair "A man is playing music." --corrupted "A man is playing a guitar on stage." \
 	  --corrupted-pair "A man is not playing." --out runs/patch/$*-seed0-snli
 
 # The node-level circuit of the same edit (both models are post-norm: heads and MLPs are the units).
-runs/circuit/%-seed0-snli/nodes.parquet: | $(MINILM_RUN)/finetune/snli/metrics.json
+runs/circuit/%-seed0-snli/nodes.parquet: | experiment
 	.venv/bin/workbench circuit --model $(EXPERIMENT)/$*/seed0/finetune/snli --clean "A man is playing a guitar on stage." \
 	  --clean-pair "A man is playing music." --corrupted "A man is playing a guitar on stage." \
 	  --corrupted-pair "A man is not playing." --fraction 0.9 --out runs/circuit/$*-seed0-snli
@@ -85,7 +94,7 @@ $(CLM_RUN)/model/config.json: | data
 	  --checkpoint-every 120 --eval-max-blocks 16 --seed 0 --out $(CLM_RUN)
 
 # Everything the app shows, in the order a visitor needs it.
-models: data experiment runs/probes/atinuke-seed0/pos/results.parquet runs/probes/bert-seed0/pos/results.parquet \
+models: data experiment runs/lr-sweep/best.json runs/probes/atinuke-seed0/pos/results.parquet runs/probes/bert-seed0/pos/results.parquet \
 	runs/probes/minilm/pos/results.parquet \
 	runs/attributions/atinuke-snli/attributions.parquet runs/attributions/minilm-snli/attributions.parquet \
 	runs/sae/atinuke-seed0-resid1/metrics.json runs/sae/minilm-resid3/metrics.json \
@@ -98,11 +107,11 @@ app:
 	.venv/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true
 
 # The app answers as soon as the data are ready; the models build in the background (log: runs/build.log)
-# and every page says what is still being built.
+# and every page says what is still being built. Two jobs at a time with one thread each keep both cores busy.
 demo: data
 	mkdir -p runs
 	if ! pgrep -f "make.*--no-print-directory models" >/dev/null; then \
-	  nohup $(MAKE) --no-print-directory models > runs/build.log 2>&1 & \
+	  OMP_NUM_THREADS=1 nohup $(MAKE) -j2 --no-print-directory models > runs/build.log 2>&1 & \
 	fi
 	$(MAKE) --no-print-directory app
 

@@ -1,4 +1,4 @@
-"""Command-line entry points: ``atinuke pretrain|finetune|evaluate|experiment|prepare-data``.
+"""Command-line entry points: ``atinuke pretrain|finetune|evaluate|experiment|lr-sweep|prepare-data``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``; modules are
 imported only when their command runs, so ``--help`` is quick. :func:`run_cli` turns every expected failure
@@ -20,6 +20,7 @@ ATINUKE_COMMANDS = {
     "finetune": ("atinuke.finetune", "fine-tune a model on a benchmark task"),
     "evaluate": ("atinuke.finetune_eval", "evaluate a fine-tuned model on a benchmark task"),
     "experiment": ("atinuke.experiment", "pretrain and fine-tune every arm and seed, tabulate the results"),
+    "lr-sweep": ("atinuke.lr_sweep", "each arm's best peak learning rate on one grid, at a short budget"),
 }
 
 # Failures a user can fix: bad input, which the code reports as UserInputError naming the value or the file, and

@@ -26,6 +26,7 @@ import argparse
 import csv
 import dataclasses
 import datetime
+import functools
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ from typing import Any, Optional, Sequence
 
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_write_json, atomic_write_text, write_with
+from atinuke.parallel import Job, Work, run_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -419,11 +421,14 @@ def _shared_tokenizer(out: Path, spec: ExperimentSpec) -> Optional[Path]:
     return path if (path / "model" / "tokenizer.json").is_file() else None
 
 
-def _write_progress(out: Path, units: Sequence[Unit], done: set[str], current: Optional[Unit],
+def _write_progress(out: Path, units: Sequence[Unit], done: set[str], running: Sequence[str],
                     error: Optional[str] = None) -> None:
+    """``progress.json``: ``current`` is the first running unit (or the next one), ``running`` all of them."""
+    pending = [u.name for u in units if u.name not in done]
+    current: Optional[str] = (list(running) or pending or [None])[0]  # type: ignore[list-item]
     atomic_write_json(out / "progress.json", {
-        "done": len(done), "total": len(units), "current": current.name if current else None,
-        "pending": [u.name for u in units if u.name not in done], "finished": len(done) == len(units),
+        "done": len(done), "total": len(units), "current": current,
+        "running": list(running), "pending": pending, "finished": len(done) == len(units),
         "error": error, "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
 
 
@@ -453,9 +458,27 @@ def _usable_shipped(unit: Unit, scale: Scale, argv: Sequence[str], tokenizer: Op
     return shipped
 
 
+def _pretrain_work(out: Path, spec: ExperimentSpec, unit: Unit, scale: Scale, device: str,
+                   pretrain_flags: Sequence[str], use_shipped: bool) -> Work:
+    """Prepare a pretraining unit: install the shipped run it matches (no work left) or return the training."""
+    from atinuke.shipped import install as install_shipped
+
+    path = pretrain_dir(out, unit.arm, unit.seed)
+    if pretrain_state(path) == "stale":
+        _set_aside(path)
+    tokenizer = _shared_tokenizer(out, spec)
+    argv = pretrain_argv(out, unit, scale, device, pretrain_flags, tokenizer)
+    shipped = _usable_shipped(unit, scale, argv, tokenizer, path) if use_shipped else None
+    if shipped is not None:
+        install_shipped(shipped, path)
+        return None
+    logger.info("%s: atinuke pretrain %s", unit.name, shlex.join(argv))
+    return _run_pretrain, (argv,)
+
+
 def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: Optional[str] = None,
                    pretrain_flags: Sequence[str] = (), finetune_scale: Optional[float] = None,
-                   use_shipped: bool = True) -> list[dict[str, Any]]:
+                   use_shipped: bool = True, jobs: int = 1) -> list[dict[str, Any]]:
     """Write ``experiment.json``, run every unit not yet done, and rebuild the results table.
 
     Args:
@@ -467,6 +490,9 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
         finetune_scale: overrides the scale's multiplier on the fine-tuning example counts.
         use_shipped: copy a shipped pretraining run (``atinuke/checkpoints/``) into a fresh unit whose
             arguments resolve to exactly its recipe, instead of training it again.
+        jobs: units run at once, each in its own process (``atinuke.parallel``); a unit starts once the
+            pretraining it fine-tunes is done, and every pretraining run after the first waits for the
+            first one's tokenizer.
 
     Returns:
         The result rows.
@@ -474,8 +500,6 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
     from tqdm import tqdm
 
     from atinuke.finetune_all import task_config
-    from atinuke.shipped import install as install_shipped
-
     out = Path(out)
     scale = SCALES[spec.scale]
     device = device or scale.device
@@ -484,44 +508,56 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
     atomic_write_json(out / "experiment.json", spec.to_json())
     units = plan_units(spec)
     done = {u.name for u in units if unit_done(out, u)}
-    _write_progress(out, units, done, next((u for u in units if u.name not in done), None))
+    _write_progress(out, units, done, [])
+    first_pretrain = next((u.name for u in units if u.stage == "pretrain"), None)
+    by_name = {u.name: u for u in units}
     bar = tqdm(total=len(units), initial=len(done), desc="experiment", unit="unit", dynamic_ncols=True, position=0)
+    running: list[str] = []
+
+    def prepare(unit: Unit) -> Work:
+        if unit.stage == "pretrain":
+            return _pretrain_work(out, spec, unit, scale, device, pretrain_flags, use_shipped)
+        assert unit.task is not None  # a unit that is not "pretrain" is "finetune/<task>"
+        model = "minilm" if ARMS[unit.arm] is None else str(pretrain_dir(out, unit.arm, unit.seed))
+        budget = "minilm" if ARMS[unit.arm] is None else "atinuke"
+        config = task_config(unit.task, model, budget, finetune_dir(out, unit.arm, unit.seed, unit.task),
+                             data, multiplier, device, unit.seed)
+        return _run_finetune, (dataclasses.replace(config, overwrite=True),)  # an unfinished unit is ours to redo
+
+    def after(unit: Unit) -> frozenset[str]:
+        needs = set()
+        if unit.stage == "pretrain" and first_pretrain not in (None, unit.name):
+            needs.add(first_pretrain)  # its tokenizer is every later run's
+        if unit.stage != "pretrain" and ARMS[unit.arm] is not None:
+            needs.add(Unit(unit.arm, unit.seed, "pretrain").name)
+        return frozenset(needs - done)
+
+    def on_start(names: Sequence[str]) -> None:
+        running[:] = names
+        bar.set_postfix_str(", ".join(names))
+        _write_progress(out, units, done, running)
+
+    def on_done(name: str) -> None:
+        unit = by_name[name]
+        if unit.stage == "pretrain":
+            path = pretrain_dir(out, unit.arm, unit.seed)
+            if pretrain_state(path) != "done":  # e.g. --stop-after in --pretrain-flags
+                raise UserInputError(f"{path}: pretraining stopped at a checkpoint before its last step; "
+                                     "continue the experiment with --resume")
+        else:
+            rebuild_results(out, spec)
+        done.add(name)
+        if name in running:
+            running.remove(name)
+        bar.update(1)
+        _write_progress(out, units, done, running)
+
+    todo = [Job(u.name, functools.partial(prepare, u), after(u)) for u in units if u.name not in done]
     try:
-        for unit in units:
-            if unit.name in done:
-                continue
-            bar.set_postfix_str(unit.name)
-            _write_progress(out, units, done, unit)
-            try:
-                if unit.stage == "pretrain":
-                    path = pretrain_dir(out, unit.arm, unit.seed)
-                    if pretrain_state(path) == "stale":
-                        _set_aside(path)
-                    tokenizer = _shared_tokenizer(out, spec)
-                    argv = pretrain_argv(out, unit, scale, device, pretrain_flags, tokenizer)
-                    shipped = _usable_shipped(unit, scale, argv, tokenizer, path) if use_shipped else None
-                    if shipped is not None:
-                        install_shipped(shipped, path)
-                    else:
-                        logger.info("%s: atinuke pretrain %s", unit.name, shlex.join(argv))
-                        _run_pretrain(argv)
-                    if pretrain_state(path) != "done":  # e.g. --stop-after in --pretrain-flags
-                        raise UserInputError(f"{path}: pretraining stopped at a checkpoint before its last step; "
-                                             "continue the experiment with --resume")
-                else:
-                    assert unit.task is not None  # a unit that is not "pretrain" is "finetune/<task>"
-                    model = "minilm" if ARMS[unit.arm] is None else str(pretrain_dir(out, unit.arm, unit.seed))
-                    budget = "minilm" if ARMS[unit.arm] is None else "atinuke"
-                    config = task_config(unit.task, model, budget, finetune_dir(out, unit.arm, unit.seed, unit.task),
-                                         data, multiplier, device, unit.seed)
-                    _run_finetune(dataclasses.replace(config, overwrite=True))  # an unfinished unit is ours to redo
-                    rebuild_results(out, spec)
-            except BaseException as error:
-                _write_progress(out, units, done, unit, error=f"{type(error).__name__}: {error}".splitlines()[0])
-                raise
-            done.add(unit.name)
-            bar.update(1)
-            _write_progress(out, units, done, next((u for u in units if u.name not in done), None))
+        run_jobs(todo, jobs, on_start=on_start, on_done=on_done)
+    except BaseException as error:
+        _write_progress(out, units, done, running, error=f"{type(error).__name__}: {error}".splitlines()[0])
+        raise
     finally:
         bar.close()
     rows = rebuild_results(out, spec)
@@ -548,12 +584,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrain-flags", default="", help="extra flags for every pretraining run, e.g. '--steps 500'")
     parser.add_argument("--finetune-scale", type=float, default=None,
                         help="override the scale's multiplier on the fine-tuning example counts")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="units run at once, each in its own process with its share of the cores (default 1; -1: one per core)")
     parser.add_argument("--no-shipped", dest="use_shipped", action="store_false",
                         help="train every pretraining run, even one that a shipped run (atinuke/checkpoints/) matches")
 
 
 def run(args: argparse.Namespace) -> int:
     """``atinuke experiment``."""
+    from atinuke.parallel import resolve_jobs
+
     out = Path(args.out)
     given = [args.arms, args.seeds, args.tasks, args.scale]
     if args.resume and all(v is None for v in given):
@@ -569,5 +609,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--finetune-scale must be positive, got {args.finetune_scale}")
     spec = check_out(out, requested, args.resume, args.overwrite)
     run_experiment(spec, out, data=args.data, device=args.device, pretrain_flags=shlex.split(args.pretrain_flags),
-                   finetune_scale=args.finetune_scale, use_shipped=getattr(args, "use_shipped", True))
+                   finetune_scale=args.finetune_scale, use_shipped=getattr(args, "use_shipped", True),
+                   jobs=resolve_jobs(args.jobs))
     return 0

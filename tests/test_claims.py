@@ -192,3 +192,32 @@ def test_interpretability_evidence_says_whether_the_blocks_add_to_the_embeddings
     assert "deep / pos: best accuracy 0.900 at layer 1" in evidence
     assert "best contextual layer 1 beats the embeddings (0.900 vs layer 0 0.800, +0.100)" in evidence
     assert _interpretability_evidence(None)[0] == "no evidence"
+
+
+def _better_atinuke(arm, seed):
+    return dict(_summary(arm, seed), val_ppl={"atinuke": 100.0, "bert": 300.0}[arm] + seed * 5,
+                test_ppl={"atinuke": 100.0, "bert": 300.0}[arm] + seed * 5)
+
+
+def _sweep(root, bert_at_recipe, bert_best, bert_best_lr):
+    folder = root / "lr-sweep"
+    folder.mkdir()
+    (folder / "best.json").write_text(json.dumps({"recipe_lr": 2e-3, "steps": 1200, "arms": {
+        "atinuke": {"best_lr": 2e-3, "best_val_ppl": 400.0, "recipe_val_ppl": 400.0, "complete": True,
+                    "at_grid_edge": False},
+        "bert": {"best_lr": bert_best_lr, "best_val_ppl": bert_best, "recipe_val_ppl": bert_at_recipe,
+                 "complete": True, "at_grid_edge": False}}}))
+
+
+@pytest.mark.parametrize("sweep, verdict, needle", [
+    (None, claims.SUPPORTED, "No learning-rate sweep"),
+    ((600.0, 600.0, 2e-3), claims.SUPPORTED, "is bert's best on the grid"),
+    ((605.0, 600.0, 1e-3), claims.SUPPORTED, "bert best lr 0.001"),  # within the 2% tolerance
+    ((600.0, 450.0, 4e-3), claims.INCONCLUSIVE, "may be the recipe's"),  # the recipe handicapped BERT
+])
+def test_a_recipe_tuned_for_atinuke_alone_cannot_support_the_perplexity_claim(tmp_path, sweep, verdict, needle):
+    write_experiment(tmp_path / "runs" / "experiment", accuracy=lambda arm, seed: 0.8, pretrain=_better_atinuke)
+    if sweep is not None:
+        _sweep(tmp_path / "runs", *sweep)
+    row = claims.evaluate_claims(root=tmp_path / "runs", n_boot=200).set_index("claim").loc["perplexity"]
+    assert row.verdict == verdict and needle in row.evidence

@@ -148,3 +148,21 @@ def test_summary_table_known_answer():
     assert atinuke["ci_high"] - atinuke["mean"] == pytest.approx(1.2706, abs=1e-3)
     text = experiment.summary_markdown(summary)
     assert "| mrpc (f1) | 0.700 ± 1.271 (2 seeds) | 0.500 (1 seed) |" in text
+
+
+def test_jobs_2_runs_units_in_worker_processes_and_builds_the_same_table(tmp_path, pretrain_flags, mrpc_dir):  # noqa: F811
+    out = tmp_path / "exp"
+    flags = ["--arms", "atinuke,bert", "--seeds", "1", "--tasks", "mrpc", "--finetune-scale", "0.02",
+             "--data", str(mrpc_dir), "--pretrain-flags", pretrain_flags, "--jobs", "2"]
+    assert _run(out, *flags) == 0
+    table = pd.read_parquet(out / "results.parquet")
+    assert set(zip(table.arm, table.seed)) == {("atinuke", 0), ("bert", 0)}
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["finished"] and progress["running"] == [] and progress["done"] == 4
+    # The second pretraining run waited for the first one's tokenizer.
+    vocabs = {(pretrain_dir(out, a, 0) / "model" / "tokenizer.json").read_bytes() for a in ("atinuke", "bert")}
+    assert len(vocabs) == 1
+    before = _snapshot(out)
+    assert _run(out, "--resume", "--data", str(mrpc_dir), "--jobs", "2") == 0
+    changed = {k for k in before if before[k] != _snapshot(out).get(k)} - {"progress.json"}
+    assert not changed, changed

@@ -300,6 +300,8 @@ def _decide(row: dict[str, Any]) -> str:
         row["evidence"] += " One seed only: the seed-to-seed variance is unmeasured, so no verdict (run --seeds 3)."
         return INCONCLUSIVE
     if row["p_adjusted"] is not None and row["p_adjusted"] < ALPHA:
+        if row.get("_handicapped") and row["_estimate"] > 0:
+            return INCONCLUSIVE  # the recipe, not the architecture, may have made the difference
         return SUPPORTED if row["_estimate"] > 0 else CONTRADICTED
     return INCONCLUSIVE
 
@@ -320,7 +322,62 @@ def flops_per_token(summary: dict[str, Any]) -> Optional[float]:
     return 2.0 * params["non_embedding"] + 2.0 * layers * context * width
 
 
-def _perplexity_claim(experiment: Optional[Experiment]) -> dict[str, Any]:
+# A comparator whose best swept rate beats the recipe's by more than this (relative validation perplexity) was
+# handicapped by the shared recipe.
+SWEEP_TOLERANCE = 0.02
+
+
+def find_lr_sweep(root: Path, experiment: Optional[Experiment]) -> Optional[dict[str, Any]]:
+    """``best.json`` of an ``atinuke lr-sweep`` in ``root/lr-sweep`` or beside the experiment (None if absent)."""
+    candidates = [Path(root) / "lr-sweep"]
+    if experiment is not None:
+        candidates.append(Path(experiment.path).parent / "lr-sweep")
+    for folder in candidates:
+        try:
+            best = json.loads((folder / "best.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(best, dict) and isinstance(best.get("arms"), dict):
+            return dict(best, path=str(folder))
+    return None
+
+
+def lr_sweep_note(sweep: Optional[dict[str, Any]]) -> tuple[str, bool]:
+    """What the learning-rate sweep says of the shared recipe, and whether it handicapped the comparator.
+
+    The recipe is fair to an arm when the arm's best rate on the grid is the recipe's, or when the recipe's
+    rate is within ``SWEEP_TOLERANCE`` of the best perplexity (Melis et al., 2018, arXiv 1707.05589: compare
+    architectures only after tuning each).
+    """
+    if not sweep:
+        return (" No learning-rate sweep: the shared recipe may favour one arm (`atinuke lr-sweep` checks it).",
+                False)
+    recipe = sweep.get("recipe_lr")
+    parts, handicapped = [], False
+    for arm in (SUBJECT, COMPARATOR):
+        result = sweep["arms"].get(arm)
+        if not result:
+            parts.append(f"{arm} not swept")
+            continue
+        at_recipe = result.get("recipe_val_ppl")
+        text = f"{arm} best lr {result['best_lr']:g} (valid ppl {result['best_val_ppl']:.0f}"
+        text += f"; at the recipe's {recipe:g}: {at_recipe:.0f})" if at_recipe is not None else ")"
+        if result.get("at_grid_edge"):
+            text += " at the grid's edge"
+        parts.append(text)
+        if arm == COMPARATOR and (at_recipe is None
+                                  or at_recipe > result["best_val_ppl"] * (1 + SWEEP_TOLERANCE)):
+            handicapped = True
+    note = f" Learning-rate sweep ({sweep.get('steps', '?')} steps each, {sweep['path']}): {'; '.join(parts)}."
+    if handicapped:
+        note += (f" The shared rate is not {COMPARATOR}'s best, so an advantage of {SUBJECT} may be the recipe's; "
+                 "no verdict until the experiment is rerun with each arm's best rate.")
+    else:
+        note += f" The shared rate is {COMPARATOR}'s best on the grid (within {SWEEP_TOLERANCE:.0%})."
+    return note, handicapped
+
+
+def _perplexity_claim(experiment: Optional[Experiment], sweep: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     from scipy import stats
 
     row: dict[str, Any] = {"comparator": COMPARATOR, "seeds": 0, "provenance": "PTB valid/test (real text)"}
@@ -356,7 +413,10 @@ def _perplexity_claim(experiment: Optional[Experiment]) -> dict[str, Any]:
         text += f" Paired t-test of log test perplexity over seeds: p={p:.3g}."
     else:
         row["_seeds_measured"] = 1
-    row["evidence"] = text
+    note, handicapped = lr_sweep_note(sweep)
+    row["evidence"] = text + note
+    if handicapped:
+        row["_handicapped"] = True
     return row
 
 
@@ -415,7 +475,7 @@ def evaluate_claims(root: Optional[Path] = None, experiment: Optional[Path] = No
         if family is not None:
             row = _benchmark_claim(family, found, n_boot)
         elif key == "perplexity":
-            row = _perplexity_claim(found)
+            row = _perplexity_claim(found, find_lr_sweep(root, found))
         elif key == "efficiency":
             row = _efficiency_claim(found, find_pretrain_runs(root) if pretrain is None else pretrain)
         else:
