@@ -108,11 +108,12 @@ app:
 
 # The app answers as soon as the data are ready; the models build in the background (log: runs/build.log)
 # and every page says what is still being built. Two jobs at a time with one thread each keep both cores busy.
+# A lock, not a process search: the search matched its own shell's command line, so the build never started.
 demo: data
 	mkdir -p runs
-	if ! pgrep -f "make.*--no-print-directory models" >/dev/null; then \
-	  OMP_NUM_THREADS=1 nohup $(MAKE) -j2 --no-print-directory models > runs/build.log 2>&1 & \
-	fi
+	if flock -n runs/.build.lock true; then \
+	  OMP_NUM_THREADS=1 nohup flock -n runs/.build.lock $(MAKE) -j2 --no-print-directory models > runs/build.log 2>&1 & \
+	else echo "the models are already being built (runs/build.log)"; fi
 	$(MAKE) --no-print-directory app
 
 test: install
