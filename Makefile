@@ -5,7 +5,7 @@ export MALLOC_MMAP_THRESHOLD_ := 268435456
 export MALLOC_TRIM_THRESHOLD_ := 1073741824
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test install data models experiment app bench clean
+.PHONY: demo test install data models pretrained experiment app bench clean
 
 .venv/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -29,10 +29,14 @@ ATINUKE_RUN := $(EXPERIMENT)/atinuke/seed0
 BERT_RUN := $(EXPERIMENT)/bert/seed0
 MINILM_RUN := $(EXPERIMENT)/minilm/seed0
 
-# A phony target that every rule needing the experiment's models waits for (order-only): it runs once per
+# Phony targets that the rules needing the experiment's models wait for (order-only): each runs once per
 # `make` (a no-op when everything exists), so an interrupted experiment is always resumed, and `make -j2`
-# never starts it twice.
-experiment: data
+# never starts it twice. `pretrained` is the pretraining units alone (copies of the shipped runs), so that
+# the analyses of the pretrained models run beside the fine-tuning instead of after it.
+pretrained: data
+	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS) --pretrain-only
+
+experiment: pretrained
 	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS)
 
 # The learning-rate sweep behind the tiny recipe (atinuke/checkpoints/tiny-lr-sweep/README.md has the command
@@ -46,10 +50,10 @@ runs/lr-sweep/best.json:
 runs/probes/minilm/pos/results.parquet: | install
 	.venv/bin/probes run --model minilm --task pos --controls --seeds 3 --resume --out runs/probes/minilm/pos
 
-runs/probes/atinuke-seed0/pos/results.parquet: | experiment
+runs/probes/atinuke-seed0/pos/results.parquet: | pretrained
 	.venv/bin/probes run --model $(ATINUKE_RUN)/pretrain --task pos --controls --seeds 3 --resume --out runs/probes/atinuke-seed0/pos
 
-runs/probes/bert-seed0/pos/results.parquet: | experiment
+runs/probes/bert-seed0/pos/results.parquet: | pretrained
 	.venv/bin/probes run --model $(BERT_RUN)/pretrain --task pos --controls --seeds 3 --resume --out runs/probes/bert-seed0/pos
 
 runs/attributions/atinuke-snli/attributions.parquet: | experiment
@@ -61,7 +65,7 @@ runs/attributions/minilm-snli/attributions.parquet: | experiment
 # Dictionary features: a TopK SAE on each residual stream, beside one trained identically on a random-init copy.
 SAE_FLAGS := --width 2048 --k 16 --lr 1e-3 --batch-size 1024 --steps 600 --max-tokens 100000 --eval-texts 200 --no-progress
 
-runs/sae/atinuke-seed0-resid1/metrics.json: | experiment
+runs/sae/atinuke-seed0-resid1/metrics.json: | pretrained
 	.venv/bin/workbench sae train --model $(ATINUKE_RUN)/pretrain --hook blocks.1.hook_resid_post $(SAE_FLAGS) --out runs/sae/atinuke-seed0-resid1
 
 runs/sae/minilm-resid3/metrics.json: | install
@@ -69,7 +73,7 @@ runs/sae/minilm-resid3/metrics.json: | install
 
 # Mechanisms: the logit and tuned lens of both pretrained arms, and head patching of a minimal SNLI edit
 # (a negated hypothesis: it flips both models from entailment to contradiction).
-runs/lens/%-seed0/lens_layers.parquet: | experiment
+runs/lens/%-seed0/lens_layers.parquet: | pretrained
 	.venv/bin/workbench lens --model $(EXPERIMENT)/$*/seed0/pretrain --steps 150 --eval-texts 200 --out runs/lens/$*-seed0
 
 runs/patch/%-seed0-snli/patching.parquet: | experiment

@@ -478,7 +478,7 @@ def _pretrain_work(out: Path, spec: ExperimentSpec, unit: Unit, scale: Scale, de
 
 def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: Optional[str] = None,
                    pretrain_flags: Sequence[str] = (), finetune_scale: Optional[float] = None,
-                   use_shipped: bool = True, jobs: int = 1) -> list[dict[str, Any]]:
+                   use_shipped: bool = True, jobs: int = 1, pretrain_only: bool = False) -> list[dict[str, Any]]:
     """Write ``experiment.json``, run every unit not yet done, and rebuild the results table.
 
     Args:
@@ -492,14 +492,16 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
             arguments resolve to exactly its recipe, instead of training it again.
         jobs: units run at once, each in its own process (``atinuke.parallel``); a unit starts once the
             pretraining it fine-tunes is done, and every pretraining run after the first waits for the
-            first one's tokenizer.
+            first one's tokenizer. Fine-tuning runs start costliest first.
+        pretrain_only: run the pretraining units only (``make models`` starts the analyses of the pretrained
+            models while the fine-tuning runs); progress still counts every unit.
 
     Returns:
         The result rows.
     """
     from tqdm import tqdm
 
-    from atinuke.finetune_all import task_config
+    from atinuke.finetune_all import estimated_cost, task_config
     out = Path(out)
     scale = SCALES[spec.scale]
     device = device or scale.device
@@ -552,7 +554,13 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
         bar.update(1)
         _write_progress(out, units, done, running)
 
-    todo = [Job(u.name, functools.partial(prepare, u), after(u)) for u in units if u.name not in done]
+    def order(unit: Unit) -> tuple[bool, float]:  # pretraining first (plan order), then the costliest runs
+        if unit.task is None:
+            return (False, 0.0)
+        return (True, -estimated_cost(unit.task, "minilm" if ARMS[unit.arm] is None else "atinuke"))
+
+    wanted = [u for u in units if u.name not in done and (u.stage == "pretrain" or not pretrain_only)]
+    todo = [Job(u.name, functools.partial(prepare, u), after(u)) for u in sorted(wanted, key=order)]
     try:
         run_jobs(todo, jobs, on_start=on_start, on_done=on_done)
     except BaseException as error:
@@ -561,7 +569,8 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
     finally:
         bar.close()
     rows = rebuild_results(out, spec)
-    logger.info("experiment done: %d units, %d result rows in %s", len(units), len(rows), out / "results.csv")
+    logger.info("%s done: %d units, %d result rows in %s", "pretraining" if pretrain_only else "experiment",
+                len(done), len(rows), out / "results.csv")
     return rows
 
 
@@ -586,6 +595,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the scale's multiplier on the fine-tuning example counts")
     parser.add_argument("--jobs", type=int, default=1,
                         help="units run at once, each in its own process with its share of the cores (default 1; -1: one per core)")
+    parser.add_argument("--pretrain-only", action="store_true",
+                        help="run only the pretraining units (the rest later, with the same command without it)")
     parser.add_argument("--no-shipped", dest="use_shipped", action="store_false",
                         help="train every pretraining run, even one that a shipped run (atinuke/checkpoints/) matches")
 
@@ -610,5 +621,5 @@ def run(args: argparse.Namespace) -> int:
     spec = check_out(out, requested, args.resume, args.overwrite)
     run_experiment(spec, out, data=args.data, device=args.device, pretrain_flags=shlex.split(args.pretrain_flags),
                    finetune_scale=args.finetune_scale, use_shipped=getattr(args, "use_shipped", True),
-                   jobs=resolve_jobs(args.jobs))
+                   jobs=resolve_jobs(args.jobs), pretrain_only=args.pretrain_only)
     return 0

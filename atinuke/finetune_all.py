@@ -54,6 +54,8 @@ class TaskDefaults:
         freeze_minilm: MiniLM layers kept fixed (with the embeddings).
         lr_minilm: MiniLM's encoder learning rate when not ``LEARNING_RATES["minilm"]``.
         head_lr: the task head's learning rate for every budget (None: ``atinuke finetune``'s default).
+        cost_factor: CPU time per training token relative to single-sequence tasks (QA contexts become several
+            chunks per example; coreference scores span pairs), for :func:`estimated_cost`.
     """
 
     train: int
@@ -65,6 +67,7 @@ class TaskDefaults:
     freeze_minilm: int = 4
     lr_minilm: Optional[float] = None
     head_lr: Optional[float] = None
+    cost_factor: float = 1.0
 
 
 TASK_DEFAULTS: dict[str, TaskDefaults] = {
@@ -84,12 +87,28 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
     # Contexts of ~200 words: two or three chunks per question. 150 questions taught both models only to
     # abstain; 400 is the least that gets answers out.
     "squad2": TaskDefaults(train=400, dev=150, epochs_atinuke=6, epochs_minilm=3, batch_size=8, max_len=192,
-                           freeze_minilm=3),
+                           freeze_minilm=3, cost_factor=2.5),
     # Documents of ~100 words; the pairwise antecedent scorer dominates.
-    "coref": TaskDefaults(train=100, dev=60, epochs_atinuke=6, epochs_minilm=4, batch_size=4, max_len=128),
+    "coref": TaskDefaults(train=100, dev=60, epochs_atinuke=6, epochs_minilm=4, batch_size=4, max_len=128,
+                          cost_factor=1.6),
 }
 # Few steps per run, so larger peak rates than the usual 2e-5..5e-5 (Devlin et al., 2019) for full-data runs.
 LEARNING_RATES = {"atinuke": 1e-3, "minilm": 2e-4}
+# CPU time per training token relative to the tiny from-scratch models (measured on the demo: MiniLM's SNLI
+# steps cost ~8x tiny Atinuke's per token).
+BUDGET_COST = {"atinuke": 1.0, "minilm": 8.0}
+
+
+def estimated_cost(task: str, budget: str) -> float:
+    """Relative CPU cost of one sweep run: training tokens x the task's and the budget's cost per token.
+
+    Only the order matters: ``atinuke experiment --jobs N`` starts the costliest runs first, so that the last
+    minutes are not one long run on one core while the others idle (longest-processing-time-first scheduling).
+    """
+    settings = TASK_DEFAULTS[task]
+    epochs = settings.epochs_minilm if budget == "minilm" else settings.epochs_atinuke
+    steps = math.ceil(settings.train / settings.batch_size) * epochs
+    return steps * settings.batch_size * settings.max_len * settings.cost_factor * BUDGET_COST[budget]
 
 
 def metric_items(metrics: dict) -> list[tuple[str, float]]:

@@ -463,8 +463,10 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
             logger.info("checkpoint written: %s", path)
 
     stop_at = min(config.steps, config.stop_after or config.steps)
-    bar = tqdm(total=config.steps, initial=start_step, disable=not dist.is_main, desc="pretrain", unit="step",
-               dynamic_ncols=True)
+    # TQDM_DISABLE: tqdm's own switch, which an explicit ``disable`` would otherwise override (worker processes
+    # of ``atinuke.parallel`` set it, so that their bars do not interleave in one log).
+    bar = tqdm(total=config.steps, initial=start_step, disable=not dist.is_main or bool(os.environ.get("TQDM_DISABLE")),
+               desc="pretrain", unit="step", dynamic_ncols=True)
     for step in range(start_step + 1, stop_at + 1):
         tick = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]

@@ -166,3 +166,34 @@ def test_jobs_2_runs_units_in_worker_processes_and_builds_the_same_table(tmp_pat
     assert _run(out, "--resume", "--data", str(mrpc_dir), "--jobs", "2") == 0
     changed = {k for k in before if before[k] != _snapshot(out).get(k)} - {"progress.json"}
     assert not changed, changed
+
+
+def test_pretrain_only_runs_the_pretraining_and_counts_every_unit(tmp_path, pretrain_flags, mrpc_dir):  # noqa: F811
+    out = tmp_path / "exp"
+    flags = ["--arms", "atinuke,bert", "--seeds", "1", "--tasks", "mrpc", "--finetune-scale", "0.02",
+             "--data", str(mrpc_dir), "--pretrain-flags", pretrain_flags]
+    assert _run(out, *flags, "--pretrain-only") == 0
+    assert all((pretrain_dir(out, arm, 0) / "summary.json").is_file() for arm in ("atinuke", "bert"))
+    assert not list(out.glob("*/seed0/finetune"))
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["done"] == 2 and progress["total"] == 4 and not progress["finished"]
+    assert progress["pending"] == ["atinuke/seed0/finetune/mrpc", "bert/seed0/finetune/mrpc"]
+    assert _run(out, *flags) == 0  # the same command without the flag finishes the experiment
+    assert json.loads((out / "progress.json").read_text())["finished"]
+
+
+def test_fine_tuning_runs_start_costliest_first(tmp_path, monkeypatch):
+    from atinuke.finetune_all import estimated_cost
+
+    started = []
+
+    def fake_finetune(config):
+        started.append(Path(config.out).name)
+        Path(config.out).mkdir(parents=True)
+        (Path(config.out) / "metrics.json").write_text(json.dumps({"headline_metric": "f1", "f1": 0.5}))
+
+    monkeypatch.setattr(experiment, "_run_finetune", fake_finetune)
+    spec = experiment.parse_spec("minilm", 1, "cola,squad2,snli,coref", "tiny")
+    experiment.run_experiment(spec, tmp_path / "exp")
+    costs = [estimated_cost(task, "minilm") for task in started]
+    assert started[0] == "squad2" and costs == sorted(costs, reverse=True)
