@@ -152,9 +152,9 @@ def write_results(out: Path, spec: SweepSpec) -> dict[str, Any]:
 
 
 def _run_pretrain(argv: list[str]) -> None:
-    from atinuke.experiment import _run_pretrain as run
+    from atinuke.pretrain import run_argv
 
-    run(argv)
+    run_argv(argv)
 
 
 def read_spec(out: Path) -> Optional[SweepSpec]:
@@ -244,12 +244,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``atinuke lr-sweep``."""
     from atinuke.config import PRESETS
-    from atinuke.experiment import _split, arm_flags
+    from atinuke.experiment import arm_flags
     from atinuke.parallel import resolve_jobs
     from atinuke.pretrain import TRAIN_DEFAULTS
     from atinuke.shipped import SHIPPED_ROOT
 
-    arms = _split(args.arms)
+    arms = list(dict.fromkeys(a.strip() for a in args.arms.split(",") if a.strip()))
     if not arms:
         raise UserInputError(f"--arms {args.arms!r} names no arm")
     for arm in arms:

@@ -332,6 +332,16 @@ def _check_out_dir(out: Path, resume: bool) -> None:
         raise UserInputError(f"--out {out} already holds files; pass --resume to continue that run or choose another directory")
 
 
+def run_argv(argv: list[str]) -> None:
+    """Run ``atinuke pretrain`` with ``argv`` in this process, with its own flags and validation (the experiment
+    and the learning-rate sweep call it for each run)."""
+    from atinuke.validation import RaisingArgumentParser
+
+    parser = RaisingArgumentParser(prog="atinuke pretrain")
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``atinuke pretrain``."""
     requested = requested_settings(args)

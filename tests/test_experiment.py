@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from atinuke import experiment
+from atinuke import experiment, experiment_results
 from atinuke.cli import main
 from atinuke.experiment import ExperimentSpec, check_out, plan_units, pretrain_dir
 from tests.test_finetune import mrpc_dir  # noqa: F401  (fixtures)
@@ -45,7 +45,7 @@ def test_two_arms_two_seeds_build_one_tidy_table_and_rerun_is_a_no_op(tmp_path, 
               for a in ("atinuke", "bert") for s in (0, 1)}
     assert len(vocabs) == 1
     table = pd.read_parquet(out / "results.parquet")
-    assert list(table.columns) == list(experiment.RESULT_COLUMNS)
+    assert list(table.columns) == list(experiment_results.RESULT_COLUMNS)
     assert set(zip(table.arm, table.seed)) == {("atinuke", 0), ("atinuke", 1), ("bert", 0), ("bert", 1)}
     assert set(table.task) == {"mrpc"} and {"accuracy", "f1"} <= set(table.metric)
     for row in table.drop_duplicates("predictions").itertuples():
@@ -141,12 +141,12 @@ def test_summary_table_known_answer():
     rows = [{"arm": "atinuke", "seed": s, "task": "mrpc", "metric": m, "value": v, "predictions": ""}
             for s, vals in enumerate([(0.6, 0.1), (0.8, 0.2)]) for m, v in zip(("f1", "accuracy"), vals)]
     rows.append({"arm": "bert", "seed": 0, "task": "mrpc", "metric": "f1", "value": 0.5, "predictions": ""})
-    summary = experiment.summarise(rows)
+    summary = experiment_results.summarise(rows)
     atinuke = next(r for r in summary if r["arm"] == "atinuke")
     # mean 0.7, sd 0.1414, t(0.975, 1) = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.2706
     assert atinuke["metric"] == "f1" and atinuke["mean"] == pytest.approx(0.7)
     assert atinuke["ci_high"] - atinuke["mean"] == pytest.approx(1.2706, abs=1e-3)
-    text = experiment.summary_markdown(summary)
+    text = experiment_results.summary_markdown(summary)
     assert "| mrpc (f1) | 0.700 ± 1.271 (2 seeds) | 0.500 (1 seed) |" in text
 
 

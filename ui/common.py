@@ -26,6 +26,7 @@ import streamlit as st
 
 from atinuke.errors import UserInputError
 from atinuke.paths import runs_dir
+from ui import build_status
 from workbench import artifacts
 
 logger = logging.getLogger(__name__)
@@ -457,35 +458,10 @@ def input_source(key: str, has_examples: bool) -> str:
     return source
 
 
-def experiment_progress(root_dir: Optional[Path] = None) -> Optional[dict[str, Any]]:
-    """``<runs>/experiment/progress.json`` as written by ``atinuke experiment``, or None when absent or unreadable."""
-    path = (root_dir or root()) / "experiment" / "progress.json"
-    if not path.is_file():
-        return None
-    try:
-        progress = json.loads(path.read_text())
-        done, total = int(progress["done"]), int(progress["total"])
-    except (OSError, ValueError, KeyError, TypeError):
-        logger.warning("cannot read %s", path, exc_info=True)
-        return None
-    return dict(progress, done=done, total=total)
-
-
-def building_message(progress: Optional[Mapping[str, Any]]) -> Optional[str]:
-    """The banner text for an experiment still being built, or None when there is none or it is complete."""
-    if not progress or progress["done"] >= progress["total"]:
-        return None
-    message = f"Still building: {progress['done']}/{progress['total']} units done"
-    if progress.get("current"):
-        message += f", now {progress['current']}"
-    if progress.get("error"):
-        message += f" (stopped with {progress['error']}; rerun `atinuke experiment` to resume)"
-    return message
-
-
 def page_header() -> None:
-    """What every page shows first: the banner of an experiment that is still being built (nothing otherwise)."""
-    message = building_message(experiment_progress())
+    """What every page shows first: what the background build is still making, and how far it is (nothing once
+    everything is built)."""
+    message = build_status.status_message(root())
     if message:
         st.info(message + ". Pages show the units finished so far.", icon=":material/construction:")
 
