@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.claims_fixtures import write_experiment
-from workbench import claims
+from workbench import claims, experiment_runs
 from workbench.cli import main
 
 
@@ -57,7 +57,7 @@ def test_an_advantage_in_one_seed_only_does_not_survive(tmp_path):
     assert row.verdict == claims.INCONCLUSIVE
     # Pooling the examples of all seeds (ignoring seeds) would call it significant: the seed stage matters.
     diffs = []
-    exp = claims.load_experiment(tmp_path / "exp")
+    exp = experiment_runs.load_experiment(tmp_path / "exp")
     for seed in exp.seeds:
         a, b = exp.predictions("atinuke", seed, "mrpc"), exp.predictions("bert", seed, "mrpc")
         diffs.append(a["example_f1"].to_numpy() - b["example_f1"].to_numpy())
@@ -108,7 +108,7 @@ def test_bootstrap_is_deterministic_and_resamples_at_both_levels():
     ("coref", [json.dumps([[[0, 1], [4, 4]]]), json.dumps([])], [0, 0]),
 ])
 def test_trivial_baselines_known_answers(task, gold, expected):
-    got = claims.trivial_example_scores(task, pd.Series(gold))
+    got = experiment_runs.trivial_example_scores(task, pd.Series(gold))
     assert got.tolist() == pytest.approx(expected)
 
 

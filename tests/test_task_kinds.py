@@ -104,7 +104,7 @@ def test_metrics_dispatch_to_the_planted_kind(parity):
 def test_head_prediction_table_calibration_and_trivial_baseline(parity):
     from atinuke.finetune_eval import predictions_table
     from atinuke.tasks.heads.calibration import calibrate
-    from workbench.claims import trivial_example_scores
+    from workbench.experiment_runs import trivial_example_scores
 
     _, spec, model = parity
     assert model.head.pooling == "mean" and model.config.pooling == "cls"  # the kind built the head

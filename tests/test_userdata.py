@@ -188,10 +188,10 @@ def test_a_planted_word_is_learned_attributed_and_sliced(tiny_atinuke_dir, tmp_p
     from atinuke.tasks.heads import load_task_model
     from atinuke.tasks.registry import TASKS
     from workbench.artifacts import finetune_run_from_dir, provenance_kind
-    from workbench.claims import trivial_example_scores
     from workbench.cli import main as workbench_main
     from workbench.compare import compare_runs
     from workbench.errors import analyze
+    from workbench.experiment_runs import trivial_example_scores
 
     rng = random.Random(0)
     pool = "the market fell last week prices rose analysts expect a shares company said year new million sales".split()

@@ -8,6 +8,8 @@ import streamlit as st
 
 from ui import common
 from workbench import claims as claims_lib
+from workbench import competence as competence_lib
+from workbench.experiment_runs import find_experiment
 
 BADGES = {claims_lib.SUPPORTED: ":green[supported]", claims_lib.CONTRADICTED: ":red[contradicted]",
           claims_lib.INCONCLUSIVE: ":orange[inconclusive]", claims_lib.FLOOR: ":gray[not measurable at this budget]"}
@@ -16,6 +18,12 @@ BADGES = {claims_lib.SUPPORTED: ":green[supported]", claims_lib.CONTRADICTED: ":
 @st.cache_data(show_spinner=False, max_entries=8)
 def _claims(root: str, stamp: tuple) -> pd.DataFrame:
     return claims_lib.evaluate_claims(root=Path(root), n_boot=1000)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _competence(root: str, stamp: tuple) -> pd.DataFrame:
+    found = find_experiment(Path(root))
+    return competence_lib.competence(found, n_boot=1000) if found else pd.DataFrame()
 
 
 def _stamp() -> tuple:
@@ -64,6 +72,22 @@ def render() -> None:
                 st.write(row.evidence)
         st.download_button("Download claims (CSV)", claims.to_csv(index=False), "claims.csv", "text/csv",
                            key="claims_csv")
+        _competence_section()
+
+
+def _competence_section() -> None:
+    """Has every model learnt every task? The floors the verdicts above rest on, for each arm, MiniLM included."""
+    table = _competence(str(common.root()), _stamp())
+    if table.empty:
+        return
+    st.subheader("Has each model learnt each task?")
+    st.markdown("Each model's per-example score against its task's trivial baseline on the same dev examples "
+                "(two-stage paired bootstrap over seeds and examples, α = 0.05; `workbench claims --competence`). "
+                "A comparison with a model *at the floor* is no evidence.")
+    pivot = table.assign(cell=[f"{'✓' if v == competence_lib.LEARNT else '✗'} {s:.3f} (trivial {t:.3f}, p={p:.2g})"
+                               for v, s, t, p in zip(table.verdict, table.example_score, table.trivial_score,
+                                                     table.p_value)]).pivot(index="task", columns="arm", values="cell")
+    st.dataframe(pivot, width="stretch")
 
 
 render()

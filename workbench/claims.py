@@ -38,19 +38,26 @@ from workbench.artifacts import (
     PretrainRun,
     find_pretrain_runs,
     find_probe_results,
-    load_predictions,
     provenance_kind,
-    read_json,
     runs_dir,
+)
+from workbench.experiment_runs import (
+    ALPHA,
+    Experiment,
+    expand_tasks,
+    find_experiment,
+    headline,
+    load_experiment,
+    task_kind,
+    trivial_example_scores,
 )
 from workbench.stats import N_BOOT, BootstrapTest, hierarchical_bootstrap, holm  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # annotations only
-    from atinuke.tasks.kinds import TaskKind
+    pass
 
 logger = logging.getLogger(__name__)
 
-ALPHA = 0.05
 SUBJECT = "atinuke"
 COMPARATOR = "bert"
 REFERENCE = "minilm"
@@ -83,82 +90,7 @@ PAPER_CLAIMS: tuple[tuple[str, str, Optional[str]], ...] = (
 # --------------------------------------------------------------------------------------------- per-example scores
 
 
-def _task_kind(task: str) -> TaskKind:
-    from atinuke.tasks import get_kind, get_task
-
-    return get_kind(get_task(task).kind)
-
-
-def trivial_example_scores(task: str, gold: pd.Series) -> np.ndarray:
-    """Per-example scores (the ``example_f1`` convention) of the task's trivial baseline on these gold values.
-
-    Majority class (of these examples: an upper bound on a train-set majority), the mean score within
-    ``REGRESSION_TOLERANCE``, always abstain (SQuAD 2.0), all-O (SRL) or no cluster (coreference): the task
-    kind's ``TaskKind.trivial_example_scores``.
-    """
-    return _task_kind(task).trivial_example_scores(gold)
-
-
 # --------------------------------------------------------------------------------------------- the experiment
-
-
-@dataclass
-class Experiment:
-    """An ``atinuke experiment`` directory: ``experiment.json`` and ``<arm>/seed<k>/...`` runs."""
-
-    path: Path
-    arms: tuple[str, ...]
-    seeds: tuple[int, ...]
-    tasks: tuple[str, ...]
-    scale: str
-
-    def finetune_dir(self, arm: str, seed: int, task: str) -> Path:
-        return self.path / arm / f"seed{seed}" / "finetune" / task
-
-    def pretrain_summary(self, arm: str, seed: int) -> dict[str, Any]:
-        path = self.path / arm / f"seed{seed}" / "pretrain" / "summary.json"
-        return read_json(path) if path.is_file() else {}
-
-    def predictions(self, arm: str, seed: int, task: str) -> Optional[pd.DataFrame]:
-        path = self.finetune_dir(arm, seed, task) / "predictions.parquet"
-        return load_predictions(path) if path.is_file() else None
-
-    def metrics(self, arm: str, seed: int, task: str) -> dict[str, Any]:
-        path = self.finetune_dir(arm, seed, task) / "metrics.json"
-        return read_json(path) if path.is_file() else {}
-
-
-def load_experiment(path: Path) -> Experiment:
-    """Read ``path/experiment.json``.
-
-    Raises:
-        UserInputError: when it is absent or malformed.
-    """
-    path = Path(path)
-    spec = read_json(path / "experiment.json") if (path / "experiment.json").is_file() else None
-    if spec is None:
-        raise UserInputError(f"{path}: no experiment.json (create one with `atinuke experiment --out {path}`)")
-    try:
-        return Experiment(path, tuple(spec["arms"]), tuple(int(s) for s in spec["seeds"]), tuple(spec["tasks"]),
-                          str(spec["scale"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserInputError(f"{path / 'experiment.json'}: not an experiment description ({error})") from error
-
-
-def find_experiment(root: Path) -> Optional[Experiment]:
-    """The experiment at ``root`` itself or at ``root/experiment`` (the demo's), else None."""
-    for candidate in (Path(root), Path(root) / "experiment"):
-        if (candidate / "experiment.json").is_file():
-            return load_experiment(candidate)
-    return None
-
-
-def _expand_tasks(experiment: Experiment) -> list[str]:
-    if experiment.tasks == ("all",):
-        from atinuke.finetune_all import TASK_DEFAULTS
-
-        return list(TASK_DEFAULTS)
-    return list(experiment.tasks)
 
 
 def _mean_sd(values: Sequence[float]) -> str:
@@ -210,16 +142,6 @@ def _task_evidence(experiment: Experiment, task: str, comparator: str) -> Option
     return _TaskEvidence(task, seeds, sc, st_, ct, float(np.mean(subj)), float(np.mean(comp)), float(np.mean(triv)), prov)
 
 
-def _headline(experiment: Experiment, arm: str, task: str) -> tuple[str, list[float]]:
-    name, values = "", []
-    for seed in experiment.seeds:
-        metrics = experiment.metrics(arm, seed, task)
-        name = metrics.get("headline_metric", name)
-        if name and isinstance(metrics.get(name), (int, float)):
-            values.append(float(metrics[name]))
-    return name, values
-
-
 def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int) -> dict[str, Any]:
     from workbench.artifacts import family_tasks, task_family
 
@@ -230,7 +152,7 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
             "same-budget BERT baseline; create it with `atinuke experiment --arms atinuke,bert,minilm --seeds 3 "
             f"--tasks all --out runs/experiment` (tasks of this family: {', '.join(family_tasks(family))})."))
         return row
-    tasks = [t for t in _expand_tasks(experiment) if task_family(t) == family]
+    tasks = [t for t in expand_tasks(experiment) if task_family(t) == family]
     if COMPARATOR not in experiment.arms or SUBJECT not in experiment.arms:
         row.update(verdict=NO_EVIDENCE, evidence=f"{experiment.path}: the experiment lacks the {SUBJECT} or "
                                                  f"{COMPARATOR} arm (arms: {', '.join(experiment.arms)}).")
@@ -247,11 +169,11 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
         floor_b = hierarchical_bootstrap([ev.comparator_vs_trivial], n_boot, seed=2)
         clears_a = floor_a.estimate > 0 and floor_a.p_value < ALPHA
         clears_b = floor_b.estimate > 0 and floor_b.p_value < ALPHA
-        metric, a_values = _headline(experiment, SUBJECT, ev.task)
-        _, b_values = _headline(experiment, COMPARATOR, ev.task)
+        metric, a_values = headline(experiment, SUBJECT, ev.task)
+        _, b_values = headline(experiment, COMPARATOR, ev.task)
         text = (f"{ev.task} ({len(ev.seeds)} seed(s), {len(ev.subject_vs_comparator[0])} dev examples per seed): "
                 f"per-example score {SUBJECT} {ev.subject_mean:.3f}, {COMPARATOR} {ev.comparator_mean:.3f}, "
-                f"trivial baseline ({_task_kind(ev.task).trivial_baseline}) {ev.trivial_mean:.3f}")
+                f"trivial baseline ({task_kind(ev.task).trivial_baseline}) {ev.trivial_mean:.3f}")
         if metric:
             text += f"; {metric} {SUBJECT} {_mean_sd(a_values)} vs {COMPARATOR} {_mean_sd(b_values)}"
         found = [experiment.predictions(REFERENCE, s, ev.task) for s in experiment.seeds] if REFERENCE in experiment.arms else []
@@ -538,7 +460,10 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--runs", default=None, help="runs directory or experiment directory (default: runs/)")
     parser.add_argument("--format", default="csv", help="csv (default) or json")
     parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples of each paired test")
+    parser.add_argument("--competence", action="store_true",
+                        help="instead of the claims: has each arm learnt each task (vs its trivial baseline)?")
     parser.add_argument("--out", default=None, help="write to this file (atomically) instead of stdout")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def run(args: Any) -> int:
@@ -554,11 +479,24 @@ def run(args: Any) -> int:
     root = Path(args.runs) if args.runs else None
     if root is not None and not root.is_dir():
         raise UserInputError(f"--runs {root}: no such directory")
-    claims = evaluate_claims(root=root, n_boot=args.n_boot)
-    text = (claims.to_csv(index=False) if args.format == "csv"
-            else json.dumps(json.loads(claims.to_json(orient="records")), indent=2) + "\n")
-    if args.out:
-        atomic_write_text(Path(args.out), text)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise UserInputError(f"--out {out} is a directory; name a file")
+    if out is not None and out.exists() and not args.overwrite:
+        raise UserInputError(f"--out {out} exists; pass --overwrite to replace it")
+    if args.competence:
+        from workbench.competence import competence
+
+        found = find_experiment(root if root is not None else runs_dir())
+        if found is None:
+            raise UserInputError(f"--runs {root or runs_dir()}: no experiment.json there or in its experiment/")
+        table = competence(found, n_boot=args.n_boot)
+    else:
+        table = evaluate_claims(root=root, n_boot=args.n_boot)
+    text = (table.to_csv(index=False) if args.format == "csv"
+            else json.dumps(json.loads(table.to_json(orient="records")), indent=2) + "\n")
+    if out is not None:
+        atomic_write_text(out, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -55,7 +55,7 @@ def findings(ctx: Context) -> Section:
 
 
 def _trivial(task: str, predictions: pd.DataFrame) -> Optional[float]:
-    from workbench.claims import trivial_example_scores
+    from workbench.experiment_runs import trivial_example_scores
 
     try:
         return float(np.mean(trivial_example_scores(task, predictions["gold"])))
