@@ -9,14 +9,15 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from atinuke.errors import UserInputError
-from atinuke.io import write_with
+from atinuke.io import check_out_dir, write_with
 from probes.figures import layer_curve_figure, layer_summary, selectivity_figure
 from probes.runner import RESULT_COLUMNS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="directories written by `probes run`")
-    parser.add_argument("--out", type=Path, required=True, help="report directory")
+    parser.add_argument("--out", type=Path, required=True, help="report directory (new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the report files in a non-empty --out")
 
 
 def load_runs(directories: list[Path]) -> pd.DataFrame:
@@ -40,8 +41,8 @@ def _write_html(figure: go.Figure, tmp: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = check_out_dir(args.out, overwrite=args.overwrite)
     results = load_runs(args.runs)
-    out = args.out
     write_with(out / "results.parquet", lambda tmp: results.to_parquet(tmp, index=False))
     summary = layer_summary(results)
     write_with(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
