@@ -97,3 +97,6 @@ def test_report_of_an_experiment_carries_its_verdicts(tmp_path):
     claims = pd.read_csv(result.data_dir / "claims.csv").set_index("claim")
     assert claims.loc["glue", "verdict"] == "contradicted" and claims.loc["glue", "comparator"] == "bert"
     assert "same size trained on the same tokens" in result.html.read_text()
+    competence = pd.read_csv(result.data_dir / "competence.csv").set_index("arm")
+    assert competence.loc["bert", "verdict"] == "learnt" and competence.loc["atinuke", "trivial_score"] == 0.5
+    assert "Has each model learnt each task?" in result.html.read_text()

@@ -47,11 +47,28 @@ def findings(ctx: Context) -> Section:
     section.blocks.append(Claims(rows))
     if inputs.experiment is None:
         section.blocks.append(Missing("controlled experiment (the benchmark verdicts need it)", EXPERIMENT_COMMAND))
+    if inputs.experiment is not None:
+        section.blocks.append(_competence_table(ctx, inputs.experiment))
     section.blocks.append(Paragraph("Scores are the mean per-example score of the task's headline convention "
                                     "(example F1; accuracy for classification), averaged over seeds; p is the "
                                     "hierarchical-bootstrap p-value after Holm correction. Full table: "
                                     f"{ctx.doc.data_dir_name}/claims.csv.", "note"))
     return section
+
+
+def _competence_table(ctx: Context, experiment_dir) -> Block:
+    """Has each arm learnt each task? The floors the verdicts rest on (``workbench.competence``)."""
+    from workbench.competence import competence
+    from workbench.experiment_runs import load_experiment
+
+    table = competence(load_experiment(experiment_dir), n_boot=ctx.n_boot)
+    table = table.sort_values(["verdict", "task", "arm"], ascending=[False, True, True])  # "at the floor" first
+    return ctx.doc.table(table, "Has each model learnt each task? Each arm's mean per-example dev score against its "
+                         "task's trivial baseline on the same examples (two-stage paired bootstrap over seeds and "
+                         "examples, α = 0.05). A comparison with a model at the floor is no evidence.",
+                         name="competence", max_rows=30,
+                         columns=["arm", "task", "seeds", "metric", "score", "example_score", "trivial_score",
+                                  "p_value", "verdict"])
 
 
 def _trivial(task: str, predictions: pd.DataFrame) -> Optional[float]:
