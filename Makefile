@@ -32,7 +32,8 @@ MINILM_RUN := $(EXPERIMENT)/minilm/seed0
 # Phony targets that the rules needing the experiment's models wait for (order-only): each runs once per
 # `make` (a no-op when everything exists), so an interrupted experiment is always resumed, and `make -j2`
 # never starts it twice. `pretrained` is the pretraining units alone (copies of the shipped runs), so that
-# the analyses of the pretrained models run beside the fine-tuning instead of after it.
+# the analyses of the pretrained models run beside the fine-tuning instead of after it. Every other rule
+# waits for `pretrained` too (seconds), so that `make -j2` starts the experiment, the longest job, first.
 pretrained: data
 	.venv/bin/atinuke experiment $(EXPERIMENT_FLAGS) --pretrain-only
 
@@ -41,13 +42,13 @@ experiment: pretrained
 
 # The learning-rate sweep behind the tiny recipe (atinuke/checkpoints/tiny-lr-sweep/README.md has the command
 # that reruns it, ~12 min): copied, as the shipped pretraining runs are; `workbench claims` cites it.
-runs/lr-sweep/best.json:
+runs/lr-sweep/best.json: | pretrained
 	mkdir -p runs/lr-sweep
 	cp atinuke/checkpoints/tiny-lr-sweep/sweep.json atinuke/checkpoints/tiny-lr-sweep/results.csv \
 	  atinuke/checkpoints/tiny-lr-sweep/README.md runs/lr-sweep/
 	cp atinuke/checkpoints/tiny-lr-sweep/best.json runs/lr-sweep/
 
-runs/probes/minilm/pos/results.parquet: | install
+runs/probes/minilm/pos/results.parquet: | pretrained
 	.venv/bin/probes run --model minilm --task pos --controls --seeds 3 --resume --out runs/probes/minilm/pos
 
 runs/probes/atinuke-seed0/pos/results.parquet: | pretrained
@@ -68,7 +69,7 @@ SAE_FLAGS := --width 2048 --k 16 --lr 1e-3 --batch-size 1024 --steps 600 --max-t
 runs/sae/atinuke-seed0-resid1/metrics.json: | pretrained
 	.venv/bin/workbench sae train --model $(ATINUKE_RUN)/pretrain --hook blocks.1.hook_resid_post $(SAE_FLAGS) --out runs/sae/atinuke-seed0-resid1
 
-runs/sae/minilm-resid3/metrics.json: | install
+runs/sae/minilm-resid3/metrics.json: | pretrained
 	.venv/bin/workbench sae train --model minilm --hook blocks.3.hook_resid_post $(SAE_FLAGS) --out runs/sae/minilm-resid3
 
 # Mechanisms: the logit and tuned lens of both pretrained arms, and head patching of a minimal SNLI edit
@@ -93,7 +94,7 @@ runs/circuit/%-seed0-snli/nodes.parquet: | experiment
 # MLM step here.
 CLM_RUN := runs/pretrain/atinuke-clm
 
-$(CLM_RUN)/model/config.json: | data
+$(CLM_RUN)/model/config.json: | pretrained
 	.venv/bin/atinuke pretrain --objective clm --preset tiny --steps 120 --warmup 20 --eval-every 120 \
 	  --checkpoint-every 120 --eval-max-blocks 16 --seed 0 --out $(CLM_RUN)
 
