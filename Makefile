@@ -57,11 +57,12 @@ runs/probes/atinuke-seed0/pos/results.parquet: | pretrained
 runs/probes/bert-seed0/pos/results.parquet: | pretrained
 	.venv/bin/probes run --model $(BERT_RUN)/pretrain --task pos --controls --seeds 3 --resume --out runs/probes/bert-seed0/pos
 
+# The last jobs of the build (they wait for the whole experiment): every core, not the build's one thread each.
 runs/attributions/atinuke-snli/attributions.parquet: | experiment
-	.venv/bin/workbench attribute --model $(ATINUKE_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli --evaluate
+	OMP_NUM_THREADS=$$(nproc) .venv/bin/workbench attribute --model $(ATINUKE_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/atinuke-snli --evaluate
 
 runs/attributions/minilm-snli/attributions.parquet: | experiment
-	.venv/bin/workbench attribute --model $(MINILM_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli --evaluate
+	OMP_NUM_THREADS=$$(nproc) .venv/bin/workbench attribute --model $(MINILM_RUN)/finetune/snli --task snli --method integrated_gradients,saliency,attention --limit 40 --out runs/attributions/minilm-snli --evaluate
 
 # Dictionary features: a TopK SAE on each residual stream, beside one trained identically on a random-init copy.
 SAE_FLAGS := --width 2048 --k 16 --lr 1e-3 --batch-size 1024 --steps 600 --max-tokens 100000 --eval-texts 200 --no-progress
