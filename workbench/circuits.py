@@ -25,7 +25,7 @@ import torch
 
 from atinuke.errors import UserInputError
 from workbench.edges import edge_attribution, edge_graph, patched_metric, reference_outputs
-from workbench.nodes import discover_node_circuit, node_scores, smallest_size
+from workbench.nodes import discover_node_circuit, node_scores, search_size
 
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
@@ -60,8 +60,6 @@ def discover_circuit(subject: Subject, clean: Any, corrupted: Any, metric: Calla
     Args:
         scores: an :func:`workbench.edges.edge_attribution` table computed before (a resumed run's).
     """
-    from tqdm.auto import tqdm
-
     if not 0 < fraction <= 1:
         raise UserInputError(f"fraction must be in (0, 1], got {fraction}")
     if ablation not in ABLATIONS:
@@ -73,44 +71,30 @@ def discover_circuit(subject: Subject, clean: Any, corrupted: Any, metric: Calla
     order = edges.sort_values("rank")
     reference = reference_outputs(subject, graph, a, b, ablation)
     clean_m = edges.attrs["clean"]
-    evaluated: dict[int, float] = {}
-    bar = tqdm(disable=not progress, desc="circuit sizes", unit="eval")
 
-    def evaluate(k: int) -> float:
-        if k not in evaluated:
-            keep = torch.zeros_like(graph.valid)
-            top = order.head(k)
-            keep[torch.tensor(top["up_index"].tolist(), dtype=torch.long),
-                 torch.tensor(top["down_index"].tolist(), dtype=torch.long)] = True
-            evaluated[k] = clean_m if k == len(order) else patched_metric(subject, graph, a, reference,
-                                                                         graph.valid & ~keep, metric)
-            bar.update(1)
-        return evaluated[k]
+    def metric_at(k: int) -> float:
+        if k == len(order):
+            return clean_m
+        keep = torch.zeros_like(graph.valid)
+        top = order.head(k)
+        keep[torch.tensor(top["up_index"].tolist(), dtype=torch.long),
+             torch.tensor(top["down_index"].tolist(), dtype=torch.long)] = True
+        return patched_metric(subject, graph, a, reference, graph.valid & ~keep, metric)
 
-    none_m = evaluate(0)
-    span = clean_m - none_m
-    if abs(span) < 1e-9:
-        raise UserInputError("patching every edge leaves the metric unchanged; nothing to discover")
-
-    def faithful(k: int) -> float:
-        return (evaluate(k) - none_m) / span
-
-    smallest_size(faithful, len(order), fraction)
-    bar.close()
-    size = min(k for k in evaluated if faithful(k) >= fraction)
+    search = search_size(metric_at, len(order), clean_m, fraction,
+                         "patching every edge leaves the metric unchanged; nothing to discover", progress)
+    size = search.size
     edges["in_circuit"] = edges["rank"] <= size
     edges["level"] = "edges"
-    curve = pd.DataFrame({"n_edges": sorted(evaluated)})
-    curve["metric"] = [evaluated[k] for k in curve["n_edges"]]
-    curve["faithfulness"] = [faithful(k) for k in curve["n_edges"]]
-    curve["level"] = "edges"
+    curve = search.curve("n_edges", "edges")
     kept = edges[edges["in_circuit"]]
     summary = {"model": subject.name, "level": "edges", "method": method, "n_steps": n_steps if method == "eap_ig" else 1,
                "ablation": ablation, "fraction": fraction, "n_edges": int(size), "n_edges_total": len(edges),
                "n_nodes": len(set(kept["upstream"]) | {d.rsplit(".", 1)[0] if d.count(".") == 2 else d
                                                         for d in kept["downstream"]}),
-               "faithfulness": faithful(size), "metric_clean": clean_m, "metric_corrupted": edges.attrs["corrupted"],
-               "metric_ablated": none_m, "metric_circuit": evaluated[size]}
+               "faithfulness": search.faithfulness(size), "metric_clean": clean_m,
+               "metric_corrupted": edges.attrs["corrupted"], "metric_ablated": search.ablated,
+               "metric_circuit": search.evaluated[size]}
     logger.info("circuit of %d/%d edges recovers %.3f of the metric", size, len(edges), summary["faithfulness"])
     return Circuit(edges, curve, summary)
 

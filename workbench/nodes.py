@@ -71,6 +71,55 @@ def smallest_size(faithful: Callable[[int], float], total: int, fraction: float)
     return high
 
 
+@dataclass
+class SizeSearch:
+    """The smallest prefix of a ranked order that recovers ``fraction`` of the clean metric (every size tried)."""
+
+    size: int
+    evaluated: dict[int, float]  # prefix size -> metric with only that prefix kept
+    ablated: float  # the metric with nothing kept
+    span: float  # clean - ablated
+
+    def faithfulness(self, k: int) -> float:
+        return (self.evaluated[k] - self.ablated) / self.span
+
+    def curve(self, column: str, level: str) -> pd.DataFrame:
+        """Every evaluated size with its metric and faithfulness (``column`` names the size)."""
+        sizes = sorted(self.evaluated)
+        return pd.DataFrame({column: sizes, "metric": [self.evaluated[k] for k in sizes],
+                             "faithfulness": [self.faithfulness(k) for k in sizes], "level": level})
+
+
+def search_size(metric_at: Callable[[int], float], total: int, clean: float, fraction: float, unchanged: str,
+                progress: bool = True) -> SizeSearch:
+    """Find the smallest k whose ``metric_at(k)`` (the metric with the top-k units kept) recovers ``fraction`` of
+    ``clean`` relative to keeping nothing, evaluating each size once (:func:`smallest_size`'s search).
+
+    Raises:
+        UserInputError: ``unchanged`` (a sentence) when keeping nothing leaves the metric at the clean value.
+    """
+    from tqdm.auto import tqdm
+
+    evaluated: dict[int, float] = {}
+    bar = tqdm(disable=not progress, desc="circuit sizes", unit="eval")
+
+    def evaluate(k: int) -> float:
+        if k not in evaluated:
+            evaluated[k] = metric_at(k)
+            bar.update(1)
+        return evaluated[k]
+
+    ablated = evaluate(0)
+    span = clean - ablated
+    if abs(span) < 1e-9:
+        raise UserInputError(unchanged)
+    smallest_size(lambda k: (evaluate(k) - ablated) / span, total, fraction)
+    bar.close()
+    search = SizeSearch(0, evaluated, ablated, span)
+    search.size = min(k for k in evaluated if search.faithfulness(k) >= fraction)  # the smallest of every size tried
+    return search
+
+
 def node_frame(subject: Subject) -> pd.DataFrame:
     """The nodes in forward order: the embeddings, then per layer its heads and its MLP."""
     rows = [dict(node=EMBED, kind="embed", layer=-1, head=-1)]
@@ -150,7 +199,6 @@ def discover_node_circuit(subject: Subject, clean: Any, corrupted: Any, metric: 
     Args:
         scores: a :func:`node_scores` table computed before (e.g. read back from a resumed run).
     """
-    from tqdm.auto import tqdm
 
     if not 0 < fraction <= 1:
         raise UserInputError(f"fraction must be in (0, 1], got {fraction}")
@@ -164,37 +212,18 @@ def discover_node_circuit(subject: Subject, clean: Any, corrupted: Any, metric: 
     references = node_references(subject, a, b, ablation)
     with torch.no_grad():
         clean_m = float(metric(run_task(subject, a)))
-    evaluated: dict[int, float] = {}
-    bar = tqdm(disable=not progress, desc="circuit sizes", unit="eval")
-
-    def evaluate(k: int) -> float:
-        if k not in evaluated:
-            evaluated[k] = node_patched_metric(subject, a, references, set(order[:k]), metric)
-            bar.update(1)
-        return evaluated[k]
-
-    none_m = evaluate(0)
-    span = clean_m - none_m
-    if abs(span) < 1e-9:
-        raise UserInputError("replacing every node leaves the metric unchanged; nothing to discover")
-
-    def faithful(k: int) -> float:
-        return (evaluate(k) - none_m) / span
-
-    smallest_size(faithful, len(order), fraction)
-    bar.close()
-    size = min(k for k in evaluated if faithful(k) >= fraction)  # the smallest of every size evaluated
+    search = search_size(lambda k: node_patched_metric(subject, a, references, set(order[:k]), metric), len(order),
+                         clean_m, fraction, "replacing every node leaves the metric unchanged; nothing to discover",
+                         progress)
+    size = search.size
     nodes["in_circuit"] = nodes["rank"] <= size
     nodes["level"] = "nodes"
-    curve = pd.DataFrame({"n_nodes": sorted(evaluated)})
-    curve["metric"] = [evaluated[k] for k in curve["n_nodes"]]
-    curve["faithfulness"] = [faithful(k) for k in curve["n_nodes"]]
-    curve["level"] = "nodes"
+    curve = search.curve("n_nodes", "nodes")
     summary = {"model": subject.name, "level": "nodes", "method": method,
                "n_steps": n_steps if method == "eap_ig" else 1, "ablation": ablation, "fraction": fraction,
-               "n_nodes": int(size), "n_nodes_total": len(nodes), "faithfulness": faithful(size),
+               "n_nodes": int(size), "n_nodes_total": len(nodes), "faithfulness": search.faithfulness(size),
                "metric_clean": clean_m, "metric_corrupted": float(nodes.attrs.get("corrupted", float("nan"))),
-               "metric_ablated": none_m, "metric_circuit": evaluated[size],
+               "metric_ablated": search.ablated, "metric_circuit": search.evaluated[size],
                "kept": order[:size]}
     logger.info("node circuit of %d/%d nodes recovers %.3f of the metric", size, len(nodes), summary["faithfulness"])
     return NodeCircuit(nodes, curve, summary)
