@@ -144,7 +144,7 @@ def load_task(name: str, data: str = "diag", split: str = "train", columns: Opti
             raise UserInputError(f"task {name!r} is a user dataset's; give --data (a file, a saved dataset or hf:NAME)")
         examples, prov = userdata.load_user_split(spec, data, split, columns)
         return TaskData(name, split, examples, Path(data), prov, source="user", dataset=Path(data).name)
-    data = sources.resolve(name, data, data_dir)
+    data = sources.resolve(name, data, data_dir, DIAGNOSTIC_TASKS)
     source = sources.SOURCES.get(name)
     if data == "registry":
         if source is None or source.kind != sources.REGISTRY_REAL:

@@ -187,17 +187,17 @@ def find_layout(task: str, path: Path) -> Optional[Path]:
     return None
 
 
-def resolve(task: str, data: str = "auto", directory: Optional[str | Path] = None) -> str:
+def resolve(task: str, data: str = "auto", directory: Optional[str | Path] = None,
+            silver_tasks: tuple[str, ...] = ()) -> str:
     """The concrete ``data`` value for ``task``: a real layout's directory, "registry" or "diag".
 
-    ``data`` other than "auto"/"real" is returned as given ("diag", "registry", a path).
+    ``data`` other than "auto"/"real" is returned as given ("diag", "registry", a path); ``silver_tasks``
+    are the tasks with a diagnostic version (:data:`atinuke.tasks.DIAGNOSTIC_TASKS`).
 
     Raises:
         UserInputError: "real" with no data directory or no layout of the task in it; "auto" with nothing
             available (no layout, no registry source, no diagnostic version).
     """
-    from atinuke.tasks import DIAGNOSTIC_TASKS
-
     if data not in ("auto", "real"):
         return data
     root = data_dir(directory)
@@ -210,7 +210,7 @@ def resolve(task: str, data: str = "auto", directory: Optional[str | Path] = Non
     source = SOURCES.get(task)
     if source is not None and source.kind == REGISTRY_REAL:
         return "registry"
-    if task in DIAGNOSTIC_TASKS:
+    if task in silver_tasks:
         return "diag"
     hint = f"set {DATA_ENV}=DIR or give --data-dir" if task in SOURCES else "give --data PATH"
     raise UserInputError(f"no data for task {task!r}: it has no diagnostic (silver) version; {hint}")
