@@ -52,9 +52,10 @@ def parse_tree(line: str, path: Path, line_no: int) -> tuple[list[str], list[tup
     while position < len(tokens):
         token = tokens[position]
         if token == "(":
-            if position + 1 >= len(tokens) or tokens[position + 1] in "()" or stack == [] and phrases:
-                raise UserInputError(f"{where(path, line_no)}: malformed SST tree (a node without a label, or text "
-                                     "after the root)")
+            if not stack and phrases:
+                raise UserInputError(f"{where(path, line_no)}: malformed SST tree (text after the root)")
+            if position + 1 >= len(tokens) or tokens[position + 1] in ("(", ")"):
+                raise UserInputError(f"{where(path, line_no)}: malformed SST tree (a node without a label)")
             label_text = tokens[position + 1]
             if label_text not in ("0", "1", "2", "3", "4"):
                 raise UserInputError(f"{where(path, line_no)}: SST label {label_text!r} is not 0-4")
