@@ -1,4 +1,4 @@
-"""``atinuke data list [--format table|json] [--data-dir DIR]``: where each task's data comes from.
+"""``atinuke data list [--format table|json] [--data-dir DIR] [--task NAME ...]``: where each task's data comes from.
 
 One row per task (the registry's benchmark tasks, then any real-data source of a task outside it, such as a
 probing task): task, family, source (``real`` / ``registry-real`` / ``silver``, or ``none`` when nothing is
@@ -44,17 +44,23 @@ def _sizes(load, splits: tuple[str, ...]) -> dict[str, Optional[int]]:
     return {split: (len(load(split).examples) if split in splits else None) for split in SPLITS}
 
 
-def data_rows(data_dir: Optional[str | Path] = None) -> list[DataRow]:
-    """The rows of ``atinuke data list`` (see the module docstring).
+def data_rows(data_dir: Optional[str | Path] = None, tasks: Optional[list[str]] = None) -> list[DataRow]:
+    """The rows of ``atinuke data list`` (see the module docstring), all tasks or only ``tasks``.
 
     Raises:
-        UserInputError: ``data_dir`` (or ``$ATINUKE_DATA``) is not a directory, or a file in it is malformed.
+        UserInputError: ``data_dir`` (or ``$ATINUKE_DATA``) is not a directory, an unknown task name, or a
+            file in the data is malformed.
     """
     from atinuke.tasks import DIAG_PROVENANCE, DIAGNOSTIC_SPLITS, DIAGNOSTIC_TASKS, TASKS, load_task, sources
 
     root = sources.data_dir(data_dir)
     names = [name for name, spec in TASKS.items() if spec.family != "user"]
     names += [name for name in sources.SOURCES if name not in TASKS]
+    if tasks:
+        unknown = [name for name in tasks if name not in names]
+        if unknown:
+            raise UserInputError(f"unknown task {unknown[0]!r}; known: {', '.join(names)}")
+        names = [name for name in names if name in tasks]
     rows = []
     for name in names:
         source = sources.SOURCES.get(name)
@@ -112,6 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     listing = sub.add_parser("list", help="one row per task: source, dataset, split sizes, licence, provenance")
     listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.add_argument("--task", action="append", default=None, help="only this task (repeatable)")
     listing.add_argument("--data-dir", default=None, help="directory of official layouts (default $ATINUKE_DATA)")
 
 
@@ -121,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the loaders' per-file lines; the rows say what each split holds
     try:
-        text = format_rows(data_rows(args.data_dir), args.format)
+        text = format_rows(data_rows(args.data_dir, args.task), args.format)
     finally:
         quiet.setLevel(level)
     sys.stdout.write(text)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from functools import lru_cache
 from pathlib import Path
 
 from atinuke.errors import UserInputError, where
-from atinuke.tasks._common import LoadedData, open_text
+from atinuke.tasks._common import LoadedData, file_stamp, open_text
 from atinuke.tasks.base import ClassificationExample
 from atinuke.tasks.glue import read_glue
 
@@ -37,12 +38,18 @@ SICK_JUDGMENTS = {"ENTAILMENT": "entailment", "NEUTRAL": "neutral", "CONTRADICTI
 SKIP_UNRATED = "STS pair without a gold score (not rated)"
 
 
-def _rows(path: Path) -> list[tuple[int, list[str]]]:
-    """Non-blank rows of a tab-separated file with quoting off, with their line numbers."""
-    with open_text(path) as handle:
+def _rows(path: Path) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """Non-blank rows of a tab-separated file with quoting off, with their line numbers (read once per file
+    version: STS's train and dev splits read the same files)."""
+    return _read_rows(file_stamp(path))
+
+
+@lru_cache(maxsize=64)
+def _read_rows(stamp: tuple[str, int, int]) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    with open_text(Path(stamp[0])) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [(reader.line_num, [cell.rstrip("\r") for cell in row]) for row in reader
-                if row and any(cell.strip() for cell in row)]
+        return tuple((reader.line_num, tuple(cell.rstrip("\r") for cell in row)) for row in reader
+                     if row and any(cell.strip() for cell in row))
 
 
 def read_cola_raw(path: str | Path, split: str) -> LoadedData:

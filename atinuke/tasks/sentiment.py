@@ -23,12 +23,13 @@ import csv
 import io
 import logging
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from atinuke.errors import UserInputError, where
-from atinuke.tasks._common import LoadedData, open_text
+from atinuke.tasks._common import LoadedData, file_stamp, open_text
 from atinuke.tasks.base import ClassificationExample
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,23 @@ def read_rt_critics(path: str | Path, split: str) -> LoadedData:
     path = Path(path)
     if split not in ("train", "dev", "test"):
         raise UserInputError(f"rt-critics has splits train, dev, test, not {split!r}")
+    rows, plots = _critic_rows(file_stamp(path))
+    movies = sorted({movie for *_, movie in rows})
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(movies))
+    cut_train = round(SPLIT_FRACTIONS[0] * len(movies))
+    cut_dev = cut_train + round(SPLIT_FRACTIONS[1] * len(movies))
+    part_of = {movies[i]: ("train" if rank < cut_train else "dev" if rank < cut_dev else "test")
+               for rank, i in enumerate(order)}
+    examples = [ClassificationExample(id=f"rt-{index}", text=snippet, text_pair=None, label=label,
+                                      meta={"split": split, "movie": movie})
+                for index, label, snippet, movie in rows if part_of[movie] == split]
+    return LoadedData(list(examples), path, {SKIP_PLOT: plots} if plots else {})
+
+
+@lru_cache(maxsize=4)
+def _critic_rows(stamp: tuple[str, int, int]) -> tuple[tuple[tuple[int, str, str, str], ...], int]:
+    """``((row index, label, text, movie), ...)`` and the number of plot summaries, read once per file version."""
+    path = Path(stamp[0])
     try:
         text = bz2.decompress(path.read_bytes()).decode("utf-8") if path.suffix == ".bz2" else \
             open_text(path).read()
@@ -133,13 +151,4 @@ def read_rt_critics(path: str | Path, split: str) -> LoadedData:
         if not snippet:
             raise UserInputError(f"{where(path, reader.line_num)}: empty text")
         rows.append((index, _CRITIC_LABELS[category], snippet, (record["movie_name"] or "").strip()))
-    movies = sorted({movie for *_, movie in rows})
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(movies))
-    cut_train = round(SPLIT_FRACTIONS[0] * len(movies))
-    cut_dev = cut_train + round(SPLIT_FRACTIONS[1] * len(movies))
-    part_of = {movies[i]: ("train" if rank < cut_train else "dev" if rank < cut_dev else "test")
-               for rank, i in enumerate(order)}
-    examples = [ClassificationExample(id=f"rt-{index}", text=snippet, text_pair=None, label=label,
-                                      meta={"split": split, "movie": movie})
-                for index, label, snippet, movie in rows if part_of[movie] == split]
-    return LoadedData(list(examples), path, {SKIP_PLOT: plots} if plots else {})
+    return tuple(rows), plots

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from atinuke.errors import UserInputError, where
-from atinuke.tasks._common import LoadedData, open_text
+from atinuke.tasks._common import LoadedData, file_stamp, open_text
 from atinuke.tasks.base import ClassificationExample
 
 logger = logging.getLogger(__name__)
@@ -90,34 +91,40 @@ def read_sst(path: str | Path, split: str, task: str = "sst5", limit: int | None
         limit: read only the first ``limit`` trees (the official train inside ``train.txt``).
 
     Raises:
-        UserInputError: a malformed tree (``file:line``), or fewer than ``limit`` trees.
+        UserInputError: a malformed tree anywhere in the file (``file:line``), or fewer than ``limit`` trees.
     """
     path = Path(path)
     examples: list[ClassificationExample] = []
     neutral = 0
-    n_trees = 0
-    with open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if limit is not None and n_trees >= limit:
-                break
-            words, phrases = parse_tree(line, path, line_no)
-            index = n_trees
-            n_trees += 1
-            root = phrases[-1][2]
-            if task == "sst2" and root == 2:
-                neutral += 1
-                continue
-            label = str(root) if task == "sst5" else ("0" if root < 2 else "1")
-            text = " ".join(_BRACKETS.get(word, word) for word in words)
-            meta = {"split": split, "fine_label": root, "phrases": [list(p) for p in phrases]}
-            examples.append(ClassificationExample(id=f"{split}-{index}", text=text, text_pair=None, label=label,
-                                                  meta=meta))
+    trees = _parsed(file_stamp(path))
+    n_trees = min(len(trees), limit) if limit is not None else len(trees)
+    for index, (words, phrases) in enumerate(trees[:n_trees]):
+        root = phrases[-1][2]
+        if task == "sst2" and root == 2:
+            neutral += 1
+            continue
+        label = str(root) if task == "sst5" else ("0" if root < 2 else "1")
+        text = " ".join(_BRACKETS.get(word, word) for word in words)
+        meta = {"split": split, "fine_label": root, "phrases": [list(p) for p in phrases]}
+        examples.append(ClassificationExample(id=f"{split}-{index}", text=text, text_pair=None, label=label,
+                                              meta=meta))
     if limit is not None and n_trees < limit:
         raise UserInputError(f"{path}: {n_trees} trees, but the official SST train is its first {limit}")
     logger.info("%s: %d SST trees -> %d %s examples", path, n_trees, len(examples), task)
     return LoadedData(list(examples), path, {SKIP_NEUTRAL: neutral} if neutral else {})
+
+
+@lru_cache(maxsize=8)
+def _parsed(stamp: tuple[str, int, int]) -> tuple[tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]], ...]:
+    """Every tree of a file, parsed once per file version (sst2 and sst5 read the same files)."""
+    path = Path(stamp[0])
+    trees = []
+    with open_text(path) as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if line.strip():
+                words, phrases = parse_tree(line, path, line_no)
+                trees.append((tuple(words), tuple(phrases)))
+    return tuple(trees)
 
 
 def load_sst_split(directory: Path, split: str, task: str) -> LoadedData:
