@@ -1,4 +1,4 @@
-"""Command-line entry points: ``atinuke pretrain|finetune|evaluate|experiment|lr-sweep|prepare-data``.
+"""Command-line entry points: ``atinuke pretrain|finetune|evaluate|experiment|lr-sweep|prepare-data|data``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``; modules are
 imported only when their command runs, so ``--help`` is quick. :func:`run_cli` turns every expected failure
@@ -16,6 +16,7 @@ from atinuke.errors import UserInputError
 
 ATINUKE_COMMANDS = {
     "prepare-data": ("atinuke.data_cli", "fetch the offline corpora and benchmark excerpts, build the diagnostic suite"),
+    "data": ("atinuke.data_list", "list each task's data: source (real/registry-real/silver), sizes, licence"),
     "pretrain": ("atinuke.pretrain", "pretrain Atinuke with MLM or CLM"),
     "finetune": ("atinuke.finetune", "fine-tune a model on a benchmark task"),
     "evaluate": ("atinuke.finetune_eval", "evaluate a fine-tuned model on a benchmark task"),

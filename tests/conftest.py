@@ -1,6 +1,7 @@
 """Shared fixtures: tiny seeded models and tokenizers, built once per test session on the CPU."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,21 @@ import torch
 from atinuke.config import AtinukeConfig
 from atinuke.model import AtinukeForMaskedLM
 from atinuke.tokenizer import save_tokenizer, train_tokenizer
+
+# Real benchmark data (atinuke.tasks.sources): ../shared/data beside the repository, unless ATINUKE_DATA is set.
+_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if not os.environ.get("ATINUKE_DATA") and _SHARED_DATA.is_dir():
+    os.environ["ATINUKE_DATA"] = str(_SHARED_DATA)
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The directory of official layouts (``$ATINUKE_DATA``); skips the test when there is none."""
+    value = os.environ.get("ATINUKE_DATA")
+    if not value or not Path(value).is_dir():
+        pytest.skip("no real benchmark data: set ATINUKE_DATA (or put ../shared/data beside the repository)")
+    return Path(value)
+
 
 # A tiny configuration in the spirit of HF's model tests: big enough to have several heads and layers,
 # small enough that a forward pass costs microseconds.

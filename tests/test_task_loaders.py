@@ -53,8 +53,8 @@ def test_registry_names_and_kinds():
 
 
 def test_unknown_task_lists_known_names():
-    with pytest.raises(UserInputError, match="unknown task 'sst5'.*squad2.*coref"):
-        get_task("sst5")
+    with pytest.raises(UserInputError, match="unknown task 'sst7'.*squad2.*coref"):
+        get_task("sst7")
 
 
 def test_diag_missing_says_prepare_data(tmp_path, monkeypatch):

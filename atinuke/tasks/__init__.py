@@ -1,5 +1,8 @@
 """The benchmark task registry: what each task is, where its data lives, and how to load it.
 
+Where the data comes from is one setting (``ATINUKE_DATA`` / ``--data-dir``, ``--data auto``): see
+:mod:`atinuke.tasks.sources` for the real-data registry and the layout detection.
+
 ``TASKS`` maps a command-line name to a :class:`TaskSpec` (defined in :mod:`atinuke.tasks.registry`, with
 :func:`get_task`, and re-exported here); :func:`load_task_data` reads either the offline diagnostic suite
 (``data="diag"``, silver data derived from real text, written in the official formats by ``atinuke
@@ -22,7 +25,7 @@ from typing import Callable, Optional
 
 from atinuke.errors import UserInputError
 from atinuke.paths import cache_dir
-from atinuke.tasks import conll2005, conll2012, glue, nli, squad, userdata
+from atinuke.tasks import conll2005, conll2012, glue, nli, sources, squad, userdata
 from atinuke.tasks._common import LoadedData, attach_sidecar, check_unique_ids, log_skips
 from atinuke.tasks.base import (
     TASK_KINDS,
@@ -64,8 +67,11 @@ class TaskData:
         split: split name ("train", "dev", "dev_mismatched", ...).
         examples: the examples (SRL: one per predicate; coreference: one per document part).
         path: the file or directory read.
-        provenance: "silver, derived" for the diagnostic suite, "gold: <file name>" for official files.
+        provenance: "silver, derived" for the diagnostic suite, "gold: <file name>" for official files,
+            "gold (registry-real): <dataset>" for data fetched from the package registry.
         skipped: reason -> number of records the loader dropped (also logged).
+        source: "real", "registry-real", "silver" or "user" (:mod:`atinuke.tasks.sources`).
+        dataset: the dataset's name ("CoLA 1.1 (Warstadt et al., 2019)", "diagnostic suite", ...).
     """
 
     task: str
@@ -74,6 +80,12 @@ class TaskData:
     path: Path
     provenance: str
     skipped: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    dataset: str = ""
+
+    def record(self) -> dict[str, str]:
+        """What a result records about its data: ``{"data_source": ..., "dataset": ...}``."""
+        return {"data_source": self.source, "dataset": self.dataset}
 
 
 def diagnostic_path(name: str, split: str = "train") -> Path:
@@ -98,12 +110,17 @@ def provenance(name: str, data: str = "diag") -> str:
     return f"gold: {Path(data).name}"
 
 
-def load_task(name: str, data: str = "diag", split: str = "train", columns: Optional[str] = None) -> TaskData:
+def load_task(name: str, data: str = "diag", split: str = "train", columns: Optional[str] = None,
+              data_dir: Optional[str | Path] = None) -> TaskData:
     """Load one split of a task with its provenance and skip counts.
 
     Args:
         name: registry name (see ``TASKS``).
-        data: "diag" for the diagnostic suite, else a path in the official layout: a GLUE task directory
+        data: "diag" for the diagnostic suite (silver); "auto" for the data setting (:mod:`atinuke.tasks.sources`:
+            the official layout under ``data_dir``/``$ATINUKE_DATA``, else the registry copy, else silver);
+            "real" (the official layout, required); "registry" (fetched by ``atinuke prepare-data``); else a
+            path in the official layout: a raw release named in :mod:`atinuke.tasks.sources` (CoLA raw TSV, SST
+            trees, MRPC MSR, SemEval STS, RTE XML/zip, SICK), a GLUE task directory
             (train.tsv/dev.tsv/test.tsv; MNLI dev_matched.tsv/dev_mismatched.tsv or the MultiNLI jsonl
             release; AX.tsv) or one TSV; a SQuAD
             json file (or a directory with ``<split>.json`` / ``<split>-v2.0.json``); a jsonl file (or a
@@ -112,42 +129,67 @@ def load_task(name: str, data: str = "diag", split: str = "train", columns: Opti
         split: "train", "dev", "test" (MNLI also "dev_matched", "dev_mismatched", "test_matched", ...).
         columns: for a user dataset's task (family "user", a fine-tuned run's spec): the ``--columns``
             mapping, default the one the task was fine-tuned with (:mod:`atinuke.tasks.userdata`).
+        data_dir: the data directory for "auto"/"real" (``--data-dir``; default ``$ATINUKE_DATA``).
 
     Returns:
-        The loaded split; sidecar rationales/meta (``F.meta.jsonl``) are attached.
+        The loaded split, with its source ("real", "registry-real", "silver", "user") and dataset name;
+        sidecar rationales/meta (``F.meta.jsonl``) are attached.
 
     Raises:
         UserInputError: unknown task, missing file (diag: says to run ``atinuke prepare-data``), malformed data.
     """
     spec = get_task(name)
     if spec.family == userdata.USER_FAMILY:
-        if data == "diag":
+        if data in sources.DATA_CHOICES:
             raise UserInputError(f"task {name!r} is a user dataset's; give --data (a file, a saved dataset or hf:NAME)")
         examples, prov = userdata.load_user_split(spec, data, split, columns)
-        return TaskData(name, split, examples, Path(data), prov)
-    if data == "diag":
+        return TaskData(name, split, examples, Path(data), prov, source="user", dataset=Path(data).name)
+    data = sources.resolve(name, data, data_dir, DIAGNOSTIC_TASKS)
+    source = sources.SOURCES.get(name)
+    if data == "registry":
+        if source is None or source.kind != sources.REGISTRY_REAL:
+            raise UserInputError(f"task {name!r} has no registry data")
+        loaded = source.load(sources.registry_file(name), split)
+        kind, dataset, prov = sources.REGISTRY_REAL, source.dataset, f"gold (registry-real): {source.dataset}"
+    elif data == "diag":
         if split not in DIAGNOSTIC_SPLITS:
             raise UserInputError(f"the diagnostic suite has splits {', '.join(DIAGNOSTIC_SPLITS)}, not {split!r}")
         path = diagnostic_path(name, split)
         if not path.is_file():
             raise UserInputError(f"{path}: diagnostic data for {name!r} not found; run `atinuke prepare-data` first")
+        loaded = _LOADERS[spec.family](spec, path, split)
+        kind, dataset, prov = sources.SILVER, "diagnostic suite", DIAG_PROVENANCE
     else:
         path = Path(data)
         if not path.exists():
             raise UserInputError(f"{path}: no such file or directory (--data for task {name!r})")
-    loaded = _LOADERS[spec.family](spec, path, split)
+        layout = sources.find_layout(name, path)
+        if layout is not None and source is not None:
+            loaded = source.load(layout, split)
+            dataset = source.dataset
+        elif source is not None and (source.kind == sources.REGISTRY_REAL or name not in glue.GLUE_TASKS):
+            if source.kind == sources.REGISTRY_REAL and path.is_file():
+                loaded = source.load(path, split)
+            else:
+                raise UserInputError(f"{path}: no {source.dataset} files found (looked for "
+                                     f"{', '.join(source.markers) or 'the fetched file'}, also under {source.subdir}/)")
+            dataset = source.dataset
+        else:
+            loaded = _LOADERS[spec.family](spec, path, split)
+            dataset = "official files"
+        kind = sources.REAL
+        prov = f"gold: {loaded.path.name}" + ("" if dataset == "official files" else f" ({dataset})")
     log_skips(loaded.path, loaded.skipped)
     if not loaded.examples:
         raise UserInputError(f"{loaded.path}: no {name} examples found")
-    prov = DIAG_PROVENANCE if data == "diag" else f"gold: {loaded.path.name}"
     logger.info("%s/%s: %d examples from %s (%s)", name, split, len(loaded.examples), loaded.path, prov)
-    return TaskData(name, split, loaded.examples, loaded.path, prov, loaded.skipped)
+    return TaskData(name, split, loaded.examples, loaded.path, prov, loaded.skipped, kind, dataset)
 
 
 def load_task_data(name: str, data: str = "diag", split: str = "train",
-                   columns: Optional[str] = None) -> list[Example]:
+                   columns: Optional[str] = None, data_dir: Optional[str | Path] = None) -> list[Example]:
     """The examples of one split of a task (see :func:`load_task` for the arguments and errors)."""
-    return load_task(name, data, split, columns).examples
+    return load_task(name, data, split, columns, data_dir).examples
 
 
 def _pick(path: Path, candidates: list[str], what: str) -> Path:
@@ -220,7 +262,12 @@ def _load_coref_or_srl(spec: TaskSpec, path: Path, split: str) -> LoadedData:
     return _load_conll2012(spec, path, split)
 
 
+def _load_sentiment(spec: TaskSpec, path: Path, split: str) -> LoadedData:
+    return sources.SOURCES[spec.name].load(path, split)
+
+
 _LOADERS: dict[str, Callable[[TaskSpec, Path, str], LoadedData]] = {
+    "sentiment": _load_sentiment,
     "squad": _load_squad,
     "glue": _load_glue,
     "nli": _load_nli,

@@ -72,6 +72,17 @@ def open_text(path: Path) -> IO[str]:
     return io.StringIO(text, newline="")
 
 
+def file_stamp(path: Path) -> tuple[str, int, int]:
+    """``(path, size, mtime_ns)``: a cache key that changes when the file does (see the parse caches of
+    :mod:`atinuke.tasks.sst`, :mod:`~atinuke.tasks.official`, :mod:`~atinuke.tasks.sentiment`)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise UserInputError(f"{path}: cannot read ({error})") from error
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line number, object)`` for each non-blank line of a JSON-lines file.
 

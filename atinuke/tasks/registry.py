@@ -29,6 +29,15 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     # GLUE scores the AX diagnostic with R3, the multi-class Matthews correlation (Gorodkin, 2004).
     TaskSpec("ax", "glue", "classification", _NLI, "mcc", pair=True),
     TaskSpec("snli", "nli", "classification", _NLI, "accuracy", pair=True),
+    # Real data in official raw layouts (atinuke.tasks.sources): SST-5, SemEval STS 2012-2016, SICK.
+    TaskSpec("sst5", "glue", "classification", ("0", "1", "2", "3", "4"), "accuracy"),
+    TaskSpec("sts", "glue", "regression", (), "pearson", pair=True),
+    TaskSpec("sick", "nli", "classification", _NLI, "accuracy", pair=True),
+    TaskSpec("sick-r", "nli", "regression", (), "pearson", pair=True),
+    # Registry-real sentiment sets fetched by `atinuke prepare-data` (atinuke.tasks.sentiment).
+    TaskSpec("vader-movies", "sentiment", "classification", _BINARY, "accuracy"),
+    TaskSpec("vader-movies-r", "sentiment", "regression", (), "pearson"),
+    TaskSpec("rt-critics", "sentiment", "classification", _BINARY, "accuracy"),
     TaskSpec("srl", "srl", "tagging", _SRL2012_TAGS, "f1"),
     TaskSpec("srl2005", "srl", "tagging", _SRL2005_TAGS, "f1"),
     TaskSpec("coref", "coref", "coref", (), "conll_f1"),

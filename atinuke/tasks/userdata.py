@@ -93,7 +93,7 @@ def user_kinds() -> dict[str, TaskKind]:
 def is_user_source(data: Optional[str]) -> bool:
     """Whether ``--data`` names a user dataset rather than official files: ``hf:``, a saved dataset or a
     hub-layout directory (a bare CSV/TSV/JSONL/parquet file needs ``--columns`` to be read as user data)."""
-    if not data or data == "diag":
+    if not data or data in ("diag", "auto", "real", "registry"):  # the data setting's words (atinuke.tasks.sources)
         return False
     if data.startswith("hf:"):
         return True

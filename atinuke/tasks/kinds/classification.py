@@ -72,9 +72,9 @@ class ClassificationKind(TaskKind):
         name = spec.name
         gold = [gold_label(example) for example in examples]
         scores = {"accuracy": accuracy(gold, predictions)}
-        if name in ("cola", "ax"):
+        if name in ("cola", "ax") or spec.metric == "mcc":
             scores["mcc"] = matthews_corr(gold, predictions)
-        if name in ("mrpc", "qqp"):
+        if name in ("mrpc", "qqp") or spec.metric == "f1":
             scores["f1"] = binary_f1(gold, predictions)
         if name == "mnli":
             for part in ("matched", "mismatched"):
