@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from atinuke.corpus import corpus_stats
+from atinuke.corpus import BUILTIN_SOURCES, corpus_stats
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_write_text
 
@@ -25,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     sources = [s.strip() for s in args.sources.split(",")] if args.sources else None
     if sources is not None and not all(sources):
         raise UserInputError(f"--sources {args.sources!r} names an empty source")
+    for source in sources or []:  # every name checked before any source is fetched or read
+        if source not in BUILTIN_SOURCES and not Path(source).is_file():
+            raise UserInputError(f"unknown corpus source {source!r}; choose from {', '.join(BUILTIN_SOURCES)} "
+                                 "or give a text file path")
     table = corpus_stats(sources)
     total = table.groupby("split", sort=False)["words"].sum()
     lines = [table.to_string(index=False, formatters={"words": "{:,}".format, "units": "{:,}".format}), "",
