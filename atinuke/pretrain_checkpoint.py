@@ -164,16 +164,19 @@ def save_checkpoint(out: Path, step: int, model: PreTrainedModel, tokenizer: Pre
     return target
 
 
-def log_schedule(steps: int, first: int = 64) -> list[int]:
-    """Steps of the log-spaced snapshots: 0, ``first``, 2 ``first``, 4 ``first``, ... below ``steps``, and ``steps``.
+def log_schedule(steps: int, first: int = 64, ratio: float = 2.0) -> list[int]:
+    """Steps of the log-spaced snapshots: 0, ``first``, then each previous step times ``ratio`` (rounded, at least
+    one more) below ``steps``, and ``steps``.
 
     >>> log_schedule(600)
     [0, 64, 128, 256, 512, 600]
     """
+    if first < 1 or ratio <= 1:
+        raise ValueError(f"log_schedule needs first >= 1 and ratio > 1, got {first}, {ratio}")
     schedule, step = [0], first
     while step < steps:
         schedule.append(step)
-        step *= 2
+        step = max(step + 1, round(step * ratio))
     return schedule + [steps]
 
 
