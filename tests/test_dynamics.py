@@ -129,3 +129,98 @@ def test_planted_induction_phase_change_is_located_within_one_snapshot(tmp_path)
     curve = table[table["metric"] == "induction"].groupby("step")["value"].max()
     assert curve.iloc[0] < 0.2 and curve.iloc[-1] > 0.5  # the score itself goes from chance to a clear head
     assert 100 < drop_step < 380  # the change is mid-run, not at the start or the end
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+
+WORDS = {"DET": ["the", "a", "every"], "ADJ": ["big", "red", "old"], "NOUN": ["dog", "cat", "house", "market"],
+         "VERB": ["sees", "likes", "sells"]}
+
+
+def _conllu(path: Path, n: int = 40) -> Path:
+    """Sentences DET ADJ NOUN VERB DET NOUN of known tags (each word has one tag: a probe of word identity
+    is exact, its control task is not)."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for s in range(n):
+        tags = ["DET", "ADJ", "NOUN", "VERB", "DET", "NOUN"]
+        lines.append(f"# sent_id = {s}")
+        for i, tag in enumerate(tags, 1):
+            word = WORDS[tag][rng.integers(len(WORDS[tag]))]
+            lines.append(f"{i}\t{word}\t{word}\t{tag}\t_\t_\t0\tdep\t_\t_")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_tokenizer) -> Path:
+    from atinuke.cli import main
+    from atinuke.corpus import load_texts
+    from atinuke.tokenizer import save_tokenizer
+
+    root = tmp_path_factory.mktemp("dynamics")
+    corpus = root / "ptb.txt"
+    corpus.write_text("\n".join(load_texts("ptb", "train")[:400]) + "\n")
+    save_tokenizer(tiny_tokenizer, root / "tokenizer")
+    out = root / "tiny-run"
+    assert main(["pretrain", "--out", str(out), "--preset", "tiny", "--sources", str(corpus), "--tokenizer",
+                 str(root / "tokenizer"), "--seq-len", "32", "--batch-size", "4", "--steps", "8", "--warmup", "2",
+                 "--eval-max-blocks", "2", "--eval-batch-size", "2", "--checkpoint-every", "0", "--eval-every", "0",
+                 "--keep-log-checkpoints", "--log-checkpoint-first", "4"]) == 0
+    return out
+
+
+def _dynamics(run: Path, out: Path, conllu: Path, *extra: str) -> int:
+    from workbench.cli import main
+
+    return main(["dynamics", "--run", str(run), "--out", str(out), "--probe-data", str(conllu), "--n-texts", "6",
+                 "--max-length", "32", "--probe-sentences", "40", "--sae-width", "32", "--sae-k", "4",
+                 "--sae-steps", "20", *extra])
+
+
+def test_dynamics_cli_measures_every_snapshot_and_resumes(tmp_path, tiny_run, capsys):
+    conllu = _conllu(tmp_path / "pos.conllu")
+    out = tmp_path / "out"
+    assert _dynamics(tiny_run, out, conllu) == 0
+    table = pd.read_parquet(out / "dynamics.parquet")
+    assert sorted(table["step"].unique()) == [0, 4, 8] and set(table["run"]) == {"tiny-run"}
+    assert sorted(table.loc[table["step"] == 8, "tokens"].unique()) == [8 * 4 * 32]
+    metrics = set(table["metric"])
+    for metric in ("mlm_loss", "probe_accuracy", "probe_control", "probe_selectivity", "entropy", "attn_cls",
+                   "prev_token", "next_token", "induction", "duplicate", "lens_kl", "effective_rank", "sae_match"):
+        assert metric in metrics, metric
+    assert sorted(table.loc[table["metric"] == "sae_match", "step"]) == [4, 8]  # matched to the previous snapshot
+    probe = table[table["metric"] == "probe_accuracy"]
+    assert sorted(probe["layer"].unique()) == [0, 1, 2] and probe["value"].min() >= 0.95  # word identity: exact
+    wide = table[table["metric"].str.startswith("probe_")].pivot_table(index=["step", "layer"], columns="metric",
+                                                                          values="value")
+    assert np.allclose(wide["probe_selectivity"], wide["probe_accuracy"] - wide["probe_control"])
+    assert wide["probe_control"].between(0, 1).all() and wide["probe_control"].nunique() >= 1
+    shares = table[table["metric"].str.startswith("share_")].groupby("step")["value"].sum()
+    assert np.allclose(shares, 1.0)
+    headline = pd.read_csv(out / "headline.csv")
+    assert {"mlm_loss", "induction", "probe_selectivity"} <= set(headline["metric"])
+    assert (out / "dynamics.html").stat().st_size > 1000
+
+    # Resume: every snapshot is read from the cache, nothing is recomputed.
+    cached = sorted((out / "cache").glob("*/step-*.parquet"))
+    assert len(cached) == 3
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    assert _dynamics(tiny_run, out, conllu) == 2  # a non-empty --out needs --resume
+    assert "already holds files" in capsys.readouterr().err
+    assert _dynamics(tiny_run, out, conllu, "--resume") == 0
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "dynamics.parquet"), table)
+    # A lost snapshot is recomputed alone, to the same values (everything is seeded).
+    cached[1].unlink()
+    assert _dynamics(tiny_run, out, conllu, "--resume") == 0
+    assert [p.stat().st_mtime_ns for i, p in enumerate(cached) if i != 1] == [s for i, s in enumerate(stamps) if i != 1]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "dynamics.parquet"), table, rtol=1e-5)
+
+
+def test_dynamics_cli_refuses_a_run_without_snapshots(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    assert _dynamics(tmp_path / "run", tmp_path / "out", _conllu(tmp_path / "p.conllu")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--keep-log-checkpoints" in err[0] and not (tmp_path / "out").exists()
