@@ -119,3 +119,17 @@ def test_unknown_and_absent_sources_are_one_line_errors(monkeypatch):
     cr.source_split.cache_clear()
     with pytest.raises(UserInputError, match="not installed"):
         load_texts("python_doc", "train")
+
+
+def test_corpus_stats_cli_prints_words_per_source_and_split(tmp_path, capsys):
+    from atinuke.cli import main
+    from atinuke.corpus import lee_documents
+
+    assert main(["corpus", "stats", "--sources", "lee", "--out", str(tmp_path / "stats.csv")]) == 0
+    printed = capsys.readouterr().out
+    words = sum(len(d.split()) for d in lee_documents())
+    assert "lee" in printed and f"{words:,}" in printed
+    assert (tmp_path / "stats.csv").read_text().splitlines()[1] == f"lee,train,300,{words}"
+    assert main(["corpus", "stats", "--sources", "lee,nope", "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'nope'" in err[0] and not (tmp_path / "x.csv").exists()
