@@ -30,6 +30,7 @@ PAGES = (
     ("comparison.py", "Model comparison", ":material/compare:", "comparison"),
     ("features.py", "Features (SAEs)", ":material/grain:", "features"),
     ("mechanisms.py", "Mechanisms", ":material/account_tree:", "mechanisms"),
+    ("dynamics.py", "Training dynamics", ":material/timeline:", "dynamics"),
     ("claims.py", "Claims", ":material/fact_check:", "claims"),
     ("reports.py", "Reports", ":material/description:", "reports"),
 )

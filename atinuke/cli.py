@@ -17,6 +17,7 @@ from atinuke.errors import UserInputError
 ATINUKE_COMMANDS = {
     "prepare-data": ("atinuke.data_cli", "fetch the offline corpora and benchmark excerpts, build the diagnostic suite"),
     "data": ("atinuke.data_list", "list each task's data: source (real/registry-real/silver), sizes, licence"),
+    "corpus": ("atinuke.corpus_cli", "words per pretraining source and split (atinuke corpus stats)"),
     "pretrain": ("atinuke.pretrain", "pretrain Atinuke with MLM or CLM"),
     "finetune": ("atinuke.finetune", "fine-tune a model on a benchmark task"),
     "evaluate": ("atinuke.finetune_eval", "evaluate a fine-tuned model on a benchmark task"),

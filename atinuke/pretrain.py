@@ -7,7 +7,10 @@ clipping, bf16 autocast and optional ``torch.compile`` on CUDA, and DistributedD
 1810.04805) with the decoder applied to masked positions only.
 
 Outputs under ``--out``: ``model/`` (save_pretrained + tokenizer), ``checkpoints/step-N/`` (the last two),
-``metrics.csv``, ``tb/`` (TensorBoard) and ``summary.json``. Data order, masks and dropout are functions of
+``metrics.csv``, ``tb/`` (TensorBoard) and ``summary.json``; with ``--keep-log-checkpoints`` also
+``snapshots/step-N/`` (weights and tokenizer only, plus ``snapshot.json`` with the step and tokens seen) at
+log-spaced steps 0, F, 2F, 4F, ... and the last (F = ``--log-checkpoint-first``, default 64), which
+``workbench dynamics`` reads. Data order, masks and dropout are functions of
 the seed and the step, and checkpoints hold every piece of state, so ``--resume`` continues bit-exactly.
 Checkpoints hold tensors in safetensors and everything else in JSON: nothing is unpickled.
 """
@@ -49,7 +52,16 @@ from atinuke.lm_data import (
     special_token_ids,
 )
 from atinuke.model import AtinukeForCausalLM, AtinukeForMaskedLM, count_parameters
-from atinuke.pretrain_checkpoint import Checkpoint, gather_rng, load_checkpoint, load_optimizer_state, save_checkpoint
+from atinuke.pretrain_checkpoint import (
+    Checkpoint,
+    gather_rng,
+    load_checkpoint,
+    load_optimizer_state,
+    log_schedule,
+    save_checkpoint,
+    save_snapshot,
+    share_tokenizer,
+)
 from atinuke.tokenizer import load_tokenizer, train_tokenizer
 from atinuke.training import (
     DistInfo,
@@ -65,6 +77,7 @@ from atinuke.training import (
 logger = logging.getLogger(__name__)
 
 OBJECTIVES = ("mlm", "clm")
+SMALL_SOURCES = ("ptb", "wiki", "lee", "sotu", "wikiopen", "shakespeare")
 # Per-preset training defaults (the architecture lives in atinuke.config.PRESETS).
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     # ~9 minutes on 2 CPU cores (seed 0 of Atinuke and BERT ships in atinuke/checkpoints/). Small batches
@@ -72,14 +85,16 @@ TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     # steps left PTB valid pseudo-perplexity at 320 (unigram 753), still falling steeply; 5,400 reach 94.
     "tiny": dict(steps=5400, batch_size=16, seq_len=128, lr=2e-3, warmup=300, dropout=0.0, eval_every=1800,
                  checkpoint_every=900),
-    "small": dict(steps=20000, batch_size=32, seq_len=256, lr=7e-4, warmup=1000, eval_every=2000, checkpoint_every=2000),
+    # The small scale trains on the larger corpus (its tokenizer too); the tiny runs keep PTB + wiki + Lee.
+    "small": dict(steps=20000, batch_size=32, seq_len=256, lr=7e-4, warmup=1000, eval_every=2000, checkpoint_every=2000,
+                  sources=SMALL_SOURCES),
     "base": dict(steps=100000, batch_size=64, seq_len=512, lr=2e-4, warmup=10000, eval_every=5000, checkpoint_every=5000),
 }
 # Evaluation always masks 15% (BERT's rate), whatever --mask-prob trains with, so runs stay comparable.
 EVAL_MASK_PROB = 0.15
 # Settings that may change between a run and its resumption; every other field must match the checkpoint.
 OPERATIONAL_FIELDS = ("out", "eval_every", "checkpoint_every", "keep_checkpoints", "compile", "device", "stop_after",
-                      "eval_batch_size", "eval_max_blocks")
+                      "eval_batch_size", "eval_max_blocks", "keep_log_checkpoints", "log_checkpoint_first")
 METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "grad_norm", "tokens", "tokens_per_s", "elapsed_s",
                   "val_ppl", "val_unigram_ppl")
 
@@ -105,6 +120,8 @@ class PretrainConfig:
             runs that must be bit-identical share one.
         dropout: overrides the preset's dropout when set.
         eval_every, checkpoint_every: in steps (0 disables periodic ones); keep_checkpoints: how many stay.
+        keep_log_checkpoints: also keep weights-only snapshots at steps 0, F, 2F, 4F, ... and the last
+            (F = log_checkpoint_first) under ``snapshots/step-N/`` (:func:`log_schedule`).
         eval_batch_size: blocks per evaluation batch. eval_max_blocks: evaluate on the first N blocks of PTB
             valid/test only (quick runs; None = all).
         seed: seeds initialisation, data order, masks and dropout.
@@ -139,6 +156,8 @@ class PretrainConfig:
     compile: bool = False
     device: str = "auto"
     stop_after: Optional[int] = None
+    keep_log_checkpoints: bool = False
+    log_checkpoint_first: int = 64
     arch: str = "atinuke"
     positions: str = "sinusoidal"
     norm_placement: str = "post"
@@ -157,7 +176,8 @@ class PretrainConfig:
         max_len = PRESETS[self.preset].max_len
         if not 2 <= self.seq_len <= max_len:
             raise UserInputError(f"--seq-len {self.seq_len} is outside [2, {max_len}] (the {self.preset} preset's max_len)")
-        for name in ("steps", "batch_size", "grad_accum", "vocab_size", "keep_checkpoints", "eval_batch_size"):
+        for name in ("steps", "batch_size", "grad_accum", "vocab_size", "keep_checkpoints", "eval_batch_size",
+                     "log_checkpoint_first"):
             if getattr(self, name) <= 0:
                 raise UserInputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("warmup", "eval_every", "checkpoint_every", "clip", "weight_decay"):
@@ -204,6 +224,7 @@ _FLAGS: list[tuple[str, type, str]] = [
     ("eval_batch_size", int, "blocks per evaluation batch"), ("seed", int, "random seed"),
     ("eval_max_blocks", int, "evaluate on the first N blocks of PTB valid/test only (quick runs)"),
     ("stop_after", int, "stop after this step with a checkpoint (resume later with --resume)"),
+    ("log_checkpoint_first", int, "with --keep-log-checkpoints: the first step after 0 (default 64)"),
     ("arch", str, "atinuke (default) or bert: the same-size BERT baseline trained by the same loop"),
     ("positions", str, "Atinuke ablation: sinusoidal (default) or learned"),
     ("norm_placement", str, "Atinuke ablation: post (default, the paper) or pre"),
@@ -221,6 +242,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_line)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    parser.add_argument("--keep-log-checkpoints", action="store_true", default=None,
+                        help="also keep weights-only snapshots at steps 0, 64, 128, 256, ... and the last (snapshots/)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
 
 
@@ -284,23 +307,6 @@ def _load_sources(sources: tuple[str, ...]) -> list[str]:
         if source in BUILTIN_SOURCES:
             texts[source] = load_texts(source, "train")
     return [doc for source in sources for doc in texts[source]]
-
-
-def _share_tokenizer(tokenizer: Optional[PreTrainedTokenizerFast], dist: DistInfo) -> PreTrainedTokenizerFast:
-    """Rank 0 trains the tokenizer; the others rebuild it from its JSON, so every rank has the same ids."""
-    if dist.is_main:  # without torchrun the one process is rank 0
-        assert tokenizer is not None, "rank 0 trains the tokenizer"
-        if dist.enabled:
-            torch_dist.broadcast_object_list([tokenizer.backend_tokenizer.to_str()], src=0)
-        return tokenizer
-    payload: list[str | None] = [None]
-    torch_dist.broadcast_object_list(payload, src=0)
-    from tokenizers import Tokenizer
-
-    assert payload[0] is not None, "rank 0 broadcasts its tokenizer's JSON"
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(payload[0]), pad_token="[PAD]",
-                                   unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_input_names=["input_ids", "attention_mask"])
 
 
 def _prepare_data(tokenizer: PreTrainedTokenizerFast, texts: list[str], config: PretrainConfig) -> RunData:
@@ -378,7 +384,7 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
                                                                           "tokenizer.json").is_file() else config.tokenizer)
     else:
         trained = train_tokenizer(texts, vocab_size=config.vocab_size) if dist.is_main else None
-        tokenizer = _share_tokenizer(trained, dist)
+        tokenizer = share_tokenizer(trained, dist)
     data = _prepare_data(tokenizer, texts, config)
     specials = special_token_ids(tokenizer)
     vocab = len(tokenizer)
@@ -473,6 +479,15 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
             logger.info("checkpoint written: %s", path)
 
     stop_at = min(config.steps, config.stop_after or config.steps)
+    snapshot_steps = set(log_schedule(config.steps, config.log_checkpoint_first)) if config.keep_log_checkpoints else set()
+
+    def write_snapshot(at_step: int) -> None:
+        # Weights only, no RNG touched, so a run with snapshots trains exactly as one without; a resumed run
+        # rewrites none it already has.
+        if dist.is_main and at_step in snapshot_steps and not (out / "snapshots" / f"step-{at_step}").is_dir():
+            save_snapshot(out, at_step, tokens_seen, raw_model, tokenizer)
+
+    write_snapshot(start_step)
     # TQDM_DISABLE: tqdm's own switch, which an explicit ``disable`` would otherwise override (worker processes
     # of ``atinuke.parallel`` set it, so that their bars do not interleave in one log).
     bar = tqdm(total=config.steps, initial=start_step, disable=not dist.is_main or bool(os.environ.get("TQDM_DISABLE")),
@@ -526,6 +541,7 @@ def train(config: PretrainConfig, out: Path, device: torch.device, dist: DistInf
             writer.add_scalar("train/tokens_per_s", row["tokens_per_s"], step)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
             bar.update(1)
+        write_snapshot(step)
         if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == stop_at:
             write_checkpoint(step)
             last_checkpoint = step

@@ -1,6 +1,7 @@
 """Pretraining checkpoints: tensors in safetensors, everything else in JSON, so loading unpickles nothing.
 
-A checkpoint ``out/checkpoints/step-N/`` holds ``model/`` (``save_pretrained`` + tokenizer),
+Log-spaced snapshots (:func:`log_schedule`, :func:`save_snapshot`) are weights only, for analysis over
+training (``workbench dynamics``). A checkpoint ``out/checkpoints/step-N/`` holds ``model/`` (``save_pretrained`` + tokenizer),
 ``optimizer.safetensors`` + ``optimizer.json`` (AdamW moments and step counts; param groups),
 ``rng.safetensors`` (every rank's CPU/CUDA generator state: the dropout streams) and ``trainer_state.json``
 (step, data position, tokens seen, world size, the run's config, the scheduler's state). It is written with
@@ -12,7 +13,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -161,3 +162,47 @@ def save_checkpoint(out: Path, step: int, model: PreTrainedModel, tokenizer: Pre
     for old in checkpoint_dirs(out)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def log_schedule(steps: int, first: int = 64, ratio: float = 2.0) -> list[int]:
+    """Steps of the log-spaced snapshots: 0, ``first``, then each previous step times ``ratio`` (rounded, at least
+    one more) below ``steps``, and ``steps``.
+
+    >>> log_schedule(600)
+    [0, 64, 128, 256, 512, 600]
+    """
+    if first < 1 or ratio <= 1:
+        raise ValueError(f"log_schedule needs first >= 1 and ratio > 1, got {first}, {ratio}")
+    schedule, step = [0], first
+    while step < steps:
+        schedule.append(step)
+        step = max(step + 1, round(step * ratio))
+    return schedule + [steps]
+
+
+def save_snapshot(out: Path, step: int, tokens: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> Path:
+    """Write ``out/snapshots/step-N/`` atomically: the model (save_pretrained, loadable by
+    ``workbench.subject.load_subject``), its tokenizer and ``snapshot.json`` (step, training tokens seen)."""
+    target = out / "snapshots" / f"step-{step}"
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "snapshot.json").write_text(json.dumps({"step": step, "tokens": tokens}, indent=2))
+    return target
+
+
+def share_tokenizer(tokenizer: Optional[PreTrainedTokenizerFast], dist: DistInfo) -> PreTrainedTokenizerFast:
+    """Rank 0 trains the tokenizer; the others rebuild it from its JSON, so every rank has the same ids."""
+    if dist.is_main:  # without torchrun the one process is rank 0
+        assert tokenizer is not None, "rank 0 trains the tokenizer"
+        if dist.enabled:
+            torch_dist.broadcast_object_list([tokenizer.backend_tokenizer.to_str()], src=0)
+        return tokenizer
+    payload: list[str | None] = [None]
+    torch_dist.broadcast_object_list(payload, src=0)
+    from tokenizers import Tokenizer
+
+    assert payload[0] is not None, "rank 0 broadcasts its tokenizer's JSON"
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(payload[0]), pad_token="[PAD]",
+                                   unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_input_names=["input_ids", "attention_mask"])

@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "mechanisms", "claims",
-         "reports")
+PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "mechanisms", "dynamics",
+         "claims", "reports")
 TARGET_S = 2.0
 if sys.path and Path(sys.path[0]).resolve() == REPO / "bench":
     # run as a script, Python puts bench/ first on the path, where bench/probes.py shadows the probes package

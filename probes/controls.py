@@ -16,17 +16,16 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Hashable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from atinuke.encoders import Encoder
-from workbench.probe_curves import seed_interval
+from workbench.probe_curves import control_labels, seed_interval
 
 logger = logging.getLogger(__name__)
 
@@ -35,40 +34,6 @@ __all__ = ["control_labels", "selectivity", "random_init_encoder", "OnlineCode",
 
 # Voita & Titov (2020), §3.2: block boundaries as fractions of the training set.
 MDL_PORTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
-
-
-def _stable_hash(key: Hashable, seed: int) -> int:
-    """A process-independent hash (Python's ``hash`` of str is salted per process)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}\x1f{key!r}".encode()).digest()[:8], "little")
-
-
-def control_labels(keys: Sequence[Hashable], labels: Sequence, seed: int = 0) -> np.ndarray:
-    """Hewitt & Liang (2019) control task: one fixed random label per word type.
-
-    Each distinct key (a word type, or a tuple of types for span pairs) gets a label sampled from the
-    empirical distribution of ``labels``; the draw depends only on ``(seed, key)``, so the same type gets
-    the same control label in train and test, in every run and process.
-
-    Args:
-        keys: the type of each target, shape [n] (e.g. lower-cased word forms).
-        labels: the task's gold labels, shape [n] (their distribution is the control's).
-        seed: which control task.
-
-    Returns:
-        Control labels, shape [n], values drawn from the set of ``labels``.
-    """
-    if len(keys) != len(labels):
-        raise ValueError(f"{len(keys)} keys but {len(labels)} labels")
-    classes, counts = np.unique(np.asarray(labels), return_counts=True)
-    cumulative = np.cumsum(counts) / counts.sum()
-    assigned: dict = {}
-    out = np.empty(len(keys), dtype=classes.dtype)
-    for i, key in enumerate(keys):
-        if key not in assigned:
-            u = (_stable_hash(key, seed) >> 11) / float(1 << 53)  # uniform in [0, 1)
-            assigned[key] = classes[min(int(np.searchsorted(cumulative, u, side="right")), len(classes) - 1)]
-        out[i] = assigned[key]
-    return out
 
 
 def selectivity(task_accuracy: float, control_accuracy: float) -> float:

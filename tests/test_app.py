@@ -19,7 +19,8 @@ import pytest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 NEGATION = re.compile(r"\b(not|no|never|n't|nobody|nothing|none)\b", re.IGNORECASE)
-PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "mechanisms", "claims", "reports")
+PAGES = ("models", "attention", "attribution", "probing", "errors", "comparison", "features", "mechanisms", "dynamics",
+         "claims", "reports")
 
 
 def _sentences(n: int) -> list[str]:
@@ -540,3 +541,28 @@ def test_any_model_directory_opens_in_the_app(app_env, tmp_path, tiny_tokenizer)
     linked.run()
     linked.switch_page("ui/attention.py").run()
     assert f"Opened: {path}" in linked.multiselect(key="attn_models").options
+
+
+def test_dynamics_page(app_env):
+    import pandas as pd
+
+    from workbench.dynamics import COLUMNS, headline_table
+
+    rows = []
+    for run, late in (("tiny-atinuke", 0.8), ("tiny-bert", 0.6)):
+        for step, level in ((0, 0.0), (64, 0.1), (128, 1.0)):
+            rows.append((run, step, step * 2048, "mlm_loss", -1, -1, 9.0 - 3 * level))
+            rows += [(run, step, step * 2048, "induction", layer, head, late * level * (layer == 1 and head == 0))
+                     for layer in range(2) for head in range(4)]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    out = app_env / "dynamics" / "tiny"
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out / "dynamics.parquet", index=False)
+    headline_table(table).to_csv(out / "headline.csv", index=False)
+    at = _run("dynamics")
+    charts = _charts(at)
+    assert len(charts) == 2  # the curves and the per-head grid
+    names = {trace.get("name") for trace in charts[0]["data"]}
+    assert {"tiny-atinuke", "tiny-bert"} <= names
+    shown = at.dataframe[0].value
+    assert set(shown["half_step"]) == {128} and set(shown["run"]) == {"tiny-atinuke", "tiny-bert"}

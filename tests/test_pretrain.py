@@ -307,3 +307,38 @@ def test_learning_rate_schedule():
     assert factor(10) == pytest.approx(1.0)  # peak after warmup
     assert factor(60) == pytest.approx(0.55)  # half-way down the cosine
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)  # floor at 10%
+
+
+def test_log_schedule_known_answers():
+    from atinuke.pretrain import log_schedule
+
+    assert log_schedule(600) == [0, 64, 128, 256, 512, 600]
+    assert log_schedule(512) == [0, 64, 128, 256, 512]
+    assert log_schedule(20, first=4) == [0, 4, 8, 16, 20]
+
+
+def test_log_snapshots_survive_resume_exactly(tmp_path, quick_flags):
+    from safetensors.torch import load_file
+
+    flags = [*quick_flags, "--steps", "20", "--checkpoint-every", "0", "--eval-every", "0", "--dropout", "0.1",
+             "--keep-log-checkpoints", "--log-checkpoint-first", "4"]
+    assert _pretrain(tmp_path / "straight", *flags) == 0
+    assert _pretrain(tmp_path / "split", *flags, "--stop-after", "10") == 0
+    assert sorted(p.name for p in (tmp_path / "split" / "snapshots").iterdir()) == ["step-0", "step-4", "step-8"]
+    assert _pretrain(tmp_path / "split", "--resume") == 0
+    names = ["step-0", "step-4", "step-8", "step-16", "step-20"]
+    for root in ("straight", "split"):
+        assert sorted((p.name for p in (tmp_path / root / "snapshots").iterdir()), key=lambda n: int(n[5:])) == names
+    for name in names:
+        a = load_file(str(tmp_path / "straight" / "snapshots" / name / "model.safetensors"))
+        b = load_file(str(tmp_path / "split" / "snapshots" / name / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+        meta = json.loads((tmp_path / "split" / "snapshots" / name / "snapshot.json").read_text())
+        assert meta["step"] == int(name[5:]) and meta["tokens"] == meta["step"] * 8 * 32
+    # The snapshots do not change training: the same losses as a run without them.
+    plain = [f for f in flags if f not in ("--keep-log-checkpoints", "--log-checkpoint-first", "4")]
+    assert _pretrain(tmp_path / "plain", *plain) == 0
+    assert [r["loss"] for r in _metrics(tmp_path / "plain")] == [r["loss"] for r in _metrics(tmp_path / "straight")]
+    last = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
+    final = load_file(str(tmp_path / "straight" / "snapshots" / "step-20" / "model.safetensors"))
+    assert all(torch.equal(last[k], final[k]) for k in last)

@@ -14,7 +14,7 @@ from workbench.report.document import Document
 from workbench.report.outcomes import informative_slices
 
 ORDER = ["findings-the-paper-s-claims", "models-at-a-glance", "attention", "attribution-and-faithfulness", "probing",
-         "dictionary-features", "mechanisms", "error-analysis", "model-comparison", "provenance"]
+         "dictionary-features", "mechanisms", "training-dynamics", "error-analysis", "model-comparison", "provenance"]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,7 @@ def test_absent_artifacts_say_which_command_creates_them(runs, tmp_path):
     assert "probes run" in part("probing")
     assert "workbench sae train" in part("dictionary-features")
     assert "workbench lens" in part("mechanisms") and "workbench patch" in part("mechanisms")
+    assert "workbench dynamics" in part("training-dynamics") and "--keep-log-checkpoints" in part("training-dynamics")
     assert "atinuke experiment" in part("findings-the-paper-s-claims")
     assert "Create them with:" not in part("error-analysis")  # it has its artifact
 
@@ -208,3 +209,20 @@ def test_mechanisms_section_shows_a_dla_run(tmp_path):
 
     found = gather([runs])
     assert not found.pretrain and [r.kind for r in found.mechanisms] == ["dla"]  # not mistaken for a pretraining run
+
+
+def test_dynamics_section_shows_both_arms_and_their_half_way_steps(tmp_path):
+    from workbench.dynamics import COLUMNS, headline_table
+
+    rows = [(run, step, step * 2048, "induction", 1, 0, scale * (step >= 128)) for run, scale in
+            (("tiny-atinuke", 0.9), ("tiny-bert", 0.4)) for step in (0, 64, 128, 256)]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    out = tmp_path / "runs" / "dynamics" / "tiny"
+    out.mkdir(parents=True)
+    table.to_parquet(out / "dynamics.parquet", index=False)
+    headline_table(table).to_csv(out / "headline.csv", index=False)
+    result = report.build_report([tmp_path / "runs"], tmp_path / "r.html", pdf=False, n_boot=50)
+    page = result.html.read_text(encoding="utf-8")
+    part = page[page.index('id="training-dynamics"'):page.index('id="error-analysis"')]
+    assert "tiny-atinuke" in part and "tiny-bert" in part and "<figcaption>" in part
+    assert "Create them with:" not in part and "half" in part

@@ -40,6 +40,8 @@ HOW_TO_CREATE = {
     "minilm-finetune": "atinuke finetune --model minilm --task TASK --out runs/finetune/minilm/TASK",
     "sae": "workbench sae train --model atinuke/checkpoints/tiny-atinuke-seed0 --hook blocks.1.hook_resid_post "
            "--width 2048 --k 16 --out runs/sae/atinuke-resid1 (or `make models`)",
+    "dynamics": "atinuke pretrain --preset tiny --steps 600 --keep-log-checkpoints --out runs/pretrain/tiny-dyn, then "
+                "workbench dynamics --run runs/pretrain/tiny-dyn [--run RUN2] --out runs/dynamics/tiny",
 }
 
 
@@ -267,6 +269,12 @@ def find_sae_runs(root: Optional[Path] = None) -> list[Path]:
     tables), sorted."""
     base = Path(root or runs_dir()) / "sae"
     return sorted(p.parent for p in base.glob("*/metrics.json") if (p.parent / "features.parquet").is_file())
+
+
+def find_dynamics_runs(root: Optional[Path] = None) -> list[Path]:
+    """``workbench dynamics`` output directories under ``root/dynamics`` (a ``dynamics.parquet``), sorted."""
+    base = Path(root or runs_dir()) / "dynamics"
+    return sorted(p.parent for p in base.glob("*/dynamics.parquet") if (p.parent / "headline.csv").is_file())
 
 
 def task_family(task: str) -> str:

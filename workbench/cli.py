@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "circuit": ("workbench.circuits", "circuit discovery: the fewest edges (pre-norm) or nodes, by EAP-IG, recovering the metric"),
     "dla": ("workbench.dla", "direct logit attribution of one text: embeddings, each head, each MLP (exact: pre-norm)"),
     "lens": ("workbench.lens", "logit lens and tuned lens of an LM per layer, on held-out text"),
+    "dynamics": ("workbench.dynamics", "training dynamics over a run's log-spaced snapshots: loss, probes, heads, lens, rank, SAEs"),
     "claims": ("workbench.claims", "the paper's claims with verdicts from the controlled experiment (CSV/JSON)"),
 }
 

@@ -449,3 +449,47 @@ def dla_figure(frame: pd.DataFrame, logit: float, title: str = "Direct logit att
     figure.update_layout(title=title, xaxis_title="part", yaxis_title="contribution to the logit", height=380,
                          xaxis_tickangle=-45)
     return figure
+
+
+def dynamics_figure(curves: pd.DataFrame, headline: Optional[pd.DataFrame] = None) -> go.Figure:
+    """Training dynamics: one panel per headline curve (``workbench.dynamics.curves``), a line per run against
+    training tokens (log axis; step 0 drawn at half the first snapshot's tokens), and a star where each curve
+    has gone half of the way from its first to its final value (``headline``'s ``half_step``)."""
+    if curves.empty:
+        raise UserInputError("no dynamics to draw: run workbench dynamics first")
+    labels = list(dict.fromkeys(curves["label"]))
+    columns = 3
+    rows = -(-len(labels) // columns)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=labels, horizontal_spacing=0.07,
+                           vertical_spacing=0.12)
+    positive = curves.loc[curves["tokens"] > 0, "tokens"]
+    zero_at = float(positive.min()) / 2 if len(positive) else 1.0
+    colours = px.colors.qualitative.Plotly
+    runs = list(dict.fromkeys(curves["run"]))
+    for i, label in enumerate(labels):
+        row, col = i // columns + 1, i % columns + 1
+        for r, run in enumerate(runs):
+            part = curves[(curves["label"] == label) & (curves["run"] == run)].sort_values("step")
+            if part.empty:
+                continue
+            x = part["tokens"].where(part["tokens"] > 0, zero_at)
+            figure.add_trace(go.Scatter(
+                x=x, y=part["value"], mode="lines+markers", name=run, legendgroup=run, showlegend=i == 0,
+                line=dict(color=colours[r % len(colours)]), customdata=part[["step", "tokens"]].to_numpy(),
+                hovertemplate=f"{run}<br>step %{{customdata[0]}}, %{{customdata[1]:,}} tokens<br>{label} %{{y:.4g}}"
+                              "<extra></extra>"), row=row, col=col)
+            if headline is not None:
+                hit = headline[(headline["run"] == run) & (headline["label"] == label)]
+                if len(hit) and pd.notna(hit["half_step"].iloc[0]):
+                    at = part[part["step"] == int(hit["half_step"].iloc[0])]
+                    figure.add_trace(go.Scatter(
+                        x=at["tokens"].where(at["tokens"] > 0, zero_at), y=at["value"], mode="markers",
+                        marker=dict(symbol="star", size=13, color=colours[r % len(colours)],
+                                    line=dict(width=1, color="black")),
+                        name=f"{run}: half way", legendgroup=run, showlegend=False,
+                        hovertemplate=f"{run}: half of the change by step {int(hit['half_step'].iloc[0])}"
+                                      "<extra></extra>"), row=row, col=col)
+        figure.update_xaxes(type="log", title_text="training tokens" if row == rows else None, row=row, col=col)
+    figure.update_layout(title="Training dynamics (stars: where each curve has made half of its change)",
+                         height=260 * rows + 80)
+    return figure

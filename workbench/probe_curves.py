@@ -6,20 +6,23 @@ metrics such as ``expected_layer``). Everything that draws or tabulates a probe 
 per layer: the mean over seeds with a Student-t interval, and selectivity, the real task's score minus a
 control's at the same layer (Hewitt & Liang, 2019, arXiv 1909.03368).
 
-The summary lives here, not in ``probes``, because the workbench must not import the probes package
+The Hewitt & Liang control labels (:func:`control_labels`) live here too, so that ``workbench dynamics`` can
+probe snapshots with them; ``probes.controls`` re-exports them. The summary lives here, not in ``probes``, because the workbench must not import the probes package
 (``probes`` imports ``workbench``); :mod:`probes.figures` and :func:`probes.controls.seed_summary` use it.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from workbench.stats import seed_interval
 
-__all__ = ["REAL_CONTROLS", "CURVE_KEYS", "CURVE_COLUMNS", "seed_interval", "layer_curve", "layer_selectivity"]
+__all__ = ["REAL_CONTROLS", "CURVE_KEYS", "CURVE_COLUMNS", "seed_interval", "layer_curve", "layer_selectivity",
+           "control_labels"]
 
 # ``control`` values that mean the trained model on the real task (everything else is a control curve).
 REAL_CONTROLS = ("none", "", "real")
@@ -74,3 +77,37 @@ def layer_selectivity(curve: pd.DataFrame, controls: Optional[Sequence[str]] = (
     merged = real.merge(control, on=keys, suffixes=("", "_control"))
     merged["selectivity"] = merged["mean"] - merged["mean_control"]
     return merged
+
+
+def _stable_hash(key: Hashable, seed: int) -> int:
+    """A process-independent hash (Python's ``hash`` of str is salted per process)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\x1f{key!r}".encode()).digest()[:8], "little")
+
+
+def control_labels(keys: Sequence[Hashable], labels: Sequence, seed: int = 0) -> np.ndarray:
+    """Hewitt & Liang (2019) control task: one fixed random label per word type.
+
+    Each distinct key (a word type, or a tuple of types for span pairs) gets a label sampled from the
+    empirical distribution of ``labels``; the draw depends only on ``(seed, key)``, so the same type gets
+    the same control label in train and test, in every run and process.
+
+    Args:
+        keys: the type of each target, shape [n] (e.g. lower-cased word forms).
+        labels: the task's gold labels, shape [n] (their distribution is the control's).
+        seed: which control task.
+
+    Returns:
+        Control labels, shape [n], values drawn from the set of ``labels``.
+    """
+    if len(keys) != len(labels):
+        raise ValueError(f"{len(keys)} keys but {len(labels)} labels")
+    classes, counts = np.unique(np.asarray(labels), return_counts=True)
+    cumulative = np.cumsum(counts) / counts.sum()
+    assigned: dict = {}
+    out = np.empty(len(keys), dtype=classes.dtype)
+    for i, key in enumerate(keys):
+        if key not in assigned:
+            u = (_stable_hash(key, seed) >> 11) / float(1 << 53)  # uniform in [0, 1)
+            assigned[key] = classes[min(int(np.searchsorted(cumulative, u, side="right")), len(classes) - 1)]
+        out[i] = assigned[key]
+    return out

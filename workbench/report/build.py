@@ -28,6 +28,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("probing", interpretability.probing),
     ("features", interpretability.features),
     ("mechanisms", interpretability.mechanisms),
+    ("dynamics", interpretability.dynamics),
     ("errors", outcomes.error_analysis),
     ("comparison", outcomes.comparison),
 )

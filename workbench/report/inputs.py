@@ -115,6 +115,7 @@ class ReportInputs:
     attributions: list[AttributionRun] = field(default_factory=list)
     sae: list[SAERun] = field(default_factory=list)
     mechanisms: list[MechanismRun] = field(default_factory=list)
+    dynamics: list[Path] = field(default_factory=list)  # ``workbench dynamics`` output directories
 
     def models(self) -> list[str]:
         """Every model name, in the order the runs were found (pretraining first)."""
@@ -173,7 +174,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
             if any((candidate / name).exists() for name in ("predictions.parquet", "attributions.parquet",
                                                             "results.parquet", "results.csv", "lens_layers.parquet",
                                                             "patching.parquet", "edges.parquet", "dla.parquet",
-                                                            NODE_CIRCUIT_TABLE)):
+                                                            "dynamics.parquet", NODE_CIRCUIT_TABLE)):
                 continue  # fine-tuning, attribution and probe runs are found below
             has_summary = (candidate / "summary.json").is_file()
             if not (has_summary or (candidate / "model" / "config.json").is_file()):
@@ -203,6 +204,10 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
                     continue
                 summary = artifacts.read_json(directory / "summary.json") if (directory / "summary.json").is_file() else {}
                 inputs.mechanisms.append(MechanismRun(directory, kind, str(summary.get("model") or directory.name), summary))
+                found += 1
+        for table in sorted(path.rglob("dynamics.parquet")):
+            if (table.parent / "headline.csv").is_file() and table.parent not in inputs.dynamics:
+                inputs.dynamics.append(table.parent)
                 found += 1
         experiment = next((p.parent for p in sorted(path.rglob("experiment.json"))), None)
         if experiment is not None and inputs.experiment is None:

@@ -406,3 +406,35 @@ def _circuit_blocks(ctx: Context, run: MechanismRun, table: pd.DataFrame, key: s
         ctx.doc.table(kept[["rank", "edge", "score", "normalized"]], "The circuit's edges, by rank.", name=key)]
     ctx.doc.keep(key + "_all", table)
     return blocks
+
+
+# ----------------------------------------------------------------------------------------------- dynamics
+
+def dynamics(ctx: Context) -> Section:
+    """Training dynamics over kept snapshots (``workbench dynamics``): the headline curves of every run, aligned
+    by training tokens, and when each made half of its change."""
+    import pandas as pd
+
+    from workbench.dynamics import curves
+    from workbench.figures import dynamics_figure
+
+    section = Section("Training dynamics", intro=(
+        "How the held-out loss, a UPOS probe and its control task (Hewitt & Liang 2019), attention heads "
+        "(Clark et al. 2019; induction scores, Olsson et al. 2022), the logit lens, the residual stream's effective "
+        "rank and a small SAE's dictionary develop over the snapshots a pretraining run kept at log-spaced steps."))
+    if not ctx.inputs.dynamics:
+        section.blocks.append(Missing("training dynamics", "atinuke pretrain ... --keep-log-checkpoints --out RUN; "
+                                      "workbench dynamics --run RUN [--run RUN2] --out runs/dynamics/NAME"))
+    for directory in ctx.inputs.dynamics:
+        table = pd.read_parquet(directory / "dynamics.parquet")
+        headline = pd.read_csv(directory / "headline.csv")
+        key = ctx.doc.safe(f"dynamics_{directory.name}")
+        blocks: list[Block] = [
+            ctx.doc.figure(dynamics_figure(curves(table), headline), (
+                "One panel per curve, one line per run, against training tokens (log axis; step 0 drawn at half "
+                "the first snapshot's tokens). A star marks the first snapshot where the curve has made half of its "
+                "change from the first snapshot to the last."), width=ctx.width),
+            ctx.doc.table(headline, "Per run and curve: the first and final values and the step (and training "
+                                    "tokens) at which the curve had made half of its change.", name=key)]
+        section.subsections.append(Section(f"Dynamics: {', '.join(dict.fromkeys(table['run']))}", blocks))
+    return section
