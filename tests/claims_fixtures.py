@@ -20,7 +20,7 @@ def _table(arm: str, task: str, gold: list[str], correct: np.ndarray) -> pd.Data
         "example_f1": correct.astype(float), "rationale": [[] for _ in gold]})
 
 
-def write_experiment(root: Path, accuracy: Callable[[str, int], float], seeds: int = 3, task: str = "mrpc",
+def write_experiment(root: Path, accuracy: Callable[[str, int], float], seeds: int = 3, task: str = "sst2",
                      arms: tuple[str, ...] = ("atinuke", "bert"), majority: float = 0.5,
                      pretrain: Optional[Callable[[str, int], dict]] = None) -> Path:
     """Write ``root/experiment.json`` and, per (arm, seed), a predictions table whose accuracy is
@@ -39,7 +39,7 @@ def write_experiment(root: Path, accuracy: Callable[[str, int], float], seeds: i
             run.mkdir(parents=True)
             _table(arm, task, gold, correct).to_parquet(run / "predictions.parquet", index=False)
             (run / "metrics.json").write_text(json.dumps({"task": task, "model": arm, "headline_metric": "accuracy",
-                                                          "accuracy": float(correct.mean())}))
+                                                          "accuracy": float(correct.mean())}))  # sst2's headline
             if pretrain is not None and arm != "minilm":
                 (root / arm / f"seed{seed}" / "pretrain").mkdir(parents=True)
                 (root / arm / f"seed{seed}" / "pretrain" / "summary.json").write_text(json.dumps(pretrain(arm, seed)))
