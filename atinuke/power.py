@@ -40,11 +40,13 @@ def t_test_power(delta: float, se: float, df: float, alpha: float = ALPHA) -> fl
     if se <= 0:
         return 1.0 if delta != 0 else alpha
     shift = abs(delta) / se
-    if not math.isfinite(df):
+    if not math.isfinite(df) or df > 1e4:  # the noncentral t is a normal there (and numerically unstable)
         critical = float(stats.norm.isf(alpha / 2))
         return float(stats.norm.sf(critical - shift) + stats.norm.cdf(-critical - shift))
     critical = float(stats.t.isf(alpha / 2, df))
-    return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    upper, lower = float(stats.nct.sf(critical, df, shift)), float(stats.nct.cdf(-critical, df, shift))
+    # SciPy's noncentral t returns NaN for a far tail (large shift): that tail is 0 (or 1) there.
+    return (upper if math.isfinite(upper) else 1.0) + (lower if math.isfinite(lower) else 0.0)
 
 
 def minimum_detectable_effect(se: float, df: float, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -57,7 +59,7 @@ def minimum_detectable_effect(se: float, df: float, alpha: float = ALPHA, power:
     upper = se
     while t_test_power(upper, se, df, alpha) < power:
         upper *= 2
-    return float(brentq(lambda d: t_test_power(d, se, df, alpha) - power, 0.0, upper, xtol=se * 1e-6))
+    return float(brentq(lambda d: t_test_power(d, se, df, alpha) - power, 0.0, upper, xtol=se * 1e-4))
 
 
 def seeds_needed(effect: float, sd_a: float, sd_b: float, shared_variance: float = 0.0, alpha: float = ALPHA,

@@ -44,3 +44,26 @@ def write_experiment(root: Path, accuracy: Callable[[str, int], float], seeds: i
                 (root / arm / f"seed{seed}" / "pretrain").mkdir(parents=True)
                 (root / arm / f"seed{seed}" / "pretrain" / "summary.json").write_text(json.dumps(pretrain(arm, seed)))
     return root
+
+
+def write_task_runs(root: Path, task: str, runs: dict[tuple[str, int], tuple[list[str], list[str], list[float]]],
+                    headline: str) -> Path:
+    """Write an experiment of one task whose run (arm, seed) predicted ``prediction`` for ``gold`` with per-example
+    scores ``example_f1`` (``runs[(arm, seed)] = (gold, prediction, example_f1)``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    arms = list(dict.fromkeys(arm for arm, _ in runs))
+    seeds = sorted({seed for _, seed in runs})
+    (root / "experiment.json").write_text(json.dumps({"arms": arms, "seeds": seeds, "tasks": [task], "scale": "tiny"}))
+    for (arm, seed), (gold, prediction, example_f1) in runs.items():
+        n = len(gold)
+        table = pd.DataFrame({
+            "id": [f"ex{i}" for i in range(n)], "task": task, "model": arm, "split": "dev",
+            "provenance": "silver, derived from PTB", "text": "a sentence", "text_pair": None, "gold": gold,
+            "prediction": prediction, "score": 0.9, "probs": None,
+            "correct": [g == p for g, p in zip(gold, prediction)], "example_f1": np.asarray(example_f1, dtype=float),
+            "rationale": [[] for _ in gold]})
+        run = root / arm / f"seed{seed}" / "finetune" / task
+        run.mkdir(parents=True)
+        table.to_parquet(run / "predictions.parquet", index=False)
+        (run / "metrics.json").write_text(json.dumps({"task": task, "model": arm, "headline_metric": headline}))
+    return root

@@ -212,8 +212,21 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
     if not measurable:
         row.verdict, row.evidence = FLOOR, " ".join(sentences) + caveat
         return row
-    # A run is one pretraining seed: its family score is the mean headline metric over the measurable tasks,
-    # so seeds are resampled jointly across the family's tasks (they share the pretraining).
+    test = family_test(measurable, n_boot)
+    row.set_test(test)
+    sentences.append(f"Difference {SUBJECT} − {COMPARATOR} in {row.metric} (mean over "
+                     f"{', '.join(r.task for r in measurable)}): {test.describe()}.")
+    row.evidence = " ".join(sentences) + caveat
+    return row
+
+
+def family_test(measurable: Sequence[TaskRuns], n_boot: int = N_BOOT) -> RunTest:
+    """Welch t over runs of the family score of each run of ``SUBJECT`` and ``COMPARATOR``.
+
+    A run is one pretraining seed: its family score is the mean headline metric over the family's measurable
+    tasks, so seeds are resampled jointly across the family's tasks (they share the pretraining); each task's
+    examples are resampled jointly across runs and arms (``TaskRuns.resampled``).
+    """
     seeds = {arm: sorted(set.intersection(*(set(r.seeds(arm)) for r in measurable))) for arm in (SUBJECT, COMPARATOR)}
     values = {arm: [float(np.mean([r.value(arm, s) for r in measurable])) for s in seeds[arm]]
               for arm in (SUBJECT, COMPARATOR)}
@@ -222,15 +235,12 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
         return np.hstack([np.mean([r.resampled(arm, seeds[arm], chunk) for r in measurable], axis=0)
                           for arm in (SUBJECT, COMPARATOR)])
 
-    test = run_level_test(values[SUBJECT], values[COMPARATOR], resampled, n_boot)
-    row.set_test(test)
-    sentences.append(f"Difference {SUBJECT} − {COMPARATOR} in {row.metric} (mean over "
-                     f"{', '.join(r.task for r in measurable)}): {test.describe()}.")
-    row.evidence = " ".join(sentences) + caveat
-    return row
+    return run_level_test(values[SUBJECT], values[COMPARATOR], resampled, n_boot)
 
 
-def _decide(row: ClaimRow, n_tested: int) -> str:
+def decide_verdict(row: ClaimRow, n_tested: int) -> str:
+    """The verdict of a row whose ``p_adjusted`` is set (Holm over ``n_tested`` claims); adds its reason to
+    the evidence."""
     if row.verdict:
         return row.verdict
     if row.p_value is None or row.p_adjusted is None:
@@ -454,7 +464,7 @@ def evaluate_claims(root: Optional[Path] = None, experiment: Optional[Path] = No
         row.p_adjusted = p_adj
         if p_adj is not None:
             row.evidence += f" Holm-adjusted over {n_tested} claims: p={p_adj:.3g}."
-        row.verdict = _decide(row, n_tested)
+        row.verdict = decide_verdict(row, n_tested)
     return pd.DataFrame([row.record() for row in rows], columns=list(CLAIM_COLUMNS))
 
 

@@ -47,8 +47,8 @@ def statistics_metric(task: str, recorded: str = "") -> str:
     return name if _supported(task_kind(task).name, name) else EXAMPLE_MEAN
 
 
-def _labels(values: pd.Series) -> list[str]:
-    return [str(v) for v in values]
+def _labels(values: pd.Series) -> np.ndarray:
+    return np.asarray(values.astype(str).to_numpy(dtype=object), dtype=str)
 
 
 def _clusters(text: str) -> list[list[tuple[int, ...]]]:
@@ -78,14 +78,14 @@ def example_statistics(task: str, gold: pd.Series, prediction: pd.Series, exampl
     if kind == "classification":
         g, p = _labels(gold), _labels(prediction)
         if metric == "accuracy":
-            return np.column_stack([np.ones(n), [float(a == b) for a, b in zip(g, p)]])
+            return np.column_stack([np.ones(n), (g == p).astype(float)])
         if metric == "f1":  # binary F1 of class "1" (GLUE's MRPC/QQP)
-            return np.array([[a == "1" and b == "1", a != "1" and b == "1", a == "1" and b != "1"]
-                             for a, b in zip(g, p)], dtype=float).reshape(n, 3)
-        order = labels or sorted(set(g) | set(p))
-        code = {label: i for i, label in enumerate(order)}
+            return np.column_stack([(g == "1") & (p == "1"), (g != "1") & (p == "1"), (g == "1") & (p != "1")]
+                                   ).astype(float).reshape(n, 3)
+        order = np.array(sorted(labels or set(g) | set(p)))
+        cell = np.searchsorted(order, g) * len(order) + np.searchsorted(order, p)
         cells = np.zeros((n, len(order) ** 2))
-        cells[np.arange(n), [code[a] * len(order) + code[b] for a, b in zip(g, p)]] = 1.0
+        cells[np.arange(n), cell] = 1.0
         return cells
     if kind == "regression":
         y = np.asarray(gold.astype(str).astype(float), dtype=float)

@@ -17,6 +17,8 @@ error of p (from the spread of p over the chunks) is below ``ALPHA / 10``.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import math
 import zlib
 from dataclasses import dataclass
@@ -34,11 +36,32 @@ N_BOOT = 1000  # resamples drawn at least
 MAX_FACTOR = 16  # at most N_BOOT * MAX_FACTOR resamples
 
 
+_WEIGHTS: "collections.OrderedDict[tuple[str, int, int, int], np.ndarray]" = collections.OrderedDict()
+WEIGHTS_CACHE_BYTES = 64 * 2 ** 20  # the most memory the cached resamples take
+
+
 def resample_weights(task: str, n: int, chunk: int, size: int = CHUNK) -> np.ndarray:
     """How often each of ``n`` examples is drawn in each of ``size`` bootstrap resamples, ``[size, n]``: the same
-    for every run, arm and table of the task (seeded by ``RESAMPLING_SEED``, the task, ``n`` and ``chunk``)."""
+    for every run, arm and table of the task (seeded by ``RESAMPLING_SEED``, the task, ``n`` and ``chunk``).
+    Read-only (cached up to ``WEIGHTS_CACHE_BYTES``)."""
+    key = (task, n, chunk, size)
+    if key in _WEIGHTS:
+        _WEIGHTS.move_to_end(key)
+        return _WEIGHTS[key]
+    weights = _draw_weights(task, n, chunk, size)
+    _WEIGHTS[key] = weights
+    while sum(w.nbytes for w in _WEIGHTS.values()) > WEIGHTS_CACHE_BYTES and len(_WEIGHTS) > 1:
+        _WEIGHTS.popitem(last=False)
+    return weights
+
+
+def _draw_weights(task: str, n: int, chunk: int, size: int) -> np.ndarray:
     sequence = np.random.SeedSequence([RESAMPLING_SEED, zlib.crc32(task.encode("utf-8")), n, chunk])
-    return np.random.default_rng(sequence).multinomial(n, np.full(n, 1.0 / n), size=size).astype(float)
+    picks = np.random.default_rng(sequence).integers(0, n, size=(size, n))  # one index vector per resample
+    counts = np.bincount((picks + n * np.arange(size)[:, None]).ravel(), minlength=size * n)
+    weights = counts.reshape(size, n).astype(float)
+    weights.flags.writeable = False
+    return weights
 
 
 @dataclass(frozen=True)
@@ -52,7 +75,8 @@ class RunTest:
             possible (one run per arm in a two-sample test).
         p_mc_error: Monte Carlo standard error of ``p_value`` (from the spread of p over resample chunks).
         se, df: the standard error and its Welch-Satterthwaite degrees of freedom (``inf``: normal).
-        mde: the smallest true difference detected with 80% power at ``ALPHA`` (NaN when untestable).
+        mde: the smallest true difference detected with 80% power at ``alpha`` (NaN when untestable; computed on
+            first use).
         n_resamples: example resamples drawn.
         runs_a, runs_b: runs of each arm (``runs_b`` 0 in a one-sample test).
         seed_sd_a, seed_sd_b: the seed-to-seed sd of each arm's run scores (NaN with one run).
@@ -67,7 +91,6 @@ class RunTest:
     p_mc_error: Optional[float]
     se: float
     df: float
-    mde: float
     n_resamples: int
     runs_a: int
     runs_b: int
@@ -75,6 +98,13 @@ class RunTest:
     seed_sd_b: float
     shared_se: float
     alternative: str
+    alpha: float = ALPHA
+
+    @functools.cached_property
+    def mde(self) -> float:
+        if self.p_value is None:
+            return math.nan
+        return minimum_detectable_effect(self.se, self.df, self.alpha if self.alternative == "two-sided" else 2 * self.alpha)
 
     def describe(self) -> str:
         """One sentence: estimate, interval, test, p with its Monte Carlo error."""
@@ -171,7 +201,5 @@ def run_level_test(a: Sequence[float], b: Optional[Sequence[float]], resampled: 
         if error <= alpha / 10 or len(chunks) >= least * MAX_FACTOR:
             break
     critical = float(stats.norm.isf(alpha / 2) if not math.isfinite(df) else stats.t.isf(alpha / 2, df))
-    mde = (minimum_detectable_effect(se, df, alpha if alternative == "two-sided" else 2 * alpha)
-           if p is not None else math.nan)
-    return RunTest(estimate, estimate - critical * se, estimate + critical * se, p, error, se, df, mde,
-                   CHUNK * len(chunks), len(x), 0 if y is None else len(y), sd_a, sd_b, shared_se, alternative)
+    return RunTest(estimate, estimate - critical * se, estimate + critical * se, p, error, se, df,
+                   CHUNK * len(chunks), len(x), 0 if y is None else len(y), sd_a, sd_b, shared_se, alternative, alpha)
