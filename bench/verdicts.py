@@ -23,7 +23,7 @@ the per-claim rates, ``power_3seeds``, ``power_5seeds`` (per claim, every claim 
 ``seed_relabel_max_p_change`` / ``seed_relabel_verdict_changes`` (seeds relabelled within each arm).
 Targets: type-I <= 0.05 + its Monte Carlo error, coverage >= 0.93, relabelling changes no verdict.
 
-    nice -n 10 python bench/verdicts.py [--reps 200] [--power-reps 50] [--effect 0.25] [--n-boot 500]
+    nice -n 10 python bench/verdicts.py [--reps 200] [--power-reps 50] [--effect 0.5] [--n-boot 500]
 """
 from __future__ import annotations
 
@@ -147,7 +147,8 @@ def relabelled(tasks: dict[str, TaskRuns], rng: np.random.Generator) -> dict[str
 def simulate(reps: int, seeds: int, effect: float, n_boot: int, rng: np.random.Generator,
              relabel: int = 0) -> dict[str, float]:
     """Run ``reps`` experiments; rates of verdicts, coverage of the null, relabelling changes."""
-    any_false, false_claims, supported, covered, claims, estimates = 0, 0, 0, 0, 0, []
+    any_false, false_claims, supported, covered, claims = 0, 0, 0, 0, 0
+    estimates: list[float] = []
     max_change, verdict_changes, floors = 0.0, 0, 0
     for rep in range(reps):
         sim = Simulator(rng, seeds, effect)
@@ -159,7 +160,7 @@ def simulate(reps: int, seeds: int, effect: float, n_boot: int, rng: np.random.G
         supported += sum(r.verdict == "supported" for r in rows)
         floors += sum(r.p_value is None for r in rows)
         for r in rows:
-            if r.ci_low is not None:
+            if r.ci_low is not None and r.ci_high is not None and r.estimate is not None:
                 claims += 1
                 covered += r.ci_low <= 0.0 <= r.ci_high
                 estimates.append(r.estimate)
@@ -183,7 +184,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=200, help="null experiments per seed count (default 200)")
     parser.add_argument("--power-reps", type=int, default=50, help="experiments with an effect per seed count")
-    parser.add_argument("--effect", type=float, default=0.25, help="atinuke's advantage, probit scale (default 0.25)")
+    parser.add_argument("--effect", type=float, default=0.5, help="atinuke's advantage, probit scale (default 0.5)")
     parser.add_argument("--n-boot", type=int, default=500, help="joint example resamples at least (default 500)")
     parser.add_argument("--relabel", type=int, default=20, help="null experiments also judged with seeds relabelled")
     parser.add_argument("--seed", type=int, default=0)

@@ -51,8 +51,8 @@ def _labels(values: pd.Series) -> np.ndarray:
     return np.asarray(values.astype(str).to_numpy(dtype=object), dtype=str)
 
 
-def _clusters(text: str) -> list[list[tuple[int, ...]]]:
-    return [[tuple(m) for m in cluster] for cluster in json.loads(text)] if text else []
+def _clusters(text: str) -> list[list[tuple[int, int]]]:
+    return [[(int(m[0]), int(m[-1])) for m in cluster] for cluster in json.loads(text)] if text else []
 
 
 def example_statistics(task: str, gold: pd.Series, prediction: pd.Series, example_f1: Optional[pd.Series] = None,

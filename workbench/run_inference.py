@@ -197,7 +197,7 @@ def run_level_test(a: Sequence[float], b: Optional[Sequence[float]], resampled: 
             error = None
             break
         per_chunk = [_evaluate(x, y, chunk, alternative)[3] for chunk in chunks]
-        error = float(np.std(per_chunk, ddof=1) / math.sqrt(len(chunks)))
+        error = float(np.std([q for q in per_chunk if q is not None], ddof=1) / math.sqrt(len(chunks)))
         if error <= alpha / 10 or len(chunks) >= least * MAX_FACTOR:
             break
     critical = float(stats.norm.isf(alpha / 2) if not math.isfinite(df) else stats.t.isf(alpha / 2, df))
