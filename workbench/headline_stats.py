@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.experiment_runs import task_kind
-from workbench.kinds import get_workbench_kind
+from workbench.kinds import WORKBENCH_KINDS
 from workbench.kinds.headline import HeadlineMetric, mean_statistics, mean_value
 from workbench.run_inference import resample_weights
 
@@ -38,7 +38,8 @@ def headline_name(task: str, recorded: str = "") -> str:
 
 
 def _headline(task: str) -> Optional[HeadlineMetric]:
-    return get_workbench_kind(task_kind(task).name).headline
+    entry = WORKBENCH_KINDS.get(task_kind(task).name)  # a kind registered without a workbench entry: None
+    return entry.headline if entry is not None else None
 
 
 def statistics_metric(task: str, recorded: str = "") -> str:
