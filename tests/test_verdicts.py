@@ -220,3 +220,19 @@ def test_experiment_plan_prints_the_seeds_needed_before_any_training(tmp_path, c
     assert "sst2       accuracy" in out and f"--seeds {seeds_needed(0.02, 0.02, 0.02)}" in out
     assert not (tmp_path / "new").exists()  # nothing trained, nothing written
     assert main(["experiment", "--plan", "--from", str(tmp_path / "missing")]) == 2
+
+
+def test_calibration_bench_prints_its_figures_and_relabelling_changes_nothing(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "verdicts.py"
+    spec = importlib.util.spec_from_file_location("bench_verdicts", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--reps", "2", "--power-reps", "1", "--relabel", "2", "--n-boot", "250"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"type1_3seeds", "type1_5seeds", "power_3seeds", "power_5seeds", "ci_coverage_3seeds",
+            "seed_relabel_max_p_change"} <= set(figures)
+    assert figures["seed_relabel_max_p_change"] < 1e-9 and figures["seed_relabel_verdict_changes"] == 0
