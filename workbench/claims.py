@@ -139,7 +139,7 @@ class ClaimRow:
         self.p_value, self.p_mc_error, self.n_resamples = test.p_value, test.p_mc_error, test.n_resamples
         self.mde = test.mde if math.isfinite(test.mde) else None
         if test.p_value is None:
-            self.untestable = (f"{ONE_SEED}: with {min(test.runs_a, test.runs_b)} run(s) of an arm the seed-to-seed "
+            self.untestable = (f"{ONE_SEED.capitalize()}: with {min(test.runs_a, test.runs_b)} run(s) of an arm the seed-to-seed "
                                "variance is unmeasured, and an example-level test would pretend that one run stands for "
                                "the architecture (run --seeds 5).")
 
@@ -244,7 +244,7 @@ def decide_verdict(row: ClaimRow, n_tested: int) -> str:
     if row.verdict:
         return row.verdict
     if row.p_value is None or row.p_adjusted is None:
-        row.evidence += " " + (row.untestable or f"{ONE_SEED}.")
+        row.evidence += " " + (row.untestable or f"{ONE_SEED.capitalize()}.")
         return INCONCLUSIVE
     if row.p_adjusted < ALPHA:
         winner, loser = (SUBJECT, COMPARATOR) if (row.estimate or 0) > 0 else (COMPARATOR, SUBJECT)
