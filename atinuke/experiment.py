@@ -29,6 +29,7 @@ import functools
 import json
 import logging
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -475,6 +476,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only the pretraining units (the rest later, with the same command without it)")
     parser.add_argument("--no-shipped", dest="use_shipped", action="store_false",
                         help="train every pretraining run, even one that a shipped run (atinuke/checkpoints/) matches")
+    parser.add_argument("--plan", action="store_true",
+                        help="train nothing: print the seeds per arm needed to detect --effect, from the runs in --from")
+    parser.add_argument("--effect", type=float, default=0.02,
+                        help="with --plan: the difference in the headline metric to detect (default 0.02)")
+    parser.add_argument("--from", dest="plan_from", default=None,
+                        help="with --plan: an earlier experiment directory (default --out)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -482,6 +489,14 @@ def run(args: argparse.Namespace) -> int:
     from atinuke.parallel import resolve_jobs
 
     out = Path(args.out)
+    if getattr(args, "plan", False):
+        from atinuke.power import format_plan, plan_from_results
+
+        source = Path(args.plan_from or out)
+        if not source.is_dir():
+            raise UserInputError(f"--from {source}: no such directory")
+        sys.stdout.write(format_plan(plan_from_results(source, args.effect), args.effect))
+        return 0
     given = [args.arms, args.seeds, args.tasks, args.scale]
     if args.resume and all(v is None for v in given):
         requested = None

@@ -20,7 +20,7 @@ def _table(arm: str, task: str, gold: list[str], correct: np.ndarray) -> pd.Data
         "example_f1": correct.astype(float), "rationale": [[] for _ in gold]})
 
 
-def write_experiment(root: Path, accuracy: Callable[[str, int], float], seeds: int = 3, task: str = "mrpc",
+def write_experiment(root: Path, accuracy: Callable[[str, int], float], seeds: int = 3, task: str = "sst2",
                      arms: tuple[str, ...] = ("atinuke", "bert"), majority: float = 0.5,
                      pretrain: Optional[Callable[[str, int], dict]] = None) -> Path:
     """Write ``root/experiment.json`` and, per (arm, seed), a predictions table whose accuracy is
@@ -39,8 +39,31 @@ def write_experiment(root: Path, accuracy: Callable[[str, int], float], seeds: i
             run.mkdir(parents=True)
             _table(arm, task, gold, correct).to_parquet(run / "predictions.parquet", index=False)
             (run / "metrics.json").write_text(json.dumps({"task": task, "model": arm, "headline_metric": "accuracy",
-                                                          "accuracy": float(correct.mean())}))
+                                                          "accuracy": float(correct.mean())}))  # sst2's headline
             if pretrain is not None and arm != "minilm":
                 (root / arm / f"seed{seed}" / "pretrain").mkdir(parents=True)
                 (root / arm / f"seed{seed}" / "pretrain" / "summary.json").write_text(json.dumps(pretrain(arm, seed)))
+    return root
+
+
+def write_task_runs(root: Path, task: str, runs: dict[tuple[str, int], tuple[list[str], list[str], list[float]]],
+                    headline: str) -> Path:
+    """Write an experiment of one task whose run (arm, seed) predicted ``prediction`` for ``gold`` with per-example
+    scores ``example_f1`` (``runs[(arm, seed)] = (gold, prediction, example_f1)``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    arms = list(dict.fromkeys(arm for arm, _ in runs))
+    seeds = sorted({seed for _, seed in runs})
+    (root / "experiment.json").write_text(json.dumps({"arms": arms, "seeds": seeds, "tasks": [task], "scale": "tiny"}))
+    for (arm, seed), (gold, prediction, example_f1) in runs.items():
+        n = len(gold)
+        table = pd.DataFrame({
+            "id": [f"ex{i}" for i in range(n)], "task": task, "model": arm, "split": "dev",
+            "provenance": "silver, derived from PTB", "text": "a sentence", "text_pair": None, "gold": gold,
+            "prediction": prediction, "score": 0.9, "probs": None,
+            "correct": [g == p for g, p in zip(gold, prediction)], "example_f1": np.asarray(example_f1, dtype=float),
+            "rationale": [[] for _ in gold]})
+        run = root / arm / f"seed{seed}" / "finetune" / task
+        run.mkdir(parents=True)
+        table.to_parquet(run / "predictions.parquet", index=False)
+        (run / "metrics.json").write_text(json.dumps({"task": task, "model": arm, "headline_metric": headline}))
     return root

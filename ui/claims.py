@@ -17,13 +17,13 @@ BADGES = {claims_lib.SUPPORTED: ":green[supported]", claims_lib.CONTRADICTED: ":
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _claims(root: str, stamp: tuple) -> pd.DataFrame:
-    return claims_lib.evaluate_claims(root=Path(root), n_boot=1000)
+    return claims_lib.evaluate_claims(root=Path(root))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _competence(root: str, stamp: tuple) -> pd.DataFrame:
     found = find_experiment(Path(root))
-    return competence_lib.competence(found, n_boot=1000) if found else pd.DataFrame()
+    return competence_lib.competence(found) if found else pd.DataFrame()
 
 
 def _stamp() -> tuple:
@@ -44,9 +44,11 @@ def render() -> None:
     st.markdown("*Engineering A Large Language Model From Scratch* (arXiv 2401.16736) claims gains on SQuAD, GLUE, "
                 "SNLI, coreference and SRL, and interpretability, without evidence. Benchmark verdicts here come only "
                 "from the controlled experiment (`atinuke experiment`): Atinuke against a BERT encoder of the same "
-                "size, trained on the same tokens with the same recipe, over seeds and examples (hierarchical paired "
-                "bootstrap, Holm-corrected across claims). A model that does not clear its task's trivial baseline "
-                "makes the claim *not measurable at this budget*. MiniLM is shown as a pretrained reference only.")
+                "size, trained on the same tokens with the same recipe. The unit is the training run: each run's "
+                "headline metric (MCC, Pearson, corpus CoNLL F1, micro SRL F1, SQuAD F1…), compared by Welch's t "
+                "over runs with the dev examples resampled jointly, Holm-corrected across claims; one seed per arm "
+                "gives no verdict. A model not shown above its task's trivial baseline makes the claim *not "
+                "measurable at this budget*. MiniLM is shown as a pretrained reference only.")
     with common.friendly_errors("claims"):
         with st.spinner("Computing paired tests from the predictions tables…"):
             claims = _claims(str(common.root()), _stamp())
@@ -59,16 +61,23 @@ def render() -> None:
             with st.container(border=True):
                 st.markdown(f"**{row.statement}**")
                 line = f"Verdict: {BADGES.get(row.verdict, row.verdict)}"
+                if row.verdict in (claims_lib.SUPPORTED, claims_lib.CONTRADICTED) and row.scope:
+                    line += f" *{row.scope}*"
                 if row.comparator:
                     line += f" · comparator: `{row.comparator}` · seeds: {int(row.seeds or 0)}"
+                if row.p_value is not None and not pd.isna(row.p_value):
+                    line += f" · p = {row.p_value:.3g} ± {row.p_mc_error or 0:.1g} (Monte Carlo)"
                 if row.p_adjusted is not None and not pd.isna(row.p_adjusted):
                     line += f" · Holm p = {row.p_adjusted:.3g}"
+                if row.verdict == claims_lib.INCONCLUSIVE and row.mde is not None and not pd.isna(row.mde):
+                    line += f" · smallest detectable difference (80% power): {row.mde:.3g}"
                 if row.provenance:
                     line += f" · data: *{row.provenance}*"
                 st.markdown(line)
                 if row.atinuke_score is not None and not pd.isna(row.atinuke_score):
-                    st.caption(f"atinuke {_score(row.atinuke_score)} · {row.comparator} {_score(row.comparator_score)} "
-                               f"· trivial {_score(row.trivial_score)} · minilm (reference) {_score(row.reference_score)}")
+                    st.caption(f"{row.metric or 'score'}: atinuke {_score(row.atinuke_score)} · {row.comparator} "
+                               f"{_score(row.comparator_score)} · trivial {_score(row.trivial_score)} · minilm "
+                               f"(reference) {_score(row.reference_score)}")
                 st.write(row.evidence)
         st.download_button("Download claims (CSV)", claims.to_csv(index=False), "claims.csv", "text/csv",
                            key="claims_csv")
@@ -81,12 +90,15 @@ def _competence_section() -> None:
     if table.empty:
         return
     st.subheader("Has each model learnt each task?")
-    st.markdown("Each model's per-example score against its task's trivial baseline on the same dev examples "
-                "(two-stage paired bootstrap over seeds and examples, α = 0.05; `workbench claims --competence`). "
-                "A comparison with a model *at the floor* is no evidence.")
-    pivot = table.assign(cell=[f"{'✓' if v == competence_lib.LEARNT else '✗'} {s:.3f} (trivial {t:.3f}, p={p:.2g})"
-                               for v, s, t, p in zip(table.verdict, table.example_score, table.trivial_score,
-                                                     table.p_value)]).pivot(index="task", columns="arm", values="cell")
+    st.markdown("Each model's headline metric against its task's trivial baseline scored by the same metric on "
+                "the same dev examples (one-sided t over runs, examples resampled jointly, α = 0.05; `workbench "
+                "claims --competence`). ✗ means *not shown above the floor*, not *at the floor*; a comparison with "
+                "such a model is no evidence.")
+    pivot = table.assign(cell=[f"{'✓' if v == competence_lib.LEARNT else '✗'} {m} {s:.3f} (trivial {t:.3f}, "
+                               f"p={p:.2g} ± {e or 0:.0g})"
+                               for v, m, s, t, p, e in zip(table.verdict, table.metric, table.score, table.trivial_score,
+                                                           table.p_value, table.p_mc_error)]
+                         ).pivot(index="task", columns="arm", values="cell")
     st.dataframe(pivot, width="stretch")
 
 

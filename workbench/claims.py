@@ -8,26 +8,28 @@ judged only on a comparison that can carry it:
   same tokens with the same recipe); the pretrained all-MiniLM-L6-v2 is shown as a reference row, never as a
   comparator;
 - each model must first clear its task's trivial baseline (majority class, mean score, always abstain,
-  all-O, no cluster) on the same dev examples, with a significant paired test; a task where either model is
-  at the floor is "not measurable at this budget";
-- the difference is tested with a two-stage (hierarchical) paired bootstrap that resamples seeds and then
-  examples within each seed (Davison and Hinkley, 1997, §3.8; the seed-level variance of Bouthillier et al.,
-  2021, arXiv 2103.03098), so that an advantage present in one seed only does not survive;
-- the benchmark families are corrected together with Holm's step-down method (Holm, 1979).
-
-The per-example score of every task is the predictions table's ``example_f1`` (accuracy for classification,
-token F1 for QA, argument F1 per predicate for SRL, CoNLL F1 per document for coreference): the quantity the
-paired tests resample. Headline metrics (MCC, Pearson, CoNLL F1...) are quoted beside them, mean ± sd over
-seeds.
+  all-O, no cluster), scored by the same headline metric on the same dev examples, with a significant test
+  over runs (``workbench.competence``); a task where either model is not shown above it is "not measurable at
+  this budget";
+- the unit of replication is the training run: each run is scored by its task's headline metric (MCC,
+  Pearson, micro SRL F1, corpus-level CoNLL F1, SQuAD F1, accuracy or binary F1), recomputed on every resample of
+  the dev examples (Koehn, 2004); the arms' mean run scores are compared with Welch's t over runs, its standard
+  error including the example-level variance shared by all runs (examples resampled jointly across runs, arms
+  and the tasks of a family, whose runs share their pretraining; ``workbench.run_inference``; Dror et al.,
+  2018; Bouthillier et al., 2021, arXiv 2103.03098), so relabelling seeds changes nothing, and one seed per arm
+  gives no verdict;
+- the benchmark families and perplexity are corrected together with Holm's step-down method (Holm, 1979);
+  every "inconclusive" states the smallest difference the experiment could detect with 80% power, every
+  "supported" its scope (against a same-size BERT, on this data, at this budget, n seeds).
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,20 +43,11 @@ from workbench.artifacts import (
     provenance_kind,
     runs_dir,
 )
-from workbench.experiment_runs import (
-    ALPHA,
-    Experiment,
-    expand_tasks,
-    find_experiment,
-    headline,
-    load_experiment,
-    task_kind,
-    trivial_example_scores,
-)
-from workbench.stats import N_BOOT, BootstrapTest, hierarchical_bootstrap, holm  # noqa: F401  (re-exported)
-
-if TYPE_CHECKING:  # annotations only
-    pass
+from workbench.competence import floor_test, learnt
+from workbench.experiment_runs import ALPHA, Experiment, expand_tasks, find_experiment, load_experiment, task_kind
+from workbench.headline_stats import TaskRuns, load_task_runs
+from workbench.run_inference import N_BOOT, RunTest, run_level_test
+from workbench.stats import holm
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +62,13 @@ FLOOR = "not measurable at this budget"
 NO_EVIDENCE = "no evidence"
 MEASURED = "measured (side by side)"
 
-CLAIM_COLUMNS = ("claim", "statement", "verdict", "comparator", "seeds", "atinuke_score", "comparator_score",
-                 "trivial_score", "reference_score", "p_value", "p_adjusted", "p_resolution", "provenance", "evidence")
+CLAIM_COLUMNS = ("claim", "statement", "verdict", "scope", "comparator", "seeds", "metric", "atinuke_score",
+                 "comparator_score", "trivial_score", "reference_score", "estimate", "ci_low", "ci_high", "p_value",
+                 "p_mc_error", "p_adjusted", "mde", "n_resamples", "provenance", "evidence")
+ONE_SEED = "one seed gives no verdict"
+# An arm clears the unigram floor when its test perplexity is below the unigram model's by more than this
+# fraction (one-sided t over runs of log perplexity).
+PPL_FLOOR_MARGIN = 0.10
 
 # (key, the claim as the paper states it, benchmark family or None)
 PAPER_CLAIMS: tuple[tuple[str, str, Optional[str]], ...] = (
@@ -84,15 +82,6 @@ PAPER_CLAIMS: tuple[tuple[str, str, Optional[str]], ...] = (
     ("interpretability", "Atinuke's attention and representations are interpretable.", None),
 )
 
-# --------------------------------------------------------------------------------------------- statistics
-
-
-# --------------------------------------------------------------------------------------------- per-example scores
-
-
-# --------------------------------------------------------------------------------------------- the experiment
-
-
 def _mean_sd(values: Sequence[float]) -> str:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
@@ -103,130 +92,172 @@ def _mean_sd(values: Sequence[float]) -> str:
 
 
 @dataclass
-class _TaskEvidence:
-    task: str
-    seeds: list[int]
-    subject_vs_comparator: list[np.ndarray]
-    subject_vs_trivial: list[np.ndarray]
-    comparator_vs_trivial: list[np.ndarray]
-    subject_mean: float
-    comparator_mean: float
-    trivial_mean: float
-    provenance: set[str]
+class ClaimRow:
+    """One claim's verdict row (``CLAIM_COLUMNS``, plus what the verdict is decided from).
+
+    Attributes:
+        scope: what a verdict holds for: the comparator, the data, the budget, the seeds per arm.
+        metric: the headline metric(s) the scores and the difference are in.
+        estimate, ci_low, ci_high: subject minus comparator (perplexity: log test perplexity, comparator minus
+            subject), with its 95% interval.
+        p_value, p_mc_error, p_adjusted: the test's p, its Monte Carlo standard error, Holm-adjusted p.
+        mde: the smallest difference the test detects with 80% power at alpha 0.05.
+        handicapped: arms the learning-rate sweep says the shared recipe handicapped.
+        untestable: why no test was possible ("" when one was).
+    """
+
+    claim: str = ""
+    statement: str = ""
+    verdict: str = ""
+    scope: str = ""
+    comparator: str = ""
+    seeds: int = 0
+    metric: str = ""
+    atinuke_score: Optional[float] = None
+    comparator_score: Optional[float] = None
+    trivial_score: Optional[float] = None
+    reference_score: Optional[float] = None
+    estimate: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    p_value: Optional[float] = None
+    p_mc_error: Optional[float] = None
+    p_adjusted: Optional[float] = None
+    mde: Optional[float] = None
+    n_resamples: Optional[int] = None
+    provenance: str = ""
+    evidence: str = ""
+    handicapped: set[str] = field(default_factory=set)
+    untestable: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """The row as ``CLAIM_COLUMNS``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in CLAIM_COLUMNS}
+
+    def set_test(self, test: RunTest) -> None:
+        self.estimate, self.ci_low, self.ci_high = test.estimate, test.low, test.high
+        self.p_value, self.p_mc_error, self.n_resamples = test.p_value, test.p_mc_error, test.n_resamples
+        self.mde = test.mde if math.isfinite(test.mde) else None
+        if test.p_value is None:
+            self.untestable = (f"{ONE_SEED.capitalize()}: with {min(test.runs_a, test.runs_b)} run(s) of an arm the seed-to-seed "
+                               "variance is unmeasured, and an example-level test would pretend that one run stands for "
+                               "the architecture (run --seeds 5).")
 
 
-def _task_evidence(experiment: Experiment, task: str, comparator: str) -> Optional[_TaskEvidence]:
-    seeds, sc, st_, ct, subj, comp, triv, prov = [], [], [], [], [], [], [], set()
-    for seed in experiment.seeds:
-        a = experiment.predictions(SUBJECT, seed, task)
-        b = experiment.predictions(comparator, seed, task)
-        if a is None or b is None:
-            continue
-        joined = a.set_index("id")[["example_f1", "gold"]].join(
-            b.set_index("id")[["example_f1"]], how="inner", rsuffix="_b")
-        if joined.empty:
-            continue
-        trivial = trivial_example_scores(task, joined["gold"])
-        sa, sb = joined["example_f1"].to_numpy(float), joined["example_f1_b"].to_numpy(float)
-        seeds.append(seed)
-        sc.append(sa - sb)
-        st_.append(sa - trivial)
-        ct.append(sb - trivial)
-        subj.append(sa.mean())
-        comp.append(sb.mean())
-        triv.append(trivial.mean())
-        if "provenance" in a:
-            prov |= set(a["provenance"].dropna().astype(str))
-    if not seeds:
-        return None
-    return _TaskEvidence(task, seeds, sc, st_, ct, float(np.mean(subj)), float(np.mean(comp)), float(np.mean(triv)), prov)
+def _scope(experiment: Experiment, provenances: set[str], seeds: int) -> str:
+    kinds = {provenance_kind(p) for p in provenances}
+    data = ("silver diagnostic data (rules on real text)" if "silver" in kinds else
+            "the official dev sets" if kinds == {"gold"} else "this data")
+    return (f"against a same-size BERT (same tokens, same recipe), on {data}, at the {experiment.scale} budget, "
+            f"{seeds} seed(s) per arm")
 
 
-def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int) -> dict[str, Any]:
+def _task_sentence(runs: TaskRuns, floors: dict[str, Optional[RunTest]]) -> str:
+    a = [runs.value(SUBJECT, s) for s in runs.seeds(SUBJECT)]
+    b = [runs.value(COMPARATOR, s) for s in runs.seeds(COMPARATOR)]
+    text = (f"{runs.task} ({len(a)}/{len(b)} runs, {runs.n} dev examples): {runs.metric} {SUBJECT} {_mean_sd(a)} vs "
+            f"{COMPARATOR} {_mean_sd(b)}, trivial baseline ({task_kind(runs.task).trivial_baseline}) by the same "
+            f"metric {runs.trivial_value:.3f}")
+    if runs.seeds(REFERENCE):
+        text += (f"; pretrained reference {REFERENCE} (not a comparator: 22 M parameters distilled from a large model) "
+                 f"{_mean_sd([runs.value(REFERENCE, s) for s in runs.seeds(REFERENCE)])}")
+    failed = [(arm, test) for arm, test in floors.items() if not learnt(test)]
+    if not failed:
+        return text + "."
+    p_values = ", ".join(f"{arm} p={test.p_value:.3g}" for arm, test in failed if test and test.p_value is not None)
+    return (text + f". {' and '.join(arm for arm, _ in failed)} not shown above the trivial baseline (one-sided test over "
+            f"runs{': ' + p_values if p_values else ''}): not measurable at this budget.")
+
+
+def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int) -> ClaimRow:
     from workbench.artifacts import family_tasks, task_family
 
-    row: dict[str, Any] = {"comparator": COMPARATOR, "seeds": 0}
+    row = ClaimRow(comparator=COMPARATOR)
     if experiment is None:
-        row.update(verdict=NO_EVIDENCE, evidence=(
+        row.verdict, row.evidence = NO_EVIDENCE, (
             "No controlled experiment under the runs directory. Benchmark claims are judged only against the "
-            "same-budget BERT baseline; create it with `atinuke experiment --arms atinuke,bert,minilm --seeds 3 "
-            f"--tasks all --out runs/experiment` (tasks of this family: {', '.join(family_tasks(family))})."))
+            "same-budget BERT baseline; create it with `atinuke experiment --arms atinuke,bert,minilm --seeds 5 "
+            f"--tasks all --out runs/experiment` (tasks of this family: {', '.join(family_tasks(family))}).")
         return row
     tasks = [t for t in expand_tasks(experiment) if task_family(t) == family]
     if COMPARATOR not in experiment.arms or SUBJECT not in experiment.arms:
-        row.update(verdict=NO_EVIDENCE, evidence=f"{experiment.path}: the experiment lacks the {SUBJECT} or "
-                                                 f"{COMPARATOR} arm (arms: {', '.join(experiment.arms)}).")
+        row.verdict, row.evidence = NO_EVIDENCE, (f"{experiment.path}: the experiment lacks the {SUBJECT} or "
+                                                  f"{COMPARATOR} arm (arms: {', '.join(experiment.arms)}).")
         return row
-    evidence = [e for e in (_task_evidence(experiment, t, COMPARATOR) for t in tasks) if e is not None]
+    evidence = [r for r in (load_task_runs(experiment, t) for t in tasks)
+                if r is not None and r.seeds(SUBJECT) and r.seeds(COMPARATOR)]
     if not evidence:
-        row.update(verdict=NO_EVIDENCE, evidence=f"No finished {SUBJECT} and {COMPARATOR} fine-tuning of a {family} "
-                                                 f"task in {experiment.path} (tasks: {', '.join(tasks) or 'none'}).")
+        row.verdict, row.evidence = NO_EVIDENCE, (f"No finished {SUBJECT} and {COMPARATOR} fine-tuning of a {family} "
+                                                  f"task in {experiment.path} (tasks: {', '.join(tasks) or 'none'}).")
         return row
     sentences, measurable, provenances = [], [], set()
-    for ev in evidence:
-        provenances |= ev.provenance
-        floor_a = hierarchical_bootstrap([ev.subject_vs_trivial], n_boot, seed=1)
-        floor_b = hierarchical_bootstrap([ev.comparator_vs_trivial], n_boot, seed=2)
-        clears_a = floor_a.estimate > 0 and floor_a.p_value < ALPHA
-        clears_b = floor_b.estimate > 0 and floor_b.p_value < ALPHA
-        metric, a_values = headline(experiment, SUBJECT, ev.task)
-        _, b_values = headline(experiment, COMPARATOR, ev.task)
-        text = (f"{ev.task} ({len(ev.seeds)} seed(s), {len(ev.subject_vs_comparator[0])} dev examples per seed): "
-                f"per-example score {SUBJECT} {ev.subject_mean:.3f}, {COMPARATOR} {ev.comparator_mean:.3f}, "
-                f"trivial baseline ({task_kind(ev.task).trivial_baseline}) {ev.trivial_mean:.3f}")
-        if metric:
-            text += f"; {metric} {SUBJECT} {_mean_sd(a_values)} vs {COMPARATOR} {_mean_sd(b_values)}"
-        found = [experiment.predictions(REFERENCE, s, ev.task) for s in experiment.seeds] if REFERENCE in experiment.arms else []
-        ref = [r for r in found if r is not None]
-        if ref:
-            text += (f"; pretrained reference {REFERENCE} (not a comparator: 22 M parameters distilled from a large "
-                     f"model) {np.mean([r['example_f1'].mean() for r in ref]):.3f}")
-        if not (clears_a and clears_b):
-            at_floor = [name for name, ok, test in ((SUBJECT, clears_a, floor_a), (COMPARATOR, clears_b, floor_b)) if not ok]
-            text += (f". {' and '.join(at_floor)} do(es) not clear the trivial baseline (paired test over seeds and "
-                     f"examples, p={floor_a.p_value if not clears_a else floor_b.p_value:.3g}): not measurable at "
-                     "this budget.")
-        else:
-            measurable.append(ev)
-            text += "."
-        sentences.append(text)
-    row["seeds"] = max(len(ev.seeds) for ev in evidence)
-    row["atinuke_score"] = float(np.mean([ev.subject_mean for ev in evidence]))
-    row["comparator_score"] = float(np.mean([ev.comparator_mean for ev in evidence]))
-    row["trivial_score"] = float(np.mean([ev.trivial_mean for ev in evidence]))
-    if REFERENCE in experiment.arms:
-        tables = [experiment.predictions(REFERENCE, s, ev.task) for ev in evidence for s in experiment.seeds]
-        refs = [r["example_f1"].mean() for r in tables if r is not None]
-        row["reference_score"] = float(np.mean(refs)) if refs else None
-    row["provenance"] = ", ".join(sorted(provenances)) or "unknown"
+    for runs in evidence:
+        provenances |= runs.provenance
+        floors = {arm: floor_test(runs, arm, n_boot) for arm in (SUBJECT, COMPARATOR)}
+        sentences.append(_task_sentence(runs, floors))
+        if all(learnt(test) for test in floors.values()):
+            measurable.append(runs)
+    row.seeds = min(min(len(r.seeds(SUBJECT)), len(r.seeds(COMPARATOR))) for r in evidence)
+    row.metric = ", ".join(dict.fromkeys(r.metric for r in evidence))
+    row.atinuke_score = float(np.mean([np.mean([r.value(SUBJECT, s) for s in r.seeds(SUBJECT)]) for r in evidence]))
+    row.comparator_score = float(np.mean([np.mean([r.value(COMPARATOR, s) for s in r.seeds(COMPARATOR)])
+                                          for r in evidence]))
+    row.trivial_score = float(np.mean([r.trivial_value for r in evidence]))
+    refs = [np.mean([r.value(REFERENCE, s) for s in r.seeds(REFERENCE)]) for r in evidence if r.seeds(REFERENCE)]
+    row.reference_score = float(np.mean(refs)) if refs else None
+    row.provenance = ", ".join(sorted(provenances)) or "unknown"
+    row.scope = _scope(experiment, provenances, row.seeds)
     caveat = (" The data are silver (derived from real text by rules), not the official benchmark sets."
               if any(provenance_kind(p) == "silver" for p in provenances) else "")
     if not measurable:
-        row.update(verdict=FLOOR, evidence=" ".join(sentences) + caveat)
+        row.verdict, row.evidence = FLOOR, " ".join(sentences) + caveat
         return row
-    test = hierarchical_bootstrap([ev.subject_vs_comparator for ev in measurable], n_boot, seed=0)
-    row.update(p_value=test.p_value, p_resolution=test.resolution, _estimate=test.estimate,
-               _seeds_measured=min(len(ev.seeds) for ev in measurable))
-    sentences.append(f"Difference {SUBJECT} − {COMPARATOR} over {', '.join(ev.task for ev in measurable)}: "
-                     f"{test.estimate:+.3f} [95% CI {test.low:+.3f}, {test.high:+.3f}], hierarchical paired bootstrap "
-                     f"over seeds and examples ({test.n_boot} resamples, resolution {test.resolution:.1g}) "
-                     f"p={test.p_value:.3g}.")
-    row["evidence"] = " ".join(sentences) + caveat
+    test = family_test(measurable, n_boot)
+    row.set_test(test)
+    sentences.append(f"Difference {SUBJECT} − {COMPARATOR} in {row.metric} (mean over "
+                     f"{', '.join(r.task for r in measurable)}): {test.describe()}.")
+    row.evidence = " ".join(sentences) + caveat
     return row
 
 
-def _decide(row: dict[str, Any]) -> str:
-    if row.get("verdict"):
-        return row["verdict"]
-    if row.get("_seeds_measured", 0) < 2:
-        row["evidence"] += " One seed only: the seed-to-seed variance is unmeasured, so no verdict (run --seeds 3)."
-        return INCONCLUSIVE
-    if row["p_adjusted"] is not None and row["p_adjusted"] < ALPHA:
-        if row.get("_handicapped") and row["_estimate"] > 0:
-            return INCONCLUSIVE  # the recipe, not the architecture, may have made the difference
-        return SUPPORTED if row["_estimate"] > 0 else CONTRADICTED
-    return INCONCLUSIVE
+def family_test(measurable: Sequence[TaskRuns], n_boot: int = N_BOOT) -> RunTest:
+    """Welch t over runs of the family score of each run of ``SUBJECT`` and ``COMPARATOR``.
 
+    A run is one pretraining seed: its family score is the mean headline metric over the family's measurable
+    tasks, so seeds are resampled jointly across the family's tasks (they share the pretraining); each task's
+    examples are resampled jointly across runs and arms (``TaskRuns.resampled``).
+    """
+    seeds = {arm: sorted(set.intersection(*(set(r.seeds(arm)) for r in measurable))) for arm in (SUBJECT, COMPARATOR)}
+    values = {arm: [float(np.mean([r.value(arm, s) for r in measurable])) for s in seeds[arm]]
+              for arm in (SUBJECT, COMPARATOR)}
+
+    def resampled(chunk: int) -> np.ndarray:
+        return np.hstack([np.mean([r.resampled(arm, seeds[arm], chunk) for r in measurable], axis=0)
+                          for arm in (SUBJECT, COMPARATOR)])
+
+    return run_level_test(values[SUBJECT], values[COMPARATOR], resampled, n_boot)
+
+
+def decide_verdict(row: ClaimRow, n_tested: int) -> str:
+    """The verdict of a row whose ``p_adjusted`` is set (Holm over ``n_tested`` claims); adds its reason to
+    the evidence."""
+    if row.verdict:
+        return row.verdict
+    if row.p_value is None or row.p_adjusted is None:
+        row.evidence += " " + (row.untestable or f"{ONE_SEED.capitalize()}.")
+        return INCONCLUSIVE
+    if row.p_adjusted < ALPHA:
+        winner, loser = (SUBJECT, COMPARATOR) if (row.estimate or 0) > 0 else (COMPARATOR, SUBJECT)
+        if loser in row.handicapped:
+            row.evidence += (f" The shared recipe handicapped {loser}, so {winner}'s advantage may be the recipe's: "
+                             "inconclusive until each arm runs at its best rate.")
+            return INCONCLUSIVE
+        row.evidence += f" Holds {row.scope}; nothing beyond."
+        return SUPPORTED if winner == SUBJECT else CONTRADICTED
+    if row.mde is not None:
+        row.evidence += (f" Inconclusive is not 'no difference': the smallest difference this experiment detects with "
+                         f"80% power is {row.mde:.3g} ({row.metric}; α = 0.05 before Holm over {n_tested} claims).")
+    return INCONCLUSIVE
 
 def _pretrain_summaries(experiment: Experiment, arm: str) -> list[dict[str, Any]]:
     return [s for s in (experiment.pretrain_summary(arm, seed) for seed in experiment.seeds) if s]
@@ -264,22 +295,24 @@ def find_lr_sweep(root: Path, experiment: Optional[Experiment]) -> Optional[dict
     return None
 
 
-def lr_sweep_note(sweep: Optional[dict[str, Any]]) -> tuple[str, bool]:
-    """What the learning-rate sweep says of the shared recipe, and whether it handicapped the comparator.
+def lr_sweep_note(sweep: Optional[dict[str, Any]]) -> tuple[str, set[str]]:
+    """What the learning-rate sweep says of the shared recipe, and which arms it handicapped.
 
     The recipe is fair to an arm when the arm's best rate on the grid is the recipe's, or when the recipe's
     rate is within ``SWEEP_TOLERANCE`` of the best perplexity (Melis et al., 2018, arXiv 1707.05589: compare
-    architectures only after tuning each).
+    architectures only after tuning each). The check applies to both arms: an advantage over a handicapped arm
+    is no verdict, whichever arm has it.
     """
     if not sweep:
         return (" No learning-rate sweep: the shared recipe may favour one arm (`atinuke lr-sweep` checks it).",
-                False)
+                set())
     recipe = sweep.get("recipe_lr")
-    parts, handicapped = [], False
+    parts, handicapped = [], set()
     for arm in (SUBJECT, COMPARATOR):
         result = sweep["arms"].get(arm)
         if not result:
             parts.append(f"{arm} not swept")
+            handicapped.add(arm)
             continue
         at_recipe = result.get("recipe_val_ppl")
         text = f"{arm} best lr {result['best_lr']:g} (valid ppl {result['best_val_ppl']:.0f}"
@@ -287,68 +320,87 @@ def lr_sweep_note(sweep: Optional[dict[str, Any]]) -> tuple[str, bool]:
         if result.get("at_grid_edge"):
             text += " at the grid's edge"
         parts.append(text)
-        if arm == COMPARATOR and (at_recipe is None
-                                  or at_recipe > result["best_val_ppl"] * (1 + SWEEP_TOLERANCE)):
-            handicapped = True
+        if at_recipe is None or at_recipe > result["best_val_ppl"] * (1 + SWEEP_TOLERANCE):
+            handicapped.add(arm)
     note = f" Learning-rate sweep ({sweep.get('steps', '?')} steps each, {sweep['path']}): {'; '.join(parts)}."
     if handicapped:
-        note += (f" The shared rate is not {COMPARATOR}'s best, so an advantage of {SUBJECT} may be the recipe's; "
-                 "no verdict until the experiment is rerun with each arm's best rate.")
+        note += (f" The shared rate is not the best of {' and '.join(sorted(handicapped))} (or is untested), so an "
+                 "advantage over it may be the recipe's; no verdict until the experiment is rerun with each arm's best "
+                 "rate.")
     else:
-        note += f" The shared rate is {COMPARATOR}'s best on the grid (within {SWEEP_TOLERANCE:.0%})."
+        note += f" The shared rate is each arm's best on the grid (within {SWEEP_TOLERANCE:.0%})."
     return note, handicapped
 
 
-def _perplexity_claim(experiment: Optional[Experiment], sweep: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    from scipy import stats
+def _no_resamples(width: int) -> Any:
+    """Run scores without an example level (perplexity summaries hold aggregates only)."""
+    from workbench.run_inference import CHUNK
 
-    row: dict[str, Any] = {"comparator": COMPARATOR, "seeds": 0, "provenance": "PTB valid/test (real text)"}
+    return lambda chunk: np.zeros((CHUNK, width))
+
+
+def _perplexity_claim(experiment: Optional[Experiment], sweep: Optional[dict[str, Any]] = None,
+                      n_boot: int = N_BOOT) -> ClaimRow:
+    row = ClaimRow(comparator=COMPARATOR, provenance="PTB valid/test (real text)", metric="log test pseudo-perplexity")
     if experiment is None:
-        row.update(verdict=NO_EVIDENCE, evidence=f"No controlled experiment ({HOW_TO_CREATE['pretrain']}; "
-                                                 "then `atinuke experiment`).")
+        row.verdict, row.evidence = NO_EVIDENCE, (f"No controlled experiment ({HOW_TO_CREATE['pretrain']}; "
+                                                  "then `atinuke experiment`).")
         return row
-    a = {s["seed"]: s for s in _pretrain_summaries(experiment, SUBJECT)}
-    b = {s["seed"]: s for s in _pretrain_summaries(experiment, COMPARATOR)}
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        row.update(verdict=NO_EVIDENCE, evidence=f"No finished {SUBJECT} and {COMPARATOR} pretraining in {experiment.path}.")
+    runs = {arm: sorted(_pretrain_summaries(experiment, arm), key=lambda s: s.get("seed", 0))
+            for arm in (SUBJECT, COMPARATOR)}
+    if not runs[SUBJECT] or not runs[COMPARATOR]:
+        row.verdict, row.evidence = NO_EVIDENCE, (f"No finished {SUBJECT} and {COMPARATOR} pretraining in "
+                                                  f"{experiment.path}.")
         return row
-    row["seeds"] = len(seeds)
-    row["atinuke_score"] = float(np.mean([a[s]["test_ppl"] for s in seeds]))
-    row["comparator_score"] = float(np.mean([b[s]["test_ppl"] for s in seeds]))
-    row["trivial_score"] = float(np.mean([a[s]["test_unigram_ppl"] for s in seeds]))
-    text = (f"Pseudo-perplexity (fixed seeded 15% mask, lower is better) over {len(seeds)} seed(s): PTB valid "
-            f"{SUBJECT} {_mean_sd([a[s]['val_ppl'] for s in seeds])} vs {COMPARATOR} "
-            f"{_mean_sd([b[s]['val_ppl'] for s in seeds])}; test {_mean_sd([a[s]['test_ppl'] for s in seeds])} vs "
-            f"{_mean_sd([b[s]['test_ppl'] for s in seeds])}; unigram floor {row['trivial_score']:.1f}.")
-    at_floor = [arm for arm, runs in ((SUBJECT, a), (COMPARATOR, b))
-                if any(runs[s]["test_ppl"] >= runs[s]["test_unigram_ppl"] for s in seeds)]
-    if at_floor:
-        row.update(verdict=FLOOR, evidence=text + f" {' and '.join(at_floor)} do(es) not beat the unigram model.")
+    a, b = runs[SUBJECT], runs[COMPARATOR]
+    row.seeds = min(len(a), len(b))
+    row.scope = (f"against a same-size BERT (same tokens, same recipe), on PTB, at the {experiment.scale} budget, "
+                 f"{row.seeds} seed(s) per arm")
+    row.atinuke_score = float(np.mean([s["test_ppl"] for s in a]))
+    row.comparator_score = float(np.mean([s["test_ppl"] for s in b]))
+    row.trivial_score = float(np.mean([s["test_unigram_ppl"] for s in a]))
+    text = (f"Pseudo-perplexity (lower is better) over {len(a)}/{len(b)} runs: PTB valid {SUBJECT} "
+            f"{_mean_sd([s['val_ppl'] for s in a])} vs {COMPARATOR} {_mean_sd([s['val_ppl'] for s in b])}; test "
+            f"{_mean_sd([s['test_ppl'] for s in a])} vs {_mean_sd([s['test_ppl'] for s in b])}; unigram floor "
+            f"{row.trivial_score:.1f}. It is the exponentiated masked-LM loss at one fixed, seeded 15% mask: fair "
+            "between the arms (same mask, same tokens), not comparable with published pseudo-perplexity, which "
+            "masks every token in turn (Salazar et al., 2020).")
+    margin = -math.log(1 - PPL_FLOOR_MARGIN)
+    not_below = []
+    for arm, summaries in runs.items():
+        if len(summaries) < 2:
+            continue
+        gains = [math.log(s["test_unigram_ppl"]) - math.log(s["test_ppl"]) - margin for s in summaries]
+        floor = run_level_test(gains, None, _no_resamples(len(gains)), n_boot, alternative="greater")
+        if not (floor.estimate > 0 and floor.p_value is not None and floor.p_value < ALPHA):
+            not_below.append(f"{arm} (one-sided t over runs, p={floor.p_value:.3g})")
+    if not_below:
+        row.verdict = FLOOR
+        row.evidence = text + (f" {' and '.join(not_below)} not shown more than {PPL_FLOOR_MARGIN:.0%} below the "
+                               "unigram model's perplexity.")
         return row
-    if len(seeds) >= 2:
-        diff = [math.log(a[s]["test_ppl"]) - math.log(b[s]["test_ppl"]) for s in seeds]
-        result = stats.ttest_rel([math.log(a[s]["test_ppl"]) for s in seeds], [math.log(b[s]["test_ppl"]) for s in seeds])
-        p = float(result.pvalue) if math.isfinite(result.pvalue) else 1.0
-        # Lower perplexity is better: Atinuke "wins" when its log-perplexity difference is negative.
-        row.update(p_value=p, p_resolution=0.0, _estimate=-float(np.mean(diff)), _seeds_measured=len(seeds))
-        text += f" Paired t-test of log test perplexity over seeds: p={p:.3g}."
-    else:
-        row["_seeds_measured"] = 1
-    note, handicapped = lr_sweep_note(sweep)
-    row["evidence"] = text + note
-    if handicapped:
-        row["_handicapped"] = True
+    # Positive: Atinuke's perplexity is lower. Welch t over runs of log test perplexity (arms independent).
+    test = run_level_test([-math.log(s["test_ppl"]) for s in a], [-math.log(s["test_ppl"]) for s in b],
+                          _no_resamples(len(a) + len(b)), n_boot)
+    row.set_test(test)
+    row.p_mc_error = 0.0 if test.p_value is not None else None
+    row.n_resamples = 0
+    if test.p_value is not None:
+        text += (f" Welch t over runs of log test perplexity ({COMPARATOR} − {SUBJECT}; the test set's own sampling "
+                 f"variance is not in the summaries): {test.estimate:+.3f} [95% CI {test.low:+.3f}, {test.high:+.3f}], "
+                 f"df {test.df:.1f}, p={test.p_value:.3g}, i.e. {SUBJECT}'s perplexity is {math.exp(-test.estimate):.2f}× "
+                 f"{COMPARATOR}'s.")
+    note, row.handicapped = lr_sweep_note(sweep)
+    row.evidence = text + note
     return row
 
 
-def _efficiency_claim(experiment: Optional[Experiment], pretrain: list[PretrainRun]) -> dict[str, Any]:
-    row: dict[str, Any] = {"comparator": COMPARATOR, "seeds": 0, "verdict": MEASURED,
-                           "provenance": "pretraining on PTB (real text)"}
+def _efficiency_claim(experiment: Optional[Experiment], pretrain: list[PretrainRun]) -> ClaimRow:
+    row = ClaimRow(comparator=COMPARATOR, verdict=MEASURED, provenance="pretraining on PTB (real text)")
     if experiment is not None:
         a, b = _pretrain_summaries(experiment, SUBJECT), _pretrain_summaries(experiment, COMPARATOR)
         if a and b:
-            row["seeds"] = min(len(a), len(b))
+            row.seeds = min(len(a), len(b))
             parts = []
             for arm, runs in ((SUBJECT, a), (COMPARATOR, b)):
                 params = runs[0].get("parameters", {}).get("total")
@@ -356,16 +408,16 @@ def _efficiency_claim(experiment: Optional[Experiment], pretrain: list[PretrainR
                 parts.append(f"{arm}: {params:,} parameters, {flops / 1e6:.2f} MFLOPs/token forward, "
                              f"{_mean_sd([r.get('tokens_per_s') or float('nan') for r in runs])} tokens/s on "
                              f"{runs[0].get('device', '?')}" if params and flops else f"{arm}: ?")
-            row["atinuke_score"] = float(np.mean([r.get("tokens_per_s") or np.nan for r in a]))
-            row["comparator_score"] = float(np.mean([r.get("tokens_per_s") or np.nan for r in b]))
-            row["evidence"] = ("; ".join(parts) + ". Scores are training tokens/s measured in the same experiment; the "
-                               "paper reports no cost figures, so this compares the arms, not the paper's numbers.")
+            row.atinuke_score = float(np.mean([r.get("tokens_per_s") or np.nan for r in a]))
+            row.comparator_score = float(np.mean([r.get("tokens_per_s") or np.nan for r in b]))
+            row.evidence = ("; ".join(parts) + ". Scores are training tokens/s measured in the same experiment; the "
+                            "paper reports no cost figures, so this compares the arms, not the paper's numbers.")
             return row
     finished = [r for r in pretrain if r.summary]
     if not finished:
-        row.update(verdict=NO_EVIDENCE, evidence=f"No finished pretraining run ({HOW_TO_CREATE['pretrain']}).")
+        row.verdict, row.evidence = NO_EVIDENCE, f"No finished pretraining run ({HOW_TO_CREATE['pretrain']})."
         return row
-    row["evidence"] = " ".join(
+    row.evidence = " ".join(
         f"{r.name}: {(r.summary.get('parameters') or {}).get('total', '?')} parameters, "
         f"{r.summary.get('tokens_per_s') or 0:.0f} tokens/s on {r.summary.get('device', '?')}." for r in finished
     ) + " No same-budget baseline to compare with (run `atinuke experiment`)."
@@ -380,7 +432,8 @@ def evaluate_claims(root: Optional[Path] = None, experiment: Optional[Path] = No
     Args:
         root: the runs directory (default ``runs_dir()``); the experiment is ``root`` or ``root/experiment``.
         experiment: an experiment directory to use instead.
-        n_boot: bootstrap resamples of every paired test.
+        n_boot: joint example resamples drawn at least for every test (more until the Monte Carlo error of p is
+            below alpha/10).
         pretrain, probes: runs/results to use instead of searching ``root`` (efficiency without an experiment,
             interpretability).
         search: look for an experiment under ``root`` when ``experiment`` is None (a report of chosen runs
@@ -392,29 +445,27 @@ def evaluate_claims(root: Optional[Path] = None, experiment: Optional[Path] = No
     root = Path(root or runs_dir())
     found = (load_experiment(experiment) if experiment is not None
              else find_experiment(root) if search else None)
-    rows = []
+    rows: list[ClaimRow] = []
     for key, statement, family in PAPER_CLAIMS:
         if family is not None:
             row = _benchmark_claim(family, found, n_boot)
         elif key == "perplexity":
-            row = _perplexity_claim(found, find_lr_sweep(root, found))
+            row = _perplexity_claim(found, find_lr_sweep(root, found), n_boot)
         elif key == "efficiency":
             row = _efficiency_claim(found, find_pretrain_runs(root) if pretrain is None else pretrain)
         else:
             verdict, provenance, evidence = _interpretability_evidence(find_probe_results(root) if probes is None else probes)
-            row = {"verdict": verdict, "provenance": provenance, "evidence": evidence, "comparator": "", "seeds": 0}
-        rows.append({"claim": key, "statement": statement, **row})
-    adjusted = holm([r.get("p_value") if not r.get("verdict") else None for r in rows])
+            row = ClaimRow(verdict=verdict, provenance=provenance, evidence=evidence)
+        row.claim, row.statement = key, statement
+        rows.append(row)
+    adjusted = holm([r.p_value if not r.verdict else None for r in rows])
+    n_tested = sum(p is not None for p in adjusted)
     for row, p_adj in zip(rows, adjusted):
-        row["p_adjusted"] = p_adj
-        row["verdict"] = _decide(row)
+        row.p_adjusted = p_adj
         if p_adj is not None:
-            row["evidence"] += f" Holm-adjusted over {sum(p is not None for p in adjusted)} claims: p={p_adj:.3g}."
-    frame = pd.DataFrame(rows)
-    for column in CLAIM_COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    return frame[list(CLAIM_COLUMNS)]
+            row.evidence += f" Holm-adjusted over {n_tested} claims: p={p_adj:.3g}."
+        row.verdict = decide_verdict(row, n_tested)
+    return pd.DataFrame([row.record() for row in rows], columns=list(CLAIM_COLUMNS))
 
 
 def _interpretability_evidence(results: Optional[pd.DataFrame]) -> tuple[str, str, str]:
@@ -459,7 +510,7 @@ def add_arguments(parser: Any) -> None:
     """Flags of ``workbench claims``."""
     parser.add_argument("--runs", default=None, help="runs directory or experiment directory (default: runs/)")
     parser.add_argument("--format", default="csv", help="csv (default) or json")
-    parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples of each paired test")
+    parser.add_argument("--n-boot", type=int, default=N_BOOT, help="joint example resamples drawn at least for each test (more until p's Monte Carlo error < alpha/10)")
     parser.add_argument("--competence", action="store_true",
                         help="instead of the claims: has each arm learnt each task (vs its trivial baseline)?")
     parser.add_argument("--out", default=None, help="write to this file (atomically) instead of stdout")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # annotations only
     import torch
 
     from atinuke.tasks.heads.common import HeadConfig
+    from workbench.kinds.headline import HeadlineMetric
 
 # (head config, one layer's head output, the last layer's, attention mask [batch, pos], layer) -> table rows
 LensReadout = Callable[["HeadConfig", Any, Any, "torch.Tensor", int], list[dict[str, Any]]]
@@ -43,6 +44,8 @@ class WorkbenchKind:
         patching_metric: the kind's default patching metric, or None to choose by the head's output fields.
         lens_in_app: the app's task-head lens (``ui/mechanisms.py``, per-class probabilities by layer) offers
             its fine-tuned models.
+        headline: its headline metrics from additive per-example statistics (``workbench.kinds.headline``), which
+            the claims recompute on every resample; None: the claims use the mean ``example_f1``.
     """
 
     name: str
@@ -54,6 +57,7 @@ class WorkbenchKind:
     lens_refusal: str = ""
     patching_metric: Optional[PatchingMetric] = None
     lens_in_app: bool = False
+    headline: Optional["HeadlineMetric"] = None
 
     def __post_init__(self) -> None:
         if self.default_target not in self.target_forms:

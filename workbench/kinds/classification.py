@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workbench.kinds.base import WorkbenchKind
+from workbench.kinds.headline import CLASSIFICATION
 
 if TYPE_CHECKING:  # annotations only
     import torch
@@ -26,4 +27,4 @@ def lens_rows(config: HeadConfig, output: Any, last: Any, attention_mask: torch.
 
 
 KIND = WorkbenchKind("classification", target_forms=("class",), default_target="class", lens=lens_rows,
-                     lens_in_app=True)
+                     lens_in_app=True, headline=CLASSIFICATION)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from workbench.kinds.base import WorkbenchKind
+from workbench.kinds.headline import COREF
 
 if TYPE_CHECKING:  # annotations only
     import torch
@@ -43,4 +44,4 @@ def lens_rows(config: HeadConfig, output: Any, last: Any, attention_mask: torch.
 
 
 KIND = WorkbenchKind("coref", target_forms=("antecedent",), default_target="antecedent", rows_by_document=True,
-                     lens=lens_rows, patching_metric=antecedent_margin)
+                     lens=lens_rows, patching_metric=antecedent_margin, headline=COREF)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workbench.kinds.base import WorkbenchKind
+from workbench.kinds.headline import REGRESSION
 
 if TYPE_CHECKING:  # annotations only (``import workbench.kinds`` stays free of torch for the app)
     import torch
@@ -23,4 +24,4 @@ def lens_rows(config: HeadConfig, output: Any, last: Any, attention_mask: torch.
 
 
 KIND = WorkbenchKind("regression", target_forms=("class",), default_target="class", output_label="score",
-                     lens=lens_rows)
+                     lens=lens_rows, headline=REGRESSION)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workbench.kinds.base import WorkbenchKind, position_agreement_rows
+from workbench.kinds.headline import SPAN_QA
 
 if TYPE_CHECKING:  # annotations only
     import torch
@@ -18,4 +19,5 @@ def lens_rows(config: HeadConfig, output: Any, last: Any, attention_mask: torch.
     return position_agreement_rows(output.start_logits, last.start_logits, attention_mask, layer)
 
 
-KIND = WorkbenchKind("span_qa", target_forms=("start", "end", "span"), default_target="span", lens=lens_rows)
+KIND = WorkbenchKind("span_qa", target_forms=("start", "end", "span"), default_target="span", lens=lens_rows,
+                     headline=SPAN_QA)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workbench.kinds.base import WorkbenchKind, position_agreement_rows
+from workbench.kinds.headline import TAGGING
 
 if TYPE_CHECKING:  # annotations only
     import torch
@@ -18,4 +19,5 @@ def lens_rows(config: HeadConfig, output: Any, last: Any, attention_mask: torch.
     return position_agreement_rows(output.tag_logits, last.tag_logits, attention_mask, layer)
 
 
-KIND = WorkbenchKind("tagging", target_forms=("tag",), default_target="tag", lens=lens_rows)
+KIND = WorkbenchKind("tagging", target_forms=("tag",), default_target="tag", lens=lens_rows,
+                     headline=TAGGING)

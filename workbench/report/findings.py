@@ -40,20 +40,42 @@ def findings(ctx: Context) -> Section:
     for claim in claims.to_dict(orient="records"):
         comparator = f"{fmt(claim['comparator_score'])} ({claim['comparator']})" if claim.get("comparator") else fmt(
             claim["comparator_score"])
-        rows.append(dict(statement=claim["statement"], verdict=str(claim["verdict"]),
+        rows.append(dict(statement=claim["statement"], verdict=_verdict_text(claim),
                          verdict_class=_verdict_class(str(claim["verdict"])), atinuke=fmt(claim["atinuke_score"]),
-                         comparator=comparator, trivial=fmt(claim["trivial_score"]), p=fmt(claim["p_adjusted"]),
+                         comparator=comparator, trivial=fmt(claim["trivial_score"]), p=_p_text(claim),
                          evidence=str(claim["evidence"] or ""), provenance=str(claim["provenance"] or "")))
     section.blocks.append(Claims(rows))
     if inputs.experiment is None:
         section.blocks.append(Missing("controlled experiment (the benchmark verdicts need it)", EXPERIMENT_COMMAND))
     if inputs.experiment is not None:
         section.blocks.append(_competence_table(ctx, inputs.experiment))
-    section.blocks.append(Paragraph("Scores are the mean per-example score of the task's headline convention "
-                                    "(example F1; accuracy for classification), averaged over seeds; p is the "
-                                    "hierarchical-bootstrap p-value after Holm correction. Full table: "
+    section.blocks.append(Paragraph("Scores are each task's headline metric (MCC, Pearson, corpus CoNLL F1, micro "
+                                    "SRL F1, SQuAD F1, accuracy or F1), averaged over runs; p is Welch's t over runs "
+                                    "(dev examples resampled jointly) after Holm correction, with the raw p and its "
+                                    "Monte Carlo error in brackets; an inconclusive verdict gives the smallest "
+                                    "difference detectable with 80% power. Full table: "
                                     f"{ctx.doc.data_dir_name}/claims.csv.", "note"))
     return section
+
+
+def _present(value) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+def _verdict_text(claim: dict) -> str:
+    """The verdict with its scope (supported, contradicted) or its minimum detectable effect (inconclusive)."""
+    verdict = str(claim["verdict"])
+    if verdict in ("supported", "contradicted") and claim.get("scope"):
+        return f"{verdict} ({claim['scope']})"
+    if verdict == "inconclusive" and _present(claim.get("mde")):
+        return f"{verdict} (smallest detectable difference {claim['mde']:.3g})"
+    return verdict
+
+
+def _p_text(claim: dict) -> str:
+    if not _present(claim.get("p_adjusted")):
+        return fmt(claim.get("p_adjusted"))
+    return f"{fmt(claim['p_adjusted'])} (p {claim['p_value']:.3g} ± {claim.get('p_mc_error') or 0:.1g})"
 
 
 def _competence_table(ctx: Context, experiment_dir) -> Block:
@@ -62,13 +84,14 @@ def _competence_table(ctx: Context, experiment_dir) -> Block:
     from workbench.experiment_runs import load_experiment
 
     table = competence(load_experiment(experiment_dir), n_boot=ctx.n_boot)
-    table = table.sort_values(["verdict", "task", "arm"], ascending=[False, True, True])  # "at the floor" first
-    return ctx.doc.table(table, "Has each model learnt each task? Each arm's mean per-example dev score against its "
-                         "task's trivial baseline on the same examples (two-stage paired bootstrap over seeds and "
-                         "examples, α = 0.05). A comparison with a model at the floor is no evidence.",
+    table = table.sort_values(["verdict", "task", "arm"], ascending=[False, True, True])  # "not shown" first
+    return ctx.doc.table(table, "Has each model learnt each task? Each arm's headline metric against its task's "
+                         "trivial baseline scored by the same metric on the same examples (one-sided t over runs, "
+                         "examples resampled jointly, α = 0.05). A comparison with a model not shown above the floor "
+                         "is no evidence.",
                          name="competence", max_rows=30,
-                         columns=["arm", "task", "seeds", "metric", "score", "example_score", "trivial_score",
-                                  "p_value", "verdict"])
+                         columns=["arm", "task", "seeds", "metric", "score", "trivial_score", "p_value", "p_mc_error",
+                                  "mde", "verdict"])
 
 
 def _trivial(task: str, predictions: pd.DataFrame) -> Optional[float]:
