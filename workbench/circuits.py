@@ -10,7 +10,8 @@ doubling grid and then bisected between the last grid point below the target and
 every evaluated k is reported in the curve). Residual-stream edges need pre-norm blocks
 (:func:`workbench.edges.edge_graph` refuses post-norm models by name).
 
-CLI: ``workbench circuit --model M --clean TEXT --corrupted TEXT [--fraction 0.9] --out DIR`` writes
+CLI: ``workbench circuit --model M --clean TEXT --corrupted TEXT [--fraction 0.9] --out DIR`` (or ``--preset ioi``:
+batches of indirect-object prompts, :mod:`workbench.ioi`) writes
 ``edges.parquet`` (every edge: upstream, downstream, score, normalized, rank, in_circuit), ``curve.parquet``
 (n_edges, faithfulness, metric for every circuit size evaluated) and ``summary.parquet`` / ``summary.json``.
 """
@@ -126,9 +127,16 @@ def circuit_level(subject: Subject, inputs: dict[str, Any], level: str = "auto")
 
 def add_arguments(parser: Any) -> None:
     """``workbench circuit``: the nodes or edges that carry the difference between a clean and a corrupted input."""
-    parser.add_argument("--model", required=True, help="a model directory or a fine-tuning run")
-    parser.add_argument("--clean", required=True, help="the clean text")
-    parser.add_argument("--corrupted", required=True, help="the corrupted text (the same number of tokens)")
+    parser.add_argument("--model", required=True, help="'smollm2', a .gguf file, a model directory or a fine-tuning run")
+    parser.add_argument("--clean", default=None, help="the clean text (required without --preset)")
+    parser.add_argument("--corrupted", default=None, help="the corrupted text (the same number of tokens)")
+    parser.add_argument("--preset", default=None, choices=("ioi",),
+                        help="ioi: built-in batches of indirect-object prompts with name-swapped partners (a decoder; "
+                             "workbench.ioi), the circuit checked on held-out prompts")
+    parser.add_argument("--n-prompts", type=int, default=16, help="with --preset ioi: discovery prompt pairs")
+    parser.add_argument("--n-heldout", type=int, default=16, help="with --preset ioi: held-out prompt pairs")
+    parser.add_argument("--exact-heads", action="store_true",
+                        help="with --preset ioi: also patch every head exactly (one forward pass per head)")
     parser.add_argument("--clean-pair", default=None, help="second segment of the clean input (pair tasks)")
     parser.add_argument("--corrupted-pair", default=None, help="second segment of the corrupted input")
     parser.add_argument("--fraction", type=float, default=0.9, help="share of the metric the circuit must recover")
@@ -157,10 +165,16 @@ def run(args: Any) -> int:
     from workbench.patching import default_metric
     from workbench.resume import ResumableParts
 
+    if args.preset is None and (args.clean is None or args.corrupted is None):
+        raise UserInputError("--clean and --corrupted are required without --preset")
+    if args.preset is not None and (args.clean is not None or args.corrupted is not None):
+        raise UserInputError(f"--preset {args.preset} brings its own prompts; drop --clean/--corrupted")
     out = check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     if not 0 < args.fraction <= 1:
         raise UserInputError(f"--fraction must be in (0, 1], got {args.fraction}")
     subject = resolve_subject(args.model, None, args.device, args.dtype)
+    if args.preset == "ioi":
+        return run_ioi_preset(subject, args, out)
     clean, corrupted = pair_inputs(subject, args.clean, args.corrupted, args.clean_pair, args.corrupted_pair)
     level = circuit_level(subject, clean, args.level)  # refuses edges on a post-norm model before any work
     method = {"eap": "attribution", "attribution": "attribution"}.get(args.method, "eap_ig") if level == "nodes" \
@@ -198,4 +212,28 @@ def run(args: Any) -> int:
           f"{level}-level circuit of {size}/{total} {unit} recovers {summary['faithfulness']:.3f}")
     kept = table[table["in_circuit"]].sort_values("rank")
     print(kept[["edge" if unit == "edges" else "node", "score", "normalized"]].head(20).to_string(index=False))
+    return 0
+
+
+def run_ioi_preset(subject: Subject, args: Any, out: Any) -> int:
+    """``workbench circuit --preset ioi``: :func:`workbench.ioi.run_ioi` at ``--level`` (auto: nodes, the
+    affordable one on a CPU) with ``--method`` (attribution patching unless eap_ig), written by
+    :func:`workbench.ioi.write_ioi`."""
+    from workbench.ioi import run_ioi, write_ioi
+
+    level = "nodes" if args.level == "auto" else args.level
+    method = "eap_ig" if args.method == "eap_ig" else "attribution"
+    result = run_ioi(subject, args.n_prompts, args.n_heldout, args.fraction, level, method, args.n_steps,
+                     args.exact_heads, progress=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_ioi(out, result)
+    found = result.summary
+    print(f"IOI on {subject.name}: logit(IO) - logit(S) > 0 on {found['share_positive']:.0%} of "
+          f"{found['n_discovery'] + found['n_heldout']} prompts (mean {found['mean_logit_diff']:.3f}; "
+          f"name-swapped {found['mean_logit_diff_corrupted']:.3f})")
+    print(f"top heads ({found['heads_method']}): " + ", ".join(
+        f"{h} {v:+.3f}" for h, v in zip(found["top_heads"], found["top_heads_normalized"])))
+    print(f"{level}-level circuit of {found['circuit_size']}/{found['circuit_size_total']} {level} recovers "
+          f"{found['discovery_faithfulness']:.3f} on the discovery prompts and {found['heldout_faithfulness']:.3f} "
+          f"on held-out prompts ({found['heldout_recovered']:.3f} of their clean logit difference)")
     return 0

@@ -64,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "tag@WORD, antecedent, norm@POS[:layer=L]; decoders: "
                                                       "next[=TOKEN][@POS] (default), logitdiff=A,B[@POS], "
                                                       "continuation=TEXT, generate=N")
+    parser.add_argument("--chat", action="store_true",
+                        help="decoders: wrap each text in the tokenizer's chat template (one user turn, answer next)")
     parser.add_argument("--baseline", default="pad", help=f"one of: {', '.join(BASELINES)}")
     parser.add_argument("--n-steps", type=int, default=32, help="integrated-gradients steps")
     parser.add_argument("--tolerance", type=float, default=None, help="adaptive IG: raise steps until |delta| < this")
@@ -179,6 +181,12 @@ def run(args: argparse.Namespace) -> int:
     if task is None and subject.task_model is not None and subject.task_model.spec.family == "user":
         task = subject.task_model.spec.name  # a run on the user's data reads --data with its column mapping
     inputs, pairs, ids = _load_inputs(subject, task, args.data, args.split, args.limit, args.columns)
+    if args.chat:
+        from workbench.lm import chat_texts
+
+        if task is not None or pairs is not None:
+            raise UserInputError("--chat wraps plain texts for a decoder; drop --task or --chat")
+        inputs = chat_texts(subject, inputs)
     params = AttributionParams(baseline=args.baseline, n_steps=args.n_steps, tolerance=args.tolerance,
                                n_samples=args.n_samples, batch_size=args.batch_size,
                                max_tokens_per_pass=args.max_tokens_per_pass,
@@ -213,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     written = _write_evaluation(out, evaluation)
     result.to_parquet(out / "attributions.parquet")
-    summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data,
+    summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data, "chat": args.chat,
                "columns": args.columns, "methods": methods, "n_examples": len(ids),
                # texts longer than the model's positions are cut to them (a warning says so as well); a task's
                # examples are encoded by its head, which is not counted here (None)

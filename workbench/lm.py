@@ -107,6 +107,20 @@ class LanguageModel:
         return generated
 
 
+def chat_texts(subject: Subject, texts: list[str]) -> list[str]:
+    """Each text as one user turn of the tokenizer's chat template, ending where the assistant's answer begins
+    (``add_generation_prompt``), as a string whose special tokens the tokenizer reads back as themselves.
+
+    Raises:
+        UserInputError: the tokenizer has no chat template (not an instruct/chat model).
+    """
+    tokenizer: Any = subject.tokenizer
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserInputError(f"{subject.name}: its tokenizer has no chat template; drop --chat")
+    return [str(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                              tokenize=False)) for text in texts]
+
+
 _CACHE: "weakref.WeakKeyDictionary[Subject, Optional[LanguageModel]]" = weakref.WeakKeyDictionary()
 
 
