@@ -55,6 +55,7 @@ def _workbench(args: argparse.Namespace) -> dict:
     from workbench.subject import load_subject
 
     subject = load_subject("smollm2")
+    subject.tokenizer.split_special_tokens = False  # the chat template's markers are special tokens (as --chat)
     prompts = _prompts(subject.tokenizer, args.n_examples)
     params = AttributionParams(n_steps=args.n_steps, baseline="pad")
     attribute(subject, prompts[:1], "integrated_gradients", "generate=2", params)  # warm-up

@@ -53,7 +53,8 @@ def test_capital_of_france_greedy(smollm2):
     assert lm is not None and lm.causal
     prompt = chat_texts(smollm2, ["What is the capital of France?"])[0]
     assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\n")
-    ids = smollm2.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = smollm2.tokenizer(prompt, add_special_tokens=False, split_special_tokens=False)["input_ids"]
+    assert ids[0] == smollm2.tokenizer.convert_tokens_to_ids("<|im_start|>")
     answer = smollm2.tokenizer.decode(lm.greedy(ids, 8))
     assert answer.startswith("The capital of France is Paris"), answer
 
@@ -89,3 +90,30 @@ def test_ioi_logit_difference_is_positive_on_the_builtin_prompts(smollm2):
     # the name-swapped partner flips the answer: IO - S turns negative on it
     assert (table["logit_diff_corrupted"] < 0).mean() >= 0.9
     assert table["logit_diff"].mean() > 1.0
+
+
+def test_attribute_cli_with_chat_template(smollm2, tmp_path, monkeypatch):
+    """``workbench attribute --model smollm2 --chat --target generate=N`` (the loaded subject reused): each prompt
+    is one chat turn, and each generated token is attributed to the templated prompt (its special tokens included)
+    and the tokens generated before it."""
+    import pandas as pd
+
+    from workbench.cli import main
+
+    monkeypatch.setattr("workbench.cli.resolve_subject", lambda *a, **k: smollm2)
+    monkeypatch.setattr(smollm2.tokenizer, "split_special_tokens", True)  # restored after the test (--chat sets it)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("What is the capital of France?\n")
+    out = tmp_path / "out"
+    assert main(["attribute", "--model", "smollm2", "--chat", "--target", "generate=2", "--data", str(prompts),
+                 "--method", "saliency", "--no-store", "--no-progress", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chat"] is True and summary["n_examples"] == 1
+    frame = pd.read_parquet(out / "attributions.parquet")
+    assert sorted(set(frame["example_id"])) == ["0#0", "0#1"]  # one row per generated token
+    first = frame[frame["example_id"] == "0#0"]
+    assert first["token"].iloc[0] == "<|im_start|>" and "France" in "".join(first["token"])
+    second = frame[frame["example_id"] == "0#1"]
+    assert len(second) == len(first) + 1  # the first generated token ("The") joins the attributed input
+    assert second["token"].iloc[-1].lstrip("Ġ") == "The"
+    assert smollm2.tokenizer.split_special_tokens is False  # --chat reads the template's markers as themselves

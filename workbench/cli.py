@@ -187,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         if task is not None or pairs is not None:
             raise UserInputError("--chat wraps plain texts for a decoder; drop --task or --chat")
         inputs = chat_texts(subject, inputs)
+        # this run's texts are the template's: its markers (<|im_start|>, ...) are read as the special tokens they
+        # are, not split as a user's typed text would be
+        subject.tokenizer.split_special_tokens = False
     params = AttributionParams(baseline=args.baseline, n_steps=args.n_steps, tolerance=args.tolerance,
                                n_samples=args.n_samples, batch_size=args.batch_size,
                                max_tokens_per_pass=args.max_tokens_per_pass,

@@ -109,7 +109,9 @@ class LanguageModel:
 
 def chat_texts(subject: Subject, texts: list[str]) -> list[str]:
     """Each text as one user turn of the tokenizer's chat template, ending where the assistant's answer begins
-    (``add_generation_prompt``), as a string whose special tokens the tokenizer reads back as themselves.
+    (``add_generation_prompt``). The subject's tokenizer splits typed special tokens into plain text
+    (``atinuke.tokenizer.load_tokenizer``); tokenise these strings with ``split_special_tokens=False`` (set on the
+    tokenizer by ``workbench attribute --chat``) so that the template's markers are the special tokens they are.
 
     Raises:
         UserInputError: the tokenizer has no chat template (not an instruct/chat model).
