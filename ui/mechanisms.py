@@ -194,9 +194,7 @@ def render() -> None:
                "one; attribution patching (Nanda, 2023) estimates all of them from one backward pass.")
     choices = common.model_choices()
     with common.friendly_errors("mechanisms"):
-        decoder = list(choices).index(common.SMOLLM2_CHOICE) if common.SMOLLM2_CHOICE in choices else 0
-        name = common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model",
-                                    index=decoder)
+        name = common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model")
         spec = choices[name]
         common.model_caption(name, spec)
         stamp = common.weights_stamp(spec)
