@@ -10,7 +10,7 @@ Prompts come from :data:`TEMPLATES` x name pairs of :data:`NAMES` in both orders
 clean/corrupted pairs; every name must be one token of the model's tokenizer (a leading space included), which
 :func:`ioi_prompts` checks.
 
-:func:`run_ioi`: the logit difference of every prompt; each head's patching effect on a discovery set by
+:func:`workbench.circuits.run_ioi` (where circuit discovery lives): the logit difference of every prompt; each head's patching effect on a discovery set by
 attribution patching (:func:`workbench.patching.attribution_patching`) and, on request, by exact patching
 (:func:`workbench.patching.exact_patching`); a node-level circuit of heads and MLPs found by attribution patching on
 the discovery set (:func:`workbench.nodes.discover_node_circuit`; or, at far more cost, an edge-level circuit by edge attribution patching,
@@ -163,95 +163,6 @@ class IOIResult:
     heads: pd.DataFrame
     circuit: Any
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def run_ioi(subject: Subject, n_discovery: int = 16, n_heldout: int = 16, fraction: float = 0.9,
-            level: str = "nodes", method: str = "attribution", n_steps: int = 5, exact_heads: bool = False,
-            seed: int = 0, progress: bool = False) -> IOIResult:
-    """IOI end to end on a causal decoder (see the module docstring).
-
-    Args:
-        n_discovery / n_heldout: prompt pairs used to find the circuit / to check it (disjoint name sets).
-        fraction: share of the discovery metric (clean vs corrupted) the circuit must recover there.
-        level: "nodes" (heads, MLPs, embeddings; one forward pass per circuit size) or "edges" (every edge
-            between them; each pass runs ``2 + n_heads + 2 * n_kv_heads`` copies of the batch, 17 on SmolLM2).
-        method: the ranking, "attribution" (attribution patching; EAP at edge level) or "eap_ig".
-        exact_heads: also patch every head exactly (one forward pass per head) on the discovery set.
-
-    Returns:
-        An :class:`IOIResult`; its summary has ``share_positive`` (prompts with IO - S > 0), the mean logit
-        differences, ``top_heads``, the circuit's size and discovery faithfulness, and on the held-out prompts
-        ``heldout_faithfulness`` ((m_circuit - m_corrupted) / (m_clean - m_corrupted)) and
-        ``heldout_recovered`` (m_circuit / m_clean).
-    """
-    from workbench.circuits import discover_circuit
-    from workbench.edges import edge_graph, patched_metric, reference_outputs
-    from workbench.nodes import discover_node_circuit, node_patched_metric, node_references
-    from workbench.patching import attribution_patching, exact_patching
-
-    if not subject.causal:
-        raise UserInputError(f"{subject.name}: IOI needs a causal decoder (next-token logits)")
-    if level not in ("nodes", "edges"):
-        raise UserInputError(f"unknown level {level!r}; choose nodes or edges")
-    discovery_names, heldout_names = split_names(subject.tokenizer, seed)
-    found = ioi_prompts(subject.tokenizer, n_discovery, seed, exclude_names=heldout_names)
-    held = ioi_prompts(subject.tokenizer, n_heldout, seed + 1, exclude_names=discovery_names)
-    table = pd.concat([prompt_table(subject, found, "discovery"), prompt_table(subject, held, "heldout")],
-                      ignore_index=True)
-    clean, corrupted, io, s = ioi_batch(subject, found)
-    metric = logit_diff_metric(subject, clean, io, s)
-    heads = [attribution_patching(subject, clean, corrupted, metric, "heads", m, n_steps).assign(method=m)
-             for m in dict.fromkeys((method if method != "eap" else "attribution", "attribution"))]
-    if exact_heads:
-        heads.insert(0, exact_patching(subject, clean, corrupted, metric, "heads", progress=progress)
-                     .assign(method="exact"))
-    head_table = pd.concat(heads, ignore_index=True)
-    h_clean, h_corrupted, h_io, h_s = ioi_batch(subject, held)
-    h_metric = logit_diff_metric(subject, h_clean, h_io, h_s)
-    circuit: Any
-    if level == "nodes":  # the same nodes, patched in exactly on the held-out prompts
-        circuit = discover_node_circuit(subject, clean, corrupted, metric, fraction,
-                                        "attribution" if method == "eap" else method, n_steps, progress=progress)
-        keep = set(circuit.summary["kept"])
-        m_circuit = node_patched_metric(subject, h_clean, node_references(subject, h_clean, h_corrupted), keep,
-                                        h_metric)
-        size, total = circuit.summary["n_nodes"], circuit.summary["n_nodes_total"]
-    else:  # the same edges
-        circuit = discover_circuit(subject, clean, corrupted, metric, fraction,
-                                   "eap" if method == "attribution" else method, n_steps, progress=progress)
-        graph = edge_graph(subject)
-        kept = circuit.edges[circuit.edges["in_circuit"]]
-        mask = torch.zeros_like(graph.valid)
-        mask[torch.tensor(kept["up_index"].tolist(), dtype=torch.long),
-             torch.tensor(kept["down_index"].tolist(), dtype=torch.long)] = True
-        m_circuit = patched_metric(subject, graph, h_clean, reference_outputs(subject, graph, h_clean, h_corrupted),
-                                   graph.valid & ~mask, h_metric)
-        size, total = circuit.summary["n_edges"], circuit.summary["n_edges_total"]
-    with torch.no_grad():
-        m_clean = float(h_metric(subject.forward(h_clean)))
-        m_corrupted = float(h_metric(subject.forward(h_corrupted)))
-    ranked = head_table[head_table["method"] == head_table["method"].iloc[0]].sort_values("normalized", key=abs,
-                                                                                          ascending=False)
-    summary = {
-        "model": subject.name, "n_discovery": len(found), "n_heldout": len(held),
-        "discovery_names": sorted(discovery_names), "heldout_names": sorted(heldout_names),
-        "share_positive": float((table["logit_diff"] > 0).mean()),
-        "mean_logit_diff": float(table["logit_diff"].mean()),
-        "mean_logit_diff_corrupted": float(table["logit_diff_corrupted"].mean()),
-        "heads_method": str(head_table["method"].iloc[0]),
-        "top_heads": [f"L{int(r.layer)}.H{int(r.head)}" for r in ranked.head(10).itertuples()],
-        "top_heads_normalized": [round(float(v), 4) for v in ranked["normalized"].head(10)],
-        "level": level, "circuit_method": circuit.summary["method"], "n_steps": n_steps, "fraction": fraction,
-        "circuit_size": int(size), "circuit_size_total": int(total),
-        "discovery_faithfulness": circuit.summary["faithfulness"],
-        "heldout_metric_clean": m_clean, "heldout_metric_corrupted": m_corrupted, "heldout_metric_circuit": m_circuit,
-        "heldout_faithfulness": (m_circuit - m_corrupted) / (m_clean - m_corrupted),
-        "heldout_recovered": m_circuit / m_clean,
-    }
-    logger.info("IOI: IO - S > 0 on %.0f%% of prompts; a %d-%s circuit recovers %.3f (held-out %.3f)",
-                100 * summary["share_positive"], size, level, summary["discovery_faithfulness"],
-                summary["heldout_faithfulness"])
-    return IOIResult(table, head_table, circuit, summary)
 
 
 IOI_FILES = ("ioi_prompts.parquet", "ioi_heads.parquet", "nodes.parquet|edges.parquet", "curve.parquet",
