@@ -13,7 +13,8 @@ Gauss-Legendre rule, generating the answer themselves:
 
 Their targets differ (logit vs log-probability, the generated prefix attributed or not), so ``max_abs_diff`` is
 measured on a matched computation: the captum process also runs plain ``LayerIntegratedGradients`` with the
-workbench's target and baseline (content tokens -> pad, special tokens kept) for the first ``--diff-tokens``
+workbench's target and baseline (every token the tokenizer did not add itself -> pad; the chat template's markers
+are text) for the first ``--diff-tokens``
 generated tokens, and compares token by token. ``hooked_overhead`` is ``Subject.run_with_cache`` for one name
 (the middle block's ``hook_resid_post``) over the plain forward of the same model, on the same batch.
 
@@ -111,7 +112,6 @@ def _captum(args: argparse.Namespace) -> dict:
     peak = _peak_rss_mb()
     # the matched computation: the workbench's target (the logit of the j-th generated token at the last position
     # of prompt + first j generated tokens) and baseline (content tokens -> pad, special tokens kept)
-    special = set(tokenizer.all_special_ids)
     matched: dict[str, list[float]] = {}
     for i, prompt in enumerate(prompts):
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
@@ -120,8 +120,9 @@ def _captum(args: argparse.Namespace) -> dict:
         generated = out[0, ids.shape[1]:].tolist()
         for j, token in enumerate(generated):
             full = torch.cat([ids, torch.tensor([generated[:j]], dtype=ids.dtype)], 1)
-            base = torch.where(torch.isin(full, torch.tensor(sorted(special))), full,
-                               torch.full_like(full, tokenizer.pad_token_id))
+            # the workbench's "pad" baseline keeps only the tokens the tokenizer adds itself (none here: the chat
+            # template's markers are part of the text) and replaces every other one with the pad token
+            base = torch.full_like(full, tokenizer.pad_token_id)
 
             def logit(x: torch.Tensor, token: int = token) -> torch.Tensor:
                 return model(input_ids=x).logits[:, -1, token]
