@@ -107,7 +107,7 @@ runs/circuit/smollm2-ioi/summary.json: | data
 	.venv/bin/workbench circuit --model smollm2 --preset ioi --n-prompts 8 --n-heldout 8 --overwrite --out runs/circuit/smollm2-ioi
 
 runs/lens/smollm2/lens_layers.parquet: | data
-	.venv/bin/workbench lens --model smollm2 --steps 0 --eval-texts 40 --max-length 64 --overwrite --out runs/lens/smollm2
+	.venv/bin/workbench lens --model smollm2 --steps 0 --eval-texts 16 --max-length 48 --overwrite --out runs/lens/smollm2
 
 runs/attributions/smollm2-chat/attributions.parquet: | data
 	.venv/bin/workbench attribute --model smollm2 --chat --target generate=8 --data docs/examples/prompts.txt \
