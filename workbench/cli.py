@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``workbench attribute``."""
     from workbench.attribution import BASELINES, METHODS
 
-    parser.add_argument("--model", required=True, help="'minilm', a model directory, or a fine-tuning run")
+    parser.add_argument("--model", required=True, help="'minilm', 'smollm2', a .gguf file, a model directory, or a fine-tuning run")
     parser.add_argument("--task", default=None, help="task registry name (sst2, squad2, srl, ...)")
     parser.add_argument("--data", default=None,
                         help="with --task: 'diag' (default) or official files; without: a text file or 'ptb'")
@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "tag@WORD, antecedent, norm@POS[:layer=L]; decoders: "
                                                       "next[=TOKEN][@POS] (default), logitdiff=A,B[@POS], "
                                                       "continuation=TEXT, generate=N")
+    parser.add_argument("--chat", action="store_true",
+                        help="decoders: wrap each text in the tokenizer's chat template (one user turn, answer next)")
     parser.add_argument("--baseline", default="pad", help=f"one of: {', '.join(BASELINES)}")
     parser.add_argument("--n-steps", type=int, default=32, help="integrated-gradients steps")
     parser.add_argument("--tolerance", type=float, default=None, help="adaptive IG: raise steps until |delta| < this")
@@ -97,13 +99,13 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_subject(model: str, task: Optional[str], device: str, dtype: str = "float32") -> Any:
     """The subject ``model`` names, and only that: a fine-tuned task model when the directory holds one
-    (``task_model.json``), else the encoder (a directory, "minilm", or a Hugging Face model id, read from the local
-    cache first). A path that does not load is an error, never another run."""
-    from atinuke.encoders import looks_like_hub_id
+    (``task_model.json``), else the encoder (a directory, "minilm", "smollm2", a ``.gguf`` file, or a Hugging Face
+    model id, read from the local cache first). A path that does not load is an error, never another run."""
+    from atinuke.encoders import is_named_model, looks_like_hub_id
     from workbench.subject import load_subject
 
     path = Path(model)
-    if model != "minilm" and not path.is_dir() and (path.exists() or not looks_like_hub_id(model)):
+    if not is_named_model(model) and not path.is_dir() and (path.exists() or not looks_like_hub_id(model)):
         raise UserInputError(f"--model {model}: no such model directory")
     if (path / "task_model.json").is_file() or (path / "model" / "task_model.json").is_file():
         subject = load_subject(path, device=device, dtype=dtype)
@@ -180,6 +182,15 @@ def run(args: argparse.Namespace) -> int:
     if task is None and subject.task_model is not None and subject.task_model.spec.family == "user":
         task = subject.task_model.spec.name  # a run on the user's data reads --data with its column mapping
     inputs, pairs, ids = _load_inputs(subject, task, args.data, args.split, args.limit, args.columns)
+    if args.chat:
+        from workbench.lm import chat_texts
+
+        if task is not None or pairs is not None:
+            raise UserInputError("--chat wraps plain texts for a decoder; drop --task or --chat")
+        inputs = chat_texts(subject, inputs)
+        # this run's texts are the template's: its markers (<|im_start|>, ...) are read as the special tokens they
+        # are, not split as a user's typed text would be
+        subject.tokenizer.split_special_tokens = False
     params = AttributionParams(baseline=args.baseline, n_steps=args.n_steps, tolerance=args.tolerance,
                                n_samples=args.n_samples, batch_size=args.batch_size,
                                max_tokens_per_pass=args.max_tokens_per_pass,
@@ -214,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     written = _write_evaluation(out, evaluation)
     result.to_parquet(out / "attributions.parquet")
-    summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data,
+    summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data, "chat": args.chat,
                "columns": args.columns, "methods": methods, "n_examples": len(ids),
                # texts longer than the model's positions are cut to them (a warning says so as well); a task's
                # examples are encoded by its head, which is not counted here (None)

@@ -107,6 +107,22 @@ class LanguageModel:
         return generated
 
 
+def chat_texts(subject: Subject, texts: list[str]) -> list[str]:
+    """Each text as one user turn of the tokenizer's chat template, ending where the assistant's answer begins
+    (``add_generation_prompt``). The subject's tokenizer splits typed special tokens into plain text
+    (``atinuke.tokenizer.load_tokenizer``); tokenise these strings with ``split_special_tokens=False`` (set on the
+    tokenizer by ``workbench attribute --chat``) so that the template's markers are the special tokens they are.
+
+    Raises:
+        UserInputError: the tokenizer has no chat template (not an instruct/chat model).
+    """
+    tokenizer: Any = subject.tokenizer
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserInputError(f"{subject.name}: its tokenizer has no chat template; drop --chat")
+    return [str(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                              tokenize=False)) for text in texts]
+
+
 _CACHE: "weakref.WeakKeyDictionary[Subject, Optional[LanguageModel]]" = weakref.WeakKeyDictionary()
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
-from atinuke.encoders import Encoder, load_encoder
+from atinuke.encoders import Encoder, is_named_model, load_encoder
 from atinuke.errors import UserInputError
 from workbench.models import HOOK_NAMES_PER_BLOCK, HookFn, HookInfo, ModelAdapter, adapter_for, layer_of
 from workbench.models.atinuke import AtinukeAdapter
@@ -488,7 +488,7 @@ def load_subject(spec: Union[str, Path, Encoder, Any], device: Union[str, torch.
     if _is_task_model(spec):
         return task_subject(spec)
     path = Path(str(spec))
-    if str(spec) != "minilm" and path.is_dir() and _looks_like_task_dir(path):
+    if not is_named_model(spec) and path.is_dir() and _looks_like_task_dir(path):
         from atinuke.tasks.heads import load_task_model
         from atinuke.validation import check_dtype, resolve_device
 
