@@ -17,3 +17,12 @@ def cache_dir() -> Path:
 def runs_dir() -> Path:
     """Directory of trained models and analysis artifacts: ``$ATINUKE_RUNS``, else ``<repo>/runs``."""
     return Path(os.environ.get("ATINUKE_RUNS", REPO_ROOT / "runs"))
+
+
+def data_dir() -> Path | None:
+    """Directory of official benchmark files (``$ATINUKE_DATA``: gap/, ud_ewt/, ...), or None when unset or absent."""
+    value = os.environ.get("ATINUKE_DATA", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_dir() else None

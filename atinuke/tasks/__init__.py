@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from atinuke.errors import UserInputError
-from atinuke.paths import cache_dir
-from atinuke.tasks import conll2005, conll2012, glue, nli, squad, userdata
+from atinuke.paths import cache_dir, data_dir
+from atinuke.tasks import conll2005, conll2012, gap, glue, nli, squad, userdata
 from atinuke.tasks._common import LoadedData, attach_sidecar, check_unique_ids, log_skips
 from atinuke.tasks.base import (
     TASK_KINDS,
@@ -53,6 +53,8 @@ _DIAG_LAYOUT: dict[str, tuple[str, str]] = {
 DIAGNOSTIC_TASKS: tuple[str, ...] = tuple(_DIAG_LAYOUT)
 DIAGNOSTIC_SPLITS = ("train", "dev")
 DIAG_PROVENANCE = "silver, derived"
+# Tasks read from an official layout under $ATINUKE_DATA when no --data is given: name -> subdirectory.
+REAL_DIRS: dict[str, str] = {"gap": "gap"}
 
 
 @dataclass
@@ -90,6 +92,19 @@ def diagnostic_path(name: str, split: str = "train") -> Path:
     return cache_dir() / "diagnostic" / directory / f"{split}.{extension}"
 
 
+def real_data_path(name: str) -> Path:
+    """``$ATINUKE_DATA/<dir>`` of a task with official files there (``REAL_DIRS``).
+
+    Raises:
+        UserInputError: ATINUKE_DATA is unset or lacks the task's directory (the message says what to set).
+    """
+    root = data_dir()
+    if root is None or not (root / REAL_DIRS[name]).is_dir():
+        raise UserInputError(f"task {name!r} needs its official files: set ATINUKE_DATA to a directory holding "
+                             f"{REAL_DIRS[name]}/ or give --data PATH (docs/tasks.md says where to download them)")
+    return root / REAL_DIRS[name]
+
+
 def provenance(name: str, data: str = "diag") -> str:
     """The provenance label shown with data and scores: "silver, derived" or "gold: <file name>"."""
     get_task(name)
@@ -125,6 +140,8 @@ def load_task(name: str, data: str = "diag", split: str = "train", columns: Opti
             raise UserInputError(f"task {name!r} is a user dataset's; give --data (a file, a saved dataset or hf:NAME)")
         examples, prov = userdata.load_user_split(spec, data, split, columns)
         return TaskData(name, split, examples, Path(data), prov)
+    if data == "diag" and name in REAL_DIRS and name not in _DIAG_LAYOUT:
+        data = str(real_data_path(name))  # a real-only task reads $ATINUKE_DATA (or says how to get it)
     if data == "diag":
         if split not in DIAGNOSTIC_SPLITS:
             raise UserInputError(f"the diagnostic suite has splits {', '.join(DIAGNOSTIC_SPLITS)}, not {split!r}")
@@ -214,7 +231,16 @@ def _load_conll2005(spec: TaskSpec, path: Path, split: str) -> LoadedData:
     return conll2005.load_conll2005(path, split)
 
 
+def _load_gap(spec: TaskSpec, path: Path, split: str) -> LoadedData:
+    file = gap.gap_file(path, split)
+    loaded = gap.read_gap(file)
+    attach_sidecar(loaded.examples, file)
+    return loaded
+
+
 def _load_coref_or_srl(spec: TaskSpec, path: Path, split: str) -> LoadedData:
+    if spec.name == "gap":
+        return _load_gap(spec, path, split)
     if spec.name == "srl2005":
         return _load_conll2005(spec, path, split)
     return _load_conll2012(spec, path, split)
