@@ -7,7 +7,7 @@ arXiv 1908.09091):
 
 1. The text is encoded once as ``[CLS] text [SEP]``; when it is longer than ``max_len`` a window of tokens that
    holds the pronoun and both names is kept (centred on them; a name that cannot fit with the pronoun is
-   masked and never predicted).
+   masked: never predicted, and an example whose gold name is masked is left out of the loss).
 2. Each of the three spans is ``g = [h_first; h_last]`` (its first and last sub-token states).
 3. ``s(c) = FFNN([g_p; g_c; g_p * g_c])`` for c in {A, B}; "NEITHER" scores 0 (the dummy antecedent).
 4. The three scores are the class logits, in the order of ``HeadConfig.labels``; training minimises their
@@ -64,7 +64,12 @@ class GapHead(nn.Module):
         scores = scores.masked_fill(span_valid[:, 1:] == 0, MASKED)
         by_name = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], 1)  # [batch, 3]: A, B, NEITHER
         logits = by_name[:, self.order]  # [batch, n_labels], in the config's label order
-        loss = F.cross_entropy(logits.float(), labels.long()) if labels is not None else None
+        loss = None
+        if labels is not None:  # an example whose gold name fell outside the window teaches nothing: left out
+            reachable = torch.cat([span_valid[:, 1:], span_valid.new_ones(span_valid.shape[0], 1)], 1)[:, self.order]
+            keep = reachable.gather(1, labels.long()[:, None]).squeeze(1).bool()  # [batch]
+            losses = F.cross_entropy(logits.float(), labels.long(), reduction="none")  # [batch]
+            loss = losses[keep].mean() if bool(keep.any()) else losses.sum() * 0.0
         return TaskOutput(loss=loss, logits=logits)
 
 
