@@ -216,9 +216,8 @@ def describe(root: Optional[Path]) -> dict[str, Any]:
         for split, name in GAP_FILES.items():  # data rows: non-blank lines after the header
             with (root / "gap" / name).open(encoding="utf-8") as handle:
                 sizes[split] = sum(1 for line in handle if line.strip()) - 1
+    where_ = f" in {root / 'gap'}" if present and root is not None else "; set ATINUKE_DATA"
     return {"task": "gap", "family": "coref", "source": "real" if present else "missing",
-            "dataset": "GAP coreference (Webster et al., 2018)", "splits": sizes,
-            "licence": "Apache-2.0",
+            "dataset": "GAP coreference (Webster et al., 2018)", "splits": sizes, "licence": "Apache-2.0",
             "provenance": ("google-research-datasets/gap-coreference: gap-development.tsv as train, "
-                           "gap-validation.tsv as dev, gap-test.tsv as test") + (f" in {root / 'gap'}" if present
-                                                                                  else "; set ATINUKE_DATA")}
+                           "gap-validation.tsv as dev, gap-test.tsv as test") + where_}

@@ -102,7 +102,11 @@ def encode_gap(tokenizer, config: HeadConfig, examples: Sequence[ClassificationE
         UserInputError: an example without GAP spans or with a label outside the head's labels.
     """
     budget = config.max_len - 2
-    rows, offsets_rows, bounds, valid, info = [], [], [], [], []
+    rows: list[list[int]] = []
+    offsets_rows: list[list[tuple[int, int]]] = []
+    bounds: list[list[list[int]]] = []
+    valid: list[list[int]] = []
+    truncated: list[bool] = []
     for ex in examples:
         if not all(f"{name}_start" in ex.meta for name in SPANS):
             raise UserInputError(f"example {ex.id!r}: no GAP pronoun/name offsets in its meta (read it with the gap "
@@ -116,7 +120,7 @@ def encode_gap(tokenizer, config: HeadConfig, examples: Sequence[ClassificationE
         offsets_rows.append([(0, 0)] + offsets[lo:hi] + [(0, 0)])
         bounds.append([[s - lo + 1, e - lo + 1] if ok else [0, 0] for (s, e), ok in zip(spans, inside)])
         valid.append([int(ok) for ok in inside])
-        info.append({"truncated": len(ids) > budget, "window": (lo, hi)})
+        truncated.append(len(ids) > budget)
     head_inputs = {"span_bounds": torch.tensor(bounds, dtype=torch.long).reshape(len(examples), 3, 2),
                    "span_valid": torch.tensor(valid, dtype=torch.long).reshape(len(examples), 3)}
     if examples and all(ex.label is not None for ex in examples):
@@ -128,10 +132,11 @@ def encode_gap(tokenizer, config: HeadConfig, examples: Sequence[ClassificationE
     input_ids = pad_2d(rows, tokenizer.pad_token_id)
     attention_mask = pad_2d([[1] * len(r) for r in rows], 0)
     segments = pad_2d([[-1] + [0] * (len(r) - 2) + [-1] for r in rows], -1)
-    n_truncated = sum(i["truncated"] for i in info)
+    n_truncated = sum(truncated)
     if n_truncated:
         logger.debug("%d of %d GAP texts cut to a %d-token window", n_truncated, len(examples), budget)
     return TaskBatch(input_ids=input_ids, attention_mask=attention_mask,
                      token_type_ids=torch.zeros_like(input_ids) if use_token_types else None,
                      head_inputs=head_inputs, offsets=pad_offsets(offsets_rows), segments=segments,
-                     example_index=list(range(len(examples))), info=info, n_truncated=n_truncated)
+                     example_index=list(range(len(examples))), info=[{"truncated": t} for t in truncated],
+                     n_truncated=n_truncated)
