@@ -200,3 +200,19 @@ def test_finetune_and_evaluate_write_gap_metrics_and_slices(tmp_path, tiny_atinu
     assert metrics["headline_metric"] == "f1" and metrics["provenance"] == "gold: gap-validation.tsv"
     assert main(["evaluate", "--model", str(out / "model"), "--task", "gap", "--data", str(directory), "--split",
                  "test", "--out", str(tmp_path / "eval")]) == 0
+
+
+def test_attribution_reads_the_span_rows_not_only_cls(tmp_path, tiny_atinuke_dir):
+    """The GAP head reads the pronoun's and names' rows: the engine must not prune the last block to [CLS]."""
+    from atinuke.tasks.heads import build_task_model, save_task_model
+    from workbench.attribution.engine import attribute
+    from workbench.attribution.method import AttributionParams
+    from workbench.subject import load_subject
+
+    examples = load_task("gap", str(write_gap_dir(tmp_path / "gap")), "dev").examples[:3]
+    save_task_model(build_task_model(str(tiny_atinuke_dir), get_task("gap"), max_len=64), tmp_path / "model")
+    subject = load_subject(tmp_path / "model")
+    pruned = attribute(subject, examples, "saliency", params=AttributionParams(final_block_rows=True))
+    full = attribute(subject, examples, "saliency", params=AttributionParams(final_block_rows=False))
+    for example in examples:
+        assert pruned.scores(example.id) == pytest.approx(full.scores(example.id), rel=1e-5, abs=1e-7)

@@ -5,4 +5,5 @@ from __future__ import annotations
 from workbench.kinds.base import WorkbenchKind
 from workbench.kinds.classification import lens_rows
 
-KIND = WorkbenchKind("gap", target_forms=("class",), default_target="class", lens=lens_rows, lens_in_app=True)
+KIND = WorkbenchKind("gap", target_forms=("class",), default_target="class", lens=lens_rows, lens_in_app=True,
+                     class_reads_cls=False)  # the head reads the pronoun's and names' rows, not [CLS]
