@@ -43,6 +43,8 @@ class WorkbenchKind:
         patching_metric: the kind's default patching metric, or None to choose by the head's output fields.
         lens_in_app: the app's task-head lens (``ui/mechanisms.py``, per-class probabilities by layer) offers
             its fine-tuned models.
+        class_reads_cls: a class target of a ``pooling="cls"`` head reads the [CLS] row alone (so attribution
+            may compute only that row in the last block); False for a head that reads other rows (GAP's spans).
     """
 
     name: str
@@ -54,6 +56,7 @@ class WorkbenchKind:
     lens_refusal: str = ""
     patching_metric: Optional[PatchingMetric] = None
     lens_in_app: bool = False
+    class_reads_cls: bool = True
 
     def __post_init__(self) -> None:
         if self.default_target not in self.target_forms:
