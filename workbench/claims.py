@@ -162,16 +162,20 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
         row.update(verdict=NO_EVIDENCE, evidence=f"No finished {SUBJECT} and {COMPARATOR} fine-tuning of a {family} "
                                                  f"task in {experiment.path} (tasks: {', '.join(tasks) or 'none'}).")
         return row
-    sentences, measurable, provenances = [], [], set()
+    sentences, measurable, provenances, silver = [], [], set(), []
     for ev in evidence:
         provenances |= ev.provenance
+        record = experiment.metrics(SUBJECT, ev.seeds[0], ev.task)  # its data source (atinuke.tasks.sources)
+        source = record.get("data_source") or ("silver" if any(provenance_kind(p) == "silver" for p in ev.provenance) else "real")
+        silver += [ev.task] if source == "silver" else []
         floor_a = hierarchical_bootstrap([ev.subject_vs_trivial], n_boot, seed=1)
         floor_b = hierarchical_bootstrap([ev.comparator_vs_trivial], n_boot, seed=2)
         clears_a = floor_a.estimate > 0 and floor_a.p_value < ALPHA
         clears_b = floor_b.estimate > 0 and floor_b.p_value < ALPHA
         metric, a_values = headline(experiment, SUBJECT, ev.task)
         _, b_values = headline(experiment, COMPARATOR, ev.task)
-        text = (f"{ev.task} ({len(ev.seeds)} seed(s), {len(ev.subject_vs_comparator[0])} dev examples per seed): "
+        label = source + (f": {record['dataset']}" if source != "silver" and record.get("dataset") else " data")
+        text = (f"{ev.task} [{label}] ({len(ev.seeds)} seed(s), {len(ev.subject_vs_comparator[0])} dev examples per seed): "
                 f"per-example score {SUBJECT} {ev.subject_mean:.3f}, {COMPARATOR} {ev.comparator_mean:.3f}, "
                 f"trivial baseline ({task_kind(ev.task).trivial_baseline}) {ev.trivial_mean:.3f}")
         if metric:
@@ -199,8 +203,8 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
         refs = [r["example_f1"].mean() for r in tables if r is not None]
         row["reference_score"] = float(np.mean(refs)) if refs else None
     row["provenance"] = ", ".join(sorted(provenances)) or "unknown"
-    caveat = (" The data are silver (derived from real text by rules), not the official benchmark sets."
-              if any(provenance_kind(p) == "silver" for p in provenances) else "")
+    caveat = (f" The data of {', '.join(silver)} are silver (derived from real text by rules), not the official "
+              "benchmark sets." if silver else "")
     if not measurable:
         row.update(verdict=FLOOR, evidence=" ".join(sentences) + caveat)
         return row
