@@ -103,7 +103,8 @@ def _ud_rows(root: Optional[Path], tasks: Optional[list[str]]) -> list[DataRow]:
     from atinuke.tasks.conllu import describe
 
     return [DataRow(row["task"], row["family"], "real" if row["source"] == "real" else "none", row["dataset"],
-                    *(row["splits"].get(split) for split in SPLITS), licence=row["licence"],
+                    train=row["splits"].get("train"), dev=row["splits"].get("dev"), test=row["splits"].get("test"),
+                    licence=row["licence"],
                     provenance=row["provenance"], splits="official UD splits (sentences)")
             for row in describe(root) if not tasks or row["task"] in tasks]
 

@@ -401,6 +401,19 @@ def _pretrain_work(out: Path, spec: ExperimentSpec, unit: Unit, scale: Scale, de
     return _run_pretrain, (argv,)
 
 
+def _other_source(out: Path, unit: Unit, data_record: dict[str, dict[str, str]]) -> bool:
+    """Whether a finished fine-tuning unit read another data source than its task has now (silver cola before
+    ATINUKE_DATA was set): it is run again, so that no result is labelled with data it did not use."""
+    if unit.task is None:
+        return False
+    metrics = json.loads((finetune_dir(out, unit.arm, unit.seed, unit.task) / "metrics.json").read_text(encoding="utf-8"))
+    recorded, now = metrics.get("data_source"), data_record.get(unit.task, {}).get("source")
+    if recorded and now and now != "none" and recorded != now:
+        logger.info("%s: its run read %s data, the task now has %s: running it again", unit.name, recorded, now)
+        return True
+    return False
+
+
 def run_experiment(spec: ExperimentSpec, out: Path, data: str = "auto", device: Optional[str] = None,
                    pretrain_flags: Sequence[str] = (), finetune_scale: Optional[float] = None,
                    use_shipped: bool = True, jobs: int = 1, pretrain_only: bool = False,
@@ -440,7 +453,7 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "auto", device: 
     atomic_write_json(out / "experiment.json", spec.to_json() | {"data": data, "data_dir": data_dir,
                                                                  "task_data": data_record})
     units = plan_units(spec)
-    done = {u.name for u in units if unit_done(out, u)}
+    done = {u.name for u in units if unit_done(out, u) and not _other_source(out, u, data_record)}
     _write_progress(out, units, done, [])
     first_pretrain = next((u.name for u in units if u.stage == "pretrain"), None)
     by_name = {u.name: u for u in units}

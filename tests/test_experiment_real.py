@@ -7,7 +7,6 @@ import json
 import logging
 
 import pandas as pd
-import pytest
 
 from atinuke import experiment
 from atinuke.finetune_all import TASK_DEFAULTS, estimated_cost
@@ -113,3 +112,34 @@ def test_experiment_on_real_data_records_the_source_of_every_run(tmp_path, real_
     assert metrics["data_source"] == "real" and metrics["n_examples"] == 10  # 500 trial pairs x 0.02
     summary = (out / "summary.md").read_text()
     assert "| sick (accuracy; real) |" in summary and "| snli (accuracy; silver) |" in summary
+
+
+def test_probing_defaults_to_gold_ud_pos_under_atinuke_data(real_data):
+    from probes.tasks import load_probing_data
+
+    loaded = load_probing_data("pos", max_sentences=20)
+    assert loaded.source.startswith("gold (real): UD English EWT en_ewt-ud-train.conllu (20 of ")
+    assert set(loaded.labels) <= {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+                                  "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"}  # the 17 UPOS tags, not PTB's
+
+
+def test_a_finished_run_on_other_data_is_run_again(tmp_path, real_data, monkeypatch):
+    started = []
+
+    def fake_finetune(config):
+        started.append(config.task)
+        (experiment.Path(config.out) / "metrics.json").write_text(json.dumps(
+            {"task": config.task, "headline_metric": "accuracy", "accuracy": 0.5, "data_source": "real"}))
+
+    monkeypatch.setattr(experiment, "_run_finetune", fake_finetune)
+    out = tmp_path / "exp"
+    for task in ("sick", "snli"):  # sick's run predates the official files: it read silver data
+        run = experiment.finetune_dir(out, "minilm", 0, task)
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"task": task, "headline_metric": "accuracy", "accuracy": 0.4,
+                                                      "data_source": "silver"}))
+    spec = experiment.parse_spec("minilm", 1, "sick,snli", "tiny", data_dir=str(real_data))
+    experiment.run_experiment(spec, out, data_dir=str(real_data))
+    assert started == ["sick"]  # snli is silver either way: kept
+    table = pd.read_csv(out / "results.csv")
+    assert dict(zip(table.task, table.source)) == {"sick": "real", "snli": "silver"}
