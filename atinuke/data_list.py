@@ -57,7 +57,9 @@ def data_rows(data_dir: Optional[str | Path] = None, tasks: Optional[list[str]] 
     names = [name for name, spec in TASKS.items() if spec.family != "user"]
     names += [name for name in sources.SOURCES if name not in TASKS]
     if tasks:
-        unknown = [name for name in tasks if name not in names]
+        from atinuke.tasks.conllu import UD_PROBING_TASKS
+
+        unknown = [name for name in tasks if name not in names and name.removeprefix("probe:") not in UD_PROBING_TASKS]
         if unknown:
             raise UserInputError(f"unknown task {unknown[0]!r}; known: {', '.join(names)}")
         names = [name for name in names if name in tasks]
@@ -91,7 +93,20 @@ def data_rows(data_dir: Optional[str | Path] = None, tasks: Optional[list[str]] 
             rows.append(DataRow(name, family, "none", source.dataset if source else "", None, None, None,
                                 source.licence if source else "", source.provenance if source else hint,
                                 hint if source else ""))
+    if not tasks or any(name.startswith("probe:") for name in tasks):
+        rows += _ud_rows(root, tasks)
     return rows
+
+
+def _ud_rows(root: Optional[Path], tasks: Optional[list[str]]) -> list[DataRow]:
+    """The UD English EWT probing rows (:func:`atinuke.tasks.conllu.describe`; sizes in sentences)."""
+    from atinuke.tasks.conllu import describe
+
+    return [DataRow(row["task"], row["family"], "real" if row["source"] == "real" else "none", row["dataset"],
+                    train=row["splits"].get("train"), dev=row["splits"].get("dev"), test=row["splits"].get("test"),
+                    licence=row["licence"],
+                    provenance=row["provenance"], splits="official UD splits (sentences)")
+            for row in describe(root) if not tasks or row["task"] in tasks]
 
 
 def _diag_exists(name: str, split: str) -> bool:

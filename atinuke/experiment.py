@@ -53,6 +53,17 @@ ARMS: dict[str, Optional[tuple[str, ...]]] = {
 }
 DEFAULT_ARMS = ("atinuke", "bert")
 SPEC_KEYS = ("arms", "seeds", "tasks", "scale")
+# ``--tasks all`` and ``--tasks demo``: slots, each the first of its tasks whose data exist under the data
+# setting (real, registry-real after `atinuke prepare-data`, or silver); a slot with none is left out, and
+# the log says which. Real tasks take the claims' families (GLUE: cola, sst2, mrpc, sts, rte; SNLI: sick, SNLI's
+# real stand-in; coreference: gap); SQuAD 2.0 and SRL have only silver versions here. The silver snli and coref
+# stay as second, labelled tasks in "all" (snli also in "demo": the Makefile's attribution and patching use it).
+TASK_SLOTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "all": (("cola",), ("sst2",), ("mrpc",), ("sts", "stsb"), ("rte",), ("sick",), ("snli",), ("squad2",), ("srl",),
+            ("gap",), ("coref",), ("vader-movies",)),
+    "demo": (("cola",), ("mrpc",), ("sts", "stsb"), ("sick",), ("snli",), ("squad2",), ("srl",), ("gap", "coref"),
+             ("vader-movies",)),
+}
 
 
 @dataclass(frozen=True)
@@ -174,8 +185,46 @@ def _split(value: str) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
 
-def parse_spec(arms: str, seeds: int, tasks: str, scale: str) -> ExperimentSpec:
-    """Validate the command-line values.
+def task_source(task: str, data: str = "auto", data_dir: Optional[str] = None) -> Optional[tuple[str, str]]:
+    """(source, dataset) of ``task`` under the data setting: ("real" | "registry-real" | "silver", name), or
+    None when it has no data (no official files, registry copy not fetched, no silver version)."""
+    from atinuke.tasks import DIAGNOSTIC_TASKS, sources
+
+    try:
+        resolved = sources.resolve(task, data, data_dir, DIAGNOSTIC_TASKS)
+    except UserInputError:
+        return None
+    source = sources.SOURCES.get(task)
+    if resolved == "diag":
+        return (sources.SILVER, "diagnostic suite (spaCy-rule labels on real text)") if task in DIAGNOSTIC_TASKS \
+            else None
+    if resolved == "registry":
+        fetched = source is not None and source.locate is not None and source.locate(False) is not None
+        return (sources.REGISTRY_REAL, source.dataset) if fetched and source is not None else None
+    layout = sources.find_layout(task, Path(resolved))
+    return sources.REAL, (source.dataset if layout is not None and source is not None else f"official files in {resolved}")
+
+
+def expand_tasks(preset: str, data: str = "auto", data_dir: Optional[str] = None) -> list[str]:
+    """The tasks of ``--tasks all`` / ``demo`` (``TASK_SLOTS``) whose data exist, logged with their sources."""
+    chosen, missing = [], []
+    for slot in TASK_SLOTS[preset]:
+        found = next(((t, task_source(t, data, data_dir)) for t in slot if task_source(t, data, data_dir)), None)
+        if found is None:
+            missing.append("/".join(slot))
+            continue
+        chosen.append(found[0])
+    logger.info("--tasks %s: %s", preset, ", ".join(f"{t} ({task_source(t, data, data_dir)[0]})"  # type: ignore[index]
+                                                   for t in chosen))
+    if missing:
+        logger.info("--tasks %s leaves out %s: no data (set ATINUKE_DATA or --data-dir for the official files; "
+                    "`atinuke prepare-data` fetches the registry sets)", preset, ", ".join(missing))
+    return chosen
+
+
+def parse_spec(arms: str, seeds: int, tasks: str, scale: str, data: str = "auto",
+               data_dir: Optional[str] = None) -> ExperimentSpec:
+    """Validate the command-line values (``tasks`` "all" or "demo": :func:`expand_tasks` under ``data``).
 
     Raises:
         UserInputError: unknown arm, task or scale; fewer than one seed.
@@ -189,10 +238,10 @@ def parse_spec(arms: str, seeds: int, tasks: str, scale: str) -> ExperimentSpec:
         arm_flags(arm)
     if int(seeds) < 1:
         raise UserInputError(f"--seeds must be at least 1, got {seeds}")
-    task_list = list(TASK_DEFAULTS) if tasks.strip() == "all" else _split(tasks)
+    task_list = expand_tasks(tasks.strip(), data, data_dir) if tasks.strip() in TASK_SLOTS else _split(tasks)
     unknown = [t for t in task_list if t not in TASK_DEFAULTS]
     if unknown or not task_list:
-        raise UserInputError(f"unknown task(s) {unknown or tasks!r}; choose 'all' or from {', '.join(TASK_DEFAULTS)}")
+        raise UserInputError(f"unknown task(s) {unknown or tasks!r}; choose 'all', 'demo' or from {', '.join(TASK_DEFAULTS)}")
     if scale not in SCALES:
         raise UserInputError(f"unknown --scale {scale!r}; choose from {', '.join(SCALES)}")
     return ExperimentSpec(tuple(arm_list), tuple(range(int(seeds))), tuple(task_list), scale)
@@ -353,15 +402,30 @@ def _pretrain_work(out: Path, spec: ExperimentSpec, unit: Unit, scale: Scale, de
     return _run_pretrain, (argv,)
 
 
-def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: Optional[str] = None,
+def _other_source(out: Path, unit: Unit, data_record: dict[str, dict[str, str]]) -> bool:
+    """Whether a finished fine-tuning unit read another data source than its task has now (silver cola before
+    ATINUKE_DATA was set): it is run again, so that no result is labelled with data it did not use."""
+    if unit.task is None:
+        return False
+    metrics = json.loads((finetune_dir(out, unit.arm, unit.seed, unit.task) / "metrics.json").read_text(encoding="utf-8"))
+    recorded, now = metrics.get("data_source"), data_record.get(unit.task, {}).get("source")
+    if recorded and now and now != "none" and recorded != now:
+        logger.info("%s: its run read %s data, the task now has %s: running it again", unit.name, recorded, now)
+        return True
+    return False
+
+
+def run_experiment(spec: ExperimentSpec, out: Path, data: str = "auto", device: Optional[str] = None,
                    pretrain_flags: Sequence[str] = (), finetune_scale: Optional[float] = None,
-                   use_shipped: bool = True, jobs: int = 1, pretrain_only: bool = False) -> list[dict[str, Any]]:
+                   use_shipped: bool = True, jobs: int = 1, pretrain_only: bool = False,
+                   data_dir: Optional[str] = None) -> list[dict[str, Any]]:
     """Write ``experiment.json``, run every unit not yet done, and rebuild the results table.
 
     Args:
         spec: arms, seeds, tasks and scale.
         out: the experiment directory (validated with :func:`check_out` first).
-        data: "diag" or a directory of official task files.
+        data: "auto" (each task's real data, else registry-real, else silver: :mod:`atinuke.tasks.sources`),
+            "diag" (silver) or a directory of official task files.
         device: overrides the scale's device.
         pretrain_flags: extra ``atinuke pretrain`` flags for every fresh pretraining run (e.g. ``--steps``).
         finetune_scale: overrides the scale's multiplier on the fine-tuning example counts.
@@ -372,6 +436,7 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
             first one's tokenizer. Fine-tuning runs start costliest first.
         pretrain_only: run the pretraining units only (``make models`` starts the analyses of the pretrained
             models while the fine-tuning runs); progress still counts every unit.
+        data_dir: the data directory for "auto" (``--data-dir``; default ``$ATINUKE_DATA``).
 
     Returns:
         The result rows.
@@ -384,9 +449,12 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
     device = device or scale.device
     multiplier = scale.finetune_scale if finetune_scale is None else finetune_scale
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "experiment.json", spec.to_json())
+    data_record = {task: dict(zip(("source", "dataset"), task_source(task, data, data_dir) or ("none", "")))
+                   for task in spec.tasks}
+    atomic_write_json(out / "experiment.json", spec.to_json() | {"data": data, "data_dir": data_dir,
+                                                                 "task_data": data_record})
     units = plan_units(spec)
-    done = {u.name for u in units if unit_done(out, u)}
+    done = {u.name for u in units if unit_done(out, u) and not _other_source(out, u, data_record)}
     _write_progress(out, units, done, [])
     first_pretrain = next((u.name for u in units if u.stage == "pretrain"), None)
     by_name = {u.name: u for u in units}
@@ -400,7 +468,7 @@ def run_experiment(spec: ExperimentSpec, out: Path, data: str = "diag", device: 
         model = "minilm" if ARMS[unit.arm] is None else str(pretrain_dir(out, unit.arm, unit.seed))
         budget = "minilm" if ARMS[unit.arm] is None else "atinuke"
         config = task_config(unit.task, model, budget, finetune_dir(out, unit.arm, unit.seed, unit.task),
-                             data, multiplier, device, unit.seed)
+                             data, multiplier, device, unit.seed, data_dir)
         return _run_finetune, (dataclasses.replace(config, overwrite=True),)  # an unfinished unit is ours to redo
 
     def after(unit: Unit) -> frozenset[str]:
@@ -459,13 +527,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", default=None, help=f"comma-separated arms: {', '.join(ARMS)} "
                                                      f"(default {','.join(DEFAULT_ARMS)})")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per arm (default 3)")
-    parser.add_argument("--tasks", default=None, help="'all' (default) or comma-separated diagnostic tasks")
+    parser.add_argument("--tasks", default=None, help="'all' (default), 'demo' or comma-separated tasks "
+                                                      "('all'/'demo': those whose data exist; docs/experiment.md)")
     parser.add_argument("--scale", default=None, help=f"{', '.join(SCALES)} (default tiny; see docs/experiment.md)")
     parser.add_argument("--out", default="runs/experiment", help="experiment directory")
     parser.add_argument("--resume", action="store_true", help="continue the experiment in --out with its settings")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a different experiment.json in --out (runs are kept and reused, never deleted)")
-    parser.add_argument("--data", default="diag", help="'diag' or a directory of official task files")
+    parser.add_argument("--data", default="auto", help="'auto' (real where it exists, else registry-real, else "
+                                                     "silver), 'diag' (silver) or a directory of official task files")
+    parser.add_argument("--data-dir", default=None, help="directory of official layouts (default $ATINUKE_DATA)")
     parser.add_argument("--device", default=None, help="override the scale's device (cpu, cuda, auto)")
     parser.add_argument("--pretrain-flags", default="", help="extra flags for every pretraining run, e.g. '--steps 500'")
     parser.add_argument("--finetune-scale", type=float, default=None,
@@ -487,7 +558,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``atinuke experiment``."""
     from atinuke.parallel import resolve_jobs
+    from atinuke.tasks.sources import data_dir
 
+    data_dir(args.data_dir)  # a --data-dir or ATINUKE_DATA that is no directory: said before anything runs
     out = Path(args.out)
     if getattr(args, "plan", False):
         from atinuke.power import format_plan, plan_from_results
@@ -506,11 +579,11 @@ def run(args: argparse.Namespace) -> int:
         requested = parse_spec(args.arms if args.arms is not None else ",".join(base.arms),
                                args.seeds if args.seeds is not None else len(base.seeds),
                                args.tasks if args.tasks is not None else ",".join(base.tasks),
-                               args.scale if args.scale is not None else base.scale)
+                               args.scale if args.scale is not None else base.scale, args.data, args.data_dir)
     if args.finetune_scale is not None and not args.finetune_scale > 0:
         raise UserInputError(f"--finetune-scale must be positive, got {args.finetune_scale}")
     spec = check_out(out, requested, args.resume, args.overwrite)
     run_experiment(spec, out, data=args.data, device=args.device, pretrain_flags=shlex.split(args.pretrain_flags),
                    finetune_scale=args.finetune_scale, use_shipped=getattr(args, "use_shipped", True),
-                   jobs=resolve_jobs(args.jobs), pretrain_only=args.pretrain_only)
+                   jobs=resolve_jobs(args.jobs), pretrain_only=args.pretrain_only, data_dir=args.data_dir)
     return 0

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_write_text, write_with
 
-RESULT_COLUMNS = ("arm", "seed", "task", "metric", "value", "predictions")
+RESULT_COLUMNS = ("arm", "seed", "task", "metric", "value", "predictions", "source", "dataset")
 
 
 def _seed_of(name: str) -> Optional[int]:
@@ -25,7 +25,9 @@ def collect_results(out: Path, arms: Sequence[str] = ()) -> list[dict[str, Any]]
 
     Rows are ordered by arm (``arms``' order, then any other by name), seed, task (the sweep's order,
     then by name) and metric (headline first). ``predictions`` is the path of the run's
-    ``predictions.parquet`` relative to ``out`` ("" when the run wrote none).
+    ``predictions.parquet`` relative to ``out`` ("" when the run wrote none); ``source`` is where the run's
+    data came from ("real", "registry-real", "silver"; "" for a run that predates the record) and ``dataset``
+    its name (:mod:`atinuke.tasks.sources`).
     """
     from atinuke.finetune_all import TASK_DEFAULTS, metric_items
 
@@ -50,7 +52,8 @@ def collect_results(out: Path, arms: Sequence[str] = ()) -> list[dict[str, Any]]
         predictions = run_dir / "predictions.parquet"
         relative = predictions.relative_to(out).as_posix() if predictions.is_file() else ""
         rows.extend({"arm": arm, "seed": seed, "task": task, "metric": name, "value": float(value),
-                     "predictions": relative} for name, value in metric_items(metrics))
+                     "predictions": relative, "source": str(metrics.get("data_source", "")),
+                     "dataset": str(metrics.get("dataset", ""))} for name, value in metric_items(metrics))
     return rows
 
 
@@ -65,7 +68,8 @@ def write_results(out: Path, rows: Sequence[dict[str, Any]]) -> tuple[Path, Path
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
     frame = pd.DataFrame(list(rows), columns=list(RESULT_COLUMNS)).astype(
-        {"arm": str, "seed": "int64", "task": str, "metric": str, "value": "float64", "predictions": str})
+        {"arm": str, "seed": "int64", "task": str, "metric": str, "value": "float64", "predictions": str,
+         "source": str, "dataset": str})
     write_with(out / "results.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
     return out / "results.csv", out / "results.parquet"
 
@@ -75,7 +79,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Returns:
         One row per (arm, task) in the results' order: arm, task, metric, n_seeds, mean, ci_low, ci_high
-        (the interval is None with one seed).
+        (the interval is None with one seed), source (the task's data sources over its runs, "" if unrecorded).
     """
     import numpy as np
     from scipy import stats
@@ -86,9 +90,11 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return get_task(task).metric
 
     groups: dict[tuple[str, str], list[float]] = {}
+    source_of: dict[str, set[str]] = {}
     for row in rows:
         if row["metric"] == headline_of(row["task"]):
             groups.setdefault((row["arm"], row["task"]), []).append(float(row["value"]))
+            source_of.setdefault(row["task"], set()).add(str(row.get("source") or ""))
     summary = []
     for (arm, task), values in groups.items():
         mean = float(np.mean(values))
@@ -100,18 +106,20 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             low = high = None
         summary.append({"arm": arm, "task": task, "metric": headline_of(task), "n_seeds": len(values), "mean": mean,
-                        "ci_low": low, "ci_high": high})
+                        "ci_low": low, "ci_high": high, "source": "/".join(sorted(source_of[task] - {""}))})
     return summary
 
 
 def summary_markdown(summary: Sequence[dict[str, Any]]) -> str:
-    """The arms x tasks table as Markdown: "mean ± half-width (n seeds)" per cell."""
+    """The arms x tasks table as Markdown: "mean ± half-width (n seeds)" per cell; each task row names its
+    metric and its data source ("cola (mcc; real)")."""
     arms = list(dict.fromkeys(r["arm"] for r in summary))
     tasks = list(dict.fromkeys(r["task"] for r in summary))
     cells = {(r["arm"], r["task"]): r for r in summary}
     lines = ["| task (metric) | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
     for task in tasks:
-        row = [f"{task} ({next(r['metric'] for r in summary if r['task'] == task)})"]
+        first = next(r for r in summary if r["task"] == task)
+        row = [f"{task} ({first['metric']}" + (f"; {first['source']})" if first.get("source") else ")")]
         for arm in arms:
             cell = cells.get((arm, task))
             if cell is None:

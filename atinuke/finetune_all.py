@@ -11,7 +11,8 @@ CPU cores: both models see the same seeded training sample; MiniLM trains its to
 (``freeze_layers=3``; all layers for SRL, four frozen for coreference; the pretrained lower layers already encode what these tasks need, and backpropagating
 through them would triple the cost), Atinuke trains everything for more epochs (it is ~20x cheaper per
 example and starts from a small pretraining run). ``--scale`` multiplies every example count (use a larger
-value with a GPU or more time). Scores are on silver data derived from real text, not official benchmarks.
+value with a GPU or more time). Each run records its data source (real, registry-real or silver: rule-made
+labels on real text) in ``metrics.json``.
 """
 from __future__ import annotations
 
@@ -91,7 +92,24 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
     # Documents of ~100 words; the pairwise antecedent scorer dominates.
     "coref": TaskDefaults(train=100, dev=60, epochs_atinuke=6, epochs_minilm=4, batch_size=4, max_len=128,
                           cost_factor=1.6),
+    # Human-labelled data (atinuke.tasks.sources; real when $ATINUKE_DATA holds it, registry-real after
+    # `atinuke prepare-data`). The training set is a seeded sample, as above; on real data the whole dev split
+    # is evaluated at scale >= 1 (CoLA in_domain_dev 527, SST-2 872, MRPC's 500, STS's seeded 1,210-pair cut,
+    # RTE-3 dev 800, SICK trial 500, GAP validation 454, VADER's 1,016; ``dev`` is their size, scaled below 1).
+    # The sets the demo adds (sick, gap, vader-movies) train on 400 / 320 / 400 examples, so that the demo's
+    # estimated cost grows by under 10% (docs/experiment.md).
+    "sst2": TaskDefaults(train=800, dev=872, epochs_atinuke=6, epochs_minilm=3, batch_size=16, max_len=64, freeze_minilm=3),
+    "sts": TaskDefaults(train=800, dev=1210, epochs_atinuke=6, epochs_minilm=3, batch_size=16, max_len=96, freeze_minilm=3),
+    # RTE premises run to ~100 words: a longer window, so the most expensive pair task per example.
+    "rte": TaskDefaults(train=800, dev=800, epochs_atinuke=6, epochs_minilm=3, batch_size=16, max_len=128, freeze_minilm=3),
+    "sick": TaskDefaults(train=400, dev=500, epochs_atinuke=6, epochs_minilm=3, batch_size=16, max_len=64, freeze_minilm=3),
+    # Wikipedia paragraphs cut to a window around the pronoun and both names (atinuke.tasks.kinds.gap).
+    "gap": TaskDefaults(train=320, dev=454, epochs_atinuke=4, epochs_minilm=2, batch_size=8, max_len=128, freeze_minilm=3),
+    "vader-movies": TaskDefaults(train=400, dev=1016, epochs_atinuke=6, epochs_minilm=3, batch_size=16, max_len=64,
+                                 freeze_minilm=3),
 }
+# A real or registry-real dev split is evaluated whole at scale >= 1 (every one is under 1,300 examples).
+WHOLE_SPLIT = 1_000_000
 # Few steps per run, so larger peak rates than the usual 2e-5..5e-5 (Devlin et al., 2019) for full-data runs.
 LEARNING_RATES = {"atinuke": 1e-3, "minilm": 2e-4}
 # CPU time per training token relative to the tiny from-scratch models (measured on the demo: MiniLM's SNLI
@@ -150,8 +168,18 @@ def _collect_rows(out: Path) -> list[dict]:
 BUDGETS = ("atinuke", "minilm")
 
 
+def is_real(task: str, data: str = "auto", data_dir: Optional[str] = None) -> bool:
+    """Whether ``task`` reads human-labelled data (real or registry-real) under ``data``, not the silver suite."""
+    from atinuke.tasks import DIAGNOSTIC_TASKS, sources
+
+    try:
+        return sources.resolve(task, data, data_dir, DIAGNOSTIC_TASKS) != "diag"
+    except UserInputError:  # no data at all: the run itself says so
+        return False
+
+
 def task_config(task: str, model: str, budget: str, out: Path, data: str = "diag", scale: float = 1.0,
-                device: str = "cpu", seed: int = 0) -> "FinetuneConfig":
+                device: str = "cpu", seed: int = 0, data_dir: Optional[str] = None) -> "FinetuneConfig":
     """The sweep's fine-tuning settings of one (model, task) run, as a :class:`FinetuneConfig`.
 
     Args:
@@ -161,10 +189,13 @@ def task_config(task: str, model: str, budget: str, out: Path, data: str = "diag
             learning rate; also used for the from-scratch BERT baseline) or "minilm" (a pretrained encoder:
             lower layers frozen, fewer epochs).
         out: the run directory.
-        data: "diag" or a directory in the official layout.
-        scale: multiplier on the example counts.
+        data: "auto" (the data setting: real, else registry-real, else silver; :mod:`atinuke.tasks.sources`),
+            "diag" or a directory in the official layout.
+        scale: multiplier on the example counts; a real or registry-real dev split is evaluated whole at
+            scale >= 1 (``WHOLE_SPLIT``).
         device: torch device.
         seed: data order, dropout and head initialisation (``atinuke finetune --seed``).
+        data_dir: the data directory for "auto" (default ``$ATINUKE_DATA``).
 
     Raises:
         UserInputError: for a task without sweep settings or an unknown budget.
@@ -181,9 +212,11 @@ def task_config(task: str, model: str, budget: str, out: Path, data: str = "diag
         model=model, task=task, data=data, out=str(out),
         epochs=settings.epochs_minilm if is_minilm else settings.epochs_atinuke,
         batch_size=settings.batch_size, max_len=settings.max_len,
-        limit=max(8, math.ceil(settings.train * scale)), eval_limit=max(8, math.ceil(settings.dev * scale)),
+        limit=max(8, math.ceil(settings.train * scale)),
+        eval_limit=WHOLE_SPLIT if scale >= 1 and is_real(task, data, data_dir) else max(8, math.ceil(settings.dev * scale)),
         lr=(settings.lr_minilm if is_minilm and settings.lr_minilm else LEARNING_RATES[budget]),
-        head_lr=settings.head_lr, device=device, freeze_layers=settings.freeze_minilm if is_minilm else 0, seed=seed)
+        head_lr=settings.head_lr, device=device, freeze_layers=settings.freeze_minilm if is_minilm else 0, seed=seed,
+        data_dir=data_dir)
 
 
 def finetune_all(atinuke: str, out: Path, tasks: Sequence[str], data: str = "diag", scale: float = 1.0,

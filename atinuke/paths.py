@@ -17,3 +17,4 @@ def cache_dir() -> Path:
 def runs_dir() -> Path:
     """Directory of trained models and analysis artifacts: ``$ATINUKE_RUNS``, else ``<repo>/runs``."""
     return Path(os.environ.get("ATINUKE_RUNS", REPO_ROOT / "runs"))
+

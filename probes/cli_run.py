@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "tree_distance, tree_depth, length, acceptability, nli)")
     parser.add_argument("--layers", default=defaults.layers, help="'all', '0,3,6' or '1-4'")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/probes/<model>/<task>)")
-    parser.add_argument("--data", choices=("gold", "silver", "diag"), default=None, help="label source")
+    parser.add_argument("--data", choices=("gold", "ud", "silver", "diag"), default=None,
+                        help="label source (default: ud, the gold UD English EWT, where ATINUKE_DATA has it)")
     parser.add_argument("--corpus", choices=CORPORA, default=defaults.corpus, help="real text for silver labels")
     parser.add_argument("--max-sentences", type=int, default=defaults.max_sentences)
     parser.add_argument("--probe", choices=PROBE_KINDS, default=defaults.probe)

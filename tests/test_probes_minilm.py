@@ -14,7 +14,8 @@ from probes.runner import RESULT_COLUMNS, ProbeRunConfig, run_probing
 @pytest.fixture(scope="module")
 def minilm_pos(tmp_path_factory):
     out = tmp_path_factory.mktemp("probes") / "minilm" / "pos"
-    config = ProbeRunConfig(model="minilm", task="pos", layers="0,2,4", max_sentences=300, controls=True, seeds=1)
+    config = ProbeRunConfig(model="minilm", task="pos", data="silver", layers="0,2,4", max_sentences=300, controls=True,
+                            seeds=1)
     return run_probing(config, out), out
 
 

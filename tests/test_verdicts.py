@@ -236,3 +236,25 @@ def test_calibration_bench_prints_its_figures_and_relabelling_changes_nothing(ca
     assert {"type1_3seeds", "type1_5seeds", "power_3seeds", "power_5seeds", "ci_coverage_3seeds",
             "seed_relabel_max_p_change"} <= set(figures)
     assert figures["seed_relabel_max_p_change"] < 1e-9 and figures["seed_relabel_verdict_changes"] == 0
+
+
+def test_gap_headline_is_the_official_scorer_f1_recomputed_from_counts():
+    """GAP's F1 over the A/B decisions (Webster et al., 2018) from additive counts equals ``gap_scores`` exactly,
+    also on a resample-like reweighting, and the trivial baseline is the majority label scored the same way."""
+    from atinuke.tasks.gap import gap_scores
+
+    rng = np.random.default_rng(5)
+    labels = ["A", "B", "NEITHER"]
+    gold = pd.Series(rng.choice(labels, 60, p=[0.45, 0.45, 0.1]).tolist())
+    prediction = pd.Series([g if rng.random() < 0.6 else labels[int(rng.integers(3))] for g in gold])
+    genders = ["masculine"] * 60
+    official = gap_scores(genders, gold.tolist(), prediction.tolist())["f1"]
+    matrix = example_statistics("gap", gold, prediction, pd.Series(np.zeros(len(gold))))
+    assert float(metric_from_totals("gap", matrix.sum(axis=0))) == pytest.approx(official, abs=1e-12)
+    weights = rng.integers(0, 3, len(gold))
+    chosen = np.repeat(np.arange(len(gold)), weights)
+    reweighted = gap_scores(["masculine"] * len(chosen), gold.iloc[chosen].tolist(), prediction.iloc[chosen].tolist())["f1"]
+    assert float(metric_from_totals("gap", (matrix * weights[:, None]).sum(axis=0))) == pytest.approx(reweighted)
+    majority = gold.value_counts().sort_index().idxmax()
+    trivial = float(metric_from_totals("gap", trivial_statistics("gap", gold).sum(axis=0)))
+    assert trivial == pytest.approx(gap_scores(genders, gold.tolist(), [majority] * 60)["f1"], abs=1e-12)

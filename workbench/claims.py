@@ -152,10 +152,19 @@ def _scope(experiment: Experiment, provenances: set[str], seeds: int) -> str:
             f"{seeds} seed(s) per arm")
 
 
-def _task_sentence(runs: TaskRuns, floors: dict[str, Optional[RunTest]]) -> str:
+def _source_label(experiment: Experiment, runs: TaskRuns) -> str:
+    """"real: <dataset>", "registry-real: <dataset>" or "silver data": where a task's runs read their data
+    (``metrics.json``'s ``data_source``, recorded by fine-tuning; older runs by their provenance)."""
+    record = experiment.metrics(SUBJECT, runs.seeds(SUBJECT)[0], runs.task)
+    source = record.get("data_source") or (
+        "silver" if any(provenance_kind(p) == "silver" for p in runs.provenance) else "real")
+    return source + (f": {record['dataset']}" if source != "silver" and record.get("dataset") else " data")
+
+
+def _task_sentence(runs: TaskRuns, floors: dict[str, Optional[RunTest]], label: str = "") -> str:
     a = [runs.value(SUBJECT, s) for s in runs.seeds(SUBJECT)]
     b = [runs.value(COMPARATOR, s) for s in runs.seeds(COMPARATOR)]
-    text = (f"{runs.task} ({len(a)}/{len(b)} runs, {runs.n} dev examples): {runs.metric} {SUBJECT} {_mean_sd(a)} vs "
+    text = (f"{runs.task}{f' [{label}]' if label else ''} ({len(a)}/{len(b)} runs, {runs.n} dev examples): {runs.metric} {SUBJECT} {_mean_sd(a)} vs "
             f"{COMPARATOR} {_mean_sd(b)}, trivial baseline ({task_kind(runs.task).trivial_baseline}) by the same "
             f"metric {runs.trivial_value:.3f}")
     if runs.seeds(REFERENCE):
@@ -190,11 +199,13 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
         row.verdict, row.evidence = NO_EVIDENCE, (f"No finished {SUBJECT} and {COMPARATOR} fine-tuning of a {family} "
                                                   f"task in {experiment.path} (tasks: {', '.join(tasks) or 'none'}).")
         return row
-    sentences, measurable, provenances = [], [], set()
+    sentences, measurable, provenances, silver = [], [], set(), []
     for runs in evidence:
         provenances |= runs.provenance
+        label = _source_label(experiment, runs)
+        silver += [runs.task] if label == "silver data" else []
         floors = {arm: floor_test(runs, arm, n_boot) for arm in (SUBJECT, COMPARATOR)}
-        sentences.append(_task_sentence(runs, floors))
+        sentences.append(_task_sentence(runs, floors, label))
         if all(learnt(test) for test in floors.values()):
             measurable.append(runs)
     row.seeds = min(min(len(r.seeds(SUBJECT)), len(r.seeds(COMPARATOR))) for r in evidence)
@@ -207,8 +218,8 @@ def _benchmark_claim(family: str, experiment: Optional[Experiment], n_boot: int)
     row.reference_score = float(np.mean(refs)) if refs else None
     row.provenance = ", ".join(sorted(provenances)) or "unknown"
     row.scope = _scope(experiment, provenances, row.seeds)
-    caveat = (" The data are silver (derived from real text by rules), not the official benchmark sets."
-              if any(provenance_kind(p) == "silver" for p in provenances) else "")
+    caveat = (f" The data of {', '.join(silver)} are silver (derived from real text by rules), not the official "
+              "benchmark sets." if silver else "")
     if not measurable:
         row.verdict, row.evidence = FLOOR, " ".join(sentences) + caveat
         return row

@@ -52,6 +52,8 @@ TAXONOMY: dict[str, tuple[str, ...]] = {
     "label": ("meta_label", "meta_gold_label"),
     "construction": ("meta_rule", "meta_template", "meta_source"),
     "structure": ("meta_n_clusters", "meta_n_mentions", "meta_n_arguments", "meta_impossible"),
+    "gender": ("meta_gender", "meta_pronoun"),  # GAP: the pronoun's gender (Webster et al., 2018)
+    "page context": ("meta_page_context",),  # GAP: which name the Wikipedia page title matches
 }
 
 SIGNAL_PREFIX = "signal_"  # internal-signal columns (attention entropy, IG delta, ...) carry this prefix

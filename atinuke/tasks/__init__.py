@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from atinuke.errors import UserInputError
 from atinuke.paths import cache_dir
-from atinuke.tasks import conll2005, conll2012, glue, nli, sources, squad, userdata
+from atinuke.tasks import conll2005, conll2012, gap, glue, nli, sources, squad, userdata
 from atinuke.tasks._common import LoadedData, attach_sidecar, check_unique_ids, log_skips
 from atinuke.tasks.base import (
     TASK_KINDS,
@@ -144,6 +144,8 @@ def load_task(name: str, data: str = "diag", split: str = "train", columns: Opti
             raise UserInputError(f"task {name!r} is a user dataset's; give --data (a file, a saved dataset or hf:NAME)")
         examples, prov = userdata.load_user_split(spec, data, split, columns)
         return TaskData(name, split, examples, Path(data), prov, source="user", dataset=Path(data).name)
+    if data == "diag" and name not in DIAGNOSTIC_TASKS and name in sources.SOURCES:
+        data = "auto"  # a real-only task (gap) has no silver version: its default is the data setting
     data = sources.resolve(name, data, data_dir, DIAGNOSTIC_TASKS)
     source = sources.SOURCES.get(name)
     if data == "registry":
@@ -256,7 +258,16 @@ def _load_conll2005(spec: TaskSpec, path: Path, split: str) -> LoadedData:
     return conll2005.load_conll2005(path, split)
 
 
+def _load_gap(spec: TaskSpec, path: Path, split: str) -> LoadedData:
+    file = gap.gap_file(path, split)
+    loaded = gap.read_gap(file)
+    attach_sidecar(loaded.examples, file)
+    return loaded
+
+
 def _load_coref_or_srl(spec: TaskSpec, path: Path, split: str) -> LoadedData:
+    if spec.name == "gap":
+        return _load_gap(spec, path, split)
     if spec.name == "srl2005":
         return _load_conll2005(spec, path, split)
     return _load_conll2012(spec, path, split)

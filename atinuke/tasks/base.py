@@ -96,7 +96,7 @@ class CorefDocument:
 
 Example = Union[ClassificationExample, QAExample, SRLExample, CorefDocument]
 
-TASK_KINDS = ("classification", "regression", "span_qa", "tagging", "coref")
+TASK_KINDS = ("classification", "regression", "span_qa", "tagging", "coref", "gap")
 
 
 @dataclass(frozen=True)

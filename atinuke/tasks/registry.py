@@ -41,6 +41,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("srl", "srl", "tagging", _SRL2012_TAGS, "f1"),
     TaskSpec("srl2005", "srl", "tagging", _SRL2005_TAGS, "f1"),
     TaskSpec("coref", "coref", "coref", (), "conll_f1"),
+    TaskSpec("gap", "coref", "gap", ("A", "B", "NEITHER"), "f1"),
 )}
 
 

@@ -35,8 +35,8 @@ from typing import Callable, Optional
 
 from atinuke import fetch
 from atinuke.errors import UserInputError
-from atinuke.tasks import official, rte_xml, sentiment, sst
-from atinuke.tasks._common import LoadedData
+from atinuke.tasks import gap, official, rte_xml, sentiment, sst
+from atinuke.tasks._common import LoadedData, attach_sidecar
 
 REAL = "real"
 REGISTRY_REAL = "registry-real"
@@ -91,6 +91,13 @@ def _sick(task: str, path: Path, split: str) -> LoadedData:
     return official.read_sick(path / _file(official.SICK_FILES, split, "SICK"), split, task)
 
 
+def _gap(path: Path, split: str) -> LoadedData:
+    file = gap.gap_file(path, split)
+    loaded = gap.read_gap(file)
+    attach_sidecar(loaded.examples, file)
+    return loaded
+
+
 def _file(files: dict[str, str], split: str, name: str) -> str:
     if split not in files:
         raise UserInputError(f"{name} has splits {', '.join(files)}, not {split!r}")
@@ -132,6 +139,10 @@ BUILTIN_SOURCES: tuple[DataSource, ...] = (
                **_SICK),  # type: ignore[arg-type]
     DataSource("sick-r", "SICK relatedness (Marelli et al., 2014)", load=partial(_sick, "sick-r"),
                **_SICK),  # type: ignore[arg-type]
+    DataSource("gap", "GAP coreference (Webster et al., 2018)", REAL, _gap, "Apache-2.0",
+               "github.com/google-research-datasets/gap-coreference (gap-{development,validation,test}.tsv); "
+               "HF datasets: gap", subdir="gap", markers=("gap-development.tsv",),
+               split_note="official: gap-development as train 2,000 / gap-validation as dev 454 / gap-test 2,000"),
     DataSource("vader-movies", "VADER movie-review snippets, binary (Hutto & Gilbert, 2014)", REGISTRY_REAL,
                lambda path, split: sentiment.read_vader_movies(path, split, "vader-movies"), "MIT",
                "PyPI vaderSentiment==3.3.2 sdist, additional_resources/hutto_ICWSM_2014.tar.gz",

@@ -195,7 +195,9 @@ class ClassTarget(Target):
 
     def read_positions(self, subject, index):
         pooling = getattr(getattr(subject.task_model, "config", None), "pooling", None)
-        return torch.zeros(len(index), 1, dtype=torch.long, device=index.device) if pooling == "cls" else None
+        if pooling != "cls" or not getattr(task_workbench_kind(subject.task), "class_reads_cls", True):
+            return None  # the head reads more than the [CLS] row (mean pooling, GAP's spans): no row pruning
+        return torch.zeros(len(index), 1, dtype=torch.long, device=index.device)
 
     def label(self, subject, index):
         labels = list(getattr(subject.task, "labels", ()) or ())

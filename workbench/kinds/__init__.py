@@ -1,6 +1,6 @@
 """What the workbench adds per task kind (attribution targets, lens read-out, patching metric): one
 ``WorkbenchKind`` per kind, one file per built-in kind, keyed by the names of ``atinuke.tasks.kinds``."""
-from workbench.kinds import classification, coref, regression, span_qa, tagging
+from workbench.kinds import classification, coref, gap, regression, span_qa, tagging
 from workbench.kinds.base import (
     WORKBENCH_KINDS,
     WorkbenchKind,
@@ -10,7 +10,7 @@ from workbench.kinds.base import (
     unregister_workbench_kind,
 )
 
-for _module in (classification, regression, span_qa, tagging, coref):
+for _module in (classification, regression, span_qa, tagging, coref, gap):
     register_workbench_kind(_module.KIND)
 
 __all__ = [

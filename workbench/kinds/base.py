@@ -46,6 +46,8 @@ class WorkbenchKind:
             its fine-tuned models.
         headline: its headline metrics from additive per-example statistics (``workbench.kinds.headline``), which
             the claims recompute on every resample; None: the claims use the mean ``example_f1``.
+        class_reads_cls: a class target of a ``pooling="cls"`` head reads the [CLS] row alone (so attribution
+            may compute only that row in the last block); False for a head that reads other rows (GAP's spans).
     """
 
     name: str
@@ -58,6 +60,7 @@ class WorkbenchKind:
     patching_metric: Optional[PatchingMetric] = None
     lens_in_app: bool = False
     headline: Optional["HeadlineMetric"] = None
+    class_reads_cls: bool = True
 
     def __post_init__(self) -> None:
         if self.default_target not in self.target_forms:

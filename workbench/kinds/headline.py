@@ -159,3 +159,30 @@ REGRESSION = HeadlineMetric(("pearson",), _regression_statistics, _regression_va
 SPAN_QA = HeadlineMetric(("f1",), mean_statistics, mean_value, _no_answer)
 TAGGING = HeadlineMetric(("f1",), _tagging_statistics, _tagging_value, _all_o)
 COREF = HeadlineMetric(("conll_f1",), _coref_statistics, _coref_value, _no_cluster)
+
+
+def _gap_statistics(metric: str, gold: pd.Series, prediction: pd.Series, example_f1: pd.Series) -> np.ndarray:
+    """``[tp, fp, fn]`` of each example's two decisions (A is the antecedent, B is), as GAP's official scorer
+    counts them (Webster et al., 2018): a missing output is a false negative."""
+    from atinuke.tasks.gap import decisions
+
+    rows = []
+    for g_value, p_value in zip(gold, prediction, strict=True):
+        tp = fp = fn = 0
+        for g, p in zip(decisions(g_value), decisions(None if pd.isna(p_value) else p_value), strict=True):
+            if p is None:
+                fn += 1
+            elif p:
+                tp, fp = tp + bool(g), fp + (not g)
+            elif g:
+                fn += 1
+        rows.append((tp, fp, fn))
+    return np.asarray(rows, dtype=float).reshape(-1, 3)
+
+
+def _gap_value(metric: str, totals: np.ndarray) -> np.ndarray:
+    tp, fp, fn = (np.asarray(totals, dtype=float)[..., i] for i in range(3))
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+GAP = HeadlineMetric(("f1",), _gap_statistics, _gap_value, _majority)

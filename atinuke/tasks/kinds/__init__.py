@@ -8,11 +8,12 @@ this package, so the built-in kinds are always registered.
 from atinuke.tasks.kinds.base import KINDS, TaskKind, get_kind, register_kind, task_kinds, unregister_kind
 from atinuke.tasks.kinds.classification import ClassificationKind
 from atinuke.tasks.kinds.coref import CorefKind
+from atinuke.tasks.kinds.gap import GapKind
 from atinuke.tasks.kinds.regression import RegressionKind
 from atinuke.tasks.kinds.span_qa import ANSWER_SEPARATOR, SpanQAKind
 from atinuke.tasks.kinds.tagging import TaggingKind
 
-for _kind in (ClassificationKind(), RegressionKind(), SpanQAKind(), TaggingKind(), CorefKind()):
+for _kind in (ClassificationKind(), RegressionKind(), SpanQAKind(), TaggingKind(), CorefKind(), GapKind()):
     register_kind(_kind)
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "KINDS",
     "ClassificationKind",
     "CorefKind",
+    "GapKind",
     "RegressionKind",
     "SpanQAKind",
     "TaggingKind",
