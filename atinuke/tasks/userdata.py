@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from atinuke.errors import UserInputError
+from atinuke.tasks import userdata_checks as checks
 from atinuke.tasks._common import json_lines, open_text
 from atinuke.tasks.base import Answer, ClassificationExample, Example, QAExample, SRLExample, TaskSpec
 from atinuke.tasks.kinds.base import KINDS, TaskKind, get_kind
 from atinuke.tasks.registry import TASKS, register_task
-from atinuke.tasks.userdata_checks import (check_header, check_quoted_field, check_text_cell, count_rewritten,
-                                          label_text, log_rewritten)
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +186,13 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
         header = next(reader, None)
         if not header:
             raise UserInputError(f"{path}:1: empty file (expected a header line)")
-        check_header(f"{path}:1", header)
+        checks.check_header(f"{path}:1", header)
         line = reader.line_num + 1
         for values in reader:
             start, line = line, reader.line_num + 1
             if not any(v.strip() for v in values):
                 continue
-            check_quoted_field(path, start, line - 1, values, delimiter, len(header))
+            checks.check_quoted_field(path, start, line - 1, values, delimiter, len(header))
             if len(values) != len(header):
                 raise UserInputError(f"{path}:{start}: {len(values)} fields, but the header has {len(header)}")
             rows.append((f"{path}:{start}", dict(zip(header, values))))
@@ -231,7 +230,7 @@ def _read_parquet_files(files: Sequence[Path]) -> Table:
             table = pq.read_table(file)
         except Exception as error:  # pyarrow raises ArrowInvalid / OSError with multi-line messages
             raise UserInputError(f"{file}: cannot read parquet ({str(error).splitlines()[0]})") from None
-        check_header(str(file), table.column_names)
+        checks.check_header(str(file), table.column_names)
         columns = columns or list(table.column_names)
         metadata = table.schema.metadata or {}
         if b"huggingface" in metadata:  # what datasets writes: the features, ClassLabel names included
@@ -319,7 +318,7 @@ def _require_columns(table: Table, mapping: dict[str, str]) -> None:
 
 def cell_text(location: str, record: dict[str, Any], column: str, allow_empty: bool = False) -> str:
     value = record[column]
-    check_text_cell(location, column, value)
+    checks.check_text_cell(location, column, value)
     text = "" if value is None else str(value)
     if not text.strip() and not allow_empty:
         raise UserInputError(f"{location}: empty text in column {column!r}")
@@ -353,7 +352,7 @@ def cell_label(table: Table, location: str, record: dict[str, Any], column: str)
     names = table.class_names.get(column)
     if names is not None and isinstance(value, int) and 0 <= value < len(names):
         return names[value]
-    label = label_text(location, column, value)
+    label = checks.label_text(location, column, value)
     if not label.strip():
         raise UserInputError(f"{location}: empty label in column {column!r}")
     return label
@@ -366,7 +365,8 @@ def _rewritten_labels(table: Table, mapping: dict[str, str]) -> int:
         return 0
     raw = [record.get(column) for _, record in table.rows]
     try:
-        return count_rewritten(raw, [label_text("", column, v) if isinstance(v, (str, float)) else v for v in raw])
+        labels = [checks.label_text("", column, v) if isinstance(v, (str, float)) else v for v in raw]
+        return checks.count_rewritten(raw, labels)
     except UserInputError:  # a regression score (NaN was refused by its own check): nothing was rewritten
         return 0
 
@@ -536,7 +536,7 @@ def load_user_data(data: str, columns: Optional[str], dev_data: Optional[str] = 
         split_rule = f"held-out {dev_fraction:g} of {train_table.source} (seed {seed})"
         dev_provenance = f"user: {train_table.source} [{mapped}], held-out {dev_fraction:g} (seed {seed})"
     rewritten = _rewritten_labels(train_table, mapping) + (_rewritten_labels(dev_table, mapping) if dev_table else 0)
-    log_rewritten(train_table.source, rewritten)
+    checks.log_rewritten(train_table.source, rewritten)
     labels = label_set(kind, train)
     if len(labels) < get_kind(kind).user_min_labels:
         raise UserInputError(f"{train_table.source}: only one label in training ({', '.join(labels)}); "

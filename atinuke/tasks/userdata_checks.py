@@ -52,7 +52,7 @@ def check_quoted_field(path: object, start: int, end: int, values: Sequence[str]
 
 def check_text_cell(location: str, column: str, value: Any) -> None:
     """Refuse a list, mapping or array where text is expected (it would be stringified into the input)."""
-    if isinstance(value, (list, tuple, dict, set)) or getattr(value, "ndim", 0):
+    if isinstance(value, (list, tuple, dict, set)) or bool(getattr(value, "ndim", 0)):
         what = "a mapping" if isinstance(value, dict) else "a list"
         raise UserInputError(f"{location}: column {column!r} holds {what} ({str(value)[:40]}), not text")
 
