@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_write_json, check_out_dir
+from atinuke.io import atomic_write_json, check_out_dir, check_owned, release_out_dirs
 from atinuke.paths import runs_dir
 from atinuke.training import decay_groups, resolve_device, warmup_linear, write_metrics_csv
 
@@ -193,12 +193,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     Raises:
         UserInputError: unknown task/model/label, missing data, bad settings, a diverging loss.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
-    from atinuke.tasks import TaskData, get_kind, get_task, load_task
-    from atinuke.tasks.heads import build_task_model, save_task_model
-    from atinuke.tasks.heads.calibration import calibrate
+    from atinuke.tasks import get_task
+    from atinuke.tasks.heads.model import MODEL_FILES
     from atinuke.tasks.userdata import is_user_source, load_user_data
 
     config.validate()
@@ -215,6 +211,22 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     device = resolve_device(config.device)
     out = check_out_dir(Path(config.out) if config.out else default_out(config.model, config.task),
                         overwrite=config.overwrite)
+    try:
+        check_owned(out / "model", MODEL_FILES)  # --overwrite replaces model/ as a whole
+        return _finetune(config, user, spec, device, out, wall_start)
+    finally:
+        release_out_dirs(out)
+
+
+def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: str, out: Path, wall_start: float) -> FinetuneResult:
+    """The run of :func:`finetune` in its claimed ``out``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
+    from atinuke.tasks import TaskData, get_kind, load_task
+    from atinuke.tasks.heads import build_task_model, save_task_model
+    from atinuke.tasks.heads.calibration import calibrate
+
     if user is not None:  # nothing is read twice: both splits came with the spec
         train_data = TaskData(spec.name, "train", user.train, Path(config.data), user.train_provenance)
         dev_data = TaskData(spec.name, config.eval_split, user.dev, Path(config.dev_data or config.data),

@@ -153,12 +153,14 @@ def _distributed() -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``workbench attribute``."""
-    from atinuke.io import atomic_write_json, check_out_dir
+    from atinuke.io import atomic_write_json, check_out_dir, check_out_path
     from atinuke.paths import cache_dir
     from workbench.attribution import METHODS, Attribution, AttributionParams, attribute
     from workbench.store import AttributionStore
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    if not methods:
+        raise UserInputError(f"--method {args.method!r} names no method; choose from {', '.join(METHODS)}")
     for method in methods:
         if method not in METHODS:
             raise UserInputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -169,7 +171,10 @@ def run(args: argparse.Namespace) -> int:
                              f"got {args.randomization_limit}")
     if args.n_boot < 1:
         raise UserInputError(f"--n-boot must be at least 1, got {args.n_boot}")
-    check_out_dir(args.out, overwrite=args.overwrite)  # before any work: a finished run is never replaced silently
+    if args.store and not args.no_store:
+        check_out_path(args.store, "--store")
+    # before any work: a finished run is never replaced silently; rank 0 claims --out for all ranks
+    check_out_dir(args.out, overwrite=args.overwrite, claim=int(os.environ.get("RANK", "0")) == 0)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line error contract
