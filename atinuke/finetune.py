@@ -218,7 +218,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         release_out_dirs(out)
 
 
-def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: str, out: Path, wall_start: float) -> FinetuneResult:
+def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: Any, out: Path, wall_start: float) -> FinetuneResult:
     """The run of :func:`finetune` in its claimed ``out``."""
     from torch.utils.tensorboard import SummaryWriter
 
