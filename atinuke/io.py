@@ -218,7 +218,7 @@ def release_out_dirs(*outs: str | os.PathLike) -> None:
                 break
 
 
-def check_owned(directory: str | os.PathLike, owned: set[str], flag: str = "--overwrite") -> None:
+def check_owned(directory: str | os.PathLike, owned: frozenset[str] | set[str], flag: str = "--overwrite") -> None:
     """Refuse to replace ``directory`` as a whole when it holds entries this project did not write.
 
     Raises:
