@@ -187,6 +187,20 @@ def _held_out(examples: Sequence[Any], train: Sequence[Any], config: FinetuneCon
     return sample_examples(rest, config.calibration_limit, config.seed)
 
 
+def _check_doc_stride(config: FinetuneConfig) -> None:
+    """Refuse a QA ``--doc-stride`` that leaves no room in the ``--max-len`` window, before anything is written."""
+    from atinuke.tasks.heads.common import HeadConfig
+
+    stride = config.head.get("doc_stride")
+    if stride is None:
+        return
+    query = int(config.head.get("max_query_len", HeadConfig.max_query_len))
+    room = config.max_len - query - 4  # [CLS] question [SEP] chunk [SEP], and at least one new token per chunk
+    if stride > room:
+        raise UserInputError(f"--doc-stride {stride} does not fit the --max-len {config.max_len} window (questions "
+                             f"take up to {query} tokens); use at most {max(room, 0)}")
+
+
 def finetune(config: FinetuneConfig) -> FinetuneResult:
     """Fine-tune, save, evaluate on ``eval_split``; see the module docstring for the outputs.
 
@@ -208,6 +222,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     elif config.dev_data or config.kind:
         raise UserInputError("--dev-data and --kind are for a user dataset: give --columns")
     spec = get_task(config.task)
+    _check_doc_stride(config)
     device = resolve_device(config.device)
     out = check_out_dir(Path(config.out) if config.out else default_out(config.model, config.task),
                         overwrite=config.overwrite)
