@@ -125,6 +125,8 @@ def parse_layers(spec: Union[str, Sequence[int]], n_layers: int) -> list[int]:
                     layers += list(range(int(lo), int(hi) + 1))
                 else:
                     layers.append(int(part))
+            except UserInputError:
+                raise
             except ValueError:
                 raise UserInputError(f"unknown layer {part!r}: use 'all', numbers like 0,3,6 or a range 1-4") from None
     bad = [layer for layer in layers if not 0 <= layer < n_layers]

@@ -93,7 +93,7 @@ def test_a_corrected_doc_stride_rerun_is_not_refused(tmp_path, tiny_atinuke_dir,
     assert atinuke_main([*argv, "--doc-stride", "8"]) == 0
 
 
-@pytest.mark.parametrize("layers, needle", [("5-2", "the range 5-2 is empty"), (",", "names no layer")])
+@pytest.mark.parametrize("layers, needle", [("5-2", "the range 5-2 is empty"), (",", "unknown layer ''")])
 def test_probes_layers_backwards_is_one_line_before_features(tmp_path, tiny_atinuke_dir, layers, needle):
     from probes.cli import main as probes_main
 
