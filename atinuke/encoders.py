@@ -346,7 +346,5 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         logger.info("%s: no pad token; padding with the end-of-sequence token %r", path, tokenizer.eos_token)
     if placed:  # accelerate's hooks move activations between the devices; .to() would undo the placement
         return Encoder(name=name, kind=kind, model=model.eval(), tokenizer=tokenizer, path=path)
-    # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
-    # unbound function that wants the model as its first argument.
-    return Encoder(name=name, kind=kind, model=model.to(device, dtype).eval(),  # type: ignore[arg-type]
+    return Encoder(name=name, kind=kind, model=model.to(device, dtype).eval(),
                    tokenizer=tokenizer, path=path)

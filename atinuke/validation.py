@@ -157,7 +157,7 @@ def check_args(args: argparse.Namespace, flags: Optional[Mapping[str, str]] = No
             raise UserInputError(f"{_flag(name)} must be in [0, 1), got {value}")
 
 
-def _short(value: int) -> str:
+def _short(value: int | float) -> str:
     """A huge integer as a message can show it (its first digits and its length)."""
     text = str(value)
     return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
