@@ -287,7 +287,7 @@ def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: Any, out: Pa
     logger.info("fine-tuning %s on %s: %d train / %d %s examples, %d steps, lr %.1e (head %.1e)",
                 model.encoder_name, spec.name, len(train), len(dev), config.eval_split, total_steps, lr, head_lr)
     model.train()
-    step, seen, train_seconds, window_loss, window_n = 0, 0, 0.0, 0.0, 0
+    step, seen, train_seconds, window_loss, window_n, train_truncated = 0, 0, 0.0, 0.0, 0, 0
     bar = tqdm(total=total_steps, desc=f"finetune {model.encoder_name}/{spec.name}", unit="step", leave=False)
     try:
         epoch = 0
@@ -299,6 +299,8 @@ def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: Any, out: Pa
                 chunk = [train[i] for i in order[start: start + config.batch_size]]
                 tick = time.perf_counter()
                 batch = model.encode(chunk).to(device)
+                if epoch == 0:  # each training example is encoded once in the first epoch
+                    train_truncated += batch.n_truncated
                 loss = model(**batch.model_inputs()).loss
                 if not torch.isfinite(loss):
                     raise UserInputError(f"loss became {loss.item()} at step {step}; lower --lr")
@@ -326,6 +328,9 @@ def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: Any, out: Pa
             save_task_model(model, out / "model")  # the checkpoint of the last complete epoch
     finally:
         bar.close()
+    if train_truncated:
+        logger.warning("%s: %d training example(s) longer than max_len=%d were cut to it", spec.name, train_truncated,
+                       config.max_len)
     calibration = None
     if config.calibrate:
         calibration = calibrate(model, _held_out(train_data.examples, train, config), batch_size=config.eval_batch_size)
@@ -335,6 +340,7 @@ def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: Any, out: Pa
                                 skipped=dev_data.skipped, batch_size=config.eval_batch_size)
     speed = round(seen / max(train_seconds, 1e-9), 2)
     evaluation.metrics.update({"train_examples_per_s": speed, "train_steps": step, "n_train": len(train),
+                               "train_n_truncated": train_truncated,
                                "train_skipped": dict(train_skips) | {f"loader: {k}": v for k, v in train_data.skipped.items()},
                                "train_seconds": round(train_seconds, 2)})
     if calibration is not None:

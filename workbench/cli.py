@@ -139,6 +139,20 @@ def _load_inputs(subject: Subject, task: Optional[str], data: Optional[str], spl
     return texts, None, [str(i) for i in range(len(texts))]
 
 
+def _n_truncated(subject: Subject, inputs: list, pairs: Optional[list]) -> int:
+    """How many inputs are cut to the model's positions: texts by the tokenizer, a task's examples by its head
+    (which encodes them); a warning gives the number."""
+    if subject.task_model is not None and not all(isinstance(t, str) for t in inputs):
+        encode = subject.task_model.encode
+        count = sum(encode(inputs[i: i + 64]).n_truncated for i in range(0, len(inputs), 64))
+    else:
+        count = len(subject.too_long(inputs, pairs))
+    if count:
+        logger.warning("%d of %d input(s) are longer than the model's %d positions and were cut", count, len(inputs),
+                       subject.max_len)
+    return count
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size) under torchrun, with a gloo process group for the final barrier."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -220,10 +234,8 @@ def run(args: argparse.Namespace) -> int:
     result.to_parquet(out / "attributions.parquet")
     summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data,
                "columns": args.columns, "methods": methods, "n_examples": len(ids),
-               # texts longer than the model's positions are cut to them (a warning says so as well); a task's
-               # examples are encoded by its head, which is not counted here (None)
-               "n_truncated": (len(subject.too_long(inputs, pairs)) if all(isinstance(t, str) for t in inputs)
-                               and (pairs is None or all(isinstance(t, str) for t in pairs)) else None),
+               # inputs longer than the model's positions are cut to them (a warning says so as well)
+               "n_truncated": _n_truncated(subject, inputs, pairs),
                "max_len": subject.max_len,
                "n_rows": len(result), "world_size": world, "seconds": seconds,
                "store": None if store is None else str(store.root),
