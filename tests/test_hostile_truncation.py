@@ -82,8 +82,9 @@ def test_generate_beyond_the_positions_is_refused(gpt2, tmp_path):
     code, lines = _call(workbench_main, ["attribute", "--model", str(gpt2), "--data", str(texts), "--method",
                                          "saliency", "--target", "generate=1000000", "--out", str(out), "--no-store",
                                          "--no-progress"])
-    assert code == 2 and lines == ["workbench attribute: error: generate=1000000: model reads at most 128 positions, "
-                                   "prompt included; generate at most 127 tokens"], lines
+    assert code == 2 and len(lines) == 1, lines
+    assert "generate=1000000: " in lines[0] and "reads at most 128 positions, prompt included; generate at most 127" \
+        in lines[0], lines
     assert not out.exists()
 
 
