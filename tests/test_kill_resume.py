@@ -19,6 +19,7 @@ from atinuke.io import CLAIM
 from tests.test_finetune import mrpc_dir  # noqa: F401  (fixtures)
 from tests.test_pretrain import corpus_file, tokenizer_dir  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 # A fixed seed per run of the suite can be replaced to explore other kill points: ATINUKE_KILL_SEED=N.
 KILL_SEED = int(os.environ.get("ATINUKE_KILL_SEED", "30"))
