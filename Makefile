@@ -20,8 +20,10 @@ endif
 
 install: .venv/.installed
 
+# Two `make demo` at once: the second waits for the first's data step (a lock), then finds everything made.
 data: install
-	.venv/bin/atinuke prepare-data
+	mkdir -p runs
+	flock runs/.data.lock .venv/bin/atinuke prepare-data
 
 # The controlled experiment (docs/experiment.md): Atinuke and its same-budget BERT baseline pretrained from
 # scratch (one seed each for the demo), then both and the pretrained MiniLM reference fine-tuned on every

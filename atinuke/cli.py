@@ -72,6 +72,10 @@ def run_cli(prog: str, commands: dict[str, tuple[str, str]], argv: Optional[Sequ
         print(f"{prog} {args.command}: error: {message.splitlines()[0] if message else type(error).__name__}",
               file=sys.stderr)
         return 2
+    finally:
+        from atinuke.io import release_out_dirs
+
+        release_out_dirs()  # the command's claims on its output directories end with it
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -107,6 +107,9 @@ def resolve_model_path(spec: str | Path) -> Path:
         return gguf_model_path(spec)
     path = Path(spec)
     if (path / "model" / "config.json").is_file():
+        if (path / "config.json").is_file():
+            raise UserInputError(f"{path} holds a model (config.json) and a run's model/ beside it; name the one "
+                                 f"to open: {path / 'model'}, or move one of them")
         return path / "model"
     if (path / "config.json").is_file():
         return path
@@ -228,11 +231,36 @@ def check_loading_info(path: Path, info: dict) -> None:
     """
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(OPTIONAL_PREFIXES))
     unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith(UNUSED_HEAD_PREFIXES))
-    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    mismatched = sorted(f"{k[0]} (checkpoint {list(k[1])}, config.json {list(k[2])})" if isinstance(k, tuple) and len(k) == 3
+                        else str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched)):
         if keys:
             more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
             raise UserInputError(f"{path}: weights do not match config.json: {label} {', '.join(keys[:3])}{more}")
+
+
+# The families the workbench has an adapter for (``workbench.models.ADAPTERS``; tests/test_hostile_models.py keeps
+# the two lists equal). Fine-tuning also opens other encoders with the BERT family's config fields.
+FAMILIES = ("atinuke", "bert", "camembert", "deberta-v2", "distilbert", "electra", "gpt2", "gpt_neox", "llama",
+            "mistral", "modernbert", "qwen2", "roberta", "xlm-roberta")
+
+
+def check_family(path: Path, config: Any) -> None:
+    """Refuse a model this project cannot open as an encoder or a decoder: an encoder-decoder (T5, BART) or a
+    config without layers, heads, width and positions, in one line naming its family and the supported ones.
+
+    Raises:
+        UserInputError: naming ``path``, the family and the supported families.
+    """
+    needed = ("num_hidden_layers", "num_attention_heads", "hidden_size")
+    lacking = [name for name in needed if not hasattr(config, name)]
+    if not (hasattr(config, "max_len") or hasattr(config, "max_position_embeddings")):
+        lacking.append("max_position_embeddings")
+    why = ("an encoder-decoder" if getattr(config, "is_encoder_decoder", False)
+           else f"its config has no {', '.join(lacking)}" if lacking else "")
+    if why:
+        raise UserInputError(f"{path}: model family {config.model_type!r} ({why}) is not supported; supported: "
+                             f"{', '.join(FAMILIES)}")
 
 
 def encoder_name(spec: str | Path) -> str:
@@ -276,6 +304,7 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         config = AutoConfig.from_pretrained(str(path))
     except Exception as error:
         raise UserInputError(f"{path / 'config.json'}: cannot read model config ({error})") from error
+    check_family(path, config)
     check_weights_file(path)
     if isinstance(device, str):
         if device == "auto" and device_map is None and torch.cuda.device_count() > 1:
@@ -292,19 +321,28 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
     hf_logging.set_verbosity_error()  # an MLM checkpoint loaded as a base encoder reports its unused head
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" bars on stderr would break one-line CLI errors
-    try:
+    def load(**extra: Any) -> tuple[Any, dict, str]:
         if config.model_type == "atinuke":
             # With output_loading_info=True from_pretrained returns (model, info); its annotation names the model only.
-            model, info = cast(tuple[AtinukeModel, dict],
-                               AtinukeModel.from_pretrained(str(path), config=config, use_safetensors=True,
-                                                            output_loading_info=True, **placed))
-            kind = "atinuke"
-        else:
-            # from_pretrained mutates the config it is given (attn_implementation), so each model gets a copy.
-            model, info = AutoModel.from_pretrained(str(path), config=copy.deepcopy(config), use_safetensors=True,
-                                                    attn_implementation=attn_implementation, output_loading_info=True,
-                                                    **placed)
-            kind = "hf"
+            loaded = cast(tuple[AtinukeModel, dict],
+                          AtinukeModel.from_pretrained(str(path), config=config, use_safetensors=True,
+                                                       output_loading_info=True, **placed, **extra))
+            return loaded[0], loaded[1], "atinuke"
+        # from_pretrained mutates the config it is given (attn_implementation), so each model gets a copy.
+        model, info = AutoModel.from_pretrained(str(path), config=copy.deepcopy(config), use_safetensors=True,
+                                                attn_implementation=attn_implementation, output_loading_info=True,
+                                                **placed, **extra)
+        return model, info, "hf"
+
+    try:
+        try:
+            model, info, kind = load()
+        except Exception as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            # transformers refuses a width mismatch by pointing at a report it logged (and we silenced): load
+            # again keeping the mismatch, so check_loading_info names the tensors and their shapes.
+            model, info, kind = load(ignore_mismatched_sizes=True)
         check_loading_info(path, info)
     except UserInputError:
         raise
@@ -324,7 +362,5 @@ def load_encoder(spec: str | Path, attn_implementation: str = "eager", device: s
         logger.info("%s: no pad token; padding with the end-of-sequence token %r", path, tokenizer.eos_token)
     if placed:  # accelerate's hooks move activations between the devices; .to() would undo the placement
         return Encoder(name=name, kind=kind, model=model.eval(), tokenizer=tokenizer, path=path)
-    # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which mypy reads as an
-    # unbound function that wants the model as its first argument.
-    return Encoder(name=name, kind=kind, model=model.to(device, dtype).eval(),  # type: ignore[arg-type]
+    return Encoder(name=name, kind=kind, model=model.to(device, dtype).eval(),
                    tokenizer=tokenizer, path=path)

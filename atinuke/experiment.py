@@ -36,7 +36,7 @@ from typing import Any, Optional, Sequence
 
 from atinuke.errors import UserInputError
 from atinuke.experiment_results import rebuild_results
-from atinuke.io import atomic_write_json
+from atinuke.io import atomic_write_json, check_out_path, claim_out_dir, holds_files
 from atinuke.parallel import Job, Work, run_jobs
 
 logger = logging.getLogger(__name__)
@@ -280,12 +280,10 @@ def check_out(out: Path, requested: Optional[ExperimentSpec], resume: bool, over
         UserInputError: ``out`` is a file or a non-empty directory that is not an experiment, ``--resume``
             without an experiment, or a spec that contradicts the existing one.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} is a file, not a directory")
+    out = check_out_path(out)
     existing = read_spec(out) if out.is_dir() else None
     if existing is None:
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and holds_files(out):
             raise UserInputError(f"--out {out} holds files but no experiment.json; choose an empty or new directory")
         if resume:
             raise UserInputError(f"--resume: {out} holds no experiment.json to continue")
@@ -583,6 +581,8 @@ def run(args: argparse.Namespace) -> int:
     if args.finetune_scale is not None and not args.finetune_scale > 0:
         raise UserInputError(f"--finetune-scale must be positive, got {args.finetune_scale}")
     spec = check_out(out, requested, args.resume, args.overwrite)
+    claim_out_dir(out)  # one experiment at a time in a directory (run_cli ends the claim)
+    spec = check_out(out, requested, args.resume, args.overwrite)  # one that finished meanwhile wrote its spec
     run_experiment(spec, out, data=args.data, device=args.device, pretrain_flags=shlex.split(args.pretrain_flags),
                    finetune_scale=args.finetune_scale, use_shipped=getattr(args, "use_shipped", True),
                    jobs=resolve_jobs(args.jobs), pretrain_only=args.pretrain_only, data_dir=args.data_dir)

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_write_json, check_out_dir
+from atinuke.io import atomic_write_json, check_out_dir, check_owned, release_out_dirs
 from atinuke.paths import runs_dir
 from atinuke.training import decay_groups, resolve_device, warmup_linear, write_metrics_csv
 
@@ -188,18 +188,28 @@ def _held_out(examples: Sequence[Any], train: Sequence[Any], config: FinetuneCon
     return sample_examples(rest, config.calibration_limit, config.seed)
 
 
+def _check_doc_stride(config: FinetuneConfig) -> None:
+    """Refuse a QA ``--doc-stride`` that leaves no room in the ``--max-len`` window, before anything is written."""
+    from atinuke.tasks.heads.common import HeadConfig
+
+    stride = config.head.get("doc_stride")
+    if stride is None:
+        return
+    query = int(config.head.get("max_query_len", HeadConfig.max_query_len))
+    room = config.max_len - query - 4  # [CLS] question [SEP] chunk [SEP], and at least one new token per chunk
+    if stride > room:
+        raise UserInputError(f"--doc-stride {stride} does not fit the --max-len {config.max_len} window (questions "
+                             f"take up to {query} tokens); use at most {max(room, 0)}")
+
+
 def finetune(config: FinetuneConfig) -> FinetuneResult:
     """Fine-tune, save, evaluate on ``eval_split``; see the module docstring for the outputs.
 
     Raises:
         UserInputError: unknown task/model/label, missing data, bad settings, a diverging loss.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
-    from atinuke.tasks import TaskData, get_kind, get_task, load_task
-    from atinuke.tasks.heads import build_task_model, save_task_model
-    from atinuke.tasks.heads.calibration import calibrate
+    from atinuke.tasks import get_task
+    from atinuke.tasks.heads.model import MODEL_FILES
     from atinuke.tasks.userdata import is_user_source, load_user_data
 
     config.validate()
@@ -213,9 +223,26 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     elif config.dev_data or config.kind:
         raise UserInputError("--dev-data and --kind are for a user dataset: give --columns")
     spec = get_task(config.task)
+    _check_doc_stride(config)
     device = resolve_device(config.device)
     out = check_out_dir(Path(config.out) if config.out else default_out(config.model, config.task),
                         overwrite=config.overwrite)
+    try:
+        check_owned(out / "model", MODEL_FILES)  # --overwrite replaces model/ as a whole
+        return _finetune(config, user, spec, device, out, wall_start)
+    finally:
+        release_out_dirs(out)
+
+
+def _finetune(config: FinetuneConfig, user: Any, spec: Any, device: Any, out: Path, wall_start: float) -> FinetuneResult:
+    """The run of :func:`finetune` in its claimed ``out``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from atinuke.finetune_eval import evaluate_model, sample_examples, screen_examples, write_evaluation
+    from atinuke.tasks import TaskData, get_kind, load_task
+    from atinuke.tasks.heads import build_task_model, save_task_model
+    from atinuke.tasks.heads.calibration import calibrate
+
     if user is not None:  # nothing is read twice: both splits came with the spec
         train_data = TaskData(spec.name, "train", user.train, Path(config.data), user.train_provenance)
         dev_data = TaskData(spec.name, config.eval_split, user.dev, Path(config.dev_data or config.data),
@@ -261,7 +288,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     logger.info("fine-tuning %s on %s: %d train / %d %s examples, %d steps, lr %.1e (head %.1e)",
                 model.encoder_name, spec.name, len(train), len(dev), config.eval_split, total_steps, lr, head_lr)
     model.train()
-    step, seen, train_seconds, window_loss, window_n = 0, 0, 0.0, 0.0, 0
+    step, seen, train_seconds, window_loss, window_n, train_truncated = 0, 0, 0.0, 0.0, 0, 0
     bar = tqdm(total=total_steps, desc=f"finetune {model.encoder_name}/{spec.name}", unit="step", leave=False)
     try:
         epoch = 0
@@ -273,6 +300,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
                 chunk = [train[i] for i in order[start: start + config.batch_size]]
                 tick = time.perf_counter()
                 batch = model.encode(chunk).to(device)
+                if epoch == 0:  # each training example is encoded once in the first epoch
+                    train_truncated += batch.n_truncated
                 loss = model(**batch.model_inputs()).loss
                 if not torch.isfinite(loss):
                     raise UserInputError(f"loss became {loss.item()} at step {step}; lower --lr")
@@ -300,6 +329,9 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
             save_task_model(model, out / "model")  # the checkpoint of the last complete epoch
     finally:
         bar.close()
+    if train_truncated:
+        logger.warning("%s: %d training example(s) longer than max_len=%d were cut to it", spec.name, train_truncated,
+                       config.max_len)
     calibration = None
     if config.calibrate:
         calibration = calibrate(model, _held_out(train_data.examples, train, config), batch_size=config.eval_batch_size)
@@ -310,6 +342,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     speed = round(seen / max(train_seconds, 1e-9), 2)
     evaluation.metrics.update(dev_data.record())
     evaluation.metrics.update({"train_examples_per_s": speed, "train_steps": step, "n_train": len(train),
+                               "train_n_truncated": train_truncated,
                                "train_skipped": dict(train_skips) | {f"loader: {k}": v for k, v in train_data.skipped.items()},
                                "train_seconds": round(train_seconds, 2)})
     if calibration is not None:

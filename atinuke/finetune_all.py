@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ("model", "task", "metric", "value", "provenance")
-_BOOKKEEPING = {"n_examples", "n_skipped", "n_truncated", "eval_examples_per_s", "train_examples_per_s", "train_steps",
-                "n_train", "train_seconds", "total", "HasAns_total", "NoAns_total"}
+_BOOKKEEPING = {"n_examples", "n_skipped", "n_truncated", "train_n_truncated", "eval_examples_per_s",
+                "train_examples_per_s", "train_steps", "n_train", "train_seconds", "total", "HasAns_total", "NoAns_total"}
 
 
 @dataclass(frozen=True)

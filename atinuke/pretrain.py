@@ -36,7 +36,7 @@ from atinuke.baseline import ARCHITECTURES, build_bert_baseline
 from atinuke.config import EMBED_SCALES, NORM_PLACEMENTS, POSITIONS, PRESETS, preset_config
 from atinuke.corpus import BUILTIN_SOURCES, load_texts, read_text_file
 from atinuke.errors import UserInputError
-from atinuke.io import atomic_dir, atomic_write_json
+from atinuke.io import atomic_dir, atomic_write_json, check_out_path, claim_out_dir, holds_files, release_out_dirs
 from atinuke.lm_data import (
     BlockSampler,
     LMBatch,
@@ -332,9 +332,8 @@ def _saved_config(checkpoint: Checkpoint) -> PretrainConfig:
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} is a file, not a directory")
-    if not resume and out.exists() and any(out.iterdir()):
+    check_out_path(out)
+    if not resume and out.exists() and holds_files(out):
         raise UserInputError(f"--out {out} already holds files; pass --resume to continue that run or choose another directory")
 
 
@@ -355,11 +354,15 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(out) if args.resume else None
     config = resolve_config(requested, _saved_config(checkpoint) if checkpoint else None)
     _check_out_dir(out, args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:  # one claim per run: rank 0's (its other ranks share the directory)
+        claim_out_dir(out)
+        _check_out_dir(out, args.resume)  # a run that finished meanwhile left its files there
     device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist = init_distributed(device)
     try:
         train(config, out, device, dist, checkpoint)
     finally:
+        release_out_dirs(out)
         if dist.enabled and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
     return 0

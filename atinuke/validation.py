@@ -18,17 +18,28 @@ POSITIVE_INTS = frozenset({
     "batch_size", "eval_batch_size", "n_steps", "n_samples", "max_tokens_per_pass", "internal_batch_size", "limit",
     "eval_limit", "epochs", "steps", "seeds", "n_boot", "max_len", "grad_accum", "vocab_size", "keep_checkpoints",
     "eval_max_blocks", "stop_after", "words", "top_k", "n_examples", "width", "k", "max_tokens", "shard_tokens",
-    "eval_texts", "max_length", "max_sentences",
+    "eval_texts", "max_length", "max_sentences", "seq_len", "randomization_limit",
 })
 # Worker counts in joblib's convention: N workers, -1 all cores, -2 all but one; 0 means nothing.
 NON_ZERO_INTS = frozenset({"jobs"})
 # Numbers that must be finite and > 0.
-POSITIVE_FLOATS = frozenset({"lr", "tolerance", "scale", "finetune_scale", "C"})
+POSITIVE_FLOATS = frozenset({"lr", "head_lr", "tolerance", "scale", "finetune_scale", "C"})
 # Numbers that must be finite and >= 0.
 NON_NEGATIVE = frozenset({"l1", "warmup", "clip", "weight_decay", "eval_every", "checkpoint_every", "freeze_layers",
-                          "warmup_ratio", "seed", "lens_steps"})
+                          "warmup_ratio", "seed", "lens_steps", "doc_stride"})
+# Seeds reach numpy and scikit-learn (``random_state``), which take 0 .. 2**32 - 1.
+SEEDS = frozenset({"seed"})
+MAX_SEED = 2**32 - 1
+# No integer option means anything beyond 64 bits (torch, numpy and the file formats stop there).
+MAX_INT = 2**63 - 1
 # Rates in [0, 1).
 RATES = frozenset({"dropout", "mask_prob"})
+# Shares in (0, 1): a held-out part that leaves some rows on both sides.
+OPEN_SHARES = frozenset({"dev_fraction"})
+# Shares in (0, 1]: the part of a metric a circuit must recover.
+SHARES = frozenset({"fraction"})
+# Thresholds on a correlation, in [0, 1].
+CORRELATIONS = frozenset({"threshold"})
 
 
 def check_device(spec: str) -> str:
@@ -135,6 +146,11 @@ def check_args(args: argparse.Namespace, flags: Optional[Mapping[str, str]] = No
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise UserInputError(f"{_flag(name)} must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise UserInputError(f"{_flag(name)} is beyond 64 bits, got {_short(value)}")
+        if name in SEEDS and value > MAX_SEED:
+            raise UserInputError(f"{_flag(name)} must be at most 2**32 - 1 = {MAX_SEED} (numpy's and scikit-learn's "
+                                 f"seeds), got {_short(value)}")
         if name in POSITIVE_INTS and value < 1:
             raise UserInputError(f"{_flag(name)} must be at least 1, got {value}")
         if name in NON_ZERO_INTS and value == 0:
@@ -145,6 +161,18 @@ def check_args(args: argparse.Namespace, flags: Optional[Mapping[str, str]] = No
             raise UserInputError(f"{_flag(name)} must be >= 0, got {value}")
         if name in RATES and not 0 <= value < 1:
             raise UserInputError(f"{_flag(name)} must be in [0, 1), got {value}")
+        if name in OPEN_SHARES and not 0 < value < 1:
+            raise UserInputError(f"{_flag(name)} must be in (0, 1), got {value}")
+        if name in SHARES and not 0 < value <= 1:
+            raise UserInputError(f"{_flag(name)} must be in (0, 1], got {value}")
+        if name in CORRELATIONS and not 0 <= value <= 1:
+            raise UserInputError(f"{_flag(name)} must be in [0, 1], got {value}")
+
+
+def _short(value: int | float) -> str:
+    """A huge integer as a message can show it (its first digits and its length)."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -120,12 +120,18 @@ def parse_layers(spec: Union[str, Sequence[int]], n_layers: int) -> list[int]:
             try:
                 if "-" in part[1:]:
                     lo, hi = part.split("-", 1)
+                    if int(lo) > int(hi):
+                        raise UserInputError(f"--layers {spec!r}: the range {part} is empty (write it {hi}-{lo})")
                     layers += list(range(int(lo), int(hi) + 1))
                 else:
                     layers.append(int(part))
+            except UserInputError:
+                raise
             except ValueError:
                 raise UserInputError(f"unknown layer {part!r}: use 'all', numbers like 0,3,6 or a range 1-4") from None
     bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if not layers:
+        raise UserInputError(f"--layers {spec!r} names no layer: use 'all', numbers like 0,3,6 or a range 1-4")
     if bad:
         raise UserInputError(f"unknown layer {bad[0]}: the model has layers 0..{n_layers - 1}")
     return sorted(set(layers))

@@ -142,6 +142,20 @@ def _load_inputs(subject: Subject, task: Optional[str], data: Optional[str], spl
     return texts, None, [str(i) for i in range(len(texts))]
 
 
+def _n_truncated(subject: Subject, inputs: list, pairs: Optional[list]) -> int:
+    """How many inputs are cut to the model's positions: texts by the tokenizer, a task's examples by its head
+    (which encodes them); a warning gives the number."""
+    if subject.task_model is not None and not all(isinstance(t, str) for t in inputs):
+        encode = subject.task_model.encode
+        count = sum(encode(inputs[i: i + 64]).n_truncated for i in range(0, len(inputs), 64))
+    else:
+        count = len(subject.too_long(inputs, pairs))
+    if count:
+        logger.warning("%d of %d input(s) are longer than the model's %d positions and were cut", count, len(inputs),
+                       subject.max_len)
+    return count
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size) under torchrun, with a gloo process group for the final barrier."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -156,12 +170,14 @@ def _distributed() -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``workbench attribute``."""
-    from atinuke.io import atomic_write_json, check_out_dir
+    from atinuke.io import atomic_write_json, check_out_dir, check_out_path
     from atinuke.paths import cache_dir
     from workbench.attribution import METHODS, Attribution, AttributionParams, attribute
     from workbench.store import AttributionStore
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    if not methods:
+        raise UserInputError(f"--method {args.method!r} names no method; choose from {', '.join(METHODS)}")
     for method in methods:
         if method not in METHODS:
             raise UserInputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -172,7 +188,10 @@ def run(args: argparse.Namespace) -> int:
                              f"got {args.randomization_limit}")
     if args.n_boot < 1:
         raise UserInputError(f"--n-boot must be at least 1, got {args.n_boot}")
-    check_out_dir(args.out, overwrite=args.overwrite)  # before any work: a finished run is never replaced silently
+    if args.store and not args.no_store:
+        check_out_path(args.store, "--store")
+    # before any work: a finished run is never replaced silently; rank 0 claims --out for all ranks
+    check_out_dir(args.out, overwrite=args.overwrite, claim=int(os.environ.get("RANK", "0")) == 0)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would break the one-line error contract
@@ -227,10 +246,8 @@ def run(args: argparse.Namespace) -> int:
     result.to_parquet(out / "attributions.parquet")
     summary = {"model": subject.name, "model_path": args.model, "task": task, "data": args.data, "chat": args.chat,
                "columns": args.columns, "methods": methods, "n_examples": len(ids),
-               # texts longer than the model's positions are cut to them (a warning says so as well); a task's
-               # examples are encoded by its head, which is not counted here (None)
-               "n_truncated": (len(subject.too_long(inputs, pairs)) if all(isinstance(t, str) for t in inputs)
-                               and (pairs is None or all(isinstance(t, str) for t in pairs)) else None),
+               # inputs longer than the model's positions are cut to them (a warning says so as well)
+               "n_truncated": _n_truncated(subject, inputs, pairs),
                "max_len": subject.max_len,
                "n_rows": len(result), "world_size": world, "seconds": seconds,
                "store": None if store is None else str(store.root),

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from atinuke.errors import UserInputError
+from atinuke.tasks import userdata_checks as checks
 from atinuke.tasks._common import json_lines, open_text
 from atinuke.tasks.base import Answer, ClassificationExample, Example, QAExample, SRLExample, TaskSpec
 from atinuke.tasks.kinds.base import KINDS, TaskKind, get_kind
@@ -117,6 +118,8 @@ def parse_columns(text: str, kind: Optional[str] = None) -> tuple[str, dict[str,
         known = {r for k in kinds.values() for r in k.user_role_names()} | {"id", "label"}
         if role not in known:
             raise UserInputError(f"--columns: unknown role {role!r}; roles: {', '.join(sorted(known | set(ALIASES)))}")
+        if role in mapping:
+            raise UserInputError(f"--columns {text!r}: role {role}= is given twice")
         mapping[role] = column
     if kind is None:  # the first kind, by ``user_priority``, whose signature roles are mapped
         ranked = sorted(kinds.values(), key=lambda k: k.user_priority)
@@ -183,11 +186,13 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
         header = next(reader, None)
         if not header:
             raise UserInputError(f"{path}:1: empty file (expected a header line)")
+        checks.check_header(f"{path}:1", header)
         line = reader.line_num + 1
         for values in reader:
             start, line = line, reader.line_num + 1
             if not any(v.strip() for v in values):
                 continue
+            checks.check_quoted_field(path, start, line - 1, values, delimiter, len(header))
             if len(values) != len(header):
                 raise UserInputError(f"{path}:{start}: {len(values)} fields, but the header has {len(header)}")
             rows.append((f"{path}:{start}", dict(zip(header, values))))
@@ -225,6 +230,7 @@ def _read_parquet_files(files: Sequence[Path]) -> Table:
             table = pq.read_table(file)
         except Exception as error:  # pyarrow raises ArrowInvalid / OSError with multi-line messages
             raise UserInputError(f"{file}: cannot read parquet ({str(error).splitlines()[0]})") from None
+        checks.check_header(str(file), table.column_names)
         columns = columns or list(table.column_names)
         metadata = table.schema.metadata or {}
         if b"huggingface" in metadata:  # what datasets writes: the features, ClassLabel names included
@@ -312,6 +318,7 @@ def _require_columns(table: Table, mapping: dict[str, str]) -> None:
 
 def cell_text(location: str, record: dict[str, Any], column: str, allow_empty: bool = False) -> str:
     value = record[column]
+    checks.check_text_cell(location, column, value)
     text = "" if value is None else str(value)
     if not text.strip() and not allow_empty:
         raise UserInputError(f"{location}: empty text in column {column!r}")
@@ -345,10 +352,23 @@ def cell_label(table: Table, location: str, record: dict[str, Any], column: str)
     names = table.class_names.get(column)
     if names is not None and isinstance(value, int) and 0 <= value < len(names):
         return names[value]
-    label = "" if value is None else str(value)
+    label = checks.label_text(location, column, value)
     if not label.strip():
         raise UserInputError(f"{location}: empty label in column {column!r}")
     return label
+
+
+def _rewritten_labels(table: Table, mapping: dict[str, str]) -> int:
+    """How many of the table's labels were written as an integer (``1.0`` -> ``1``; :func:`label_text`)."""
+    column = mapping.get("label")
+    if column is None or column in table.class_names:
+        return 0
+    raw = [record.get(column) for _, record in table.rows]
+    try:
+        labels = [checks.label_text("", column, v) if isinstance(v, (str, float)) else v for v in raw]
+        return checks.count_rewritten(raw, labels)
+    except UserInputError:  # a regression score (NaN was refused by its own check): nothing was rewritten
+        return 0
 
 
 def to_examples(table: Table, kind: str, mapping: dict[str, str]) -> tuple[list[Example], list[str]]:
@@ -405,7 +425,7 @@ def sorted_labels(values: Sequence[str]) -> tuple[str, ...]:
     """Distinct labels in a stable order: numerically when every label is a number, else as text."""
     distinct = set(values)
     try:
-        return tuple(sorted(distinct, key=float))
+        return tuple(sorted(distinct, key=lambda label: (float(label), label)))
     except ValueError:
         return tuple(sorted(distinct))
 
@@ -515,6 +535,8 @@ def load_user_data(data: str, columns: Optional[str], dev_data: Optional[str] = 
         train, train_locations = [train[i] for i in train_rows], [train_locations[i] for i in train_rows]
         split_rule = f"held-out {dev_fraction:g} of {train_table.source} (seed {seed})"
         dev_provenance = f"user: {train_table.source} [{mapped}], held-out {dev_fraction:g} (seed {seed})"
+    rewritten = _rewritten_labels(train_table, mapping) + (_rewritten_labels(dev_table, mapping) if dev_table else 0)
+    checks.log_rewritten(train_table.source, rewritten)
     labels = label_set(kind, train)
     if len(labels) < get_kind(kind).user_min_labels:
         raise UserInputError(f"{train_table.source}: only one label in training ({', '.join(labels)}); "
@@ -526,7 +548,8 @@ def load_user_data(data: str, columns: Optional[str], dev_data: Optional[str] = 
     check_labels(spec, dev, dev_locations)
     register_task(spec)
     record = {"data": data, "dev_data": dev_data, "columns": mapped, "kind": kind, "split": split_rule,
-              "n_train_rows": len(train), "n_dev_rows": len(dev), "labels": list(labels)}
+              "n_train_rows": len(train), "n_dev_rows": len(dev), "labels": list(labels),
+              "n_labels_rewritten": rewritten}
     logger.info("%s: %d train / %d dev %s examples (%s)", spec.name, len(train), len(dev), kind, split_rule)
     return UserData(spec, train, dev, f"user: {train_table.source} [{mapped}]", dev_provenance, record)
 

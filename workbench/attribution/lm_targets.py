@@ -21,6 +21,7 @@ Command-line forms (``workbench attribute --target``): ``next``, ``next@POS``, `
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -33,6 +34,7 @@ from workbench.lm import LanguageModel, require_language_model
 if TYPE_CHECKING:  # annotations only
     from workbench.subject import Subject
 
+logger = logging.getLogger(__name__)
 LM_TARGETS = ("next", "logitdiff", "continuation", "generate")
 
 
@@ -270,18 +272,28 @@ class GenerationTarget(NextTokenTarget):
 
     n_tokens: int = 1
     spec: str = "generate"
+    n_cut: int = 0  # prompts whose generation stopped at the position limit (set by prepare_rows)
 
     def prepare_rows(self, subject: Subject, rows: Rows) -> Rows:
         if self.n_tokens < 1:
             raise UserInputError(f"generate={self.n_tokens}: generate at least one token")
+        if self.n_tokens >= subject.max_len:
+            raise UserInputError(f"generate={self.n_tokens}: {subject.name} reads at most {subject.max_len} positions, "
+                                 f"prompt included; generate at most {subject.max_len - 1} tokens")
         lm = causal_lm(subject, self.spec)
         parts: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+        n_cut = 0
         for r in range(len(rows)):
             last = last_content_position(rows, r)
+            n_cut += last + 1 + self.n_tokens > subject.max_len
             generated = lm.greedy(rows.input_ids[r, :last + 1].tolist(), self.n_tokens)
             for j, token in enumerate(generated):
                 parts.append((r, f"{rows.example_ids[r]}#{j}", append_tokens(subject, rows, r, generated[:j]),
                               {"next_token": token}))
+        if n_cut:  # greedy() stops at the position limit: say how often, the rows show how far each got
+            logger.warning("generate=%d: %d of %d prompt(s) reach the model's %d positions first; their generation "
+                           "stops there", self.n_tokens, n_cut, len(rows), subject.max_len)
+        self.n_cut = n_cut
         return stack_rows(subject, rows, parts)
 
 

@@ -179,8 +179,12 @@ def build_task_model(encoder: str | Path | Encoder, spec: TaskSpec, device: str 
     return model.to(device).train()
 
 
+MODEL_FILES = frozenset({"task_model.json", "head.safetensors", "encoder"})  # what save_task_model writes
+
+
 def save_task_model(model: TaskModel, directory: str | Path) -> None:
-    """Write the model atomically: ``task_model.json``, ``head.safetensors``, ``encoder/``."""
+    """Write the model atomically: ``task_model.json``, ``head.safetensors``, ``encoder/`` (``MODEL_FILES``); it
+    replaces ``directory`` as a whole, so a caller refuses one holding anything else (``atinuke.io.check_owned``)."""
     with atomic_dir(directory) as tmp:
         model.encoder.save_pretrained(tmp / "encoder")
         model.tokenizer.save_pretrained(tmp / "encoder")
