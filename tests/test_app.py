@@ -285,7 +285,7 @@ def test_claims_page_shows_the_experiments_verdicts(tmp_path, monkeypatch):
     monkeypatch.setenv("ATINUKE_RUNS", str(tmp_path))
     at = _run("claims")
     text = "\n".join(m.value for m in at.markdown)
-    assert "Verdict: :green[supported] · comparator: `bert` · seeds: 3" in text
+    assert "Verdict: :green[supported] — Holm p = " in text and " · comparator: `bert` · seeds: 3" in text
     assert any("minilm (reference) 0.950" in c.value for c in at.caption)
 
 

@@ -27,13 +27,13 @@ import streamlit as st
 from atinuke.errors import UserInputError
 from atinuke.paths import runs_dir
 from ui import build_status
-from workbench import artifacts
+from workbench import artifacts, catalog
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
 DEVICE = "cpu"
-MINILM_CHOICE = "MiniLM (all-MiniLM-L6-v2)"
+MINILM_CHOICE = catalog.MINILM_NAME
 ATTENTION_DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
 WARM_UP_ENV = "ATINUKE_APP_WARMUP"  # "0" turns off the background warm-up (see warm_up)
 # What the model pages import on their first use; the warm-up imports them in the background.
@@ -90,17 +90,16 @@ def _subject(spec: str, device: str, weights_mtime: float) -> Any:
     return load_subject(spec, device=device)
 
 
+def model_catalog() -> list[catalog.ModelEntry]:
+    """Every model of the runs directory, encoders then fine-tuned ones, each with its link key
+    (:mod:`workbench.catalog`)."""
+    return catalog.encoders(root(), opened_models()) + catalog.finetuned(root())
+
+
 def model_choices() -> dict[str, str]:
-    """Display name -> model spec: MiniLM, every finished pretraining run (base encoders) and every model the
-    visitor opened (:func:`open_model_box`)."""
-    choices = {}
-    for run in artifacts.find_pretrain_runs(root()):
-        if run.finished:
-            choices[f"Atinuke: {run.name}"] = str(run.path)
-    choices[MINILM_CHOICE] = "minilm"
-    for spec in opened_models():
-        choices[f"Opened: {spec}"] = spec
-    return choices
+    """Display name -> model spec: every finished pretraining run, MiniLM and every model the visitor opened
+    (:func:`open_model_box`); names say what each is ("BERT: bert-seed0")."""
+    return {entry.name: entry.spec for entry in catalog.encoders(root(), opened_models())}
 
 
 OPENED_PARAM = "open"  # the query parameter that keeps the opened models in the address (deep links)
@@ -135,8 +134,11 @@ def open_model_box() -> None:
 
 
 def default_models(choices: Mapping[str, str]) -> list[str]:
-    """The model pages' default pick (names of ``choices``): the first Atinuke run beside MiniLM."""
-    return [name for name in choices if name.startswith("Atinuke")][:1] + [MINILM_CHOICE]
+    """The model pages' default pick (names of ``choices``): the experiment's Atinuke arm (else the first Atinuke
+    run) beside MiniLM; the same throughout the build (catalog.default_encoder)."""
+    entries = [e for e in catalog.encoders(root(), opened_models()) if e.name in choices]
+    first = catalog.default_encoder(entries)
+    return ([first.name] if first is not None else []) + [MINILM_CHOICE]
 
 
 @dataclass
@@ -327,9 +329,13 @@ def example_param(label: str) -> dict[str, str]:
 
 
 def model_param(name: str, choices: Mapping[str, str]) -> str:
-    """The short name of a model choice in links: "minilm" or the run directory's name."""
+    """The stable key of a model choice in links (workbench.catalog): "minilm", "bert-seed0", "bert-seed0/snli",
+    or an opened model's path or id."""
     spec = choices.get(name, name)
-    return "minilm" if spec == "minilm" else Path(spec).name
+    for entry in model_catalog():
+        if entry.spec == spec:
+            return entry.key
+    return "minilm" if spec == "minilm" else str(spec)
 
 
 LinkParams = Union[str, Callable[[Any], Mapping[str, str]]]
@@ -477,11 +483,14 @@ def weights_hash(model_dir: Path) -> Optional[str]:
 
 
 def encoder_spec(model: str) -> Optional[str]:
-    """The loadable spec of a model name as runs record it: MiniLM, or a pretraining run under the root."""
-    if model == "minilm":
+    """The loadable spec of a model name as runs record it: MiniLM, or a pretraining run under the root (its own
+    folder or the experiment's ``<arm>/seed<k>/pretrain``, named ``<arm>-seed<k>``)."""
+    if model == "minilm" or model.split("-seed")[0] == "minilm":
         return "minilm"
-    candidate = root() / "pretrain" / model
-    return str(candidate) if (candidate / "model" / "config.json").is_file() else None
+    for entry in catalog.encoders(root()):
+        if entry.key == model:
+            return entry.spec
+    return None
 
 
 def sae_runs_for(model: str) -> dict[str, Path]:

@@ -115,6 +115,7 @@ class ReportInputs:
     attributions: list[AttributionRun] = field(default_factory=list)
     sae: list[SAERun] = field(default_factory=list)
     mechanisms: list[MechanismRun] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)  # the paths the report was given
 
     def models(self) -> list[str]:
         """Every model name, in the order the runs were found (pretraining first)."""
@@ -159,7 +160,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
     Raises:
         UserInputError: for a path that does not exist or holds no run.
     """
-    inputs = ReportInputs()
+    inputs = ReportInputs(roots=[Path(p) for p in paths])
     probe_frames = []
     for raw in paths:
         path = Path(raw)
