@@ -306,19 +306,60 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false")
 
 
-def example_texts(max_chars: int = 600, runs: int = 6, per_run: int = 15) -> dict[str, str]:
-    """Dataset examples to pick from: "task · id: start of text" -> text, from the first fine-tuning runs."""
-    examples: dict[str, str] = {}
-    for run in finetune_runs()[:runs]:
+@dataclass(frozen=True)
+class Example:
+    """A dataset example from a predictions table, with both segments of a pair task."""
+
+    task: str
+    id: str
+    text: str
+    text_pair: Optional[str] = None
+
+    @property
+    def label(self) -> str:
+        """"task · id: start of text" (the picker's option; :func:`example_param` reads it back)."""
+        return f"{self.task} · {self.id}: {self.text[:60]}"
+
+
+def dataset_examples(task: Optional[str] = None, max_chars: int = 600, runs: int = 6,
+                     per_run: int = 15) -> dict[str, Example]:
+    """Dataset examples to pick from, by label: those of ``task`` only (a fine-tuned model's own task), else
+    from the first fine-tuning runs; pair tasks keep their second segment (hypothesis, question...)."""
+    examples: dict[str, Example] = {}
+    chosen = [r for r in finetune_runs() if task is None or r.task == task]
+    for run in chosen[:1 if task is not None else runs]:
         try:
             table = predictions(run)
         except Exception:  # a broken table must not break the page that offers examples
             logger.warning("cannot read the predictions of %s", run.path, exc_info=True)
             continue
-        for row in table.head(per_run).itertuples():
-            text = str(row.text)[:max_chars]
-            examples.setdefault(f"{run.task} · {row.id}: {text[:60]}", text)
+        for row in table.head(per_run if task is None else 3 * per_run).itertuples():
+            pair = getattr(row, "text_pair", None)
+            pair = None if pair is None or (isinstance(pair, float) and np.isnan(pair)) else str(pair)[:max_chars]
+            example = Example(str(run.task), str(row.id), str(row.text)[:max_chars], pair)
+            examples.setdefault(example.label, example)
     return examples
+
+
+def example_texts(max_chars: int = 600, runs: int = 6, per_run: int = 15) -> dict[str, str]:
+    """Dataset examples to pick from: "task · id: start of text" -> text, from the first fine-tuning runs."""
+    return {label: e.text for label, e in dataset_examples(None, max_chars, runs, per_run).items()}
+
+
+def pair_labels(task: Optional[str]) -> Optional[tuple[str, str]]:
+    """The names of a pair task's two segments as its predictions table stores them (None: one text)."""
+    from atinuke.tasks import TASKS
+
+    spec = TASKS.get(task or "")
+    if spec is None or not spec.pair:
+        return None
+    if spec.kind == "span_qa":
+        return ("Context", "Question")
+    if spec.family == "nli" or task in ("mnli", "rte", "ax", "wnli"):
+        return ("Premise", "Hypothesis")
+    if task == "qnli":
+        return ("Question", "Sentence")
+    return ("First sentence", "Second sentence")
 
 
 def example_param(label: str) -> dict[str, str]:

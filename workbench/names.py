@@ -1,0 +1,42 @@
+"""Human names of the workbench's methods, metrics and table columns (the internal name goes in a tooltip).
+
+The pages and the report show ``method_name("integrated_gradients")`` = "Integrated Gradients" and keep the
+internal name where a reader needs it to reproduce a command (tooltips, CSV files). Attribution methods are
+those of Captum (Kokhlikyan et al., 2020, arXiv 2009.07896) plus attention scores; see
+``workbench.attribution`` for the papers behind each.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+METHODS = {
+    "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)",
+    "input_x_gradient": "Input × Gradient", "gradient_shap": "GradientSHAP", "deeplift": "DeepLIFT",
+    "occlusion": "Occlusion", "feature_ablation": "Feature ablation", "lime": "LIME", "kernel_shap": "KernelSHAP",
+    "attention": "Attention (last layer)", "rollout": "Attention rollout", "attention_x_gradient": "Attention × Gradient",
+}
+METRICS = {
+    "kendall_tau": "Kendall's τ", "topk_overlap": "Top-k overlap", "k": "k", "fve": "Fraction of variance explained",
+    "l0": "Active latents per token (L0)", "comprehensiveness": "Comprehensiveness", "sufficiency": "Sufficiency",
+    "deletion_auc": "Deletion AUC", "insertion_auc": "Insertion AUC", "example_f1": "Example F1",
+    "accuracy": "Accuracy", "error_rate": "Error rate", "mcc": "Matthews correlation", "f1": "F1",
+    "method_a": "Method A", "method_b": "Method B", "p_value": "p-value", "p_adjusted": "Holm-adjusted p",
+    "atinuke_score": "Atinuke score", "comparator_score": "Comparator score", "trivial_score": "Trivial baseline",
+    "reference_score": "MiniLM (reference)", "n": "Examples", "value": "Value", "low": "CI low", "high": "CI high",
+}
+
+
+def method_name(name: str) -> str:
+    """The human name of an attribution method ("integrated_gradients" -> "Integrated Gradients")."""
+    return METHODS.get(str(name), str(name).replace("_", " "))
+
+
+def metric_name(name: str) -> str:
+    """The human name of a metric or table column ("kendall_tau" -> "Kendall's τ"); others unchanged but for
+    underscores."""
+    return METRICS.get(str(name), METHODS.get(str(name), str(name).replace("_", " ")))
+
+
+def column_help(columns: Iterable[str]) -> dict[str, str]:
+    """{human column name: "internal name: <name>"}, for tooltips beside renamed columns."""
+    return {metric_name(c): f"internal name: {c}" for c in columns}
