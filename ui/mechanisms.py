@@ -171,8 +171,9 @@ def _dla_section(name: str, spec: str) -> None:
     c1, c2, c3 = st.columns([3, 1, 1])
     text = common.check_text(c1.text_input("Text", planted_pairs(1)[0][0] if planted else CLEAN,
                                            key=f"mech_dla_text_{int(planted)}"))
-    target = c2.text_input("Read-out", "random:0", key="mech_dla_target",
-                           help="top or token:WORD (tied embeddings), or random:SEED (a fixed random unit vector)")
+    target = c2.text_input("Read-out", "top", key="mech_dla_target",
+                           help="top (the predicted token, the default) or token:WORD (tied embeddings), or "
+                                "random:SEED (a fixed random unit vector: a control, or a model without an LM head)")
     position = c3.text_input("Position", "0", key="mech_dla_position", help="'last' or an index (0 = [CLS])")
     frame, summary = _dla(PLANTED_DLA if planted else spec, text, target, position,
                           0.0 if planted else common.weights_stamp(spec))
@@ -194,7 +195,10 @@ def render() -> None:
                "one; attribution patching (Nanda, 2023) estimates all of them from one backward pass.")
     choices = common.model_choices()
     with common.friendly_errors("mechanisms"):
-        name = common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model")
+        names = list(choices)
+        first = common.default_models(choices)[0]
+        name = common.linked_choice("selectbox", "Model", names, key="mech_model", index=names.index(first),
+                                    params=lambda n: {"model": common.model_param(n, choices)})
         spec = choices[name]
         stamp = common.weights_stamp(spec)
         st.subheader("Logit lens")
@@ -203,6 +207,7 @@ def render() -> None:
             st.info("MiniLM ships without its language-model head: the lens needs an MLM/CLM model "
                     "(an Atinuke or BERT pretraining run).")
         else:
+            common.check_length(spec, text)  # as every page does: no silent truncation
             layers, tokens = _lens(spec, text, stamp)
             common.plot(lens_figure(layers), key="mech_lens")
             grid = tokens.pivot(index="layer", columns="position", values="top_tokens")
