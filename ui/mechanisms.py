@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 from scipy.stats import spearmanr
 
+from atinuke.errors import UserInputError
 from ui import common
 from workbench.figures import circuit_graph, lens_figure, patching_heatmap, task_lens_figure
 
@@ -175,8 +176,14 @@ def _dla_section(name: str, spec: str) -> None:
                            help="top (the predicted token, the default) or token:WORD (tied embeddings), or "
                                 "random:SEED (a fixed random unit vector: a control, or a model without an LM head)")
     position = c3.text_input("Position", "0", key="mech_dla_position", help="'last' or an index (0 = [CLS])")
-    frame, summary = _dla(PLANTED_DLA if planted else spec, text, target, position,
-                          0.0 if planted else common.weights_stamp(spec))
+    model, stamp = (PLANTED_DLA, 0.0) if planted else (spec, common.weights_stamp(spec))
+    try:
+        frame, summary = _dla(model, text, target, position, stamp)
+    except UserInputError as error:
+        if target.strip() != "top":
+            raise
+        st.caption(f"No predicted token to read out here ({error}); a fixed random direction (random:0) instead.")
+        frame, summary = _dla(model, text, "random:0", position, stamp)
     common.plot(dla_figure(frame, summary["logit"], f"Direct logit attribution: {summary['readout']}"), key="mech_dla_bars")
     st.metric("Logit", f"{summary['logit']:.6g}", f"sum of parts {summary['sum_of_parts']:.6g}", delta_color="off")
     if summary["exact"]:

@@ -1,4 +1,4 @@
-"""Human names of the workbench's methods, metrics and table columns (the internal name goes in a tooltip).
+"""Human names of the workbench's methods, metrics, table columns and tokens (the internal name in a tooltip).
 
 The pages and the report show ``method_name("integrated_gradients")`` = "Integrated Gradients" and keep the
 internal name where a reader needs it to reproduce a command (tooltips, CSV files). Attribution methods are
@@ -40,3 +40,22 @@ def metric_name(name: str) -> str:
 def column_help(columns: Iterable[str]) -> dict[str, str]:
     """{human column name: "internal name: <name>"}, for tooltips beside renamed columns."""
     return {metric_name(c): f"internal name: {c}" for c in columns}
+
+
+UNKNOWN = ("<", "un", "##k", ">")  # PTB's "<unk>" as a WordPiece tokenizer without it in its vocabulary splits it
+
+
+def merge_unknown(tokens: list[str], activations: list[float], center: int) -> tuple[list[str], list[float], int]:
+    """``tokens`` with each split ``< un ##k >`` shown as one ``<unk>`` (its largest activation), and ``center``
+    moved to match."""
+    out: list[str] = []
+    acts: list[float] = []
+    new_center, i = center, 0
+    while i < len(tokens):
+        width = 4 if tuple(tokens[i:i + 4]) == UNKNOWN else 1
+        if i <= center < i + width:
+            new_center = len(out)
+        out.append("<unk>" if width == 4 else tokens[i])
+        acts.append(max(activations[i:i + width]))
+        i += width
+    return out, acts, new_center
