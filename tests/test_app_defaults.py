@@ -63,8 +63,11 @@ def test_comparison_never_silently_compares_a_dictionary_with_itself_and_warns_o
     assert not at.exception and any("CKA over 3 sentence(s)" in w.value for w in at.warning)
 
 
-def test_dla_reads_out_the_predicted_token_and_the_lens_refuses_over_long_input(app_env):  # noqa: F811
+def test_dla_reads_out_the_predicted_token_and_the_lens_masks_and_refuses_over_long_input(app_env):  # noqa: F811
     at = _run("mechanisms")
+    # an MLM's lens reads a [MASK]ed word by default (not its own unmasked input)
+    assert at.selectbox(key="mech_mask").value == "2: fell"
+    assert any("[MASK]" in str(c) for df in at.dataframe for c in df.value.columns)
     at.toggle(key="mech_dla").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.text_input(key="mech_dla_target").value == "top"

@@ -10,7 +10,7 @@ import streamlit as st
 from ui import common
 from workbench import artifacts, catalog
 from workbench.figures import DIVERGING
-from workbench.names import method_name, metric_name
+from workbench.names import method_name
 
 DEFAULT_TEXT = "The film was not good, but the acting was wonderful."
 DEFAULT_METHODS = ["integrated_gradients", "saliency", "attention"]
@@ -102,12 +102,6 @@ def _heatmap(words: pd.DataFrame) -> Any:
     fig.update_layout(title="Word attributions (each method scaled by its largest |score|)", height=120 + 40 * len(pivot),
                       xaxis=dict(type="category", tickangle=-45), margin=dict(t=50, b=10))
     return fig
-
-
-def _table(frame: pd.DataFrame, key: str) -> None:
-    """A table with human column names (the internal name in each column's tooltip)."""
-    config = {metric_name(c): st.column_config.Column(help=f"internal name: {c}") for c in frame.columns}
-    st.dataframe(frame.rename(columns=metric_name), hide_index=True, column_config=config, key=key)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -227,7 +221,7 @@ def render() -> None:
             st.subheader("Agreement between methods")
             shown = agreement[["method_a", "method_b", "kendall_tau", "topk_overlap", "k"]].copy()
             shown[["method_a", "method_b"]] = shown[["method_a", "method_b"]].map(method_name)
-            _table(shown, key="attr_agreement")
+            common.table(shown, key="attr_agreement")
         if st.checkbox("Faithfulness (ERASER comprehensiveness / sufficiency)", key="attr_faith"):
             with st.spinner("Erasing tokens and re-running the model…"):
                 faith = _faithfulness(spec, text, tuple(methods), baseline, n_steps, common.weights_stamp(spec),

@@ -75,7 +75,7 @@ def render() -> None:
                                f"· trivial {_score(row.trivial_score)} · minilm (reference) {_score(row.reference_score)}")
                 st.write(verdicts.relative_paths(str(row.evidence or ""), root))
         with st.expander("Verdict table (the same as `workbench claims` and the reports' claims.csv)"):
-            st.dataframe(verdicts.verdict_table(claims), hide_index=True, key="claims_table")
+            common.table(verdicts.verdict_table(claims), key="claims_table")
         st.download_button("Download claims (CSV)", claims.to_csv(index=False), "claims.csv", "text/csv",
                            key="claims_csv")
         _competence_section()

@@ -302,6 +302,14 @@ def plot(fig: Any, key: Optional[str] = None) -> None:
     st.plotly_chart(fig, key=key)
 
 
+def table(frame: pd.DataFrame, key: Optional[str] = None, **kwargs: Any) -> None:
+    """A table whose columns show human names (workbench.names), with the internal name in each tooltip."""
+    from workbench.names import metric_name
+
+    config = {c: st.column_config.Column(metric_name(c), help=f"internal name: {c}") for c in frame.columns}
+    st.dataframe(frame, hide_index=True, column_config=config, key=key, **kwargs)
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false")
 

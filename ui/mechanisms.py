@@ -15,10 +15,10 @@ CORRUPTED = "The market rose sharply on Monday after the report."
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _lens(spec: str, text: str, stamp: float):
+def _lens(spec: str, text: str, stamp: float, mask_positions: tuple[int, ...] = ()):
     from workbench.lens import evaluate_lens
 
-    result = evaluate_lens(common.subject(spec), [text])
+    result = evaluate_lens(common.subject(spec), [text], mask_positions=mask_positions)
     return result.layers, result.tokens
 
 
@@ -28,6 +28,27 @@ def _task_lens(run: str, text: str, pair: str, stamp: float):
     from workbench.subject import load_subject
 
     return task_lens(load_subject(run), [text], None if not pair.strip() else [pair])
+
+
+def _masked(spec: str, text: str) -> tuple[int, ...]:
+    """For a masked LM, the token positions of the word chosen on the page, which the lens replaces by [MASK]: an
+    MLM reading its own unmasked input only copies it, so the lens is read where the model has to predict
+    (Devlin et al., 2019). Empty for a decoder, or when no word is chosen."""
+    import re
+
+    model = common.subject(spec)
+    if model.causal or getattr(model.tokenizer, "mask_token_id", None) is None:
+        return ()
+    words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    options = ["(none: read the unmasked input)"] + [f"{i}: {w}" for i, (_, _, w) in enumerate(words)]
+    default = 1 + min(2, len(words) - 1) if words else 0  # the third word ("fell" in the default text)
+    chosen = st.selectbox("Mask a word (masked LM)", options, index=default, key="mech_mask",
+                          help="The lens reads every position; at the [MASK] it shows what each layer predicts.")
+    if chosen == options[0]:
+        return ()
+    start, end, _ = words[int(chosen.split(":", 1)[0])]
+    offsets = model.tokenize([text])["offset_mapping"][0].tolist()  # [pos, 2] character spans
+    return tuple(i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= end)
 
 
 def _task_model_runs() -> dict[str, str]:
@@ -215,7 +236,7 @@ def render() -> None:
                     "(an Atinuke or BERT pretraining run).")
         else:
             common.check_length(spec, text)  # as every page does: no silent truncation
-            layers, tokens = _lens(spec, text, stamp)
+            layers, tokens = _lens(spec, text, stamp, _masked(spec, text))
             common.plot(lens_figure(layers), key="mech_lens")
             grid = tokens.pivot(index="layer", columns="position", values="top_tokens")
             grid.columns = [f"{p}:{t}" for p, t in zip(grid.columns, tokens[tokens["layer"] == 0]["token"])]

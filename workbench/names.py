@@ -23,6 +23,9 @@ METRICS = {
     "method_a": "Method A", "method_b": "Method B", "p_value": "p-value", "p_adjusted": "Holm-adjusted p",
     "atinuke_score": "Atinuke score", "comparator_score": "Comparator score", "trivial_score": "Trivial baseline",
     "reference_score": "MiniLM (reference)", "n": "Examples", "value": "Value", "low": "CI low", "high": "CI high",
+    "path": "Cohort", "coverage": "Share of examples", "error_coverage": "Share of errors", "slice": "Slice",
+    "feature": "Feature", "metric": "Metric", "claim": "Claim", "verdict": "Verdict", "reason": "Why",
+    "comparator": "Comparator", "seeds": "Seeds", "taxonomy": "Category",
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MIN_SLICE = 20  # examples a slice needs for its error rate to mean something (a 95% CI about ±0.2 wide)
+MIN_SLICE = 10  # examples a slice needs for its error rate to mean something (a 95% CI at most about ±0.3)
 MAX_CATEGORIES = 12  # more distinct values than this (non-numeric): free text or an id, not a slice feature
 
 
