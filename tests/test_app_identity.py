@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import pytest
@@ -28,12 +29,13 @@ SNLI = [(f"A {p} is {v} in the park.", f"A {h} is {'not ' if i % 2 else ''}outsi
 
 
 def _predictions(model: str, task: str) -> pd.DataFrame:
+    pairs: list[Optional[str]]
     if task == "sst2":
         texts, pairs = SST2, [None] * len(SST2)
         gold = ["negative" if " not " in t else "positive" for t in texts]
     else:
         texts, pairs = [p for p, _ in SNLI], [h for _, h in SNLI]
-        gold = ["contradiction" if " not " in h else "entailment" for h in pairs]
+        gold = ["contradiction" if " not " in str(h) else "entailment" for h in pairs]
     n = len(texts)
     prediction = [g if i % 4 else ("neutral" if task == "snli" else "positive") for i, g in enumerate(gold)]
     return pd.DataFrame(dict(

@@ -7,6 +7,7 @@ probe results), their verdict tables are identical.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,6 +23,10 @@ ACCURACY = {"mrpc": {"atinuke": 0.9, "bert": 0.7}, "snli": {"atinuke": 0.8, "ber
 SEEDS = 2  # the fewest that give a verdict; every fine-tuning run costs the reports a few seconds
 
 
+def _accuracy(table: dict[str, float], arm: str, seed: int) -> float:
+    return table[arm]
+
+
 def _summary(arm: str, seed: int) -> dict:
     ppl = {"atinuke": 300.0, "bert": 200.0}[arm] + seed
     return {"seed": seed, "val_ppl": ppl, "test_ppl": ppl, "val_unigram_ppl": 700.0, "test_unigram_ppl": 680.0,
@@ -34,10 +39,10 @@ def experiment_runs(tmp_path_factory) -> Path:
     """A runs directory like the demo's: ``experiment/`` (two tasks, two arms, two seeds), ``lr-sweep/``
     and ``probes/``."""
     root = tmp_path_factory.mktemp("truth_runs")
-    for task in ACCURACY:  # each call writes its task's runs; experiment.json then names both tasks
+    for task, accuracy in ACCURACY.items():  # each call writes its task's runs; experiment.json then names both
         write_experiment(root / "experiment" if task == "mrpc" else root / f"tmp-{task}", task=task,
                          seeds=SEEDS, pretrain=_summary if task == "mrpc" else None,
-                         accuracy=lambda arm, seed, task=task: ACCURACY[task][arm])
+                         accuracy=functools.partial(_accuracy, accuracy))
     for arm in ("atinuke", "bert"):
         for seed in range(SEEDS):
             (root / f"tmp-snli/{arm}/seed{seed}/finetune/snli").rename(

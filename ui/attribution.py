@@ -55,10 +55,11 @@ def _class_target(spec: str, text: str, text_pair: Optional[str]) -> Optional[st
     probs = _class_probabilities(spec, text, text_pair, common.weights_stamp(spec))
     if not probs:
         return None
-    options = list(probs)
+    options: list[str] = list(probs)
     shown = {label: f"{label} (p = {p:.2f}){' — the prediction' if i == 0 else ''}"
              for i, (label, p) in enumerate(probs.items())}
-    chosen = st.selectbox("Explain the class", options, index=0, key="attr_class", format_func=shown.get,
+    chosen = st.selectbox("Explain the class", options, index=0, key="attr_class",
+                          format_func=lambda label: shown[label],
                           help="The model's prediction by default; another class shows what speaks for it.")
     return None if chosen == options[0] else f"class={chosen}"
 
@@ -155,9 +156,9 @@ def render() -> None:
     segments = common.pair_labels(task)
     text_pair: Optional[str] = None
     if source == "Dataset example" and examples:
-        example = examples[common.linked_choice("selectbox", f"Example ({task})" if task else "Example",
+        picked = examples[common.linked_choice("selectbox", f"Example ({task})" if task else "Example",
                                                 list(examples), key="attr_example", params=common.example_param)]
-        text, text_pair = example.text, example.text_pair if (segments or task is None) else None
+        text, text_pair = picked.text, picked.text_pair if (segments or task is None) else None
         first, second = segments or ("Text", "Second segment")
         st.caption(f"**{first}:** {text}" + (f"  \n**{second}:** {text_pair}" if text_pair else ""))
     else:

@@ -361,7 +361,9 @@ def pair_labels(task: Optional[str]) -> Optional[tuple[str, str]]:
     spec = TASKS.get(task or "")
     if spec is None or not spec.pair:
         return None
-    if spec.kind == "span_qa":
+    from workbench.experiment_runs import task_kind
+
+    if task_kind(str(task)).pair_inputs:  # question answering: the table keeps the context first
         return ("Context", "Question")
     if spec.family == "nli" or task in ("mnli", "rte", "ax", "wnli"):
         return ("Premise", "Hypothesis")

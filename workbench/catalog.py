@@ -111,7 +111,7 @@ def _unique(entries: list[ModelEntry]) -> list[ModelEntry]:
     """Entries with distinct keys and names (a repeated one gets its position appended)."""
     seen: set[str] = set()
     names: set[str] = set()
-    out = []
+    out: list[ModelEntry] = []
     for entry in entries:
         key, name = entry.key, entry.name
         if key in seen:
