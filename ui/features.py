@@ -94,6 +94,9 @@ def render() -> None:
                     features["feature"])]].reset_index(), shown[~shown["feature"].isin(ranked)]], ignore_index=True)
         if not (query.strip() and len(label_search(labels, query))):
             shown = shown.sort_values(order, ascending=order == "feature")
+        if st.session_state.get("sae_feature_of") != (chosen, which, query.strip()):  # a new search opens its first
+            st.session_state.pop("sae_feature", None)
+            st.session_state["sae_feature_of"] = (chosen, which, query.strip())
         _browse(shown, features, contexts, histograms, labels)
         if which == "trained model":
             _attribution_section(path, metrics, features)

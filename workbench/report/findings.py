@@ -27,7 +27,8 @@ def claims_table(ctx: Context) -> pd.DataFrame:
 
     A report of one runs directory (the app's default, ``workbench report --runs runs``) judges the claims on
     that directory exactly as ``workbench claims --runs runs`` does (:func:`workbench.verdicts.claims_of`);
-    a report of several chosen runs judges them on the experiment, pretraining runs and probes among those.
+    a report of several chosen runs, or scoped to chosen models, judges them on the experiment, pretraining
+    runs and probes among those.
     Either way with the claims' own resamples, not the report's ``--n-boot``.
     """
     from workbench.claims import evaluate_claims

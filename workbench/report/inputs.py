@@ -145,7 +145,9 @@ class ReportInputs:
         if probes is not None and models:
             probes = probes[probes["model"].astype(str).isin(models)]
             probes = probes if len(probes) else None
-        return replace(self, pretrain=[r for r in self.pretrain if keep_model(r.name)],
+        # scoped to some models, the claims are judged on their runs only (findings.claims_table), not the root's
+        return replace(self, roots=self.roots if not models else [],
+                       pretrain=[r for r in self.pretrain if keep_model(r.name)],
                        finetune=[r for r in self.finetune if keep_model(r.model) and keep_task(r.task)],
                        attributions=[r for r in self.attributions if keep_model(r.model) and keep_task(r.task)],
                        sae=[r for r in self.sae if keep_model(r.model)],
