@@ -61,6 +61,7 @@ def _class_target(spec: str, text: str, text_pair: Optional[str]) -> Optional[st
     chosen = st.selectbox("Explain the class", options, index=0, key="attr_class",
                           format_func=lambda label: shown[label],
                           help="The model's prediction by default; another class shows what speaks for it.")
+    st.caption(f"Explaining {shown[chosen]}.")
     return None if chosen == options[0] else f"class={chosen}"
 
 
@@ -196,7 +197,7 @@ def render() -> None:
                 " (a decoder: what it says next, read through its own LM head; a token is explained only by itself "
                 "and earlier tokens)" if target is not None else
                 " (a plain encoder has no prediction: the norm of the [CLS] state is explained)")
-        st.caption(f"Explained target: {explained}" + note + ". Red: speaks for the target; blue: against it.")
+        st.caption(f"{name}. Explained target: {explained}" + note + ". Red: speaks for the target; blue: against it.")
         for example in attribution.example_ids:  # generate=N: one row per generated token
             one = frame[frame["example_id"] == example]
             if len(attribution.example_ids) > 1:
