@@ -214,9 +214,9 @@ def test_attribution_page(app_env):
     at = _run("attribution")
     assert {"attr_model", "attr_methods", "attr_baseline", "attr_steps", "attr_text"} <= _keys(at)
     rows = _charts(at)[0]["data"][0]["y"]
-    assert list(rows) == sorted(["integrated_gradients", "saliency", "attention"]) or len(rows) == 3
+    assert sorted(rows) == sorted(["Integrated Gradients", "Saliency (gradient)", "Attention (last layer)"])
     at.multiselect(key="attr_methods").set_value(["saliency", "input_x_gradient"]).run()
-    assert not at.exception and sorted(_charts(at)[0]["data"][0]["y"]) == ["input_x_gradient", "saliency"]
+    assert not at.exception and sorted(_charts(at)[0]["data"][0]["y"]) == ["Input × Gradient", "Saliency (gradient)"]
     at.text_area(key="attr_text").set_value("").run()
     assert any("empty" in e.value for e in at.error)
     at.radio(key="attr_mode").set_value("Precomputed runs").run()
@@ -286,8 +286,8 @@ def test_claims_page_shows_the_experiments_verdicts(tmp_path, monkeypatch):
     monkeypatch.setenv("ATINUKE_RUNS", str(tmp_path))
     at = _run("claims")
     text = "\n".join(m.value for m in at.markdown)
-    assert "Verdict: :green[supported] *against a same-size BERT" in text and "3 seed(s) per arm*" in text
-    assert "· comparator: `bert` · seeds: 3 · p = " in text and "(Monte Carlo)" in text
+    assert "Verdict: :green[supported]" in text and "*against a same-size BERT" in text and "3 seed(s) per arm*" in text
+    assert " · comparator: `bert` · seeds: 3 · p = " in text and "(Monte Carlo)" in text
     assert any("minilm (reference) 0.950" in c.value for c in at.caption)
 
 
@@ -529,19 +529,19 @@ def test_any_model_directory_opens_in_the_app(app_env, tmp_path, tiny_tokenizer)
     at = _run("attention")
     at.sidebar.text_input(key="open_model").set_value(str(tmp_path / "nothing-here")).run()
     assert not at.exception and len(at.sidebar.error) == 1 and "unknown model" in at.sidebar.error[0].value
-    assert not any(o.startswith("Opened:") for o in at.multiselect(key="attn_models").options)
+    assert not any(o.startswith("Opened") for o in at.multiselect(key="attn_models").options)
     at.sidebar.text_input(key="open_model").set_value(path).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert f"Opened: {path}" in at.multiselect(key="attn_models").options
+    assert f"Opened GPT-2: {path}" in at.multiselect(key="attn_models").options  # named from what it is
     assert at.query_params["open"] in (path, [path])  # AppTest gives a lone value as a string
-    at.multiselect(key="attn_models").set_value([f"Opened: {path}"]).run()
+    at.multiselect(key="attn_models").set_value([f"Opened GPT-2: {path}"]).run()
     assert not at.exception and any("upper triangle" in c.value for c in at.caption)
     # a deep link reopens it in a new session
     linked = AppTest.from_file(APP, default_timeout=120)
     linked.query_params["open"] = path
     linked.run()
     linked.switch_page("ui/attention.py").run()
-    assert f"Opened: {path}" in linked.multiselect(key="attn_models").options
+    assert f"Opened GPT-2: {path}" in linked.multiselect(key="attn_models").options
 
 
 def test_dynamics_page(app_env):

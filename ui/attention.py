@@ -8,6 +8,7 @@ import streamlit as st
 
 from atinuke.errors import UserInputError
 from ui import common
+from workbench import catalog
 
 DEFAULT_TEXT = common.ATTENTION_DEFAULT_TEXT
 FLOW_MAX_UNITS = 24  # attention flow solves one max-flow problem per token pair: keep it interactive
@@ -27,14 +28,26 @@ def _flow(spec: str, text: str, words: bool, stamp: float) -> np.ndarray:
 def _heatmap(matrix: np.ndarray, labels: list[str], title: str) -> Any:
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", zmin=0,
+    # one scale for every panel (weights are in [0, 1]), so that side-by-side models compare by colour
+    fig = go.Figure(go.Heatmap(z=matrix, x=_unique(labels), y=_unique(labels), colorscale="Blues", zmin=0, zmax=1,
                                hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>"))
     fig.update_layout(title=title, height=460, yaxis_autorange="reversed", margin=dict(t=50, l=10, r=10, b=10),
-                      xaxis=dict(tickangle=-60, type="category"), yaxis=dict(type="category"))
+                      xaxis=dict(tickangle=-60, type="category", title="key (attended to)"),
+                      yaxis=dict(type="category", title="query (attending)"))
     return fig
 
 
-def _grid(pattern: np.ndarray, title: str) -> Any:
+def _unique(labels: list[str]) -> list[str]:
+    """Token labels made distinct (a category axis merges repeated ones): "the", "the·2", ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}·{seen[label]}")
+    return out
+
+
+def _grid(pattern: np.ndarray, title: str, labels: list[str]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -43,19 +56,22 @@ def _grid(pattern: np.ndarray, title: str) -> Any:
                         row_titles=[f"L{l}" for l in range(n_layers)], column_titles=[f"H{h}" for h in range(n_heads)])
     for layer in range(n_layers):
         for head in range(n_heads):
-            fig.add_trace(go.Heatmap(z=pattern[layer, head], colorscale="Blues", zmin=0, zmax=1, showscale=False,
-                                     hovertemplate=f"L{layer} H{head}<br>q %{{y}} k %{{x}}: %{{z:.2f}}<extra></extra>"),
+            fig.add_trace(go.Heatmap(z=pattern[layer, head], x=_unique(labels), y=_unique(labels), colorscale="Blues",
+                                     zmin=0, zmax=1, showscale=layer == head == 0,
+                                     hovertemplate=f"L{layer} H{head}<br>query %{{y}} → key %{{x}}: "
+                                                   "%{z:.2f}<extra></extra>"),
                           row=layer + 1, col=head + 1)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, autorange="reversed")
-    fig.update_layout(title=title, height=max(300, 70 * n_layers + 80), margin=dict(t=60, l=30, r=30, b=10))
+    fig.update_layout(title=f"{title} (rows: query, columns: key; hover for tokens)",
+                      height=max(300, 70 * n_layers + 80), margin=dict(t=60, l=30, r=30, b=10))
     return fig
 
 
 def render() -> None:
     st.title("Attention explorer")
     common.page_header()
-    choices = common.model_choices()
+    choices = common.model_choices() | {e.name: e.spec for e in catalog.finetuned(common.root())}
     examples = common.example_texts(max_chars=400)
     source = common.input_source("attn_source", bool(examples))
     if source == "Dataset example" and examples:
@@ -68,7 +84,7 @@ def render() -> None:
         text = st.text_area("Text", DEFAULT_TEXT, key="attn_text", max_chars=None, height=80)
     models = common.linked_choice("multiselect", "Models (side by side)", list(choices),
                                    default=common.default_models(choices),
-                                   max_selections=2, key="attn_models",
+                                   max_selections=3, key="attn_models",
                                    params=lambda n: {"model": common.model_param(n, choices)})
     c1, c2 = st.columns([2, 1])
     view = c1.radio("View", ["Layer × head grid", "Single head", "Rollout", "Flow"], horizontal=True, key="attn_view")
@@ -94,7 +110,8 @@ def render() -> None:
                     st.caption("A decoder: each position attends only to itself and earlier positions (the blank "
                                "upper triangle).")
                 if view == "Layer × head grid":
-                    common.plot(_grid(pattern, f"{n_layers} layers × {n_heads} heads"), key=f"grid_{name}")
+                    common.plot(_grid(pattern, f"{n_layers} layers × {n_heads} heads", labels),
+                                key=f"grid_{name}")
                 elif view == "Single head":
                     layer = st.slider("Layer", 0, n_layers - 1, n_layers - 1, key=f"attn_layer_{name}")
                     head = st.slider("Head", 0, n_heads - 1, 0, key=f"attn_head_{name}")

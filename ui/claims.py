@@ -9,6 +9,7 @@ import streamlit as st
 from ui import common
 from workbench import claims as claims_lib
 from workbench import competence as competence_lib
+from workbench import verdicts
 from workbench.experiment_runs import find_experiment
 
 BADGES = {claims_lib.SUPPORTED: ":green[supported]", claims_lib.CONTRADICTED: ":red[contradicted]",
@@ -17,7 +18,7 @@ BADGES = {claims_lib.SUPPORTED: ":green[supported]", claims_lib.CONTRADICTED: ":
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _claims(root: str, stamp: tuple) -> pd.DataFrame:
-    return claims_lib.evaluate_claims(root=Path(root))
+    return verdicts.claims_of(Path(root))  # the same function as `workbench claims` and the reports
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -29,7 +30,8 @@ def _competence(root: str, stamp: tuple) -> pd.DataFrame:
 def _stamp() -> tuple:
     base = common.root()
     files = [p for pattern in ("experiment/**/predictions.parquet", "experiment/**/summary.json", "experiment.json",
-                               "**/seed*/finetune/*/predictions.parquet", "pretrain/*/summary.json", "probes/**/results.*")
+                               "**/seed*/finetune/*/predictions.parquet", "pretrain/*/summary.json", "probes/**/results.*",
+                               "experiment/*/seed*/pretrain/summary.json", "lr-sweep/best.json")
              for p in base.glob(pattern)]
     return tuple(sorted((str(p), common.file_mtime(p)) for p in files))
 
@@ -57,28 +59,34 @@ def render() -> None:
         if shown.empty:
             st.info("No claim has evidence yet. Run `atinuke experiment --arms atinuke,bert,minilm --seeds 3 "
                     "--out runs/experiment`.")
+        root = common.root()
         for row in shown.itertuples():
             with st.container(border=True):
                 st.markdown(f"**{row.statement}**")
-                line = f"Verdict: {BADGES.get(row.verdict, row.verdict)}"
-                if row.verdict in (claims_lib.SUPPORTED, claims_lib.CONTRADICTED) and row.scope:
+                why = verdicts.reason(row)
+                line = f"Verdict: {BADGES.get(row.verdict, row.verdict)}" + (f" — {why}" if why else "")
+                if row.verdict in (claims_lib.SUPPORTED, claims_lib.CONTRADICTED) and not verdicts.blank(row.scope):
                     line += f" *{row.scope}*"
-                if row.comparator:
-                    line += f" · comparator: `{row.comparator}` · seeds: {int(row.seeds or 0)}"
-                if row.p_value is not None and not pd.isna(row.p_value):
+                if not verdicts.blank(row.comparator):
+                    line += f" · comparator: `{row.comparator}`"
+                    if not verdicts.blank(row.seeds) and int(row.seeds):
+                        line += f" · seeds: {int(row.seeds)}"
+                if not verdicts.blank(row.p_value):
                     line += f" · p = {row.p_value:.3g} ± {row.p_mc_error or 0:.1g} (Monte Carlo)"
-                if row.p_adjusted is not None and not pd.isna(row.p_adjusted):
+                if not verdicts.blank(row.p_adjusted):
                     line += f" · Holm p = {row.p_adjusted:.3g}"
-                if row.verdict == claims_lib.INCONCLUSIVE and row.mde is not None and not pd.isna(row.mde):
+                if row.verdict == claims_lib.INCONCLUSIVE and not verdicts.blank(row.mde):
                     line += f" · smallest detectable difference (80% power): {row.mde:.3g}"
-                if row.provenance:
+                if not verdicts.blank(row.provenance):
                     line += f" · data: *{row.provenance}*"
                 st.markdown(line)
-                if row.atinuke_score is not None and not pd.isna(row.atinuke_score):
+                if not verdicts.blank(row.atinuke_score):
                     st.caption(f"{row.metric or 'score'}: atinuke {_score(row.atinuke_score)} · {row.comparator} "
                                f"{_score(row.comparator_score)} · trivial {_score(row.trivial_score)} · minilm "
                                f"(reference) {_score(row.reference_score)}")
-                st.write(row.evidence)
+                st.write(verdicts.relative_paths(str(row.evidence or ""), root))
+        with st.expander("Verdict table (the same as `workbench claims` and the reports' claims.csv)"):
+            common.table(verdicts.verdict_table(claims), key="claims_table")
         st.download_button("Download claims (CSV)", claims.to_csv(index=False), "claims.csv", "text/csv",
                            key="claims_csv")
         _competence_section()

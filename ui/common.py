@@ -27,15 +27,14 @@ import streamlit as st
 from atinuke.errors import UserInputError
 from atinuke.paths import runs_dir
 from ui import build_status
-from workbench import artifacts
+from workbench import artifacts, catalog
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
 DEVICE = "cpu"
-MINILM_CHOICE = "MiniLM (all-MiniLM-L6-v2)"
-# The label says what the weights are wherever the model is picked (atinuke.pretrained.QUANTIZED_NOTE).
-SMOLLM2_CHOICE = "SmolLM2-135M-Instruct (decoder; 4-bit GGUF dequantised to fp32)"
+MINILM_CHOICE = catalog.MINILM_NAME
+SMOLLM2_CHOICE = catalog.SMOLLM2_NAME
 ATTENTION_DEFAULT_TEXT = "The trophy does not fit in the suitcase because it is too big."
 WARM_UP_ENV = "ATINUKE_APP_WARMUP"  # "0" turns off the background warm-up (see warm_up)
 # What the model pages import on their first use; the warm-up imports them in the background.
@@ -92,26 +91,21 @@ def _subject(spec: str, device: str, weights_mtime: float) -> Any:
     return load_subject(spec, device=device)
 
 
+def model_catalog() -> list[catalog.ModelEntry]:
+    """Every model of the runs directory, encoders then fine-tuned ones, each with its link key
+    (:mod:`workbench.catalog`)."""
+    return catalog.encoders(root(), opened_models()) + catalog.finetuned(root())
+
+
 def model_choices() -> dict[str, str]:
-    """Display name -> model spec: MiniLM, every finished pretraining run (base encoders) and every model the
-    visitor opened (:func:`open_model_box`)."""
-    choices = {}
-    for run in artifacts.find_pretrain_runs(root()):
-        if run.finished:
-            choices[f"Atinuke: {run.name}"] = str(run.path)
-    choices[MINILM_CHOICE] = "minilm"
-    if smollm2_ready():
-        choices[SMOLLM2_CHOICE] = "smollm2"
-    for spec in opened_models():
-        choices[f"Opened: {spec}"] = spec
-    return choices
+    """Display name -> model spec: every finished pretraining run, MiniLM and every model the visitor opened
+    (:func:`open_model_box`); names say what each is ("BERT: bert-seed0")."""
+    return {entry.name: entry.spec for entry in catalog.encoders(root(), opened_models())}
 
 
 def smollm2_ready() -> bool:
     """Whether SmolLM2 was converted (``atinuke prepare-data`` / ``make models``): the pages never convert it."""
-    from atinuke.paths import cache_dir
-
-    return (cache_dir() / "models" / "smollm2" / ".complete").is_file()
+    return catalog.smollm2_ready()
 
 
 def model_note(spec: str) -> Optional[str]:
@@ -164,8 +158,11 @@ def open_model_box() -> None:
 
 
 def default_models(choices: Mapping[str, str]) -> list[str]:
-    """The model pages' default pick (names of ``choices``): the first Atinuke run beside MiniLM."""
-    return [name for name in choices if name.startswith("Atinuke")][:1] + [MINILM_CHOICE]
+    """The model pages' default pick (names of ``choices``): the experiment's Atinuke arm (else the first Atinuke
+    run) beside MiniLM; the same throughout the build (catalog.default_encoder)."""
+    entries = [e for e in catalog.encoders(root(), opened_models()) if e.name in choices]
+    first = catalog.default_encoder(entries)
+    return ([first.name] if first is not None else []) + [MINILM_CHOICE]
 
 
 @dataclass
@@ -334,23 +331,74 @@ def plot(fig: Any, key: Optional[str] = None) -> None:
     st.plotly_chart(fig, key=key)
 
 
+def table(frame: pd.DataFrame, key: Optional[str] = None, **kwargs: Any) -> None:
+    """A table whose columns show human names (workbench.names), with the internal name in each tooltip."""
+    from workbench.names import metric_name
+
+    config = {c: st.column_config.Column(metric_name(c), help=f"internal name: {c}") for c in frame.columns}
+    st.dataframe(frame, hide_index=True, column_config=config, key=key, **kwargs)
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0", "false")
 
 
-def example_texts(max_chars: int = 600, runs: int = 6, per_run: int = 15) -> dict[str, str]:
-    """Dataset examples to pick from: "task · id: start of text" -> text, from the first fine-tuning runs."""
-    examples: dict[str, str] = {}
-    for run in finetune_runs()[:runs]:
+@dataclass(frozen=True)
+class Example:
+    """A dataset example from a predictions table, with both segments of a pair task."""
+
+    task: str
+    id: str
+    text: str
+    text_pair: Optional[str] = None
+
+    @property
+    def label(self) -> str:
+        """"task · id: start of text" (the picker's option; :func:`example_param` reads it back)."""
+        return f"{self.task} · {self.id}: {self.text[:60]}"
+
+
+def dataset_examples(task: Optional[str] = None, max_chars: int = 600, runs: int = 6,
+                     per_run: int = 15) -> dict[str, Example]:
+    """Dataset examples to pick from, by label: those of ``task`` only (a fine-tuned model's own task), else
+    from the first fine-tuning runs; pair tasks keep their second segment (hypothesis, question...)."""
+    examples: dict[str, Example] = {}
+    chosen = [r for r in finetune_runs() if task is None or r.task == task]
+    for run in chosen[:1 if task is not None else runs]:
         try:
             table = predictions(run)
         except Exception:  # a broken table must not break the page that offers examples
             logger.warning("cannot read the predictions of %s", run.path, exc_info=True)
             continue
-        for row in table.head(per_run).itertuples():
-            text = str(row.text)[:max_chars]
-            examples.setdefault(f"{run.task} · {row.id}: {text[:60]}", text)
+        for row in table.head(per_run if task is None else 3 * per_run).itertuples():
+            pair = getattr(row, "text_pair", None)
+            pair = None if pair is None or (isinstance(pair, float) and np.isnan(pair)) else str(pair)[:max_chars]
+            example = Example(str(run.task), str(row.id), str(row.text)[:max_chars], pair)
+            examples.setdefault(example.label, example)
     return examples
+
+
+def example_texts(max_chars: int = 600, runs: int = 6, per_run: int = 15) -> dict[str, str]:
+    """Dataset examples to pick from: "task · id: start of text" -> text, from the first fine-tuning runs."""
+    return {label: e.text for label, e in dataset_examples(None, max_chars, runs, per_run).items()}
+
+
+def pair_labels(task: Optional[str]) -> Optional[tuple[str, str]]:
+    """The names of a pair task's two segments as its predictions table stores them (None: one text)."""
+    from atinuke.tasks import TASKS
+
+    spec = TASKS.get(task or "")
+    if spec is None or not spec.pair:
+        return None
+    from workbench.experiment_runs import task_kind
+
+    if task_kind(str(task)).pair_inputs:  # question answering: the table keeps the context first
+        return ("Context", "Question")
+    if spec.family == "nli" or task in ("mnli", "rte", "ax", "wnli"):
+        return ("Premise", "Hypothesis")
+    if task == "qnli":
+        return ("Question", "Sentence")
+    return ("First sentence", "Second sentence")
 
 
 def example_param(label: str) -> dict[str, str]:
@@ -361,9 +409,13 @@ def example_param(label: str) -> dict[str, str]:
 
 
 def model_param(name: str, choices: Mapping[str, str]) -> str:
-    """The short name of a model choice in links: "minilm" or the run directory's name."""
+    """The stable key of a model choice in links (workbench.catalog): "minilm", "bert-seed0", "bert-seed0/snli",
+    or an opened model's path or id."""
     spec = choices.get(name, name)
-    return "minilm" if spec == "minilm" else Path(spec).name
+    for entry in model_catalog():
+        if entry.spec == spec:
+            return entry.key
+    return "minilm" if spec == "minilm" else str(spec)
 
 
 LinkParams = Union[str, Callable[[Any], Mapping[str, str]]]
@@ -511,11 +563,16 @@ def weights_hash(model_dir: Path) -> Optional[str]:
 
 
 def encoder_spec(model: str) -> Optional[str]:
-    """The loadable spec of a model name as runs record it: MiniLM, or a pretraining run under the root."""
-    if model in ("minilm", "smollm2"):
+    """The loadable spec of a model name as runs record it: MiniLM, or a pretraining run under the root (its own
+    folder or the experiment's ``<arm>/seed<k>/pretrain``, named ``<arm>-seed<k>``)."""
+    if model == "minilm" or model.split("-seed")[0] == "minilm":
+        return "minilm"
+    if model == "smollm2":
         return model
-    candidate = root() / "pretrain" / model
-    return str(candidate) if (candidate / "model" / "config.json").is_file() else None
+    for entry in catalog.encoders(root()):
+        if entry.key == model:
+            return entry.spec
+    return None
 
 
 def sae_runs_for(model: str) -> dict[str, Path]:

@@ -122,10 +122,24 @@ def _described(table: pd.DataFrame, run: Path, column: str) -> pd.DataFrame:
     return table.merge(described[wanted].rename(columns={"feature": column}), on=column, how="left")
 
 
+CKA_MIN_TEXTS = 20  # below this the layer-by-layer CKA map is mostly small-sample bias
+
+
+def _other(labels: list[str], options: dict[str, tuple[str, Path]], first: str) -> int:
+    """The default second side: a dictionary of another model, else another dictionary, else the first."""
+    spec = options[first][0]
+    for same_model_ok in (False, True):
+        for index, label in enumerate(labels):
+            if label != first and (same_model_ok or options[label][0] != spec):
+                return index
+    return labels.index(first)
+
+
 def _features_section() -> None:
     options = {}
-    for name, spec in common.model_choices().items():
-        model = "minilm" if spec == "minilm" else Path(spec).name
+    choices = common.model_choices()
+    for name, spec in choices.items():
+        model = common.model_param(name, choices)  # the run's name, as the SAE run records its model
         for run_name, run in common.sae_runs_for(model).items():
             options[f"{name} — {run_name}"] = (spec, run)
     if not options:
@@ -134,7 +148,10 @@ def _features_section() -> None:
     labels = list(options)
     c1, c2 = st.columns(2)
     first = c1.selectbox("Dictionary A", labels, key="cmp_sae_a")
-    second = c2.selectbox("Dictionary B", labels, index=len(labels) - 1, key="cmp_sae_b")
+    second = c2.selectbox("Dictionary B", labels, index=_other(labels, options, first), key="cmp_sae_b")
+    if second == first:
+        st.warning("A and B are the same dictionary: every latent matches itself. Choose another for B "
+                   f"({'train one with `make models`' if len(labels) == 1 else 'below'}).")
     texts = st.text_area("Texts (one per line; latents are compared on the same words)", "\n".join(DEFAULT_TEXTS),
                          key="cmp_sae_texts", height=110)
     threshold = st.slider("Correlation a match needs", 0.1, 0.95, 0.5, 0.05, key="cmp_sae_threshold")
@@ -182,6 +199,10 @@ def _representations_section() -> None:
     lines = tuple(common.check_text(line, "line") for line in texts.splitlines() if line.strip())
     if not lines:
         raise UserInputError("Type at least one text.")
+    if len(lines) < CKA_MIN_TEXTS:
+        st.warning(f"CKA over {len(lines)} sentence(s) ({sum(len(t.split()) for t in lines)} words) is unreliable: "
+                   "linear CKA is biased upwards on few examples (Davari et al., 2022, arXiv 2210.16156). Paste at "
+                   f"least {CKA_MIN_TEXTS} sentences.")
     views_a = _views(choices[name_a], lines, common.weights_stamp(choices[name_a]))
     views_b = _views(choices[name_b], lines, common.weights_stamp(choices[name_b]))
     if sum(len(v.words) for v in views_a) < 3:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import common
-from workbench import errors
+from workbench import errors, slicing
 from workbench.figures import figure_cohorts, figure_confusion, figure_reliability, figure_slices
 
 SIGNAL_LIMIT = 300  # examples whose internal signals are computed on demand (the tree then sees these rows)
@@ -157,18 +157,31 @@ def render() -> None:
             st.caption(f"Fine-tuned on {run.data_note}; the meta_* slices are its extra columns.")
         tabs = st.tabs(["Slices", "Cohorts", "Confusion", "Calibration", "Worst examples"])
         with tabs[0]:
-            features = errors.meta_columns(table)
+            ranks = slicing.rank_features(table)
+            # the useful features first (enough examples per slice, failure depending on the slice); ids and free
+            # text never (workbench.slicing)
+            features = [r.feature for r in ranks if r.usable] + [r.feature for r in ranks
+                                                                 if not r.usable and r.kind != "excluded"]
             if not features:
-                st.info("This predictions table has no meta_* features to slice by.")
+                st.info("This predictions table has no meta_* feature to slice by"
+                        + (f" ({'; '.join(f'{r.feature}: {r.reason}' for r in ranks)})." if ranks else "."))
             else:
                 c1, c2, c3 = st.columns(3)
-                feature = c1.selectbox("Feature", features, key="err_feature",
-                                       format_func=lambda f: f"{f} ({errors.taxonomy_of(f)})")
+                if st.session_state.get("err_feature_of") != run.label:  # another run opens on its own best feature
+                    st.session_state.pop("err_feature", None)
+                    st.session_state["err_feature_of"] = run.label
+                feature = c1.selectbox("Feature (most useful first)", features, key="err_feature",
+                                       format_func=lambda f: f"{f} ({errors.taxonomy_of(f)})",
+                                       help=f"Ranked by the chi-squared test of slice × failure over slices of at "
+                                            f"least {slicing.MIN_SLICE} examples; ids and free text are left out.")
+                skipped = [r for r in ranks if not r.usable]
+                if skipped:
+                    st.caption("Last or not offered: " + "; ".join(f"{r.feature} ({r.reason})" for r in skipped) + ".")
                 n_bins = c2.slider("Quantile bins (numeric)", 2, 8, 4, key="err_bins")
                 metric = c3.selectbox("Metric", [m for m in ("correct", "example_f1") if m in table], key="err_metric")
                 slices = _slices(path, mtime, n_bins, metric)
                 common.plot(figure_slices(slices, float(table[metric].astype(float).mean()), feature), key="slices")
-                st.dataframe(slices[slices["feature"] == feature], hide_index=True)
+                common.table(slices[slices["feature"] == feature])
         with tabs[1]:
             depth = st.slider("Tree depth", 1, 5, 3, key="err_depth")
             c1, c2 = st.columns(2)
@@ -189,9 +202,10 @@ def render() -> None:
                 st.info("Every prediction is right (or every one wrong): there are no error cohorts to find.")
             else:
                 subset = table.head(SIGNAL_LIMIT) if signals is not None else table
+                subset = subset.drop(columns=slicing.excluded_features(table))  # no ids or free text in the tree
                 tree = errors.error_cohorts(subset, signals=signals, max_depth=depth)
                 common.plot(figure_cohorts(tree.nodes), key="cohort_tree")
-                st.dataframe(tree.cohorts()[["path", "n", "coverage", "error_rate", "error_coverage"]], hide_index=True)
+                common.table(tree.cohorts()[["path", "n", "coverage", "error_rate", "error_coverage"]])
                 st.caption(f"Tree features: {', '.join(tree.features)}.")
                 st.caption("Cohorts: leaves of a decision tree predicting failure (Nushi et al., 2018); error_coverage "
                            "is the share of all errors in the cohort.")

@@ -13,6 +13,7 @@ from ui import common
 from workbench import artifacts
 from workbench.features.dashboard import context_html, label_search
 from workbench.figures import feature_histogram
+from workbench.names import merge_unknown
 
 ATTRIBUTION_TEXT = "The committee said that the new budget would not pass ."
 
@@ -87,7 +88,15 @@ def render() -> None:
             for column in columns:
                 hit |= shown[column].fillna("").astype(str).str.lower().str.contains(needle, regex=False)
             shown = shown[hit]
-        shown = shown.sort_values(order, ascending=order == "feature")
+            if len(by_label):  # the latents the label search ranked, in its order: the picker opens its first
+                ranked = [f for f in dict.fromkeys(by_label["feature"].tolist())]
+                shown = pd.concat([features.set_index("feature").loc[[f for f in ranked if f in set(
+                    features["feature"])]].reset_index(), shown[~shown["feature"].isin(ranked)]], ignore_index=True)
+        if not (query.strip() and len(label_search(labels, query))):
+            shown = shown.sort_values(order, ascending=order == "feature")
+        if st.session_state.get("sae_feature_of") != (chosen, which, query.strip()):  # a new search opens its first
+            st.session_state.pop("sae_feature", None)
+            st.session_state["sae_feature_of"] = (chosen, which, query.strip())
         _browse(shown, features, contexts, histograms, labels)
         if which == "trained model":
             _attribution_section(path, metrics, features)
@@ -118,7 +127,8 @@ def _browse(shown: pd.DataFrame, features: pd.DataFrame, contexts: pd.DataFrame,
     for item in mine.itertuples():
         st.html(f'<div style="font-family:monospace;font-size:.9em;margin:.2em 0">'
                 f'<b>{item.activation:.3f}</b> &nbsp; '
-                f'{context_html(json.loads(item.tokens), json.loads(item.activations), int(item.center), scale)}</div>')
+                f'{context_html(*merge_unknown(json.loads(item.tokens), json.loads(item.activations), int(item.center)), scale)}'
+                '</div>')
     common.plot(feature_histogram(histograms, feature), key="sae_histogram")
 
 

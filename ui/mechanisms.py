@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 from scipy.stats import spearmanr
 
+from atinuke.errors import UserInputError
 from ui import common
 from workbench.figures import circuit_graph, lens_figure, patching_heatmap, task_lens_figure
 
@@ -14,10 +15,10 @@ CORRUPTED = "The market rose sharply on Monday after the report."
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _lens(spec: str, text: str, stamp: float):
+def _lens(spec: str, text: str, stamp: float, mask_positions: tuple[int, ...] = ()):
     from workbench.lens import evaluate_lens
 
-    result = evaluate_lens(common.subject(spec), [text])
+    result = evaluate_lens(common.subject(spec), [text], mask_positions=mask_positions)
     return result.layers, result.tokens
 
 
@@ -27,6 +28,27 @@ def _task_lens(run: str, text: str, pair: str, stamp: float):
     from workbench.subject import load_subject
 
     return task_lens(load_subject(run), [text], None if not pair.strip() else [pair])
+
+
+def _masked(spec: str, text: str) -> tuple[int, ...]:
+    """For a masked LM, the token positions of the word chosen on the page, which the lens replaces by [MASK]: an
+    MLM reading its own unmasked input only copies it, so the lens is read where the model has to predict
+    (Devlin et al., 2019). Empty for a decoder, or when no word is chosen."""
+    import re
+
+    model = common.subject(spec)
+    if model.causal or getattr(model.tokenizer, "mask_token_id", None) is None:
+        return ()
+    words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    options = ["(none: read the unmasked input)"] + [f"{i}: {w}" for i, (_, _, w) in enumerate(words)]
+    default = 1 + min(2, len(words) - 1) if words else 0  # the third word ("fell" in the default text)
+    chosen = st.selectbox("Mask a word (masked LM)", options, index=default, key="mech_mask",
+                          help="The lens reads every position; at the [MASK] it shows what each layer predicts.")
+    if chosen == options[0]:
+        return ()
+    start, end, _ = words[int(chosen.split(":", 1)[0])]
+    offsets = model.tokenize([text])["offset_mapping"][0].tolist()  # [pos, 2] character spans
+    return tuple(i for i, (a, b) in enumerate(offsets) if b > a and a >= start and b <= end)
 
 
 def _task_model_runs() -> dict[str, str]:
@@ -171,11 +193,18 @@ def _dla_section(name: str, spec: str) -> None:
     c1, c2, c3 = st.columns([3, 1, 1])
     text = common.check_text(c1.text_input("Text", planted_pairs(1)[0][0] if planted else CLEAN,
                                            key=f"mech_dla_text_{int(planted)}"))
-    target = c2.text_input("Read-out", "random:0", key="mech_dla_target",
-                           help="top or token:WORD (tied embeddings), or random:SEED (a fixed random unit vector)")
+    target = c2.text_input("Read-out", "top", key="mech_dla_target",
+                           help="top (the predicted token, the default) or token:WORD (tied embeddings), or "
+                                "random:SEED (a fixed random unit vector: a control, or a model without an LM head)")
     position = c3.text_input("Position", "0", key="mech_dla_position", help="'last' or an index (0 = [CLS])")
-    frame, summary = _dla(PLANTED_DLA if planted else spec, text, target, position,
-                          0.0 if planted else common.weights_stamp(spec))
+    model, stamp = (PLANTED_DLA, 0.0) if planted else (spec, common.weights_stamp(spec))
+    try:
+        frame, summary = _dla(model, text, target, position, stamp)
+    except UserInputError as error:
+        if target.strip() != "top":
+            raise
+        st.caption(f"No predicted token to read out here ({error}); a fixed random direction (random:0) instead.")
+        frame, summary = _dla(model, text, "random:0", position, stamp)
     common.plot(dla_figure(frame, summary["logit"], f"Direct logit attribution: {summary['readout']}"), key="mech_dla_bars")
     st.metric("Logit", f"{summary['logit']:.6g}", f"sum of parts {summary['sum_of_parts']:.6g}", delta_color="off")
     if summary["exact"]:
@@ -194,7 +223,10 @@ def render() -> None:
                "one; attribution patching (Nanda, 2023) estimates all of them from one backward pass.")
     choices = common.model_choices()
     with common.friendly_errors("mechanisms"):
-        name = common.linked_choice("selectbox", "Model", list(choices), key="mech_model", params="model")
+        names = list(choices)
+        first = common.default_models(choices)[0]
+        name = common.linked_choice("selectbox", "Model", names, key="mech_model", index=names.index(first),
+                                    params=lambda n: {"model": common.model_param(n, choices)})
         spec = choices[name]
         common.model_caption(name, spec)
         stamp = common.weights_stamp(spec)
@@ -204,7 +236,8 @@ def render() -> None:
             st.info("MiniLM ships without its language-model head: the lens needs an MLM/CLM model "
                     "(an Atinuke or BERT pretraining run).")
         else:
-            layers, tokens = _lens(spec, text, stamp)
+            common.check_length(spec, text)  # as every page does: no silent truncation
+            layers, tokens = _lens(spec, text, stamp, _masked(spec, text))
             common.plot(lens_figure(layers), key="mech_lens")
             grid = tokens.pivot(index="layer", columns="position", values="top_tokens")
             grid.columns = [f"{p}:{t}" for p, t in zip(grid.columns, tokens[tokens["layer"] == 0]["token"])]

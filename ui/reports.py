@@ -5,12 +5,16 @@ import datetime as dt
 import io
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import streamlit as st
 
+from atinuke.errors import UserInputError
 from ui import common
-from workbench import artifacts
-from workbench.report import build_report, find_chromium, gather
+from workbench.report import ReportInputs, build_report, find_chromium, gather
+
+MECHANISM_NAMES = {"lens": "logit lens", "patching": "activation patching", "circuit": "circuit",
+                   "dla": "direct logit attribution"}
 
 
 def _zip(directory: Path) -> bytes:
@@ -22,6 +26,27 @@ def _zip(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _candidates(root: Path) -> tuple[dict[str, Path], Optional[ReportInputs]]:
+    """Every run under ``root`` the report can include, by kind ("experiment", "fine-tuning / …", "SAE / …", …)."""
+    try:
+        found = gather([root])
+    except UserInputError:
+        return {}, None
+    inside = (lambda path: found.experiment is not None and found.experiment in path.parents)  # noqa: E731
+    candidates: dict[str, Path] = {}
+    if found.experiment is not None:
+        candidates[f"controlled experiment ({found.experiment.name}/)"] = found.experiment
+    candidates |= {f"pretraining / {r.name}": r.path for r in found.pretrain if not inside(r.path)}
+    candidates |= {f"fine-tuning / {r.label}": r.path for r in found.finetune if not inside(r.path)}
+    if (root / "probes").is_dir() and found.probes is not None:
+        candidates["probe results"] = root / "probes"
+    candidates |= {f"attribution / {r.label}": r.path for r in found.attributions if not inside(r.path)}
+    candidates |= {f"SAE / {r.path.name} ({r.model})": r.path for r in found.sae}
+    candidates |= {f"{MECHANISM_NAMES.get(r.kind, r.kind)} / {r.path.name} ({r.model})": r.path
+                   for r in found.mechanisms}
+    return candidates, found
+
+
 def render() -> None:
     st.title("Reports")
     common.page_header()
@@ -30,17 +55,19 @@ def render() -> None:
                "with its data as CSV/parquet. Command line: `workbench report --runs runs --out report.html "
                "[--models A,B] [--tasks snli] [--compare A,B]`.")
     root = common.root()
-    candidates = {f"pretrain / {r.name}": r.path for r in artifacts.find_pretrain_runs(root)}
-    candidates |= {f"finetune / {r.label}": r.path for r in artifacts.find_finetune_runs(root)}
-    if (root / "probes").is_dir():
-        candidates["probe results"] = root / "probes"
+    candidates, found = _candidates(root)
     if not candidates:
         common.missing("run to report on", "pretrain")
         return
-    chosen = st.multiselect("Runs", list(candidates), default=list(candidates), key="report_runs")
-    found = None
-    with common.friendly_errors("report"):
-        found = gather([candidates[c] for c in chosen]) if chosen else None
+    chosen = st.multiselect("Runs", list(candidates), default=list(candidates), key="report_runs",
+                            help="Everything under the runs directory by default: the controlled experiment (the "
+                                 "claims' verdicts), pretraining, fine-tuning, probes, attributions, SAEs, lenses, "
+                                 "patching and circuits.")
+    # All of it: the runs directory itself, so the report is `workbench report --runs <runs>` exactly
+    paths = [root] if set(chosen) == set(candidates) else [candidates[c] for c in chosen]
+    if set(chosen) != set(candidates):
+        with common.friendly_errors("report"):
+            found = gather(paths) if chosen else None
     models = st.multiselect("Models (none chosen: all)", found.models() if found else [], key="report_models")
     tasks = st.multiselect("Tasks (none chosen: all)", found.tasks() if found else [], key="report_tasks")
     side_by_side = st.checkbox("Side by side (a comparison report of exactly two models)", value=False,
@@ -56,7 +83,7 @@ def render() -> None:
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
             out = root / "reports" / f"report-{stamp}.html"
             with st.spinner("Analysing runs and writing the report…"):
-                result = build_report([candidates[c] for c in chosen], out, title=title or "Report", pdf=want_pdf,
+                result = build_report(paths, out, title=title or "Report", pdf=want_pdf,
                                       models=None if side_by_side or not models else models, tasks=tasks or None,
                                       pair=models if side_by_side and len(models) == 2 else None)
             st.session_state["report_result"] = (str(result.html), str(result.data_dir),

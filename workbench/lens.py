@@ -73,8 +73,13 @@ def _language_model(subject: Subject, lm: Any) -> Any:
     return lm
 
 
-def _states(subject: Subject, lm: Any, texts: Sequence[str], max_length: int):
+def _states(subject: Subject, lm: Any, texts: Sequence[str], max_length: int,
+            mask_positions: Sequence[int] = ()):
     batch = subject.tokenize(list(texts), max_length=max_length)
+    if mask_positions:  # a masked LM predicts at [MASK]: replace these token positions of the first text
+        ids = batch["input_ids"].clone()  # [batch, pos]
+        ids[0, list(mask_positions)] = subject.tokenizer.mask_token_id
+        batch["input_ids"] = ids
     names = layer_names(subject)
     with torch.no_grad():
         cache = subject.run_with_cache(batch, names)
@@ -113,10 +118,14 @@ def train_tuned_lens(subject: Subject, texts: Sequence[str], lm: Any = None, ste
 
 @torch.no_grad()
 def evaluate_lens(subject: Subject, texts: Sequence[str], lm: Any = None, tuned: Optional[TunedLens] = None,
-                  max_length: int = 128, top_k: int = 3) -> LensResult:
-    """Logit (and tuned) lens on held-out ``texts``: KL and top-1 agreement per layer, top tokens per position."""
+                  max_length: int = 128, top_k: int = 3, mask_positions: Sequence[int] = ()) -> LensResult:
+    """Logit (and tuned) lens on held-out ``texts``: KL and top-1 agreement per layer, top tokens per position.
+
+    ``mask_positions``: token positions of the first text replaced by the mask token, so that a masked LM is
+    read where it has to predict (Devlin et al., 2019) rather than where it copies its input.
+    """
     lm = _language_model(subject, lm)
-    batch, states, final, mask = _states(subject, lm, texts, max_length)
+    batch, states, final, mask = _states(subject, lm, texts, max_length, mask_positions)
     target, top = final[mask], final[mask].argmax(-1)
     rows, token_rows = [], []
     first = mask[0]

@@ -22,28 +22,51 @@ def _verdict_class(verdict: str) -> str:
     return "none"
 
 
-def findings(ctx: Context) -> Section:
-    """The claims table: each claim as the paper states it, its verdict, the scores and the evidence."""
+def claims_table(ctx: Context) -> pd.DataFrame:
+    """The claims table, the same function of the same runs as the Claims page and ``workbench claims``.
+
+    A report of one runs directory (the app's default, ``workbench report --runs runs``) judges the claims on
+    that directory exactly as ``workbench claims --runs runs`` does (:func:`workbench.verdicts.claims_of`);
+    a report of several chosen runs, or scoped to chosen models, judges them on the experiment, pretraining
+    runs and probes among those.
+    Either way with the claims' own resamples, not the report's ``--n-boot``.
+    """
     from workbench.claims import evaluate_claims
+    from workbench.verdicts import claims_of
 
     inputs = ctx.inputs
-    claims = evaluate_claims(experiment=inputs.experiment, pretrain=inputs.pretrain, probes=inputs.probes,
-                             n_boot=ctx.n_boot, search=False)
+    if len(inputs.roots) == 1:
+        return claims_of(inputs.roots[0])
+    root = inputs.experiment.parent if inputs.experiment is not None else None
+    return evaluate_claims(root=root, experiment=inputs.experiment, pretrain=inputs.pretrain, probes=inputs.probes,
+                           search=False)
+
+
+def findings(ctx: Context) -> Section:
+    """The claims table: each claim as the paper states it, its verdict and why, the scores and the evidence."""
+    from workbench.verdicts import blank, reason, relative_paths
+
+    inputs = ctx.inputs
+    claims = claims_table(ctx)
     ctx.claims = claims
     ctx.doc.keep("claims", claims)
+    root = inputs.roots[0] if len(inputs.roots) == 1 else None
     section = Section("Findings: the paper's claims", intro=(
         "Benchmark verdicts come from the controlled experiment only: Atinuke against a BERT encoder of the same "
         "size trained on the same tokens with the same recipe (arm bert), over seeds and examples, Holm-corrected. "
         "A model at its task's trivial baseline makes the claim 'not measurable at this budget'. MiniLM is a "
-        "pretrained reference, never the comparator."))
+        "pretrained reference, never the comparator. The Claims page and `workbench claims` show the same table."))
     rows = []
     for claim in claims.to_dict(orient="records"):
-        comparator = f"{fmt(claim['comparator_score'])} ({claim['comparator']})" if claim.get("comparator") else fmt(
-            claim["comparator_score"])
-        rows.append(dict(statement=claim["statement"], verdict=_verdict_text(claim),
+        comparator = f"{fmt(claim['comparator_score'])} ({claim['comparator']})" if not blank(claim.get("comparator")) \
+            else fmt(claim["comparator_score"])
+        why = reason(claim)
+        verdict = _verdict_text(claim) + (f" — {why}" if why else "")
+        rows.append(dict(statement=claim["statement"], verdict=verdict,
                          verdict_class=_verdict_class(str(claim["verdict"])), atinuke=fmt(claim["atinuke_score"]),
                          comparator=comparator, trivial=fmt(claim["trivial_score"]), p=_p_text(claim),
-                         evidence=str(claim["evidence"] or ""), provenance=str(claim["provenance"] or "")))
+                         evidence=relative_paths(str(claim["evidence"] or ""), root),
+                         provenance="" if blank(claim.get("provenance")) else str(claim["provenance"])))
     section.blocks.append(Claims(rows))
     if inputs.experiment is None:
         section.blocks.append(Missing("controlled experiment (the benchmark verdicts need it)", EXPERIMENT_COMMAND))
@@ -83,7 +106,7 @@ def _competence_table(ctx: Context, experiment_dir) -> Block:
     from workbench.competence import competence
     from workbench.experiment_runs import load_experiment
 
-    table = competence(load_experiment(experiment_dir), n_boot=ctx.n_boot)
+    table = competence(load_experiment(experiment_dir))  # the Claims page's resamples, not --n-boot
     table = table.sort_values(["verdict", "task", "arm"], ascending=[False, True, True])  # "not shown" first
     return ctx.doc.table(table, "Has each model learnt each task? Each arm's headline metric against its task's "
                          "trivial baseline scored by the same metric on the same examples (one-sided t over runs, "

@@ -116,6 +116,7 @@ class ReportInputs:
     sae: list[SAERun] = field(default_factory=list)
     mechanisms: list[MechanismRun] = field(default_factory=list)
     dynamics: list[Path] = field(default_factory=list)  # ``workbench dynamics`` output directories
+    roots: list[Path] = field(default_factory=list)  # the paths the report was given
 
     def models(self) -> list[str]:
         """Every model name, in the order the runs were found (pretraining first)."""
@@ -145,7 +146,9 @@ class ReportInputs:
         if probes is not None and models:
             probes = probes[probes["model"].astype(str).isin(models)]
             probes = probes if len(probes) else None
-        return replace(self, pretrain=[r for r in self.pretrain if keep_model(r.name)],
+        # scoped to some models, the claims are judged on their runs only (findings.claims_table), not the root's
+        return replace(self, roots=self.roots if not models else [],
+                       pretrain=[r for r in self.pretrain if keep_model(r.name)],
                        finetune=[r for r in self.finetune if keep_model(r.model) and keep_task(r.task)],
                        attributions=[r for r in self.attributions if keep_model(r.model) and keep_task(r.task)],
                        sae=[r for r in self.sae if keep_model(r.model)],
@@ -160,7 +163,7 @@ def gather(paths: Sequence[str | Path]) -> ReportInputs:
     Raises:
         UserInputError: for a path that does not exist or holds no run.
     """
-    inputs = ReportInputs()
+    inputs = ReportInputs(roots=[Path(p) for p in paths])
     probe_frames = []
     for raw in paths:
         path = Path(raw)
