@@ -3,23 +3,20 @@
 session's script in its own thread. Every operation that hooks, ablates, patches or attributes must then return
 exactly what the same call returns alone, and leave no hook behind.
 
-Each family of the conformance suite (the ``test_models_*.py`` files) is built here as a tiny random model from its
-``transformers`` config, saved with the tiny WordPiece tokenizer and loaded through ``load_subject``.
+Each family of the conformance suite (``tests/families.py``: the ``test_models_*.py`` files' tiny random models) is
+saved with the tiny WordPiece tokenizer and loaded through ``load_subject``.
 """
 from __future__ import annotations
 
-import copy
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 import torch
-from transformers import (AutoModel, BertConfig, DebertaV2Config, DistilBertConfig, GPT2Config, GPTNeoXConfig,
-                          LlamaConfig, MistralConfig, ModernBertConfig, Qwen2Config)
 
 from atinuke.tokenizer import save_tokenizer
+from tests.families import FAMILIES, save_family
 from workbench.attribution import AttributionParams, attribute
 from workbench.models.bridges import ATTN_CALLBACKS
 from workbench.models.llama import NORM_CALLBACKS
@@ -28,36 +25,6 @@ from workbench.subject import Subject, load_subject
 N_THREADS, ROUNDS = 4, 3
 TEXTS = ["The market fell sharply on Monday.", "Shares rose.", "The company said it would cut costs by ten percent.",
          "Prices of bonds were mixed in light trading yesterday."]  # four lengths: a mixed-up result shows
-DECODER = dict(vocab_size=0, pad_token_id=0, bos_token_id=2, eos_token_id=3)
-ROTARY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-              max_position_embeddings=128, attention_dropout=0.0, **DECODER)
-# family -> its tiny config (vocab_size filled in from the tokenizer), as in the family's test_models_*.py
-CONFIGS: dict[str, Callable[[], Any]] = {
-    "bert": lambda: BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                               max_position_embeddings=128, hidden_dropout_prob=0.0,
-                               attention_probs_dropout_prob=0.0, pad_token_id=0),
-    "distilbert": lambda: DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=128,
-                                           dropout=0.0, attention_dropout=0.0, pad_token_id=0),
-    "deberta-v2": lambda: DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                          intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                                          attention_probs_dropout_prob=0.0, pad_token_id=0, relative_attention=True,
-                                          pos_att_type=["p2c", "c2p"], position_biased_input=False,
-                                          norm_rel_ebd="layer_norm", share_att_key=True, position_buckets=8,
-                                          type_vocab_size=0, initializer_range=0.2),
-    "modernbert": lambda: ModernBertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                           num_attention_heads=4, global_attn_every_n_layers=2, local_attention=8,
-                                           max_position_embeddings=128, pad_token_id=0, bos_token_id=2,
-                                           eos_token_id=3, cls_token_id=2, sep_token_id=3),
-    "gpt2": lambda: GPT2Config(n_positions=128, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0, embd_pdrop=0.0,
-                               attn_pdrop=0.0, **DECODER),
-    "gpt_neox": lambda: GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                      intermediate_size=128, max_position_embeddings=128, rotary_pct=0.25,
-                                      hidden_dropout=0.0, attention_dropout=0.0, **DECODER),
-    "llama": lambda: LlamaConfig(**ROTARY),
-    "mistral": lambda: MistralConfig(sliding_window=4, **ROTARY),
-    "qwen2": lambda: Qwen2Config(use_sliding_window=True, sliding_window=4, max_window_layers=1, **ROTARY),
-}
-FAMILIES = ["atinuke", *CONFIGS]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,26 +36,11 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def _model_dir(family: str, tmp_path_factory, tiny_tokenizer, tiny_atinuke_dir: Path) -> Path:
-    if family == "atinuke":
-        return tiny_atinuke_dir
-    torch.manual_seed(0)
-    config = CONFIGS[family]()
-    config.vocab_size = len(tiny_tokenizer)
-    path = tmp_path_factory.mktemp(family) / "model"
-    with torch.no_grad():
-        model = AutoModel.from_config(copy.deepcopy(config)).eval()
-        for name, parameter in model.named_parameters():  # norm gains and biases away from 1 and 0
-            if name.endswith("norm.weight"):
-                parameter.uniform_(0.5, 1.5)
-    model.save_pretrained(path)
-    save_tokenizer(tiny_tokenizer, path)
-    return path
-
-
 @pytest.fixture(scope="module", params=FAMILIES)
-def subject(request, tmp_path_factory, tiny_tokenizer, tiny_atinuke_dir) -> Subject:
-    return load_subject(_model_dir(request.param, tmp_path_factory, tiny_tokenizer, tiny_atinuke_dir))
+def subject(request, tmp_path_factory, tiny_tokenizer) -> Subject:
+    path = save_family(request.param, tmp_path_factory.mktemp(request.param) / "model", len(tiny_tokenizer))
+    save_tokenizer(tiny_tokenizer, path)
+    return load_subject(path)
 
 
 def _hook_state(subject: Subject) -> list[str]:
