@@ -77,12 +77,21 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: str | Path) ->
 PROBES = ("The quick brown fox jumps over the lazy dog.", "Zoë paid $3.50 for 2 naïve café-crèmes, didn't she?")
 
 
+def _saved_pipeline(path: Path) -> Tokenizer:
+    """The directory's tokenizer.json as ``tokenizers`` runs it, without the padding or truncation a file may
+    carry from its last use (transformers sets those per call)."""
+    saved = Tokenizer.from_file(str(path / "tokenizer.json"))
+    saved.no_padding()
+    saved.no_truncation()
+    return saved
+
+
 def _same_as_saved(tokenizer: object, path: Path) -> bool:
     """Whether ``tokenizer`` gives the ids of the saved pipeline (``tokenizer.json`` run by ``tokenizers``) on
     :data:`PROBES`. ``AutoTokenizer`` may pick the class the config's model type registers over the one the
     directory names, and some of those classes rebuild their own pipeline: a Qwen2 directory saved with a BERT
     WordPiece tokenizer then opens as a byte-level ``Qwen2Tokenizer`` that splits text into characters."""
-    saved = Tokenizer.from_file(str(path / "tokenizer.json"))
+    saved = _saved_pipeline(path)
     return all(list(cast(PreTrainedTokenizerFast, tokenizer)(text)["input_ids"]) == saved.encode(text).ids
                for text in PROBES)
 
@@ -130,7 +139,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
                 tokenizer = candidate
         if not _same_as_saved(tokenizer, path):
             probe = PROBES[0]
-            saved = Tokenizer.from_file(str(path / "tokenizer.json")).encode(probe).tokens
+            saved = _saved_pipeline(path).encode(probe).tokens
             raise UserInputError(f"{path}: no tokenizer class splits {probe!r} as its tokenizer.json does ({saved}): "
                                  f"not {type(tokenizer).__name__}" + (f" nor the named {named}" if named else "")
                                  + "; re-save the tokenizer with its own class")
