@@ -243,19 +243,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ks", default="1,4,8", help="concurrent sessions per round (1 first: the reference)")
     parser.add_argument("--page-timeout", type=float, default=240.0, help="seconds a page may take")
+    parser.add_argument("--configs", type=int, default=8, help="distinct (model, sentence) sessions; session i of "
+                        "a round uses config i mod this, and the K = 1 round runs each once")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     if ks[0] != 1:
         raise SystemExit("--ks must start with 1: the single-session run is the reference")
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         raise SystemExit("needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)")
-    n_sessions = max(ks)
+    n_configs = args.configs
     summary: dict[str, Any] = {"k": {}}
     reference: dict[int, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = make_runs(Path(tmp) / "runs")
         for k in ks:
-            sessions = list(range(n_sessions)) if k == 1 else list(range(k))
+            sessions = list(range(n_configs)) if k == 1 else [i % n_configs for i in range(k)]
             started = time.time()
             results, peak = run_k(runs, k, sessions, args.page_timeout, Path(tmp) / f"server_k{k}.log")
             if k == 1:

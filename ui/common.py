@@ -147,6 +147,20 @@ def default_models(choices: Mapping[str, str]) -> list[str]:
     return [name for name in choices if name.startswith("Atinuke")][:1] + [MINILM_CHOICE]
 
 
+_IMPORTS = threading.Lock()
+
+
+def model_imports() -> None:
+    """Import what the model pages need (:data:`WARM_UP_MODULES`), one thread at a time: transformers' lazy
+    module is not safe to initialise from two threads at once (a page beside the warm-up got "cannot import name
+    'BatchEncoding' from 'transformers'", and the half-imported module stayed broken for the process)."""
+    import importlib
+
+    with _IMPORTS:
+        for module in WARM_UP_MODULES:
+            importlib.import_module(module)
+
+
 @dataclass
 class WarmUp:
     """The background warm-up of one runs directory: what it loaded, and the error that stopped it if any."""
@@ -158,11 +172,9 @@ class WarmUp:
     error: Optional[str] = None
 
     def run(self) -> None:
-        import importlib
 
         try:
-            for module in WARM_UP_MODULES:
-                importlib.import_module(module)
+            model_imports()
             for spec in self.specs:
                 # the very cache entries the pages read: same functions, same (spec, device, weights) keys
                 self.subjects[spec] = _subject(spec, DEVICE, weights_stamp(spec))
@@ -252,6 +264,7 @@ def subject(spec: str) -> Any:
         raise UserInputError(f"unknown model {spec!r}: choose MiniLM, a run under {root()}, a model directory "
                              "or a Hugging Face id (org/name)")
     stamp = weights_stamp(spec)
+    model_imports()
     with st.spinner(f"Loading {Path(spec).name}…"):
         return _subject(spec, DEVICE, stamp)
 
