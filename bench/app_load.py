@@ -160,12 +160,16 @@ def wait_rendered(driver: Any, title: str, timeout: float, quiet: float = 1.5) -
     raise TimeoutError(f"page {title!r} did not finish rendering in {timeout:.0f} s")
 
 
-def enter_text(driver: Any, kind: str, text: str) -> None:
+def enter_text(driver: Any, kind: str, text: str, timeout: float) -> None:
     """Replace the page's "Text" box with ``text`` and submit it as a visitor does."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    box = driver.find_element(By.CSS_SELECTOR, f'{kind}[aria-label="Text"]')
+    # The page may still be importing torch (no spinner shows for that): wait for its box to appear.
+    box = WebDriverWait(driver, timeout).until(
+        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, f'{kind}[aria-label="Text"]')))
     box.click()
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.DELETE)
@@ -196,7 +200,7 @@ def session(url: str, index: int, timeout: float, start: Optional[threading.Barr
             try:
                 driver.get(f"{url}/{page}?model={urllib.parse.quote(param)}")
                 wait_rendered(driver, title, timeout)
-                enter_text(driver, kind, text)
+                enter_text(driver, kind, text, timeout)
                 time.sleep(0.5)  # let the rerun start before waiting for it to settle
                 done = wait_rendered(driver, title, timeout)
                 out["times"][page] = done - began
