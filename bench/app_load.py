@@ -2,10 +2,11 @@
 contacted), K concurrent sessions, each a headless Chromium (the harness of tests/test_browser.py) that opens
 Attention, Attribution and Mechanisms on its own model and its own sentence.
 
-Each server is first opened once at its first page (as a visitor would), which starts the app's imports and its
-background warm-up; then the sessions start. The runs directory holds the shipped tiny checkpoints (``atinuke/checkpoints/tiny-atinuke-seed0`` and
-``tiny-bert-seed0``, linked as pretraining runs); with MiniLM that makes three models, and session i uses model
-i mod 3 and sentence i. Each K runs against a fresh server (empty caches), so models load while sessions wait:
+Each server is first opened once at its first page (as a visitor would), which starts the app's imports and
+its background warm-up; then the sessions start. The runs directory holds the shipped tiny checkpoints
+(``atinuke/checkpoints/tiny-atinuke-seed0`` and ``tiny-bert-seed0``, linked as pretraining runs); with MiniLM
+that makes three models, and config c uses model c mod 3 and sentence c (session i of a round is config
+i mod ``--configs``). Each K runs against a fresh server (empty caches), so models load while sessions wait:
 
 1. K = 1: the sessions one after another, each alone: its page times, and its numbers -- every plotly figure's
    data and every caption (the explained target, the IG convergence delta, the patching metric) -- as reference;
