@@ -15,7 +15,8 @@ i mod ``--configs``). Each K runs against a fresh server (empty caches), so mode
 
 A page's time is from opening its address to the last change of its content (a session types its sentence
 after the page's first render; Streamlit reruns). ``errors`` counts exceptions and error boxes shown, and pages
-that did not finish in ``--page-timeout``; ``wrong_results`` counts pages whose numbers differ from the reference.
+that did not finish in ``--page-timeout``; ``wrong_results`` counts pages whose numbers differ from the reference
+by more than 1e-6 (figure data; captions print rounded numbers, compared to 1e-3 relative) or whose text differs.
 ``peak_rss_mb`` is the server's peak resident memory (children included), sampled every 0.2 s.
 
     nice -n 10 python bench/app_load.py [--ks 1,4,8] [--page-timeout 240]
@@ -26,8 +27,10 @@ Final line, JSON: ``{"k": {"1": {"<page>": {"p50_s", "p95_s"}, "errors", "wrong_
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -60,6 +63,51 @@ const captions = Array.from(document.querySelectorAll('[data-testid="stCaptionCo
     .map(c => c.innerText);
 return JSON.stringify({plots: plots, captions: captions});
 """
+
+
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _values(obj: Any, out: list[float], words: list[str]) -> None:
+    """Every number in a page's read-out (plotly's base64 arrays decoded, numbers in text parsed), and the text
+    around them."""
+    if isinstance(obj, dict) and "bdata" in obj and "dtype" in obj:
+        out.extend(np.frombuffer(base64.b64decode(obj["bdata"]), dtype=obj["dtype"]).astype(float).tolist())
+    elif isinstance(obj, dict):
+        for key in sorted(obj):
+            words.append(str(key))
+            _values(obj[key], out, words)
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            _values(item, out, words)
+    elif isinstance(obj, bool) or obj is None:
+        words.append(str(obj))
+    elif isinstance(obj, (int, float)):
+        out.append(float(obj))
+    else:
+        text = str(obj)
+        out.extend(float(n) for n in NUMBER.findall(text))
+        words.append(NUMBER.sub("#", text))
+
+
+def differs(numbers: str, expected: Optional[str], atol: float = 1e-6, rtol: float = 1e-3) -> Optional[str]:
+    """None when a page's read-out equals its single-session reference: the same text, and numbers within
+    ``atol`` (figure data) or ``rtol`` (numbers printed in captions, rounded to a few digits); else why not."""
+    if expected is None:
+        return "no reference"
+    got, want = json.loads(numbers), json.loads(expected)
+    if len(got["plots"]) != len(want["plots"]) or len(got["captions"]) != len(want["captions"]):
+        return f"{len(got['plots'])} plots / {len(got['captions'])} captions vs {len(want['plots'])} / {len(want['captions'])}"
+    for key, tol in (("plots", (atol, 0.0)), ("captions", (atol, rtol))):
+        a, b, wa, wb = [], [], [], []  # type: ignore[var-annotated]
+        for x, y in zip(got[key], want[key]):
+            _values(json.loads(x) if key == "plots" else x, a, wa)
+            _values(json.loads(y) if key == "plots" else y, b, wb)
+        if wa != wb or len(a) != len(b):
+            return f"{key}: different text or count"
+        if a and not np.allclose(a, b, atol=tol[0], rtol=tol[1], equal_nan=True):
+            return f"{key}: max |diff| {float(np.nanmax(np.abs(np.subtract(a, b)))):.3g}"
+    return None
 
 
 def free_port() -> int:
@@ -267,8 +315,9 @@ def main() -> None:
             results, peak = run_k(runs, k, sessions, args.page_timeout, Path(tmp) / f"server_k{k}.log")
             if k == 1:
                 reference = {i: r["numbers"] for i, r in zip(sessions, results)}
-            wrong = [f"session {i} {page}" for i, r in zip(sessions, results) for page, numbers in r["numbers"].items()
-                     if numbers != reference.get(i, {}).get(page)]
+            wrong = [f"session {i} {page}: {why}" for i, r in zip(sessions, results)
+                     for page, numbers in r["numbers"].items()
+                     if (why := differs(numbers, reference.get(i, {}).get(page))) is not None]
             errors = [f"session {i} {e}" for i, r in zip(sessions, results) for e in r["errors"]]
             pages = {page: [r["times"][page] for r in results if page in r["times"]] for page in PAGES}
             summary["k"][str(k)] = {
