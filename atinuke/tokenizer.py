@@ -6,9 +6,10 @@ them and every token carries character offsets (span tasks and word-level attrib
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import Iterable, cast
+from typing import Iterable, Optional, cast
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -72,17 +73,78 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: str | Path) ->
     (directory / ".tokenizer").rmdir()
 
 
+# Texts on which a loaded tokenizer must split exactly as the directory's own tokenizer.json does.
+PROBES = ("The quick brown fox jumps over the lazy dog.", "Zoë paid $3.50 for 2 naïve café-crèmes, didn't she?")
+
+
+def _saved_pipeline(path: Path) -> Tokenizer:
+    """The directory's tokenizer.json as ``tokenizers`` runs it, without the padding or truncation a file may
+    carry from its last use (transformers sets those per call)."""
+    saved = Tokenizer.from_file(str(path / "tokenizer.json"))
+    saved.no_padding()
+    saved.no_truncation()
+    return saved
+
+
+def _same_as_saved(tokenizer: object, path: Path) -> bool:
+    """Whether ``tokenizer`` gives the ids of the saved pipeline (``tokenizer.json`` run by ``tokenizers``) on
+    :data:`PROBES`. ``AutoTokenizer`` may pick the class the config's model type registers over the one the
+    directory names, and some of those classes rebuild their own pipeline: a Qwen2 directory saved with a BERT
+    WordPiece tokenizer then opens as a byte-level ``Qwen2Tokenizer`` that splits text into characters."""
+    saved = _saved_pipeline(path)
+    return all(list(cast(PreTrainedTokenizerFast, tokenizer)(text)["input_ids"]) == saved.encode(text).ids
+               for text in PROBES)
+
+
+def _named_class(path: Path) -> Optional[str]:
+    """The ``tokenizer_class`` that ``tokenizer_config.json`` names, or None."""
+    config_file = path / "tokenizer_config.json"
+    try:
+        named = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class") if config_file.is_file() else None
+    except (OSError, ValueError, AttributeError) as error:
+        raise UserInputError(f"{config_file}: unreadable ({error})") from error
+    return str(named) if named else None
+
+
+def _as_named(path: Path, named: str) -> Optional[PreTrainedTokenizerFast]:
+    """The directory's tokenizer loaded as the class it names, or None when transformers has no such class."""
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    cls = tokenizer_class_from_name(named)
+    return None if cls is None else cast(PreTrainedTokenizerFast, cls.from_pretrained(str(path)))
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    """Load a fast tokenizer from a directory holding ``tokenizer.json``.
+    """Load a fast tokenizer from a directory holding ``tokenizer.json``, as the class the directory names.
+
+    ``AutoTokenizer`` may prefer the model type's own class over the one ``tokenizer_config.json`` names; the
+    named class is then loaded instead whenever it reproduces the saved ``tokenizer.json`` on :data:`PROBES`
+    (where it does not, e.g. a Llama-3 directory naming ``LlamaTokenizer`` over a byte-level tokenizer.json,
+    AutoTokenizer's own correction is kept). Whatever is used must reproduce tokenizer.json, else the directory
+    is refused: nothing that splits text differently is substituted.
 
     Raises:
-        UserInputError: when the directory has no usable tokenizer.
+        UserInputError: when the directory has no usable tokenizer, or none that splits text as it was saved.
     """
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
         raise UserInputError(f"{path}: no tokenizer.json (train one with `atinuke pretrain`)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
+        chosen, named = type(tokenizer).__name__, _named_class(path)
+        if named and chosen.removesuffix("Fast") != named.removesuffix("Fast"):
+            candidate = _as_named(path, named)
+            if candidate is not None and _same_as_saved(candidate, path):
+                logger.info("%s: tokenizer loaded as the named %s (AutoTokenizer chose %s)", path, named, chosen)
+                tokenizer = candidate
+        if not _same_as_saved(tokenizer, path):
+            probe = PROBES[0]
+            saved = _saved_pipeline(path).encode(probe).tokens
+            raise UserInputError(f"{path}: no tokenizer class splits {probe!r} as its tokenizer.json does ({saved}): "
+                                 f"not {type(tokenizer).__name__}" + (f" nor the named {named}" if named else "")
+                                 + "; re-save the tokenizer with its own class")
+    except UserInputError:
+        raise
     except Exception as error:  # the tokenizers library raises bare Exceptions on corrupt JSON
         raise UserInputError(f"{path / 'tokenizer.json'}: cannot load tokenizer ({error})") from error
     if not getattr(tokenizer, "is_fast", False):

@@ -71,6 +71,7 @@ def _grid(pattern: np.ndarray, title: str, labels: list[str]) -> Any:
 def render() -> None:
     st.title("Attention explorer")
     common.page_header()
+    common.model_imports()  # before any import of transformers: one thread at a time
     choices = common.model_choices() | {e.name: e.spec for e in catalog.finetuned(common.root())}
     examples = common.example_texts(max_chars=400)
     source = common.input_source("attn_source", bool(examples))

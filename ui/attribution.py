@@ -137,6 +137,7 @@ def _precomputed() -> None:
 def render() -> None:
     st.title("Attribution")
     common.page_header()
+    common.model_imports()  # before any import of transformers: one thread at a time
     if st.radio("Source", ["Compute now", "Precomputed runs"], horizontal=True, key="attr_mode") == "Precomputed runs":
         with common.friendly_errors("precomputed attributions"):
             _precomputed()

@@ -1,7 +1,9 @@
 """Shared helpers of the Streamlit pages: cached loading, friendly errors, missing-artifact notices.
 
-Caching follows the house rule: ``st.cache_resource`` for models, keyed by *every* setting that changes the
-result (model spec, device, and the weights' modification time so a retrained run is reloaded);
+Caching follows the house rule: models are shared by every session (``ui.sized_cache``, bounded by bytes:
+``$ATINUKE_APP_MODELS_MB``, 4096 by default, and ``$ATINUKE_APP_MAPS_MB``, 256, for attention maps), keyed by
+*every* setting that changes the result (model spec, device, and the weights' modification time so a retrained
+run is reloaded);
 ``st.cache_data`` for tables, keyed by path and modification time. Nothing is cached under an argument
 that starts with ``_``.
 
@@ -27,6 +29,7 @@ import streamlit as st
 from atinuke.errors import UserInputError
 from atinuke.paths import runs_dir
 from ui import build_status
+from ui.sized_cache import array_bytes, budget_from_env, module_bytes, sized_cache
 from workbench import artifacts, catalog
 
 logger = logging.getLogger(__name__)
@@ -84,7 +87,12 @@ def probe_results() -> Optional[pd.DataFrame]:
     return _probe_results(str(root()), stamp)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+# Loaded models and attention maps are bounded by bytes (ui.sized_cache), not by count: one 7B model weighs what
+# thousands of tiny ones do. Every other cache here is st.cache_data of small tables, bounded by max_entries.
+MODELS_MB_ENV, MAPS_MB_ENV = "ATINUKE_APP_MODELS_MB", "ATINUKE_APP_MAPS_MB"
+
+
+@sized_cache(module_bytes, lambda: budget_from_env(MODELS_MB_ENV, 4096))
 def _subject(spec: str, device: str, weights_mtime: float) -> Any:
     from workbench.subject import load_subject
 
@@ -165,6 +173,20 @@ def default_models(choices: Mapping[str, str]) -> list[str]:
     return ([first.name] if first is not None else []) + [MINILM_CHOICE]
 
 
+_IMPORTS = threading.Lock()
+
+
+def model_imports() -> None:
+    """Import what the model pages need (:data:`WARM_UP_MODULES`), one thread at a time: transformers' lazy
+    module is not safe to initialise from two threads at once (a page beside the warm-up got "cannot import name
+    'BatchEncoding' from 'transformers'", and the half-imported module stayed broken for the process)."""
+    import importlib
+
+    with _IMPORTS:
+        for module in WARM_UP_MODULES:
+            importlib.import_module(module)
+
+
 @dataclass
 class WarmUp:
     """The background warm-up of one runs directory: what it loaded, and the error that stopped it if any."""
@@ -176,11 +198,9 @@ class WarmUp:
     error: Optional[str] = None
 
     def run(self) -> None:
-        import importlib
 
         try:
-            for module in WARM_UP_MODULES:
-                importlib.import_module(module)
+            model_imports()
             for spec in self.specs:
                 # the very cache entries the pages read: same functions, same (spec, device, weights) keys
                 self.subjects[spec] = _subject(spec, DEVICE, weights_stamp(spec))
@@ -243,7 +263,7 @@ def attribution_frame(spec: str, text: str, methods: tuple[str, ...], baseline: 
                           text_pairs=None if text_pair is None else [text_pair]).frame
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+@sized_cache(array_bytes, lambda: budget_from_env(MAPS_MB_ENV, 256))
 def attention_maps(spec: str, text: str, words: bool, stamp: float) -> dict[str, Any]:
     """The Attention page's maps of one text (tokens or words) by one model, cached by every setting and the
     weights; here rather than in ui/attention.py so that :func:`warm_up` can fill the page's default view."""
@@ -275,6 +295,7 @@ def subject(spec: str) -> Any:
         raise UserInputError(f"unknown model {spec!r}: choose MiniLM, a run under {root()}, a model directory "
                              "or a Hugging Face id (org/name)")
     stamp = weights_stamp(spec)
+    model_imports()
     with st.spinner(f"Loading {Path(spec).name}…"):
         return _subject(spec, DEVICE, stamp)
 

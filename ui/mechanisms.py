@@ -218,6 +218,7 @@ def _dla_section(name: str, spec: str) -> None:
 def render() -> None:
     st.title("Mechanisms")
     common.page_header()
+    common.model_imports()  # before any import of transformers: one thread at a time
     st.caption("The logit lens (nostalgebraist, 2020) reads every layer through the model's own output path; "
                "activation patching (Meng et al., 2022) restores one component of a clean run inside a corrupted "
                "one; attribution patching (Nanda, 2023) estimates all of them from one backward pass.")

@@ -48,7 +48,13 @@ class LanguageModel:
 
     def readout(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., d_model] last hidden states (the base model's output, final norm included) -> [..., vocab]."""
-        return self.subject.adapter.readout(self.model, hidden)
+        with self.subject.lock:
+            return self.subject.adapter.readout(self.model, hidden)
+
+    def _run(self, **inputs: torch.Tensor) -> Any:
+        """The head model's output, holding the subject's lock (its encoder is the shared, hookable module)."""
+        with self.subject.lock:
+            return self.model(**inputs)
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., d_model] residual-stream states -> [..., vocab] logits through the model's own output path
@@ -57,21 +63,21 @@ class LanguageModel:
 
     def logits(self, batch: Any) -> torch.Tensor:
         """[batch, pos, vocab] logits of the unmasked input."""
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return self._run(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def loss(self, batch: Any, seed: int = 0) -> torch.Tensor:
         ids, attention = batch["input_ids"], batch["attention_mask"]
         mask_id = self.subject.tokenizer.mask_token_id
         if self.causal:
             labels = ids.masked_fill(~attention.bool(), -100)
-            logits = self.model(input_ids=ids, attention_mask=attention).logits  # [batch, pos, vocab]
+            logits = self._run(input_ids=ids, attention_mask=attention).logits  # [batch, pos, vocab]
             return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
         generator = torch.Generator().manual_seed(seed)
         chosen = (torch.rand(ids.shape, generator=generator) < MASK_RATE) & content_mask(batch, self.subject.tokenizer)
         if not chosen.any():
             chosen = content_mask(batch, self.subject.tokenizer)
         labels = ids.masked_fill(~chosen, -100)
-        logits = self.model(input_ids=ids.masked_fill(chosen, mask_id), attention_mask=attention).logits
+        logits = self._run(input_ids=ids.masked_fill(chosen, mask_id), attention_mask=attention).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
 
     def eos_token_id(self) -> Optional[int]:
@@ -98,7 +104,7 @@ class LanguageModel:
         for _ in range(n_tokens):
             if ids.shape[1] >= self.subject.max_len:
                 break
-            logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]  # [vocab]
+            logits = self._run(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]  # [vocab]
             token = int(logits.argmax())
             generated.append(token)
             ids = torch.cat([ids, ids.new_tensor([[token]])], dim=1)

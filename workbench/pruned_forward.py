@@ -98,18 +98,19 @@ def pruned_forward(subject: Subject) -> Iterator[RowSlot]:
     Raises:
         RuntimeError: when a hook is attached inside the last block (it would not run) or the model trains.
     """
-    last = subject.adapter.blocks()[-1]
-    problem = _why_not_prunable(subject, last)
-    if problem is not None:
-        raise RuntimeError(problem)
-    slot = RowSlot()
-    # An instance attribute shadows the class's forward; the family's adapter writes the pruned one.
-    last.forward = subject.adapter.pruned_forward(last, slot)
-    try:
-        yield slot
-    finally:
-        del last.forward
-        slot.rows = None
+    with subject.lock:  # the forward replacement is seen by every thread: hold the model meanwhile
+        last = subject.adapter.blocks()[-1]
+        problem = _why_not_prunable(subject, last)
+        if problem is not None:
+            raise RuntimeError(problem)
+        slot = RowSlot()
+        # An instance attribute shadows the class's forward; the family's adapter writes the pruned one.
+        last.forward = subject.adapter.pruned_forward(last, slot)
+        try:
+            yield slot
+        finally:
+            del last.forward
+            slot.rows = None
 
 
 __all__ = ["RowSlot", "can_prune", "distinct_rows", "gather_rows", "pruned_forward", "scatter_rows"]

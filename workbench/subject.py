@@ -13,6 +13,11 @@ under Atinuke's hook names (TransformerLens style, Nanda & Bloom 2022), so every
 Each model family's module tree lives in its adapter under ``workbench/models/`` (Atinuke's real hook points;
 the BERT family's bridged hooks, documented name by name in ``workbench/models/bert.py``); a Subject only
 speaks hook names.
+
+Thread safety (docs/architecture.md, "One model, many threads"): hooks are global state on the shared module, so
+every operation that attaches hooks, swaps a forward or the attention implementation, or runs the model holds the
+model's re-entrant lock (:func:`model_lock`, also ``Subject.lock``) from attach through forward to detach; the
+inputs of the running forward pass are kept per thread, never on the instance.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ import contextlib
 import difflib
 import hashlib
 import logging
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
@@ -36,7 +43,22 @@ from workbench.models.atinuke import AtinukeAdapter
 logger = logging.getLogger(__name__)
 
 __all__ = ["HOOK_NAMES_PER_BLOCK", "ActivationCache", "HookFn", "HookInfo", "MissingActivation", "PatchResult",
-           "Subject", "load_subject", "task_subject"]
+           "Subject", "load_subject", "model_lock", "task_subject"]
+
+# Base module -> its lock: every Subject (and LanguageModel) over the same module shares one, whoever built it.
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(module: nn.Module) -> threading.RLock:
+    """The re-entrant lock of a shared model: hold it to attach hooks, replace a ``forward``, switch the attention
+    implementation, change ``requires_grad``/train mode, or run a forward pass whose result must not see another
+    thread's hooks. Re-entrant, so a locked operation may call another."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(module)
+        if lock is None:
+            lock = _LOCKS[module] = threading.RLock()
+        return lock
 
 
 class MissingActivation(KeyError, UserInputError):
@@ -132,7 +154,8 @@ class Subject:
         self.d_model = encoder.d_model
         self.d_head = self.d_model // self.n_heads
         self.max_len = encoder.max_len
-        self._current: Optional[Mapping[str, torch.Tensor]] = None  # inputs of the running forward pass
+        self.lock = model_lock(self.encoder)  # held across attach -> forward -> detach (module docstring)
+        self._running = threading.local()  # .inputs: the running forward pass's inputs, per thread
         self._hash: Optional[str] = None
         self.adapter: ModelAdapter = (AtinukeAdapter(self.encoder, self.n_heads, self.d_head) if self.kind == "atinuke"
                                       else adapter_for(self.encoder, self.n_heads, self.d_head))
@@ -181,6 +204,10 @@ class Subject:
                 digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
             self._hash = digest.hexdigest()
         return self._hash
+
+    def current_inputs(self) -> Optional[Mapping[str, torch.Tensor]]:
+        """The inputs of the forward pass this thread is running (None outside one): what hooks read."""
+        return getattr(self._running, "inputs", None)
 
     # ------------------------------------------------------------------ inputs
     def tokenize(self, texts: Union[str, Sequence[str]], text_pairs: Union[str, Sequence[str], None] = None,
@@ -271,17 +298,18 @@ class Subject:
             The model output (BaseModelOutput for an encoder, the task output otherwise).
         """
         batch = self.as_inputs(inputs)
-        with contextlib.ExitStack() as stack:
+        with self.lock, contextlib.ExitStack() as stack:
             if head_ablation:
                 stack.enter_context(self.ablate_heads(head_ablation))
-            self._current = batch
+            outer = self.current_inputs()  # a hook may itself run a forward pass: restore the caller's inputs
+            self._running.inputs = batch
             try:
                 if self.task_model is not None:
                     return self.task_model.forward(batch["input_ids"], batch["attention_mask"],
                                                    batch.get("token_type_ids"), **head_inputs)
                 return self.encoder(**batch)
             finally:
-                self._current = None
+                self._running.inputs = outer
 
     def run_with_cache(self, inputs: Any, names: Union[Sequence[str], Callable[[str], bool], None] = None, *,
                        head_ablation: Optional[Mapping[int, Sequence[int]]] = None,
@@ -328,20 +356,22 @@ class Subject:
         """Attach ``fn(activation, HookInfo) -> replacement or None`` at each name for the ``with`` body.
 
         Everything added (torch hooks, attention callbacks, the attention implementation switch) is undone
-        in ``finally``, also when the body raises.
+        in ``finally``, also when the body raises. The model's lock is held for the whole ``with`` body, so no
+        other thread runs the model while these hooks are on (nor attaches its own).
 
         Raises:
             UserInputError: for an unknown hook name (with close matches).
         """
         self.check_hook_names([name for name, _ in fwd_hooks])
         undo: list[Callable[[], None]] = []
-        try:
-            for name, fn in fwd_hooks:
-                undo.extend(self.adapter.attach(name, fn, HookInfo(name, layer_of(name)), lambda: self._current))
-            yield self
-        finally:
-            for step in reversed(undo):
-                step()
+        with self.lock:
+            try:
+                for name, fn in fwd_hooks:
+                    undo.extend(self.adapter.attach(name, fn, HookInfo(name, layer_of(name)), self.current_inputs))
+                yield self
+            finally:
+                for step in reversed(undo):
+                    step()
 
     # ------------------------------------------------------------------ interventions
     def head_means(self, reference: Any) -> dict[int, torch.Tensor]:
@@ -388,7 +418,8 @@ class Subject:
                 if means is not None:
                     mean = means[layer][indices].to(z.dtype)  # [heads, d_head]
                 else:
-                    mask = (self._current["attention_mask"] if self._current else
+                    running = self.current_inputs()
+                    mask = (running["attention_mask"] if running else
                             torch.ones(z.shape[:2], device=z.device)).to(z.dtype)[..., None, None]
                     mean = ((z[:, :, indices] * mask).sum((0, 1)) / mask.sum()).detach()  # [heads, d_head]
                 z[:, :, indices] = mean.expand(z.shape[0], z.shape[1], -1, -1)
@@ -421,7 +452,7 @@ class Subject:
         if clean["input_ids"].shape != corrupted["input_ids"].shape:
             raise UserInputError(f"clean and corrupted inputs differ in shape: {tuple(clean['input_ids'].shape)}"
                                  f" vs {tuple(corrupted['input_ids'].shape)}; patching needs aligned tokens")
-        with torch.no_grad():
+        with self.lock, torch.no_grad():
             clean_cache = self.run_with_cache(clean, [name], **head_inputs)
             corrupted_output = self.forward(corrupted, **head_inputs)
         source = clean_cache[name]
@@ -444,19 +475,21 @@ class Subject:
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator["Subject"]:
-        """Parameters with ``requires_grad=False`` and the model in eval mode for the body (then restored)."""
-        params = list(self.module.parameters())
-        previous = [p.requires_grad for p in params]
-        was_training = self.module.training
-        try:
-            for p in params:
-                p.requires_grad_(False)
-            self.module.eval()
-            yield self
-        finally:
-            for p, flag in zip(params, previous):
-                p.requires_grad_(flag)
-            self.module.train(was_training)
+        """Parameters with ``requires_grad=False`` and the model in eval mode for the body (then restored); the
+        model's lock is held throughout, so a whole attribution run is one isolated use of the model."""
+        with self.lock:
+            params = list(self.module.parameters())
+            previous = [p.requires_grad for p in params]
+            was_training = self.module.training
+            try:
+                for p in params:
+                    p.requires_grad_(False)
+                self.module.eval()
+                yield self
+            finally:
+                for p, flag in zip(params, previous):
+                    p.requires_grad_(flag)
+                self.module.train(was_training)
 
 
 def _is_task_model(obj: Any) -> bool:

@@ -64,11 +64,12 @@ def _embedding_override(subject: Subject) -> Iterator[dict[str, Optional[torch.T
     def replace(module: nn.Module, args: Any, output: torch.Tensor) -> Optional[torch.Tensor]:
         return slot["embeds"]
 
-    handle = subject.input_embeddings.register_forward_hook(replace)
-    try:
-        yield slot
-    finally:
-        handle.remove()
+    with subject.lock:  # a hook on the shared model: no other thread may run it meanwhile
+        handle = subject.input_embeddings.register_forward_hook(replace)
+        try:
+            yield slot
+        finally:
+            handle.remove()
 
 
 class _EmbeddingForward(nn.Module):
