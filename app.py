@@ -5,7 +5,7 @@ streamlit). Pages read precomputed artifacts under ``atinuke.paths.runs_dir()`` 
 compute the rest on demand.
 
 Every page has its own address, ``/<url path>`` below, and keeps its selections in the query string
-(``/errors?model=minilm&task=sst2&example=lee-3``; see ``ui.common.linked_choice``). The app's
+(``/errors?model=minilm&task=sst2&example=lee-3``; see ``ui.links.linked_choice``). The app's
 root ``/`` opens the first page: Streamlit serves its default page at ``/`` only, so the root is a hidden
 page that forwards to ``/models`` with the query string kept, and ``/models`` is a page like the others.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.common import open_model_box, scope_links, warm_up
+from ui.common import open_model_box, warm_up
+from ui.links import scope_links
 
 PAGES_DIR = Path(__file__).resolve().parent / "ui"
 ROOT_URL_PATH = "home"  # reserved by the hidden root page (Streamlit still wants a unique path for it)

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from atinuke.errors import UserInputError
-from ui import common
+from ui import common, links
 from workbench import catalog
 
 DEFAULT_TEXT = common.ATTENTION_DEFAULT_TEXT
@@ -76,14 +76,14 @@ def render() -> None:
     examples = common.example_texts(max_chars=400)
     source = common.input_source("attn_source", bool(examples))
     if source == "Dataset example" and examples:
-        text = examples[common.linked_choice("selectbox", "Example", list(examples), key="attn_example",
+        text = examples[links.linked_choice("selectbox", "Example", list(examples), key="attn_example",
                                               params=common.example_param)]
         st.caption(text)
     else:
         if source == "Dataset example":
             common.missing("predictions table to pick examples from", "finetune")
         text = st.text_area("Text", DEFAULT_TEXT, key="attn_text", max_chars=None, height=80)
-    models = common.linked_choice("multiselect", "Models (side by side)", list(choices),
+    models = links.linked_choice("multiselect", "Models (side by side)", list(choices),
                                    default=common.default_models(choices),
                                    max_selections=3, key="attn_models",
                                    params=lambda n: {"model": common.model_param(n, choices)})

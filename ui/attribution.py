@@ -7,7 +7,7 @@ from typing import Any, Optional
 import pandas as pd
 import streamlit as st
 
-from ui import common
+from ui import common, links
 from workbench import artifacts, catalog
 from workbench.figures import DIVERGING
 from workbench.names import method_name
@@ -148,7 +148,7 @@ def render() -> None:
     default = catalog.default_finetuned([e for e in entries.values() if e.task]) or catalog.default_encoder(
         list(entries.values()))
     names = list(entries)
-    name = common.linked_choice("selectbox", "Model", names, key="attr_model",
+    name = links.linked_choice("selectbox", "Model", names, key="attr_model",
                                 params=lambda n: {"model": entries[n].key},
                                 index=names.index(default.name) if default is not None else 0)
     entry = entries[name]
@@ -158,7 +158,7 @@ def render() -> None:
     segments = common.pair_labels(task)
     text_pair: Optional[str] = None
     if source == "Dataset example" and examples:
-        picked = examples[common.linked_choice("selectbox", f"Example ({task})" if task else "Example",
+        picked = examples[links.linked_choice("selectbox", f"Example ({task})" if task else "Example",
                                                 list(examples), key="attr_example", params=common.example_param)]
         text, text_pair = picked.text, picked.text_pair if (segments or task is None) else None
         first, second = segments or ("Text", "Second segment")

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from atinuke.errors import UserInputError
-from ui import common
+from ui import common, links
 from workbench import compare
 from workbench.figures import figure_cka, figure_outcomes, figure_probe_overlay
 
@@ -36,13 +36,13 @@ def _runs_section() -> None:
     if not tasks:
         common.missing("pair of fine-tuning runs on the same task", "minilm-finetune")
         return
-    task = common.linked_choice("selectbox", "Task", tasks, key="cmp_task", params="task")
+    task = links.linked_choice("selectbox", "Task", tasks, key="cmp_task", params="task")
     group = [r for r in runs if r.task == task]
     models = [r.model for r in group]
     c1, c2 = st.columns(2)
-    model_a = common.linked_choice("selectbox", "Model A", models, container=c1, key="cmp_a", params="model",
+    model_a = links.linked_choice("selectbox", "Model A", models, container=c1, key="cmp_a", params="model",
                                     index=models.index("minilm") if "minilm" in models else 0)
-    model_b = common.linked_choice("selectbox", "Model B", models, container=c2, key="cmp_b", params="model_b",
+    model_b = links.linked_choice("selectbox", "Model B", models, container=c2, key="cmp_b", params="model_b",
                                     index=next((i for i, m in enumerate(models) if m != model_a), 0))
     if model_a == model_b:
         st.error("Choose two different models.")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import common
+from ui import common, links
 from workbench import artifacts
 from workbench.dynamics import curves
 from workbench.figures import dynamics_figure, layer_head_grid
@@ -31,7 +31,7 @@ def render() -> None:
         common.missing("training dynamics", "dynamics")
         return
     with common.friendly_errors("dynamics"):
-        chosen = common.linked_choice("selectbox", "Analysis", found, key="dynamics_dir", params="dynamics",
+        chosen = links.linked_choice("selectbox", "Analysis", found, key="dynamics_dir", params="dynamics",
                                       format_func=lambda p: p.name)
         table, headline = _tables(str(chosen), common.file_mtime(Path(chosen) / "dynamics.parquet"))
         common.plot(dynamics_figure(curves(table), headline), key="dynamics_figure")
@@ -40,7 +40,7 @@ def render() -> None:
         st.subheader("Per head at one snapshot")
         runs = list(dict.fromkeys(table["run"]))
         left, middle, right = st.columns(3)
-        run = common.linked_choice("selectbox", "Run", runs, key="dynamics_run", params="run", container=left)
+        run = links.linked_choice("selectbox", "Run", runs, key="dynamics_run", params="run", container=left)
         steps = sorted(table.loc[table["run"] == run, "step"].unique())
         step = middle.select_slider("Step", options=steps, value=steps[-1], key="dynamics_step")
         head_metrics = sorted(table.loc[table["head"] >= 0, "metric"].unique())

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import common
+from ui import common, links
 from workbench import errors, slicing
 from workbench.figures import figure_cohorts, figure_confusion, figure_reliability, figure_slices
 
@@ -139,7 +139,7 @@ def render() -> None:
         common.missing("fine-tuning run with predictions.parquet", "finetune")
         return
     by_label = {r.label: r for r in runs}
-    run = by_label[common.linked_choice("selectbox", "Run (model / task)", list(by_label), key="err_run",
+    run = by_label[links.linked_choice("selectbox", "Run (model / task)", list(by_label), key="err_run",
                                          params=lambda label: {"model": by_label[label].model,
                                                                "task": by_label[label].task})]
     with common.friendly_errors(run.label):
@@ -231,7 +231,7 @@ def render() -> None:
             else:
                 st.dataframe(worst[[c for c in ("id", "text", "text_pair", "gold", "prediction", "score") if c in worst]],
                              hide_index=True)
-                chosen = common.linked_choice("selectbox", "Drill down into", list(worst["id"]), key="err_drill",
+                chosen = links.linked_choice("selectbox", "Drill down into", list(worst["id"]), key="err_drill",
                                                params="example")
                 _drill_down(run, worst[worst["id"] == chosen].iloc[0])
 

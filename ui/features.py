@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from atinuke.errors import UserInputError
-from ui import common
+from ui import common, links
 from workbench import artifacts
 from workbench.features.dashboard import context_html, label_search
 from workbench.figures import feature_histogram
@@ -42,7 +42,7 @@ def render() -> None:
         return
     with common.friendly_errors("features"):
         names = {p.name: p for p in runs}
-        chosen = common.linked_choice("selectbox", "SAE run", list(names), key="sae_run", params="sae")
+        chosen = links.linked_choice("selectbox", "SAE run", list(names), key="sae_run", params="sae")
         path = names[chosen]
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
         config = metrics.get("config", {})

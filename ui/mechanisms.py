@@ -7,7 +7,7 @@ import streamlit as st
 from scipy.stats import spearmanr
 
 from atinuke.errors import UserInputError
-from ui import common
+from ui import common, links
 from workbench.figures import circuit_graph, lens_figure, patching_heatmap, task_lens_figure
 
 CLEAN = "The market fell sharply on Monday after the report."
@@ -226,7 +226,7 @@ def render() -> None:
     with common.friendly_errors("mechanisms"):
         names = list(choices)
         first = common.default_models(choices)[0]
-        name = common.linked_choice("selectbox", "Model", names, key="mech_model", index=names.index(first),
+        name = links.linked_choice("selectbox", "Model", names, key="mech_model", index=names.index(first),
                                     params=lambda n: {"model": common.model_param(n, choices)})
         spec = choices[name]
         common.model_caption(name, spec)

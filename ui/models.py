@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import common
+from ui import common, links
 from workbench import artifacts
 from workbench.figures import figure_training_curve
 
@@ -40,7 +40,7 @@ def render() -> None:
         common.missing("pretraining run", "pretrain")
     else:
         names = [r.name for r in runs]
-        chosen = common.linked_choice("selectbox", "Pretraining run", names, key="models_run", params="model")
+        chosen = links.linked_choice("selectbox", "Pretraining run", names, key="models_run", params="model")
         run = runs[names.index(chosen)]
         with common.friendly_errors(f"run {run.name}"):
             summary = run.summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from probes.figures import layer_curve_figure
-from ui import common
+from ui import common, links
 from workbench.compare import probe_overlay
 from workbench.probe_curves import REAL_CONTROLS, layer_selectivity
 
@@ -21,11 +21,11 @@ def render() -> None:
     with common.friendly_errors("probing"):
         tasks = sorted(results["task"].astype(str).unique())
         c1, c2 = st.columns(2)
-        task = common.linked_choice("selectbox", "Probing task", tasks, container=c1, key="probe_task", params="task")
+        task = links.linked_choice("selectbox", "Probing task", tasks, container=c1, key="probe_task", params="task")
         rows = results[results["task"] == task]
         metric = c2.selectbox("Metric", sorted(rows["metric"].astype(str).unique()), key="probe_metric")
         models = sorted(rows["model"].astype(str).unique())
-        chosen = common.linked_choice("multiselect", "Models", models, default=models, key="probe_models",
+        chosen = links.linked_choice("multiselect", "Models", models, default=models, key="probe_models",
                                        params="model")
         show_controls = st.checkbox("Show control curves", value=True, key="probe_controls")
         if not chosen:
