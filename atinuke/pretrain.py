@@ -7,12 +7,10 @@ clipping, bf16 autocast and optional ``torch.compile`` on CUDA, and DistributedD
 1810.04805) with the decoder applied to masked positions only.
 
 Outputs under ``--out``: ``model/`` (save_pretrained + tokenizer), ``checkpoints/step-N/`` (the last two),
-``metrics.csv``, ``tb/`` (TensorBoard) and ``summary.json``; with ``--keep-log-checkpoints`` also
-``snapshots/step-N/`` (weights and tokenizer only, plus ``snapshot.json`` with the step and tokens seen) at
-log-spaced steps 0, F, 2F, 4F, ... and the last (F = ``--log-checkpoint-first``, default 64), which
-``workbench dynamics`` reads. Data order, masks and dropout are functions of
-the seed and the step, and checkpoints hold every piece of state, so ``--resume`` continues bit-exactly.
-Checkpoints hold tensors in safetensors and everything else in JSON: nothing is unpickled.
+``metrics.csv``, ``tb/`` (TensorBoard), ``summary.json``; with ``--keep-log-checkpoints`` also weights-only
+``snapshots/step-N/`` at steps 0, F, 2F, 4F, ... and the last (F = ``--log-checkpoint-first``) for ``workbench
+dynamics``. Data order, masks and dropout are functions of the seed and the step, and checkpoints hold every
+piece of state (safetensors and JSON: nothing is unpickled), so ``--resume`` continues bit-exactly.
 """
 from __future__ import annotations
 

@@ -29,9 +29,15 @@ SHIPPED_ROOT = Path(__file__).resolve().parent / "checkpoints"
 RECIPE_FILE = "recipe.json"
 MARKER_FILE = "shipped.json"
 SHIPPED_FILES = ("summary.json", "metrics.csv", RECIPE_FILE)
-# Settings that do not change what is trained (where it runs, how often it is evaluated or saved).
-_IGNORED = {"out", "device", "tokenizer", "stop_after", "eval_every", "checkpoint_every", "keep_checkpoints",
-            "compile", "eval_batch_size", "eval_max_blocks"}
+
+
+def _ignored() -> set[str]:
+    """Settings that do not change what is trained (where it runs, how often it is evaluated or saved): pretraining's
+    own list of operational fields, so that a new one (``--keep-log-checkpoints``) never makes a shipped run stale,
+    plus the tokenizer path (compared by content instead)."""
+    from atinuke.pretrain import OPERATIONAL_FIELDS
+
+    return {*OPERATIONAL_FIELDS, "tokenizer"}
 
 
 def shipped_run(preset: str, arm: str, seed: int, root: Path = SHIPPED_ROOT) -> Optional[Path]:
@@ -66,7 +72,8 @@ def resolved_settings(argv: Sequence[str]) -> dict[str, Any]:
     requested.setdefault("out", "unused")
     config = asdict(pretrain.resolve_config(requested))
     config["sources"] = list(config["sources"])
-    return {k: v for k, v in config.items() if k not in _IGNORED}
+    ignored = _ignored()
+    return {k: v for k, v in config.items() if k not in ignored}
 
 
 def _digest(path: Path) -> str:
@@ -90,7 +97,8 @@ def matches(shipped: Path, argv: Sequence[str], tokenizer: Optional[Path]) -> Op
     """
     wanted = resolved_settings(argv)
     summary = json.loads((Path(shipped) / "summary.json").read_text(encoding="utf-8"))
-    have = {k: (list(v) if isinstance(v, tuple) else v) for k, v in summary["config"].items() if k not in _IGNORED}
+    ignored = _ignored()
+    have = {k: (list(v) if isinstance(v, tuple) else v) for k, v in summary["config"].items() if k not in ignored}
     differing = sorted(k for k in set(wanted) | set(have) if wanted.get(k) != have.get(k))
     if differing:
         return "settings differ: " + ", ".join(f"{k} {have.get(k)!r} (shipped) vs {wanted.get(k)!r}" for k in differing)

@@ -18,15 +18,16 @@ POSITIVE_INTS = frozenset({
     "batch_size", "eval_batch_size", "n_steps", "n_samples", "max_tokens_per_pass", "internal_batch_size", "limit",
     "eval_limit", "epochs", "steps", "seeds", "n_boot", "max_len", "grad_accum", "vocab_size", "keep_checkpoints",
     "eval_max_blocks", "stop_after", "words", "top_k", "n_examples", "width", "k", "max_tokens", "shard_tokens",
-    "eval_texts", "max_length", "max_sentences", "seq_len", "randomization_limit",
+    "eval_texts", "max_length", "max_sentences", "seq_len", "randomization_limit", "log_checkpoint_first",
+    "n_prompts", "n_heldout", "n_texts", "probe_sentences", "sae_k", "sae_width", "sae_steps",
 })
 # Worker counts in joblib's convention: N workers, -1 all cores, -2 all but one; 0 means nothing.
 NON_ZERO_INTS = frozenset({"jobs"})
 # Numbers that must be finite and > 0.
-POSITIVE_FLOATS = frozenset({"lr", "head_lr", "tolerance", "scale", "finetune_scale", "C"})
+POSITIVE_FLOATS = frozenset({"lr", "head_lr", "tolerance", "scale", "finetune_scale", "C", "effect"})
 # Numbers that must be finite and >= 0.
 NON_NEGATIVE = frozenset({"l1", "warmup", "clip", "weight_decay", "eval_every", "checkpoint_every", "freeze_layers",
-                          "warmup_ratio", "seed", "lens_steps", "doc_stride"})
+                          "warmup_ratio", "seed", "lens_steps", "doc_stride", "sae_layer"})
 # Seeds reach numpy and scikit-learn (``random_state``), which take 0 .. 2**32 - 1.
 SEEDS = frozenset({"seed"})
 MAX_SEED = 2**32 - 1

@@ -200,8 +200,8 @@ def test_attention_only_rerun_skips_with_reasons_and_leaves_nothing_stale(evalua
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--randomization-limit", "0"], "--randomization-limit must be a positive number of examples, got 0"),
-    (["--randomization-limit", "-3"], "--randomization-limit must be a positive number of examples, got -3"),
+    (["--randomization-limit", "0"], "--randomization-limit must be at least 1, got 0"),
+    (["--randomization-limit", "-3"], "--randomization-limit must be at least 1, got -3"),
     (["--n-boot", "0"], "--n-boot must be at least 1"),
 ])
 def test_bad_evaluation_flags_are_one_line_exit_2(snli_model, tmp_path, capsys, extra, message):

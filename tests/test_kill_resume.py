@@ -38,7 +38,11 @@ def _run(module: str, argv: list[str]) -> float:
 
 
 def _files(root: Path) -> int:
-    return sum(1 for p in root.rglob("*") if p.is_file() and p.name != CLAIM) if root.exists() else 0
+    """Files under ``root`` now; the run renames its temporary directories into place while this walks, so a
+    directory that vanished mid-walk is simply not counted (os.walk skips it)."""
+    import os
+
+    return sum(1 for _, _, names in os.walk(root) for name in names if name != CLAIM) if root.exists() else 0
 
 
 def _killed(module: str, argv: list[str], out: Path, at_files: int) -> bool:

@@ -132,7 +132,7 @@ def test_pdf_opens_with_the_verdicts_and_ends_with_provenance(runs, tmp_path):
     document.close()
     # Page 1 lists the parts; each part then starts on a later page, in reading order.
     where = [next(i for i, t in enumerate(texts) if i > 0 and name in t) for name in
-             ("2. Models at a glance", "4. Attribution and faithfulness", "8. Error analysis", "10. Provenance")]
+             ("2. Models at a glance", "4. Attribution and faithfulness", "9. Error analysis", "11. Provenance")]
     assert where == sorted(where) and len(set(where)) == 4
     assert not any("Produced with Plotly" in t or "Download plot as a png" in t for t in texts)  # no toolbar printed
 
@@ -168,7 +168,7 @@ def test_mechanisms_section_shows_lens_and_patching_runs(tiny_atinuke_dir, tmp_p
                  "the dog sat on the mat", "--out", str(runs / "patch" / "tiny")]) == 0
     result = report.build_report([runs], tmp_path / "r.html", pdf=False, n_boot=20)
     page = result.html.read_text(encoding="utf-8")
-    part = page[page.index('id="mechanisms"'):page.index('id="error-analysis"')]
+    part = page[page.index('id="mechanisms"'):page.index('id="training-dynamics"')]
     assert "Lens: model" in part or "Lens: tiny" in part
     assert part.count("<figure") == 4  # the lens curve, then exact, attribution and EAP-IG heatmaps
     assert "Rank correlation with exact patching: attribution" in part

@@ -53,6 +53,8 @@ def test_the_experiment_uses_a_shipped_run_only_for_its_exact_recipe(tmp_path):
             "--arch", "atinuke"]
     assert matches(path, base, tokenizer=None) is None  # the unit would train its own tokenizer
     assert matches(path, base, tokenizer=path) is None  # or reuse this very one
+    # Operational settings (snapshots, evaluation, checkpoints) change nothing that is trained.
+    assert matches(path, [*base, "--keep-log-checkpoints", "--eval-every", "100"], tokenizer=path) is None
     assert "steps" in matches(path, [*base, "--steps", "500"], tokenizer=None)
     assert "seed" in matches(path, [a if a != "0" else "1" for a in base], tokenizer=None)
     assert "positions" in matches(path, [*base, "--positions", "learned"], tokenizer=None)
